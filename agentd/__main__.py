@@ -1,0 +1,3 @@
+from agentd.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""The agent daemon: subscriptions, job intake, heartbeats and shutdown.
+
+One NATS connection per agent. Every job runs in its own task (nats.py calls
+a subscription's callback one message at a time), at most
+``max_concurrent_jobs`` at once; the rest wait for a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from agentd.config import AgentConfig
+from agentd.dedupe import RecentJobs
+from agentd.executor import Executor, ProcessExecutor
+from agentd.replies import encode_to_fit
+from schemas import (
+    ANY_QUEUE_GROUP,
+    ExecJob,
+    ExecResult,
+    Heartbeat,
+    ResultStatus,
+    TargetSyntaxError,
+    __version__,
+    decode_job,
+    encode,
+    parse_target,
+)
+
+log = logging.getLogger("nexec.agentd")
+
+
+class AgentState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class AgentCounters:
+    received: int = 0
+    started: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    replies_lost: int = 0
+
+
+class Agent:
+    """A nexec agent: takes jobs addressed to it on NATS and replies with results.
+
+    Use as ``async with Agent(config) as agent: ...`` or call :meth:`start`
+    and :meth:`stop` (safe to call twice).
+    """
+
+    def __init__(self, config: AgentConfig, executor: Executor | None = None) -> None:
+        self.config = config
+        self.counters = AgentCounters()
+        self.state = AgentState.NEW
+        self._subjects = config.subjects
+        self._executor = executor or ProcessExecutor(
+            hostname=config.hostname,
+            output_cap_bytes=config.output_cap_bytes,
+            kill_grace_s=config.kill_grace_s,
+        )
+        self._nc = Client()
+        self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
+        self._recent_jobs = RecentJobs()
+        self._running: set[asyncio.Task[None]] = set()
+        self._cancel_running = asyncio.Event()
+        self._job_subscriptions: list[Subscription] = []
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._instance_id = uuid.uuid4().hex
+        self._started_at = time.time()
+
+    @property
+    def hostname(self) -> str:
+        return self.config.hostname
+
+    @property
+    def jobs_running(self) -> int:
+        return len(self._running)
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, subscribe to every subject addressed to this agent, start heartbeats.
+
+        Retries the connection until NATS answers.
+        """
+        await self._nc.connect(
+            servers=[self.config.nats_url],
+            name=f"nexec-agentd {self.hostname}",
+            connect_timeout=max(1, round(self.config.connect_timeout_s)),
+            max_reconnect_attempts=-1,
+            error_cb=self._on_nats_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        for subject in self._job_subjects():
+            self._job_subscriptions.append(await self._nc.subscribe(subject, cb=self._on_job))
+        self._job_subscriptions.append(
+            await self._nc.subscribe(
+                self._subjects.exec_any(), queue=ANY_QUEUE_GROUP, cb=self._on_job
+            )
+        )
+        await self._nc.subscribe(self._subjects.agent_ping(), cb=self._on_ping)
+        await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
+        self.state = AgentState.RUNNING
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        log.info(
+            "nexec-agentd ready: hostname=%s labels=%s nats=%s",
+            self.hostname,
+            ",".join(f"{k}:{v}" for k, v in sorted(self.config.labels.items())) or "-",
+            self.config.nats_url,
+        )
+
+    def _job_subjects(self) -> list[str]:
+        labels = sorted(self.config.labels.items())
+        return [
+            self._subjects.exec_host(self.hostname),
+            *(self._subjects.exec_label(key, value) for key, value in labels),
+            self._subjects.exec_all(),
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let running ones finish within ``drain_timeout_s``,
+        cancel the rest, send every result, say goodbye, close. Safe to call twice."""
+        if self.state in (AgentState.STOPPING, AgentState.STOPPED):
+            return
+        was_running = self.state is AgentState.RUNNING
+        self.state = AgentState.STOPPING
+        if was_running:
+            for subscription in self._job_subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py: untyped
+            await self._finish_running_jobs()
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat_task
+            await self._publish_heartbeat(leaving=True)
+        with contextlib.suppress(nats.errors.Error):
+            await self._nc.drain()
+        self.state = AgentState.STOPPED
+        counters = self.counters
+        log.info(
+            "nexec-agentd stopped: hostname=%s received=%d started=%d duplicates=%d "
+            "refused=%d replies_lost=%d",
+            self.hostname,
+            counters.received,
+            counters.started,
+            counters.duplicates,
+            counters.refused,
+            counters.replies_lost,
+        )
+
+    async def _finish_running_jobs(self) -> None:
+        if not self._running:
+            return
+        _, pending = await asyncio.wait(set(self._running), timeout=self.config.drain_timeout_s)
+        if not pending:
+            return
+        log.warning("drain timeout: cancelling %d running job(s)", len(pending))
+        self._cancel_running.set()
+        _, still_pending = await asyncio.wait(pending, timeout=3 * self.config.kill_grace_s + 1)
+        for task in still_pending:
+            task.cancel()
+
+    async def _on_job(self, msg: Msg) -> None:
+        self.counters.received += 1
+        try:
+            job = decode_job(msg.data)
+        except msgspec.DecodeError as exc:
+            await self._refuse(msg.reply, "", f"invalid job message: {exc}")
+            return
+        if not msg.reply:
+            self.counters.refused += 1
+            log.warning("job %s has no reply subject; not run", job.job_id)
+            return
+        try:
+            target = parse_target(job.target)
+        except TargetSyntaxError as exc:
+            await self._refuse(msg.reply, job.job_id, f"invalid job target: {exc}")
+            return
+        if not target.matches(self.hostname, self.config.labels):
+            return
+        if not self._recent_jobs.first_time(job.job_id, job.deadline):
+            self.counters.duplicates += 1
+            log.warning("job %s delivered again; not run twice", job.job_id)
+            return
+        task = asyncio.create_task(self._run_job(job, msg.reply))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run_job(self, job: ExecJob, reply: str) -> None:
+        async with self._slots:
+            remaining_s = job.deadline - time.time()
+            if self._cancel_running.is_set():
+                result = self._result(job.job_id, ResultStatus.CANCELLED, "agent shut down first")
+            elif remaining_s <= 0:
+                result = self._result(
+                    job.job_id, ResultStatus.FAILED, "expired before start: its deadline passed"
+                )
+            else:
+                self.counters.started += 1
+                timeout_s = min(float(job.timeout_s), remaining_s)
+                result = await self._executor.run(job, timeout_s, self._cancel_running)
+        await self._reply(reply, result)
+
+    async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
+        self.counters.refused += 1
+        log.warning("job %s refused: %s", job_id or "?", reason)
+        if reply:
+            await self._reply(reply, self._result(job_id, ResultStatus.FAILED, reason))
+
+    def _result(self, job_id: str, status: ResultStatus, error: str) -> ExecResult:
+        return ExecResult(job_id=job_id, hostname=self.hostname, status=status, error=error)
+
+    async def _reply(self, reply: str, result: ExecResult) -> None:
+        try:
+            await self._nc.publish(reply, encode_to_fit(result, self._nc.max_payload))
+        except nats.errors.Error as exc:
+            self.counters.replies_lost += 1
+            log.error("result of job %s not sent: %s", result.job_id, exc)
+
+    async def _on_ping(self, msg: Msg) -> None:
+        await self._publish_heartbeat()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._publish_heartbeat()
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    async def _publish_heartbeat(self, *, leaving: bool = False) -> None:
+        heartbeat = Heartbeat(
+            hostname=self.hostname,
+            instance_id=self._instance_id,
+            labels=dict(self.config.labels),
+            version=__version__,
+            started_at=self._started_at,
+            sent_at=time.time(),
+            interval_s=self.config.heartbeat_interval_s,
+            jobs_running=self.jobs_running,
+            leaving=leaving,
+        )
+        try:
+            await self._nc.publish(self._subjects.heartbeat(self.hostname), encode(heartbeat))
+        except nats.errors.Error as exc:
+            log.warning("heartbeat not sent: %s", exc)
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        log.warning("NATS: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("NATS: disconnected from %s", self.config.nats_url)
+
+    async def _on_reconnected(self) -> None:
+        log.info("NATS: reconnected")
+        await self._publish_heartbeat()

@@ -1,0 +1,61 @@
+"""The agent's settings: one typed object, parsed once in ``main``."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Any
+
+import pydantic
+
+from schemas import DEFAULT_PREFIX, parse_label
+from schemas.subjects import Subjects
+from schemas.targets import validate_hostname
+
+# Room kept in every reply for everything but the two output texts.
+REPLY_OVERHEAD_BYTES = 16 * 1024
+
+
+class AgentConfig(pydantic.BaseModel):
+    """Settings of ``nexec-agentd``; each is also ``NEXEC_<NAME>`` and a config-file key."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    hostname: str = pydantic.Field(default_factory=socket.gethostname)
+    labels: dict[str, str] = {}
+    subject_prefix: str = DEFAULT_PREFIX
+    max_concurrent_jobs: Annotated[int, pydantic.Field(ge=1, le=1024)] = 16
+    output_cap_bytes: Annotated[int, pydantic.Field(ge=1024)] = 256 * 1024
+    """Bytes kept per stream (stdout, stderr); replies that would still exceed
+    the server's max payload are cut further."""
+    kill_grace_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
+    heartbeat_interval_s: Annotated[float, pydantic.Field(gt=0, le=300)] = 5.0
+    drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
+    connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
+
+    @pydantic.field_validator("hostname")
+    @classmethod
+    def _check_hostname(cls, value: str) -> str:
+        return validate_hostname(value)
+
+    @pydantic.field_validator("labels", mode="before")
+    @classmethod
+    def _parse_labels(cls, value: Any) -> Any:
+        """Accept a mapping, a list of ``key:value`` or one comma-separated string."""
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item]
+        if isinstance(value, list):
+            return dict(parse_label(str(item)) for item in value)
+        if isinstance(value, dict):
+            return dict(parse_label(f"{key}:{item}") for key, item in value.items())
+        return value
+
+    @pydantic.field_validator("subject_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        Subjects(value)
+        return value
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.subject_prefix)

@@ -1,0 +1,19 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.config import ControllerConfig
+from controller.dispatch import Dispatcher
+from controller.keys import ApiKey, KeyStore
+from controller.natslink import NatsLink
+from controller.registry import Registry
+
+CONFIG = web.AppKey("config", ControllerConfig)
+KEYS = web.AppKey("keys", KeyStore)
+REGISTRY = web.AppKey("registry", Registry)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+NATS_LINK = web.AppKey("nats_link", NatsLink)
+
+API_KEY = web.RequestKey("api_key", ApiKey)

@@ -1,0 +1,78 @@
+"""``nexec``: key management and the local development stack.
+
+nexec keys create --keys-file FILE --name NAME --perm PERM [--perm ...] [--target PATTERN ...]
+nexec keys list --keys-file FILE
+nexec dev [--port 8080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from controller.devstack import run_dev
+from controller.keys import PERMISSIONS, KeysFileError, create_key, read_keys_file
+from controller.processes import ProcessFailed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nexec", description="nexec fleet command dispatcher")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="add a key; prints it once on stdout")
+    create.add_argument("--keys-file", type=Path, required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--perm",
+        dest="permissions",
+        action="append",
+        required=True,
+        choices=sorted(PERMISSIONS),
+        help="repeatable",
+    )
+    create.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="glob the target must match, e.g. 'web*' or 'env:dev' (repeatable; none = any)",
+    )
+    listing = keys.add_parser("list", help="names, permissions and targets (never keys)")
+    listing.add_argument("--keys-file", type=Path, required=True)
+
+    dev = commands.add_parser("dev", help="run nats-server, a controller and an agent locally")
+    dev.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "dev":
+            return run_dev(args.port)
+        if args.keys_command == "create":
+            print(
+                create_key(
+                    args.keys_file,
+                    name=args.name,
+                    permissions=args.permissions,
+                    targets=args.targets,
+                )
+            )
+            return 0
+        for entry in read_keys_file(args.keys_file).keys:
+            targets = ",".join(entry.targets) or "*"
+            print(f"{entry.name}\t{','.join(entry.permissions)}\t{targets}")
+        return 0
+    except (KeysFileError, ProcessFailed) as exc:
+        print(f"nexec: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

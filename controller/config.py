@@ -1,0 +1,52 @@
+"""The controller's settings: one typed object, parsed once in ``main``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pydantic
+
+from schemas import DEFAULT_PREFIX, Subjects
+
+
+class ControllerConfig(pydantic.BaseModel):
+    """Settings of ``nexec-controller``; each is also ``NEXEC_<NAME>`` and a config-file key."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    listen: str = "127.0.0.1:8080"
+    """``HOST:PORT`` of the HTTP server; port 0 picks a free one."""
+    keys_file: Path = Path("keys.json")
+    subject_prefix: str = DEFAULT_PREFIX
+    delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
+    """Added to a request's timeout: how long replies may take to arrive."""
+    max_body_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * 1024
+    connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
+
+    @pydantic.field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("expected HOST:PORT")
+        return value
+
+    @pydantic.field_validator("subject_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        Subjects(value)
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.subject_prefix)

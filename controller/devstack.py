@@ -1,0 +1,137 @@
+"""``nexec dev``: nats-server, a controller and one local agent on this machine.
+
+Everything listens on 127.0.0.1, keeps its data in a temporary directory that
+is removed at exit, and stops in order (agent, controller, nats-server) on
+Ctrl-C, SIGTERM or SIGHUP, or when any of the three dies.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from controller.keys import PERMISSIONS, create_key
+from controller.processes import ManagedProcess, start_nats_server
+from schemas import TargetSyntaxError
+from schemas.targets import validate_hostname
+
+CONTROLLER_READY_RE = re.compile(
+    r"nexec-controller listening on http://(?P<host>\S+):(?P<port>\d+)"
+)
+AGENT_READY_RE = re.compile(r"nexec-agentd ready")
+STARTUP_TIMEOUT_S = 30.0
+DEV_LABEL = "env:dev"
+FALLBACK_HOSTNAME = "dev-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class DevStack:
+    url: str
+    nats_url: str
+    hostname: str
+    api_key: str
+
+
+def local_hostname() -> str:
+    """This machine's hostname if it is a valid agent name, else ``dev-agent``."""
+    try:
+        return validate_hostname(socket.gethostname())
+    except TargetSyntaxError:
+        return FALLBACK_HOSTNAME
+
+
+def banner(stack: DevStack) -> str:
+    """What ``nexec dev`` prints once everything is up."""
+    exec_url = f"{stack.url}/node/{stack.hostname}/command/exec"
+    return f"""
+nexec dev is running.
+  API       {stack.url}   (OpenAPI: {stack.url}/openapi.json)
+  NATS      {stack.nats_url}
+  agent     {stack.hostname}   (label {DEV_LABEL})
+  API key   {stack.api_key}   (every permission; gone when nexec dev stops)
+
+Run a command on the agent:
+  curl -s -X POST {exec_url} \\
+    -H 'Authorization: Bearer {stack.api_key}' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"command": "uname", "args": ["-a"]}}'
+
+Ctrl-C stops everything.
+"""
+
+
+def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> int:
+    """Start the stack, print :func:`banner`, run until a signal or a child's death.
+
+    Returns 0 after a requested stop, 1 when a child died or could not start.
+    """
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    with tempfile.TemporaryDirectory(prefix="nexec-dev-") as tmp, ExitStack() as children:
+        work_dir = Path(tmp)
+        api_key = create_key(
+            work_dir / "keys.json", name="dev", permissions=sorted(PERMISSIONS), targets=[]
+        )
+        nats, nats_url = start_nats_server(work_dir / "nats", echo=log)
+        children.callback(nats.stop)
+        controller = ManagedProcess(
+            [
+                sys.executable, "-m", "controller",
+                "--nats-url", nats_url,
+                "--listen", f"127.0.0.1:{port}",
+                "--keys-file", str(work_dir / "keys.json"),
+            ],
+            name="controller",
+            echo=log,
+        )  # fmt: skip
+        children.callback(controller.stop)
+        ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
+        hostname = local_hostname()
+        agent = ManagedProcess(
+            [
+                sys.executable, "-m", "agentd",
+                "--nats-url", nats_url,
+                "--hostname", hostname,
+                "--label", DEV_LABEL,
+            ],
+            name="agent",
+            echo=log,
+        )  # fmt: skip
+        children.callback(agent.stop)
+        agent.wait_for_line(AGENT_READY_RE, STARTUP_TIMEOUT_S)
+        controller.wait_for_line(
+            re.compile(rf"agent joined: {re.escape(hostname)}$"), STARTUP_TIMEOUT_S
+        )
+        stack = DevStack(
+            url=f"http://{ready['host']}:{ready['port']}",
+            nats_url=nats_url,
+            hostname=hostname,
+            api_key=api_key,
+        )
+        print(banner(stack), file=out, flush=True)
+        return _supervise(stop_requested, [nats, controller, agent], log)
+
+
+def _supervise(
+    stop_requested: threading.Event, processes: list[ManagedProcess], log: TextIO
+) -> int:
+    """Block until a stop is requested (0) or a child exits on its own (1)."""
+    while not stop_requested.wait(timeout=1.0):
+        for process in processes:
+            if process.popen.poll() is not None:
+                print(
+                    f"nexec dev: {process.name} exited ({process.popen.returncode}); stopping",
+                    file=log,
+                )
+                return 1
+    print("nexec dev: stopping", file=log, flush=True)
+    return 0

@@ -1,0 +1,169 @@
+"""API keys: generated at random, stored only as SHA-256 hashes, checked in constant time.
+
+The keys file is JSON::
+
+    {"keys": [{"name": "ops", "sha256": "<hex>", "permissions": ["command:exec"],
+               "targets": ["web*", "env:dev"]}]}
+
+A key is 32 random bytes (256 bits), so a plain SHA-256 is as strong as a slow
+password hash here and costs nothing per request.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+KEY_PREFIX = "nxk_"
+PERMISSIONS = frozenset(
+    {"command:exec", "command:shell", "job:read", "job:cancel", "node:read", "audit:read"}
+)
+
+
+class KeysFileError(ValueError):
+    """The keys file cannot be read or written, or an entry is invalid."""
+
+
+class StoredKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    sha256: str
+    permissions: list[str]
+    targets: list[str] = []
+    """Glob patterns (``fnmatch``) the target string must match; empty means any."""
+    created_at: float = 0.0
+
+
+class KeysFile(msgspec.Struct, kw_only=True):
+    keys: list[StoredKey] = []
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An authenticated caller: the key's name and what it may do."""
+
+    name: str
+    permissions: frozenset[str]
+    targets: tuple[str, ...]
+
+    def has_permission(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def may_target(self, target: str) -> bool:
+        """Whether the raw target string (as in the URL) matches an allowed pattern."""
+        if not self.targets:
+            return True
+        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets)
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class KeyStore:
+    """The keys a controller accepts, loaded once at start."""
+
+    def __init__(self, stored: list[StoredKey]) -> None:
+        self._entries = [
+            (
+                bytes.fromhex(entry.sha256),
+                ApiKey(entry.name, frozenset(entry.permissions), tuple(entry.targets)),
+            )
+            for entry in stored
+        ]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def load(cls, path: Path) -> KeyStore:
+        """Raises: KeysFileError when the file is missing, unreadable or invalid."""
+        return cls(read_keys_file(path).keys)
+
+    def authenticate(self, presented: str) -> ApiKey | None:
+        """The key whose hash matches, comparing against every entry in constant time."""
+        digest = hash_key(presented)
+        found: ApiKey | None = None
+        for stored_digest, api_key in self._entries:
+            if hmac.compare_digest(stored_digest, digest):
+                found = api_key
+        return found
+
+
+def read_keys_file(path: Path) -> KeysFile:
+    """Raises: KeysFileError when the file is missing, unreadable or invalid."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeysFileError(f"cannot read keys file {path}: {exc.strerror}") from exc
+    try:
+        keys_file = msgspec.json.decode(data, type=KeysFile)
+    except msgspec.DecodeError as exc:
+        raise KeysFileError(f"keys file {path} is invalid: {exc}") from exc
+    for entry in keys_file.keys:
+        _check_entry(entry, path)
+    return keys_file
+
+
+def _check_entry(entry: StoredKey, path: Path) -> None:
+    unknown = set(entry.permissions) - PERMISSIONS
+    if unknown:
+        raise KeysFileError(f"keys file {path}: key {entry.name!r} has unknown {sorted(unknown)}")
+    try:
+        digest = bytes.fromhex(entry.sha256)
+    except ValueError:
+        digest = b""
+    if len(digest) != hashlib.sha256().digest_size:
+        raise KeysFileError(f"keys file {path}: key {entry.name!r} has no valid sha256")
+
+
+def create_key(path: Path, *, name: str, permissions: list[str], targets: list[str]) -> str:
+    """Add a new random key to the keys file (created if missing, mode 0600).
+
+    Returns the key itself, which is stored nowhere.
+
+    Raises:
+        KeysFileError: the name is taken or empty, a permission is unknown,
+            or the file cannot be read or written.
+    """
+    if not name:
+        raise KeysFileError("a key needs a name")
+    unknown = set(permissions) - PERMISSIONS
+    if unknown:
+        raise KeysFileError(
+            f"unknown permission(s) {sorted(unknown)}; known: {sorted(PERMISSIONS)}"
+        )
+    keys_file = read_keys_file(path) if path.exists() else KeysFile()
+    if any(entry.name == name for entry in keys_file.keys):
+        raise KeysFileError(f"keys file {path} already has a key named {name!r}")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    keys_file.keys.append(
+        StoredKey(
+            name=name,
+            sha256=hash_key(key).hex(),
+            permissions=sorted(set(permissions)),
+            targets=targets,
+            created_at=time.time(),
+        )
+    )
+    _write_private(path, msgspec.json.format(msgspec.json.encode(keys_file)) + b"\n")
+    return key
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with a file only its owner can read."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        temporary.replace(path)
+    except OSError as exc:
+        raise KeysFileError(f"cannot write keys file {path}: {exc.strerror}") from exc

@@ -1,0 +1,88 @@
+"""``nexec-controller``: the HTTP gateway's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from controller.app import create_app
+from controller.config import ControllerConfig
+from controller.keys import KeysFileError, KeyStore
+from schemas.settings import SettingsError, given_flags, load_settings
+
+log = logging.getLogger("nexec.controller")
+
+READY_MESSAGE = "nexec-controller listening on http://%s:%d"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nexec-controller",
+        description="The nexec HTTP gateway. Every flag is also NEXEC_<FIELD> in the "
+        "environment and <field> in the TOML config file.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--nats-url", dest="nats_url")
+    parser.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080; port 0 = any)")
+    parser.add_argument("--keys-file", dest="keys_file", type=Path)
+    parser.add_argument("--subject-prefix", dest="subject_prefix")
+    parser.add_argument(
+        "--delivery-margin", dest="delivery_margin_s", type=float, metavar="SECONDS"
+    )
+    parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+async def serve(config: ControllerConfig, keys: KeyStore) -> None:
+    """Serve HTTP until SIGTERM or SIGINT, then shut down cleanly."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    runner = web.AppRunner(create_app(config, keys))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.listen_host, config.listen_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        log.info(READY_MESSAGE, host, port)
+        await stop_requested.wait()
+    finally:
+        await runner.cleanup()
+        log.info("nexec-controller stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_settings(
+            ControllerConfig,
+            config_file=args.config,
+            environ=os.environ,
+            flags=given_flags(args, exclude={"config", "log_level"}),
+        )
+        keys = KeyStore.load(config.keys_file)
+    except (SettingsError, KeysFileError) as exc:
+        print(f"nexec-controller: {exc}", file=sys.stderr)
+        return 2
+    if not len(keys):
+        log.warning("keys file %s has no keys: every request will get 401", config.keys_file)
+    asyncio.run(serve(config, keys))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Request middleware: errors to JSON in one place, and API-key authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from controller.appkeys import API_KEY, CONFIG, KEYS
+from controller.errors import ApiError, PayloadTooLarge, Unauthorized
+from schemas import ErrorBody
+
+log = logging.getLogger("nexec.controller.http")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+
+
+def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json"
+    )
+
+
+def error_response(status: int, error: str, details: str) -> web.Response:
+    return json_response(ErrorBody(error=error, details=details, code=status), status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as ``{"error", "details", "code"}``; tracebacks go to the log only."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.title, exc.details)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].max_body_bytes
+        exc_413 = PayloadTooLarge(f"the body is larger than {limit} bytes")
+        return error_response(exc_413.status, exc_413.title, exc_413.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        details = f"{request.method} {request.path}: {exc.reason}"
+        return error_response(exc.status, exc.reason.lower(), details)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate every request to an existing, non-public route before its body is read.
+
+    Raises:
+        Unauthorized: no key, or a key the controller does not know.
+    """
+    if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
+        return await handler(request)
+    presented = presented_key(request)
+    if presented is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    api_key = request.app[KEYS].authenticate(presented)
+    if api_key is None:
+        raise Unauthorized("unknown API key")
+    request[API_KEY] = api_key
+    return await handler(request)
+
+
+def presented_key(request: web.Request) -> str | None:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    api_key = request.headers.get("X-API-Key", "").strip()
+    return api_key or None

@@ -1,0 +1,98 @@
+"""The controller's one NATS connection, made in the background and kept forever.
+
+The HTTP server starts at once; until NATS answers, requests that need it get
+503 and ``/healthz`` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+from nats.aio.client import Client
+
+log = logging.getLogger("nexec.controller.nats")
+
+
+class LinkState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+class NatsLink:
+    """Connects with unlimited retries, then calls ``on_connected`` once."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        connect_timeout_s: float,
+        on_connected: Callable[[Client], Awaitable[None]],
+    ) -> None:
+        self.client = Client()
+        self._url = url
+        self._name = name
+        self._connect_timeout_s = connect_timeout_s
+        self._on_connected = on_connected
+        self._connect_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        """Set once connected and ``on_connected`` has run."""
+        self.disconnected = asyncio.Event()
+        """Set while the connection is down after having been up."""
+
+    @property
+    def state(self) -> LinkState:
+        if self.client.is_closed:
+            return LinkState.CLOSED
+        if self.client.is_connected and self.ready.is_set():
+            return LinkState.CONNECTED
+        return LinkState.DISCONNECTED if self.ready.is_set() else LinkState.CONNECTING
+
+    def start(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        await self.client.connect(
+            servers=[self._url],
+            name=self._name,
+            connect_timeout=max(1, round(self._connect_timeout_s)),
+            max_reconnect_attempts=-1,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        await self._on_connected(self.client)
+        await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
+        self.ready.set()
+        log.info("NATS connected: %s", self._url)
+
+    async def close(self) -> None:
+        """Stop connecting, or drain the connection. Safe to call twice."""
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        if self.client.is_connected:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.client.drain()
+        elif not self.client.is_closed:
+            await self.client.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        if self.ready.is_set():
+            self.disconnected.set()
+            log.warning("NATS disconnected: %s", self._url)
+
+    async def _on_reconnected(self) -> None:
+        self.disconnected.clear()
+        log.info("NATS reconnected: %s", self._url)

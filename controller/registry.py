@@ -1,0 +1,77 @@
+"""The live agents, as a controller sees them from their heartbeats.
+
+An agent is live from its first heartbeat until three of its heartbeat
+intervals pass without one, or until it says it is leaving. The registry is
+fed by the heartbeat subscription; nothing here touches NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas import Heartbeat, Target, TargetKind
+
+log = logging.getLogger("nexec.controller.registry")
+
+MISSED_HEARTBEATS_BEFORE_EXPIRY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEntry:
+    heartbeat: Heartbeat
+    expires_at: float
+    """``time.monotonic()`` after which the agent counts as gone."""
+
+
+class Registry:
+    """Hostname → latest heartbeat of every live agent."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._agents: dict[str, AgentEntry] = {}
+        self._changed = asyncio.Event()
+
+    def observe(self, heartbeat: Heartbeat) -> None:
+        """Record a heartbeat; a leaving agent is removed at once."""
+        hostname = heartbeat.hostname
+        if heartbeat.leaving:
+            if self._agents.pop(hostname, None) is not None:
+                log.info("agent left: %s", hostname)
+        else:
+            if hostname not in self._agents:
+                log.info("agent joined: %s", hostname)
+            expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
+            self._agents[hostname] = AgentEntry(heartbeat, expires_at)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def live(self) -> list[Heartbeat]:
+        """Every live agent, sorted by hostname; forgets the expired ones."""
+        now = self._clock()
+        for hostname in [h for h, entry in self._agents.items() if entry.expires_at <= now]:
+            log.info("agent expired: %s (no heartbeat)", hostname)
+            del self._agents[hostname]
+        return [self._agents[hostname].heartbeat for hostname in sorted(self._agents)]
+
+    def resolve(self, target: Target) -> list[str]:
+        """Hostnames of the live agents ``target`` addresses, sorted."""
+        if target.kind is TargetKind.HOST:
+            entry = self._agents.get(target.hostname)
+            if entry is None or entry.expires_at <= self._clock():
+                return []
+            return [target.hostname]
+        return [hb.hostname for hb in self.live() if target.matches(hb.hostname, hb.labels)]
+
+    async def wait_until(self, condition: Callable[[Registry], bool], timeout_s: float) -> None:
+        """Wait until ``condition(self)`` holds, re-checking on every heartbeat.
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout_s``.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not condition(self):
+                await self._changed.wait()

@@ -1,0 +1,68 @@
+"""Turning request bodies and path parts into typed values, or a precise 400."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+import msgspec
+
+from controller.errors import BadRequest
+from schemas import ExecRequest, Target, TargetSyntaxError, parse_target
+
+_exec_request_decoder = msgspec.json.Decoder(ExecRequest)
+_VALIDATION_PATH_RE = re.compile(r"^(?P<reason>.*) - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def parse_target_text(text: str) -> Target:
+    """Raises: BadRequest naming the target and what is wrong with it."""
+    try:
+        return parse_target(text)
+    except TargetSyntaxError as exc:
+        raise BadRequest(f"target: {exc}") from exc
+
+
+def parse_exec_request(body: bytes) -> ExecRequest:
+    """Decode and check an exec body.
+
+    Raises:
+        BadRequest: not JSON, not an object, a field of the wrong type or out
+            of range, an unknown field, a blank command, a NUL byte, or a
+            relative ``cwd``; ``details`` names the field.
+    """
+    if not body.strip():
+        raise BadRequest("body: a JSON object is required")
+    try:
+        request = _exec_request_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(describe_validation_error(str(exc))) from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from exc
+    _check_strings(request)
+    return request
+
+
+def describe_validation_error(message: str) -> str:
+    """``Expected `int`, got `str` - at `$.timeout``` → ``timeout: expected `int`, got `str```."""
+    match = _VALIDATION_PATH_RE.match(message)
+    if match is None:
+        if message.startswith("Expected `object`"):
+            return f"body: must be a JSON object ({message[0].lower()}{message[1:]})"
+        return f"body: {message[0].lower()}{message[1:]}"
+    reason = match["reason"]
+    return f"{match['path'] or 'body'}: {reason[0].lower()}{reason[1:]}"
+
+
+def _check_strings(request: ExecRequest) -> None:
+    if not request.command.strip():
+        raise BadRequest("command: must not be blank")
+    if "\0" in request.command:
+        raise BadRequest("command: must not contain a NUL byte")
+    for index, arg in enumerate(request.args):
+        if "\0" in arg:
+            raise BadRequest(f"args[{index}]: must not contain a NUL byte")
+    if request.cwd is not None:
+        if "\0" in request.cwd:
+            raise BadRequest("cwd: must not contain a NUL byte")
+        if not posixpath.isabs(request.cwd):
+            raise BadRequest("cwd: must be an absolute path")

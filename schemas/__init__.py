@@ -1,0 +1,45 @@
+"""Wire types, HTTP bodies, target syntax and subject names shared by nexec's processes.
+
+This is the only package that both ``controller`` and ``agentd`` import.
+"""
+
+from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse
+from schemas.messages import (
+    ExecJob,
+    ExecResult,
+    Heartbeat,
+    ResultStatus,
+    decode_heartbeat,
+    decode_job,
+    decode_result,
+    encode,
+)
+from schemas.subjects import ANY_QUEUE_GROUP, DEFAULT_PREFIX, Subjects, encode_token
+from schemas.targets import Target, TargetKind, TargetSyntaxError, parse_label, parse_target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY_QUEUE_GROUP",
+    "DEFAULT_PREFIX",
+    "ErrorBody",
+    "ExecJob",
+    "ExecRequest",
+    "ExecResponse",
+    "ExecResult",
+    "HealthResponse",
+    "Heartbeat",
+    "ResultStatus",
+    "Subjects",
+    "Target",
+    "TargetKind",
+    "TargetSyntaxError",
+    "__version__",
+    "decode_heartbeat",
+    "decode_job",
+    "decode_result",
+    "encode",
+    "encode_token",
+    "parse_label",
+    "parse_target",
+]

@@ -1,0 +1,122 @@
+"""Messages on NATS: the job, the per-host result and the agent heartbeat.
+
+Every message is a frozen, keyword-only msgspec Struct, JSON-encoded, with a
+versioned ``type`` tag. Compatibility rule: new fields get defaults; existing
+fields never change type or meaning. A change that cannot follow that rule
+gets a new tag (``...v2...``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class ResultStatus(enum.StrEnum):
+    """The closed set of outcomes for one host."""
+
+    COMPLETED = "completed"
+    """The process ran and exited, with any exit code."""
+    FAILED = "failed"
+    """It could not run: not found, bad cwd, refused, agent error, expired."""
+    TIMEOUT = "timeout"
+    """Killed at its timeout; the output read until then is kept."""
+    CANCELLED = "cancelled"
+    """Stopped on request or because the agent shut down."""
+    NO_REPLY = "no_reply"
+    """Set by the controller: an expected agent never answered."""
+
+
+class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.job"):
+    """A command to run, published on an ``exec`` subject with a reply subject."""
+
+    job_id: str
+    """Unique id (a UUID); an agent never runs the same job_id twice."""
+    command: str
+    """The executable: a name looked up on the agent's PATH, or a path."""
+    args: list[str] = []
+    cwd: str | None = None
+    timeout_s: int = 30
+    """Seconds the process may run before it is killed."""
+    deadline: float
+    """Unix time (seconds) after which nobody waits for the result: an agent
+    refuses a job that reaches it, or leaves its queue, later than this."""
+    target: str
+    """The target as requested (hostname, ``_any``, ``_all`` or labels); an
+    agent that receives a job whose target it does not match drops it."""
+    caller: str = ""
+    """Name of the API key (never the key) or of the direct publisher."""
+    created_at: float = 0.0
+
+
+class ExecResult(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.result"
+):
+    """What one host did with one job; the reply to an :class:`ExecJob`."""
+
+    job_id: str
+    hostname: str
+    status: ResultStatus
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    """The process's exit status; negative ``-N`` when a signal N ended it;
+    null when no process ran."""
+    duration_ms: int = 0
+    changed: bool = False
+    """True when a process was started."""
+    error: str | None = None
+    """Why the host failed, timed out or did not reply; null on completion."""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout_bytes: int = 0
+    """How many bytes the process wrote to stdout, kept or not."""
+    stderr_bytes: int = 0
+
+
+class Heartbeat(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.agent.v1.heartbeat"
+):
+    """An agent saying it is alive, published every ``interval_s`` seconds."""
+
+    hostname: str
+    instance_id: str
+    """Random per agent process: changes when the agent restarts."""
+    labels: dict[str, str] = {}
+    version: str = ""
+    started_at: float = 0.0
+    sent_at: float = 0.0
+    interval_s: float = 5.0
+    """Seconds until the next heartbeat; readers expire the agent after three."""
+    jobs_running: int = 0
+    leaving: bool = False
+    """True in the last heartbeat of an agent that stops cleanly."""
+
+
+WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (ExecJob, ExecResult, Heartbeat)
+
+_encoder = msgspec.json.Encoder()
+_job_decoder = msgspec.json.Decoder(ExecJob)
+_result_decoder = msgspec.json.Decoder(ExecResult)
+_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """JSON-encode any nexec message."""
+    return _encoder.encode(message)
+
+
+def decode_job(data: bytes) -> ExecJob:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed job."""
+    return _job_decoder.decode(data)
+
+
+def decode_result(data: bytes) -> ExecResult:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed result."""
+    return _result_decoder.decode(data)
+
+
+def decode_heartbeat(data: bytes) -> Heartbeat:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed heartbeat."""
+    return _heartbeat_decoder.decode(data)

@@ -1,0 +1,125 @@
+"""Every NATS subject nexec uses, built by small named functions.
+
+Nothing outside this module builds a subject string. Each variable part
+(a hostname, a label key or value) becomes one subject token through
+:func:`encode_token`, so a dot in an FQDN never splits a token and two
+different names never share a subject.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from schemas.targets import Target, TargetKind
+
+DEFAULT_PREFIX = "nexec"
+ANY_QUEUE_GROUP = "nexec-agents"
+
+_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def encode_token(name: str) -> str:
+    """Turn any non-empty string into one subject token made of ``A-Za-z0-9-_``.
+
+    Letters, digits and ``-`` stay as they are; every other byte of the UTF-8
+    encoding, ``_`` included, becomes ``_XX`` (two upper-case hex digits). The
+    mapping is injective: ``web1.example.com`` is ``web1_2Eexample_2Ecom`` and
+    cannot collide with ``web1_example_com`` (``web1_5Fexample_5Fcom``).
+
+    Raises:
+        ValueError: ``name`` is empty.
+    """
+    if not name:
+        raise ValueError("a subject token cannot be empty")
+    if all(char in _SAFE_CHARS for char in name):
+        return name
+    parts: list[str] = []
+    for char in name:
+        if char in _SAFE_CHARS:
+            parts.append(char)
+        else:
+            parts.extend(f"_{byte:02X}" for byte in char.encode())
+    return "".join(parts)
+
+
+def decode_token(token: str) -> str:
+    """Invert :func:`encode_token`.
+
+    Raises:
+        ValueError: ``token`` is not a valid encoding.
+    """
+    out = bytearray()
+    index = 0
+    while index < len(token):
+        char = token[index]
+        if char == "_":
+            hex_digits = token[index + 1 : index + 3]
+            if len(hex_digits) != 2:
+                raise ValueError(f"truncated escape in subject token {token!r}")
+            out.append(int(hex_digits, 16))
+            index += 3
+        else:
+            out.extend(char.encode())
+            index += 1
+    return out.decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """The subject tree under one prefix (default ``nexec``).
+
+    Raises:
+        ValueError: at construction, when ``prefix`` is not dot-separated
+            tokens of ``A-Za-z0-9-_``.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(f"invalid subject prefix {self.prefix!r}")
+
+    def exec_host(self, hostname: str) -> str:
+        """Jobs for exactly one agent."""
+        return f"{self.prefix}.exec.host.{encode_token(hostname)}"
+
+    def exec_label(self, key: str, value: str) -> str:
+        """Jobs for every agent carrying the label ``key:value``."""
+        return f"{self.prefix}.exec.label.{encode_token(key)}.{encode_token(value)}"
+
+    def exec_all(self) -> str:
+        """Jobs for every agent."""
+        return f"{self.prefix}.exec.all"
+
+    def exec_any(self) -> str:
+        """Jobs for exactly one agent, chosen by the queue group :data:`ANY_QUEUE_GROUP`."""
+        return f"{self.prefix}.exec.any"
+
+    def exec_target(self, target: Target) -> str:
+        """The one subject a job for ``target`` is published on.
+
+        A multi-label selector goes to the subject of its first label (by key);
+        agents that carry that label but not the others drop the job.
+        """
+        if target.kind is TargetKind.HOST:
+            return self.exec_host(target.hostname)
+        if target.kind is TargetKind.LABELS:
+            key, value = target.labels[0]
+            return self.exec_label(key, value)
+        if target.kind is TargetKind.ANY:
+            return self.exec_any()
+        return self.exec_all()
+
+    def heartbeat(self, hostname: str) -> str:
+        """Where one agent publishes its heartbeats."""
+        return f"{self.prefix}.agent.heartbeat.{encode_token(hostname)}"
+
+    def heartbeat_all(self) -> str:
+        """Wildcard matching every agent's heartbeat subject."""
+        return f"{self.prefix}.agent.heartbeat.*"
+
+    def agent_ping(self) -> str:
+        """Asks every agent to publish a heartbeat now (sent by a starting controller)."""
+        return f"{self.prefix}.agent.ping"

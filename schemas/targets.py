@@ -1,0 +1,110 @@
+"""The target syntax shared by the HTTP path, the job on the wire and the agent.
+
+A target is one of:
+
+- a hostname (``web1``, ``web1.example.com``): exactly that agent;
+- ``_any``: exactly one agent, load-balanced by a NATS queue group;
+- ``_all``: every agent;
+- a label selector ``key:value`` or ``k1:v1,k2:v2``: the agents carrying all
+  those labels.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ANY = "_any"
+ALL = "_all"
+MAX_HOSTNAME_LENGTH = 253
+
+_HOSTNAME_RE = re.compile(r"^(?!_)[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$")
+_LABEL_PART_RE = re.compile(r"^[A-Za-z0-9._/-]{1,63}$")
+
+
+class TargetSyntaxError(ValueError):
+    """A target, hostname or label is malformed; the message says why."""
+
+
+class TargetKind(enum.StrEnum):
+    HOST = "host"
+    ANY = "any"
+    ALL = "all"
+    LABELS = "labels"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed target. ``labels`` is sorted by key and only set for LABELS."""
+
+    kind: TargetKind
+    hostname: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, hostname: str, labels: Mapping[str, str]) -> bool:
+        """Whether an agent with this hostname and these labels is addressed."""
+        if self.kind is TargetKind.HOST:
+            return hostname == self.hostname
+        if self.kind is TargetKind.LABELS:
+            return all(labels.get(key) == value for key, value in self.labels)
+        return True
+
+
+def validate_hostname(hostname: str) -> str:
+    """Return ``hostname`` if it is a valid agent hostname.
+
+    Dots separate parts of 1 to 63 characters of ``A-Za-z0-9_-``; the name may
+    not start with ``_`` (reserved for ``_any`` and ``_all``) and is at most
+    253 characters long.
+
+    Raises:
+        TargetSyntaxError: the hostname is malformed.
+    """
+    if len(hostname) > MAX_HOSTNAME_LENGTH or not _HOSTNAME_RE.match(hostname):
+        raise TargetSyntaxError(
+            f"invalid hostname {hostname!r}: expected dot-separated parts of 1-63 characters "
+            "from A-Za-z0-9_- not starting with '_', at most 253 characters"
+        )
+    return hostname
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """Parse one ``key:value`` label.
+
+    Raises:
+        TargetSyntaxError: not exactly one ``:``, or a key or value that is
+            empty, longer than 63 characters or outside ``A-Za-z0-9._/-``.
+    """
+    key, sep, value = text.partition(":")
+    if not sep or ":" in value:
+        raise TargetSyntaxError(f"invalid label {text!r}: expected key:value")
+    for part, what in ((key, "key"), (value, "value")):
+        if not _LABEL_PART_RE.match(part):
+            raise TargetSyntaxError(
+                f"invalid label {text!r}: the {what} must be 1-63 characters from A-Za-z0-9._/-"
+            )
+    return key, value
+
+
+def parse_target(text: str) -> Target:
+    """Parse the ``{hostname}`` part of ``/node/{hostname}/...``.
+
+    Raises:
+        TargetSyntaxError: the target is malformed, or a label selector names
+            one key twice.
+    """
+    if text == ANY:
+        return Target(TargetKind.ANY)
+    if text == ALL:
+        return Target(TargetKind.ALL)
+    if ":" not in text:
+        return Target(TargetKind.HOST, hostname=validate_hostname(text))
+    labels: dict[str, str] = {}
+    for item in text.split(","):
+        key, value = parse_label(item)
+        if key in labels:
+            raise TargetSyntaxError(f"invalid label selector {text!r}: key {key!r} given twice")
+        labels[key] = value
+    return Target(TargetKind.LABELS, labels=tuple(sorted(labels.items())))
