@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from agentd.output import CappedOutput, read_capped
+from agentd.output import OutputPipe
 from schemas import ExecJob, ExecResult, ResultStatus
 
 # After the process exits, how long its output pipes may stay open (held by a
 # background child) before the rest of its process group is killed.
 PIPE_CLOSE_GRACE_S = 0.5
+
+OutputDone = asyncio.Future[tuple[None, None]]
 
 
 class Executor(Protocol):
@@ -47,17 +49,22 @@ class ProcessExecutor:
 
     async def run(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         started = time.monotonic()
+        stdout, stderr = OutputPipe(self.output_cap_bytes), OutputPipe(self.output_cap_bytes)
         try:
+            await stdout.start_reading()
+            await stderr.start_reading()
             process = await asyncio.create_subprocess_exec(
                 job.command,
                 *job.args,
                 cwd=job.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=stdout.child_fd,
+                stderr=stderr.child_fd,
                 start_new_session=True,
             )
         except (OSError, ValueError) as exc:
+            stdout.close()
+            stderr.close()
             return ExecResult(
                 job_id=job.job_id,
                 hostname=self.hostname,
@@ -65,27 +72,28 @@ class ProcessExecutor:
                 error=describe_spawn_error(job, exc),
                 duration_ms=_elapsed_ms(started),
             )
-        stdout = CappedOutput(self.output_cap_bytes)
-        stderr = CappedOutput(self.output_cap_bytes)
-        assert process.stdout is not None and process.stderr is not None
-        readers = asyncio.gather(
-            read_capped(process.stdout, stdout), read_capped(process.stderr, stderr)
-        )
-        status, error = await self._wait(process, timeout_s, stop, readers)
+        stdout.close_child_end()
+        stderr.close_child_end()
+        try:
+            output_done = asyncio.gather(stdout.closed, stderr.closed)
+            status, error = await self._wait(process, timeout_s, stop, output_done)
+        finally:
+            stdout.close()
+            stderr.close()
         return ExecResult(
             job_id=job.job_id,
             hostname=self.hostname,
             status=status,
-            stdout=stdout.text(),
-            stderr=stderr.text(),
+            stdout=stdout.output.text(),
+            stderr=stderr.output.text(),
             exit_code=process.returncode,
             duration_ms=_elapsed_ms(started),
             changed=True,
             error=error,
-            stdout_truncated=stdout.truncated,
-            stderr_truncated=stderr.truncated,
-            stdout_bytes=stdout.total_bytes,
-            stderr_bytes=stderr.total_bytes,
+            stdout_truncated=stdout.output.truncated,
+            stderr_truncated=stderr.output.truncated,
+            stdout_bytes=stdout.output.total_bytes,
+            stderr_bytes=stderr.output.total_bytes,
         )
 
     async def _wait(
@@ -93,7 +101,7 @@ class ProcessExecutor:
         process: asyncio.subprocess.Process,
         timeout_s: float,
         stop: asyncio.Event,
-        readers: asyncio.Future[tuple[None, None]],
+        output_done: OutputDone,
     ) -> tuple[ResultStatus, str | None]:
         exited = asyncio.ensure_future(process.wait())
         stopped = asyncio.ensure_future(stop.wait())
@@ -102,58 +110,44 @@ class ProcessExecutor:
         finally:
             stopped.cancel()
         if exited.done():
-            await _close_pipes(process, readers, PIPE_CLOSE_GRACE_S)
+            await _finish_output(process, output_done, PIPE_CLOSE_GRACE_S)
             return ResultStatus.COMPLETED, None
-        await self._terminate_group(process, readers)
+        await self._terminate_group(process, output_done)
         if stop.is_set():
             return ResultStatus.CANCELLED, "cancelled: the agent is shutting down"
         return ResultStatus.TIMEOUT, f"timed out after {timeout_s:g}s; process group killed"
 
     async def _terminate_group(
-        self, process: asyncio.subprocess.Process, readers: asyncio.Future[tuple[None, None]]
+        self, process: asyncio.subprocess.Process, output_done: OutputDone
     ) -> None:
         """SIGTERM the group; after ``kill_grace_s`` SIGKILL whatever is left of it."""
         _signal_group(process.pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.shield(asyncio.gather(process.wait(), readers)), self.kill_grace_s
+                asyncio.shield(asyncio.gather(process.wait(), output_done)), self.kill_grace_s
             )
         _signal_group(process.pid, signal.SIGKILL)
-        await _collect_output(process, readers, self.kill_grace_s)
+        await process.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(output_done), self.kill_grace_s)
 
 
-async def _close_pipes(
-    process: asyncio.subprocess.Process,
-    readers: asyncio.Future[tuple[None, None]],
-    grace_s: float,
+async def _finish_output(
+    process: asyncio.subprocess.Process, output_done: OutputDone, grace_s: float
 ) -> None:
-    """After the process exited, wait ``grace_s`` for its output pipes to close.
+    """After the process exited, wait ``grace_s`` for end of file on its output.
 
     A child left in the process group that still holds a pipe would keep the
     job open forever: then the group gets SIGKILL. Background children that
-    closed or redirected their output are left alone.
+    closed or redirected their output are left alone. If a pipe is still held
+    after that (by a process that left the group), reading stops there.
     """
     try:
-        await asyncio.wait_for(asyncio.shield(readers), grace_s)
+        await asyncio.wait_for(asyncio.shield(output_done), grace_s)
     except TimeoutError:
         _signal_group(process.pid, signal.SIGKILL)
-        await _collect_output(process, readers, grace_s)
-
-
-async def _collect_output(
-    process: asyncio.subprocess.Process,
-    readers: asyncio.Future[tuple[None, None]],
-    grace_s: float,
-) -> None:
-    """Reap the process and finish reading; stop reading after ``grace_s`` if a pipe
-    is still held (by a process that left the group). Output read so far is kept."""
-    await process.wait()
-    try:
-        await asyncio.wait_for(asyncio.shield(readers), grace_s)
-    except TimeoutError:
-        readers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await readers
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(output_done), grace_s)
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-
-READ_CHUNK_BYTES = 64 * 1024
+import os
 
 
 class CappedOutput:
@@ -51,7 +50,64 @@ class CappedOutput:
         return head + marker + self._tail.decode(errors="replace")
 
 
-async def read_capped(stream: asyncio.StreamReader, sink: CappedOutput) -> None:
-    """Feed ``stream`` into ``sink`` until end of file."""
-    while chunk := await stream.read(READ_CHUNK_BYTES):
-        sink.feed(chunk)
+class _CaptureProtocol(asyncio.Protocol):
+    """Feeds every chunk straight into a :class:`CappedOutput`; nothing is buffered."""
+
+    def __init__(self, sink: CappedOutput, closed: asyncio.Future[None]) -> None:
+        self._sink = sink
+        self._closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self._sink.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+class OutputPipe:
+    """A pipe for one output stream of a child: the child gets ``child_fd``, the agent
+    reads the other end into :attr:`output`.
+
+    The pipe is ours, not asyncio's subprocess transport's, so that waiting for
+    the process never waits for a pipe that a background grandchild holds open,
+    and so that reading can be given up with :meth:`close`.
+    """
+
+    def __init__(self, cap_bytes: int) -> None:
+        self.output = CappedOutput(cap_bytes)
+        self._read_fd, self.child_fd = os.pipe()
+        self._child_fd_open = True
+        self._transport: asyncio.ReadTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the write end is closed everywhere (end of file) or on :meth:`close`."""
+
+    async def start_reading(self) -> None:
+        """Raises: OSError when the pipe cannot be registered with the event loop."""
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(self._read_fd, "rb", buffering=0)
+        self._read_fd = -1  # owned by ``pipe`` from here on
+        try:
+            self._transport, _ = await loop.connect_read_pipe(
+                lambda: _CaptureProtocol(self.output, self.closed), pipe
+            )
+        except OSError:
+            pipe.close()
+            self.closed.set_result(None)
+            raise
+
+    def close_child_end(self) -> None:
+        """Close our copy of the child's end (after spawning), so end of file can come."""
+        if self._child_fd_open:
+            self._child_fd_open = False
+            os.close(self.child_fd)
+
+    def close(self) -> None:
+        """Stop reading; output read so far stays in :attr:`output`. Safe to call twice."""
+        self.close_child_end()
+        if self._transport is not None:
+            self._transport.close()
+        elif self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
+            self.closed.set_result(None)

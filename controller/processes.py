@@ -84,6 +84,7 @@ class ManagedProcess:
                 self._lines.append(line)
                 self._line_count += 1
                 self._changed.notify_all()
+        self.popen.stdout.close()
         with self._changed:
             self._eof = True
             self._changed.notify_all()

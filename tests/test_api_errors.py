@@ -1,0 +1,206 @@
+"""Every bad request gets a precise error in the documented shape."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from controller.appkeys import NATS_LINK
+from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+
+
+@pytest.fixture
+async def ready(controller: Controller, make_agent: MakeAgent) -> Controller:
+    await make_agent("agent-1")
+    await controller.wait_for_agents("agent-1")
+    return controller
+
+
+def assert_error(response: object, code: int, *fragments: str) -> None:
+    status, body = response.status, response.body  # type: ignore[attr-defined]
+    assert status == code, body
+    assert set(body) == {"error", "details", "code"}
+    assert body["code"] == code
+    for fragment in fragments:
+        assert fragment in body["details"], body["details"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        ({}, ["command", "missing required field"]),
+        ({"command": ""}, ["command", "length >= 1"]),
+        ({"command": "   "}, ["command: must not be blank"]),
+        ({"command": 5}, ["command", "expected `str`"]),
+        ({"command": "ls", "args": "-l"}, ["args", "expected `array`"]),
+        ({"command": "ls", "args": ["-l", 3]}, ["args[1]", "expected `str`"]),
+        ({"command": "ls", "timeout": 0}, ["timeout", ">= 1"]),
+        ({"command": "ls", "timeout": 301}, ["timeout", "<= 300"]),
+        ({"command": "ls", "timeout": "30"}, ["timeout", "expected `int`, got `str`"]),
+        ({"command": "ls", "timeout": 2.5}, ["timeout", "expected `int`, got `float`"]),
+        ({"command": "ls", "timeout": True}, ["timeout", "expected `int`, got `bool`"]),
+        ({"command": "ls", "cwd": "relative/dir"}, ["cwd: must be an absolute path"]),
+        ({"command": "ls", "cwd": 7}, ["cwd"]),
+        ({"command": "ls\u0000x"}, ["command: must not contain a NUL byte"]),
+        ({"command": "ls", "args": ["a\u0000"]}, ["args[0]: must not contain a NUL byte"]),
+        ({"command": "ls", "timout": 5}, ["unknown field `timout`"]),
+        ([], ["body: must be a JSON object"]),
+        ("ls", ["body: must be a JSON object"]),
+    ],
+)
+async def test_invalid_body_is_400_naming_the_field(
+    ready: Controller, body: object, fragments: list[str]
+) -> None:
+    response = await ready.exec("agent-1", body)
+    assert_error(response, 400, *fragments)
+    assert response.body["error"] == "invalid request"
+
+
+async def test_invalid_json_is_400(ready: Controller) -> None:
+    response = await ready.request("POST", "/node/agent-1/command/exec", data=b'{"command": "ls",')
+    assert_error(response, 400, "body: invalid JSON")
+
+
+async def test_empty_body_is_400(ready: Controller) -> None:
+    response = await ready.request("POST", "/node/agent-1/command/exec", data=b"")
+    assert_error(response, 400, "body: a JSON object is required")
+
+
+async def test_omitted_timeout_means_30(ready: Controller) -> None:
+    response = await ready.exec("agent-1", {"command": "true"})
+    assert response.status == 202
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [
+        ("role:", "invalid label 'role:'"),
+        (":web", "invalid label ':web'"),
+        ("role:web,", "invalid label ''"),
+        ("role:web,env", "invalid label 'env'"),
+        ("a:b:c", "invalid label 'a:b:c'"),
+        ("role:web,role:db", "key 'role' given twice"),
+        ("_other", "invalid hostname '_other'"),
+        ("bad host", "invalid hostname"),
+        ("a..b", "invalid hostname"),
+    ],
+)
+async def test_malformed_target_is_400(ready: Controller, target: str, fragment: str) -> None:
+    response = await ready.exec(target, {"command": "true"})
+    assert_error(response, 400, "target:", fragment)
+
+
+async def test_missing_key_is_401(ready: Controller) -> None:
+    async with ready.session.post(
+        ready.url + "/node/agent-1/command/exec", json={"command": "true"}
+    ) as response:
+        body = await response.json()
+    assert response.status == 401
+    assert body == {
+        "error": "unauthorized",
+        "details": "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
+        "code": 401,
+    }
+
+
+async def test_unknown_key_is_401_before_the_body_is_read(ready: Controller) -> None:
+    response = await ready.request(
+        "POST", "/node/agent-1/command/exec", data=b"not even json", key="nxk_not-a-real-key"
+    )
+    assert_error(response, 401, "unknown API key")
+
+
+async def test_x_api_key_header_is_accepted(ready: Controller) -> None:
+    async with ready.session.post(
+        ready.url + "/node/agent-1/command/exec",
+        json={"command": "true"},
+        headers={"X-API-Key": ready.api_key},
+    ) as response:
+        assert response.status == 202
+
+
+async def test_key_without_exec_permission_is_403(
+    make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller(keys={"reader": (["node:read"], [])})
+    await make_agent("agent-1")
+    await controller.wait_for_agents("agent-1")
+    response = await controller.exec(
+        "agent-1", {"command": "true"}, key=controller.extra_keys["reader"]
+    )
+    assert_error(response, 403, "key 'reader' lacks the permission 'command:exec'")
+
+
+async def test_key_outside_its_targets_is_403(
+    make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller(keys={"webops": (["command:exec"], ["web*", "role:web"])})
+    await make_agent("web1", labels={"role": "web"})
+    await make_agent("db1", labels={"role": "db"})
+    await controller.wait_for_agents("web1", "db1")
+    key = controller.extra_keys["webops"]
+    assert (await controller.exec("web1", {"command": "true"}, key=key)).status == 202
+    assert (await controller.exec("role:web", {"command": "true"}, key=key)).status == 202
+    for target in ("db1", "_all", "_any", "role:db"):
+        response = await controller.exec(target, {"command": "true"}, key=key)
+        assert_error(response, 403, f"may not reach target '{target}'")
+
+
+async def test_body_over_the_limit_is_413(make_controller: MakeController) -> None:
+    controller = await make_controller(max_body_bytes=2048)
+    body = json.dumps({"command": "echo", "args": ["x" * 4096]}).encode()
+    response = await controller.request("POST", "/node/agent-1/command/exec", data=body)
+    assert_error(response, 413, "larger than 2048 bytes")
+
+
+async def test_unknown_route_and_wrong_method_keep_the_error_shape(ready: Controller) -> None:
+    response = await ready.request("GET", "/no/such/route")
+    assert_error(response, 404, "GET /no/such/route")
+    response = await ready.request("GET", "/node/agent-1/command/exec")
+    assert_error(response, 405, "GET /node/agent-1/command/exec")
+
+
+async def test_nats_unreachable_is_503(
+    make_controller: MakeController, unused_tcp_port: int
+) -> None:
+    controller = await make_controller(
+        nats_url=f"nats://127.0.0.1:{unused_tcp_port}", wait_for_nats=False
+    )
+    response = await controller.exec("agent-1", {"command": "true"})
+    assert_error(response, 503, "not connected to NATS")
+    async with controller.session.get(controller.url + "/healthz") as health:
+        assert health.status == 503
+        assert (await health.json())["nats"] == "connecting"
+
+
+async def test_nats_lost_after_start_is_503(ready: Controller, nats_server: NatsServer) -> None:
+    nats_server.stop()
+    await ready.app[NATS_LINK].disconnected.wait()
+    response = await ready.exec("agent-1", {"command": "true"})
+    assert_error(response, 503, "not connected to NATS")
+
+
+async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
+    async with aiohttp.ClientSession() as session, session.get(ready.url + "/healthz") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok", "nats": "connected", "agents": 1}
+
+
+async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(ready.url + "/openapi.json") as response,
+    ):
+        assert response.status == 200
+        document = await response.json()
+    operation = document["paths"]["/node/{hostname}/command/exec"]["post"]
+    assert set(operation["responses"]) >= {"202", "400", "401", "403", "404", "413", "503"}
+    schemas = document["components"]["schemas"]
+    timeout = schemas["ExecRequest"]["properties"]["timeout"]
+    assert (timeout["minimum"], timeout["maximum"], timeout["default"]) == (1, 300, 30)
+    assert schemas["ExecRequest"]["required"] == ["command"]
+    statuses = schemas["ResultStatus"]["enum"]
+    assert set(statuses) == {"completed", "failed", "timeout", "cancelled", "no_reply"}
+    assert set(schemas["ErrorBody"]["required"]) == {"error", "details", "code"}

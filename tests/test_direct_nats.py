@@ -1,0 +1,173 @@
+"""Programs that publish jobs on NATS directly, with plain nats-py and hand-written JSON,
+as docs/subjects.md describes; and what the agent guarantees them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from tests.conftest import MakeAgent, NatsServer
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.close()
+
+
+def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:
+    """A job exactly as docs/subjects.md spells it."""
+    timeout_s = fields.pop("timeout_s", 10)
+    return {
+        "type": "nexec.exec.v1.job",
+        "job_id": str(uuid.uuid4()),
+        "command": command,
+        "args": list(args),
+        "timeout_s": timeout_s,
+        "deadline": time.time() + timeout_s + 3,
+        "target": target,
+        "caller": "direct-test",
+        **fields,
+    }
+
+
+async def request(nc: Client, subject: str, message: dict[str, Any]) -> dict[str, Any]:
+    reply = await nc.request(subject, json.dumps(message).encode(), timeout=10)
+    result: dict[str, Any] = json.loads(reply.data)
+    return result
+
+
+async def test_publish_to_a_host_subject_and_read_the_reply(
+    nc: Client, make_agent: MakeAgent
+) -> None:
+    await make_agent("web1.example.com")
+    message = job("web1.example.com", "echo", "direct")
+    result = await request(nc, "nexec.exec.host.web1_2Eexample_2Ecom", message)
+    assert result["type"] == "nexec.exec.v1.result"
+    assert result["job_id"] == message["job_id"]
+    assert result["hostname"] == "web1.example.com"
+    assert result["status"] == "completed"
+    assert result["stdout"] == "direct\n"
+
+
+async def test_collect_all_replies_on_an_inbox(nc: Client, make_agent: MakeAgent) -> None:
+    await make_agent("h1", labels={"role": "web"})
+    await make_agent("h2", labels={"role": "web"})
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    message = job("role:web", "true")
+    await nc.publish("nexec.exec.label.role.web", json.dumps(message).encode(), reply=inbox)
+    replies = [json.loads((await subscription.next_msg(timeout=10)).data) for _ in range(2)]
+    assert sorted(r["hostname"] for r in replies) == ["h1", "h2"]
+    assert {r["status"] for r in replies} == {"completed"}
+
+
+async def test_heartbeats_announce_agents(nc: Client, make_agent: MakeAgent) -> None:
+    subscription = await nc.subscribe("nexec.agent.heartbeat.*")
+    await nc.flush()
+    await make_agent("hb-1", labels={"env": "dev"})
+    heartbeat = json.loads((await subscription.next_msg(timeout=10)).data)
+    assert heartbeat["type"] == "nexec.agent.v1.heartbeat"
+    assert heartbeat["hostname"] == "hb-1"
+    assert heartbeat["labels"] == {"env": "dev"}
+    await nc.publish("nexec.agent.ping", b"")
+    again = json.loads((await subscription.next_msg(timeout=10)).data)
+    assert again["instance_id"] == heartbeat["instance_id"]
+
+
+async def test_expired_job_is_refused_and_not_run(
+    nc: Client, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    await make_agent("agent-1")
+    marker = tmp_path / "ran"
+    message = job("agent-1", "touch", str(marker), deadline=time.time() - 1)
+    result = await request(nc, "nexec.exec.host.agent-1", message)
+    assert result["status"] == "failed"
+    assert result["changed"] is False
+    assert "expired before start" in result["error"]
+    assert not marker.exists()
+
+
+async def test_duplicate_delivery_runs_once(
+    nc: Client, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    agent = await make_agent("agent-1")
+    log = tmp_path / "runs"
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    duplicated = job("agent-1", "sh", "-c", f"echo run >> {log}")
+    payload = json.dumps(duplicated).encode()
+    await nc.publish("nexec.exec.host.agent-1", payload, reply=inbox)
+    await nc.publish("nexec.exec.all", payload, reply=inbox)
+    await nc.publish("nexec.exec.host.agent-1", payload, reply=inbox)
+    # The agent reads one subscription in order; a later job on the same
+    # subject proves the duplicates before it were already handled.
+    sentinel = job("agent-1", "true")
+    await nc.publish("nexec.exec.host.agent-1", json.dumps(sentinel).encode(), reply=inbox)
+    replies: list[dict[str, Any]] = []
+    while not any(r["job_id"] == sentinel["job_id"] for r in replies) or len(replies) < 2:
+        replies.append(json.loads((await subscription.next_msg(timeout=10)).data))
+    assert [r["job_id"] for r in replies].count(duplicated["job_id"]) == 1
+    assert log.read_text() == "run\n"
+    assert agent.counters.duplicates == 2
+
+
+async def test_job_for_other_labels_is_dropped(nc: Client, make_agent: MakeAgent) -> None:
+    agent = await make_agent("agent-1", labels={"role": "web", "env": "dev"})
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    mismatch = job("env:prod,role:web", "true")
+    match = job("env:dev,role:web", "true")
+    for message in (mismatch, match):
+        await nc.publish("nexec.exec.label.role.web", json.dumps(message).encode(), reply=inbox)
+    reply = json.loads((await subscription.next_msg(timeout=10)).data)
+    assert reply["job_id"] == match["job_id"]
+    assert agent.counters.started == 1
+
+
+async def test_invalid_job_gets_a_failed_reply(nc: Client, make_agent: MakeAgent) -> None:
+    await make_agent("agent-1")
+    reply = await nc.request(
+        "nexec.exec.host.agent-1", b'{"type": "nexec.exec.v1.job"}', timeout=10
+    )
+    result = json.loads(reply.data)
+    assert result["status"] == "failed"
+    assert result["hostname"] == "agent-1"
+    assert "invalid job message" in result["error"]
+    assert "job_id" in result["error"]
+
+
+async def test_concurrency_is_bounded(nc: Client, make_agent: MakeAgent, tmp_path: Path) -> None:
+    await make_agent("agent-1", max_concurrent_jobs=1)
+    log = tmp_path / "order"
+    script = f"echo start >> {log}; sleep 0.2; echo end >> {log}"
+    messages = [job("agent-1", "sh", "-c", script) for _ in range(3)]
+    results = await asyncio.gather(
+        *(request(nc, "nexec.exec.host.agent-1", message) for message in messages)
+    )
+    assert {r["status"] for r in results} == {"completed"}
+    assert log.read_text().split() == ["start", "end"] * 3
+
+
+async def test_job_without_reply_subject_is_not_run(
+    nc: Client, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    agent = await make_agent("agent-1")
+    marker = tmp_path / "ran"
+    await nc.publish(
+        "nexec.exec.host.agent-1", json.dumps(job("agent-1", "touch", str(marker))).encode()
+    )
+    sentinel = job("agent-1", "true")
+    await request(nc, "nexec.exec.host.agent-1", sentinel)
+    assert not marker.exists()
+    assert agent.counters.refused == 1

@@ -1,0 +1,83 @@
+"""Wire types, subject names and the JSON Schema export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas import ExecJob, ResultStatus, Subjects, decode_job, decode_result, encode
+from schemas.subjects import decode_token, encode_token
+from schemas.targets import TargetKind, parse_target
+
+SUBJECT_TOKEN_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@pytest.mark.parametrize(
+    "name", ["web1", "web1.example.com", "web1_example_com", "a-b", "é", "x.y_z", "_"]
+)
+def test_token_encoding_is_subject_safe_and_reversible(name: str) -> None:
+    token = encode_token(name)
+    assert set(token) <= SUBJECT_TOKEN_CHARS
+    assert decode_token(token) == name
+
+
+def test_token_encoding_never_collides() -> None:
+    names = ["a.b", "a_b", "a_2Eb", "a-b", "a_2eb", "ab"]
+    assert len({encode_token(name) for name in names}) == len(names)
+
+
+def test_subjects_follow_the_documented_tree() -> None:
+    subjects = Subjects("nexec")
+    assert subjects.exec_host("web1.example.com") == "nexec.exec.host.web1_2Eexample_2Ecom"
+    assert subjects.exec_label("role", "web") == "nexec.exec.label.role.web"
+    assert subjects.exec_all() == "nexec.exec.all"
+    assert subjects.exec_any() == "nexec.exec.any"
+    assert subjects.heartbeat("h1") == "nexec.agent.heartbeat.h1"
+    assert subjects.exec_target(parse_target("role:web,env:dev")) == "nexec.exec.label.env.dev"
+    with pytest.raises(ValueError, match="invalid subject prefix"):
+        Subjects("bad prefix")
+
+
+def test_targets_parse() -> None:
+    assert parse_target("_any").kind is TargetKind.ANY
+    assert parse_target("_all").kind is TargetKind.ALL
+    assert parse_target("h.example.com").hostname == "h.example.com"
+    labels = parse_target("role:web,env:dev")
+    assert labels.labels == (("env", "dev"), ("role", "web"))
+    assert labels.matches("x", {"env": "dev", "role": "web", "extra": "1"})
+    assert not labels.matches("x", {"env": "dev"})
+
+
+def test_messages_carry_versioned_tags_and_old_readers_ignore_new_fields() -> None:
+    job = ExecJob(job_id="j", command="ls", deadline=1.0, target="_all")
+    wire = json.loads(encode(job))
+    assert wire["type"] == "nexec.exec.v1.job"
+    wire["a_future_field"] = {"anything": True}
+    assert decode_job(json.dumps(wire).encode()) == job
+    result = decode_result(
+        b'{"type": "nexec.exec.v1.result", "job_id": "j", "hostname": "h", "status": "no_reply"}'
+    )
+    assert result.status is ResultStatus.NO_REPLY
+    assert result.stdout == "" and result.exit_code is None
+    with pytest.raises(msgspec.ValidationError):
+        decode_job(b'{"type": "nexec.exec.v2.job", "job_id": "j"}')
+
+
+def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "schemas", str(tmp_path)], check=True, timeout=60)
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == [
+        "http-api.json",
+        "nexec.agent.v1.heartbeat.json",
+        "nexec.exec.v1.job.json",
+        "nexec.exec.v1.result.json",
+    ]
+    job_schema = json.loads((tmp_path / "nexec.exec.v1.job.json").read_text())
+    definition = job_schema["$defs"]["ExecJob"]
+    assert definition["properties"]["type"] == {"enum": ["nexec.exec.v1.job"]}
+    assert set(definition["required"]) == {"type", "job_id", "command", "deadline", "target"}

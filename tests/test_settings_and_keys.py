@@ -1,0 +1,88 @@
+"""Settings from file, environment and flags; API keys created by the CLI."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from agentd import AgentConfig
+from controller import KeyStore
+from controller.cli import main as nexec_main
+from controller.keys import KeysFileError, create_key
+from schemas.settings import SettingsError, load_settings
+
+
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(
+        'hostname = "from-file"\nmax_concurrent_jobs = 3\nlabels = ["env:file"]\n'
+        'nats_url = "nats://127.0.0.1:1"\n'
+    )
+    config = load_settings(
+        AgentConfig,
+        config_file=config_file,
+        environ={"NEXEC_HOSTNAME": "from-env", "NEXEC_LABELS": "env:env,role:web"},
+        flags={"hostname": "from-flag"},
+    )
+    assert config.hostname == "from-flag"
+    assert config.labels == {"env": "env", "role": "web"}
+    assert config.max_concurrent_jobs == 3
+    assert config.nats_url == "nats://127.0.0.1:1"
+
+
+def test_unknown_or_invalid_settings_are_named(tmp_path: Path) -> None:
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text("max_concurent_jobs = 3\n")
+    with pytest.raises(SettingsError, match="max_concurent_jobs"):
+        load_settings(AgentConfig, config_file=config_file, environ={}, flags={})
+    with pytest.raises(SettingsError, match="max_concurrent_jobs"):
+        load_settings(
+            AgentConfig, config_file=None, environ={"NEXEC_MAX_CONCURRENT_JOBS": "0"}, flags={}
+        )
+    with pytest.raises(SettingsError, match="cannot read config file"):
+        load_settings(AgentConfig, config_file=tmp_path / "missing.toml", environ={}, flags={})
+
+
+def test_keys_create_prints_the_key_once_and_stores_only_its_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    argv = ["keys", "create", "--keys-file", str(keys_file), "--name", "ops"]
+    exit_code = nexec_main(
+        [*argv, "--perm", "command:exec", "--perm", "node:read", "--target", "web*"]
+    )
+    assert exit_code == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("nxk_") and len(key) > 40
+    text = keys_file.read_text()
+    assert key not in text
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    [entry] = json.loads(text)["keys"]
+    assert entry["name"] == "ops"
+    assert entry["permissions"] == ["command:exec", "node:read"]
+    assert entry["targets"] == ["web*"]
+    api_key = KeyStore.load(keys_file).authenticate(key)
+    assert api_key is not None and api_key.name == "ops"
+    assert KeyStore.load(keys_file).authenticate(key + "x") is None
+
+    assert nexec_main(["keys", "list", "--keys-file", str(keys_file)]) == 0
+    assert capsys.readouterr().out == "ops\tcommand:exec,node:read\tweb*\n"
+
+
+def test_keys_create_refuses_a_duplicate_name_and_unknown_permissions(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    create_key(keys_file, name="ops", permissions=["command:exec"], targets=[])
+    with pytest.raises(KeysFileError, match="already has a key named 'ops'"):
+        create_key(keys_file, name="ops", permissions=["command:exec"], targets=[])
+    with pytest.raises(KeysFileError, match="unknown permission"):
+        create_key(keys_file, name="other", permissions=["root"], targets=[])
+
+
+def test_a_tampered_keys_file_is_rejected(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text('{"keys": [{"name": "x", "sha256": "abc", "permissions": []}]}')
+    with pytest.raises(KeysFileError, match="no valid sha256"):
+        KeyStore.load(keys_file)
