@@ -44,6 +44,7 @@ log = logging.getLogger("nexec.agentd")
 
 class AgentState(enum.Enum):
     NEW = "new"
+    CONNECTING = "connecting"
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -103,8 +104,9 @@ class Agent:
     async def start(self) -> None:
         """Connect, subscribe to every subject addressed to this agent, start heartbeats.
 
-        Retries the connection until NATS answers.
+        Retries the connection until NATS answers; cancel it to give up.
         """
+        self.state = AgentState.CONNECTING
         await self._nc.connect(
             servers=[self.config.nats_url],
             name=f"nexec-agentd {self.hostname}",
@@ -145,9 +147,9 @@ class Agent:
         cancel the rest, send every result, say goodbye, close. Safe to call twice."""
         if self.state in (AgentState.STOPPING, AgentState.STOPPED):
             return
-        was_running = self.state is AgentState.RUNNING
+        previous_state = self.state
         self.state = AgentState.STOPPING
-        if was_running:
+        if previous_state is AgentState.RUNNING:
             for subscription in self._job_subscriptions:
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py: untyped
@@ -157,8 +159,10 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._heartbeat_task
             await self._publish_heartbeat(leaving=True)
-        with contextlib.suppress(nats.errors.Error):
-            await self._nc.drain()
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.drain()
+        elif previous_state is AgentState.CONNECTING:
+            await self._nc.close()
         self.state = AgentState.STOPPED
         counters = self.counters
         log.info(
@@ -270,7 +274,8 @@ class Agent:
         log.warning("NATS: %s", exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("NATS: disconnected from %s", self.config.nats_url)
+        if self.state is AgentState.RUNNING:
+            log.warning("NATS: disconnected from %s", self.config.nats_url)
 
     async def _on_reconnected(self) -> None:
         log.info("NATS: reconnected")

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+import nats.errors
+
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from schemas.settings import SettingsError, given_flags, load_settings
@@ -51,16 +53,27 @@ def install_child_watcher() -> None:
 
 
 async def serve(config: AgentConfig) -> None:
-    """Run the agent until SIGTERM or SIGINT, then drain and stop."""
+    """Run the agent until SIGTERM or SIGINT, then drain and stop.
+
+    A signal that comes while NATS is still unreachable stops the connection
+    attempts at once.
+    """
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
     agent = Agent(config)
+    starting = asyncio.create_task(agent.start())
+    stopping = asyncio.create_task(stop_requested.wait())
     try:
-        await agent.start()
-        await stop_requested.wait()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            await stopping
     finally:
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
         await agent.stop()
 
 
@@ -82,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nexec-agentd: {exc}", file=sys.stderr)
         return 2
     install_child_watcher()
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except (nats.errors.Error, TimeoutError) as exc:
+        log.error("nexec-agentd failed: %s", exc or type(exc).__name__)
+        return 1
     return 0
 
 

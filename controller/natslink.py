@@ -42,6 +42,8 @@ class NatsLink:
         self._connect_timeout_s = connect_timeout_s
         self._on_connected = on_connected
         self._connect_task: asyncio.Task[None] | None = None
+        self._connect_called = False
+        self._closing = False
         self.ready = asyncio.Event()
         """Set once connected and ``on_connected`` has run."""
         self.disconnected = asyncio.Event()
@@ -59,6 +61,7 @@ class NatsLink:
         self._connect_task = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
+        self._connect_called = True
         await self.client.connect(
             servers=[self._url],
             name=self._name,
@@ -75,6 +78,7 @@ class NatsLink:
 
     async def close(self) -> None:
         """Stop connecting, or drain the connection. Safe to call twice."""
+        self._closing = True
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,14 +86,14 @@ class NatsLink:
         if self.client.is_connected:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self.client.drain()
-        elif not self.client.is_closed:
+        elif self._connect_called and not self.client.is_closed:
             await self.client.close()
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
-        if self.ready.is_set():
+        if self.ready.is_set() and not self._closing:
             self.disconnected.set()
             log.warning("NATS disconnected: %s", self._url)
 

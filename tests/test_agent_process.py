@@ -4,9 +4,11 @@ fit NATS, and its command line."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 
+from controller.processes import ManagedProcess
 from tests.conftest import Controller, SpawnAgent
 
 
@@ -61,3 +63,16 @@ def test_invalid_settings_exit_2_with_a_clear_message() -> None:
     assert completed.returncode == 2
     assert "invalid hostname 'bad host'" in completed.stderr
     assert "invalid label 'novalue'" in completed.stderr
+
+
+def test_sigterm_stops_an_agent_that_cannot_reach_nats(unused_tcp_port: int) -> None:
+    agent = ManagedProcess(
+        [sys.executable, "-m", "agentd", "--nats-url", f"nats://127.0.0.1:{unused_tcp_port}"],
+        name="agent",
+    )
+    try:
+        agent.wait_for_line(re.compile(r"Connect call failed"), 30)
+        assert agent.stop(timeout_s=30) == 0
+        assert agent.popen.returncode == 0
+    finally:
+        agent.stop(signum=signal.SIGKILL)
