@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentd import AgentConfig
-from controller import KeyStore
+from controller import ControllerConfig, KeyStore
 from controller.cli import main as nexec_main
 from controller.keys import KeysFileError, create_key
 from schemas.settings import SettingsError, load_settings
@@ -86,3 +86,15 @@ def test_a_tampered_keys_file_is_rejected(tmp_path: Path) -> None:
     keys_file.write_text('{"keys": [{"name": "x", "sha256": "abc", "permissions": []}]}')
     with pytest.raises(KeysFileError, match="no valid sha256"):
         KeyStore.load(keys_file)
+
+
+def test_example_config_files_are_valid() -> None:
+    examples = Path(__file__).parent.parent / "deploy" / "examples"
+    agent = load_settings(
+        AgentConfig, config_file=examples / "agent.toml", environ={}, flags={"hostname": "h1"}
+    )
+    assert agent.labels == {"env": "prod", "role": "web"}
+    controller = load_settings(
+        ControllerConfig, config_file=examples / "controller.toml", environ={}, flags={}
+    )
+    assert controller.keys_file == Path("/etc/nexec/keys.json")
