@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from agentd.config import AgentConfig
 from agentd.dedupe import RecentJobs
@@ -28,6 +32,7 @@ from agentd.executor import Executor, ProcessExecutor
 from agentd.replies import encode_to_fit
 from schemas import (
     ANY_QUEUE_GROUP,
+    ExecAck,
     ExecJob,
     ExecResult,
     Heartbeat,
@@ -38,6 +43,7 @@ from schemas import (
     encode,
     parse_target,
 )
+from schemas.jetstream import open_registry, registry_entry_subject
 
 log = logging.getLogger("nexec.agentd")
 
@@ -57,6 +63,7 @@ class AgentCounters:
     duplicates: int = 0
     refused: int = 0
     replies_lost: int = 0
+    records_lost: int = 0
 
 
 class Agent:
@@ -77,6 +84,8 @@ class Agent:
             kill_grace_s=config.kill_grace_s,
         )
         self._nc = Client()
+        self._js: JetStreamContext | None = None
+        self._registry: KeyValue | None = None
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
         self._running: set[asyncio.Task[None]] = set()
@@ -123,8 +132,9 @@ class Agent:
                 self._subjects.exec_any(), queue=ANY_QUEUE_GROUP, cb=self._on_job
             )
         )
-        await self._nc.subscribe(self._subjects.agent_ping(), cb=self._on_ping)
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
+        self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
+        self._registry = await open_registry(self._js, self._subjects)
         self.state = AgentState.RUNNING
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         log.info(
@@ -158,7 +168,7 @@ class Agent:
                 self._heartbeat_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._heartbeat_task
-            await self._publish_heartbeat(leaving=True)
+            await self._leave_registry()
             with contextlib.suppress(nats.errors.Error):
                 await self._nc.drain()
         elif previous_state is AgentState.CONNECTING:
@@ -167,13 +177,14 @@ class Agent:
         counters = self.counters
         log.info(
             "nexec-agentd stopped: hostname=%s received=%d started=%d duplicates=%d "
-            "refused=%d replies_lost=%d",
+            "refused=%d replies_lost=%d records_lost=%d",
             self.hostname,
             counters.received,
             counters.started,
             counters.duplicates,
             counters.refused,
             counters.replies_lost,
+            counters.records_lost,
         )
 
     async def _finish_running_jobs(self) -> None:
@@ -195,10 +206,6 @@ class Agent:
         except msgspec.DecodeError as exc:
             await self._refuse(msg.reply, "", f"invalid job message: {exc}")
             return
-        if not msg.reply:
-            self.counters.refused += 1
-            log.warning("job %s has no reply subject; not run", job.job_id)
-            return
         try:
             target = parse_target(job.target)
         except TargetSyntaxError as exc:
@@ -210,6 +217,8 @@ class Agent:
             self.counters.duplicates += 1
             log.warning("job %s delivered again; not run twice", job.job_id)
             return
+        if msg.reply:
+            await self._send(msg.reply, encode(ExecAck(job_id=job.job_id, hostname=self.hostname)))
         task = asyncio.create_task(self._run_job(job, msg.reply))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -227,33 +236,51 @@ class Agent:
                 self.counters.started += 1
                 timeout_s = min(float(job.timeout_s), remaining_s)
                 result = await self._executor.run(job, timeout_s, self._cancel_running)
-        await self._reply(reply, result)
+        await self._deliver(reply, result)
 
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1
         log.warning("job %s refused: %s", job_id or "?", reason)
         if reply:
-            await self._reply(reply, self._result(job_id, ResultStatus.FAILED, reason))
+            await self._send(reply, encode(self._result(job_id, ResultStatus.FAILED, reason)))
 
     def _result(self, job_id: str, status: ResultStatus, error: str) -> ExecResult:
         return ExecResult(job_id=job_id, hostname=self.hostname, status=status, error=error)
 
-    async def _reply(self, reply: str, result: ExecResult) -> None:
+    async def _deliver(self, reply: str, result: ExecResult) -> None:
+        """Record the result in JetStream, then answer the reply subject (if any).
+
+        Recording first means that once the requester has the answer, so has
+        the job record.
+        """
+        data = encode_to_fit(result, self._nc.max_payload)
+        assert self._js is not None
         try:
-            await self._nc.publish(reply, encode_to_fit(result, self._nc.max_payload))
+            await self._js.publish(
+                self._subjects.result_record(result.job_id, self.hostname),
+                data,
+                timeout=self.config.record_timeout_s,
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            self.counters.records_lost += 1
+            log.error("result of job %s not recorded: %s", result.job_id, exc or type(exc))
+        if reply:
+            await self._send(reply, data)
+
+    async def _send(self, subject: str, data: bytes) -> None:
+        try:
+            await self._nc.publish(subject, data)
         except nats.errors.Error as exc:
             self.counters.replies_lost += 1
-            log.error("result of job %s not sent: %s", result.job_id, exc)
-
-    async def _on_ping(self, msg: Msg) -> None:
-        await self._publish_heartbeat()
+            log.error("reply on %s not sent: %s", subject, exc)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._publish_heartbeat()
             await asyncio.sleep(self.config.heartbeat_interval_s)
 
-    async def _publish_heartbeat(self, *, leaving: bool = False) -> None:
+    async def _publish_heartbeat(self) -> None:
+        """Set this agent's registry entry, with a TTL of three heartbeat intervals."""
         heartbeat = Heartbeat(
             hostname=self.hostname,
             instance_id=self._instance_id,
@@ -263,12 +290,24 @@ class Agent:
             sent_at=time.time(),
             interval_s=self.config.heartbeat_interval_s,
             jobs_running=self.jobs_running,
-            leaving=leaving,
+            load_avg=list(os.getloadavg()),
         )
+        assert self._js is not None
         try:
-            await self._nc.publish(self._subjects.heartbeat(self.hostname), encode(heartbeat))
-        except nats.errors.Error as exc:
-            log.warning("heartbeat not sent: %s", exc)
+            await self._js.publish(
+                registry_entry_subject(self._subjects, self.hostname),
+                encode(heartbeat),
+                msg_ttl=math.ceil(3 * self.config.heartbeat_interval_s),
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("heartbeat not recorded: %s", exc or type(exc).__name__)
+
+    async def _leave_registry(self) -> None:
+        assert self._registry is not None
+        try:
+            await self._registry.delete(self._subjects.registry_key(self.hostname))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("registry entry not removed: %s", exc or type(exc).__name__)
 
     async def _on_nats_error(self, exc: Exception) -> None:
         log.warning("NATS: %s", exc)

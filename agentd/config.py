@@ -32,6 +32,9 @@ class AgentConfig(pydantic.BaseModel):
     heartbeat_interval_s: Annotated[float, pydantic.Field(gt=0, le=300)] = 5.0
     drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
+    record_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
+    """How long recording a result in JetStream may take before the agent gives up
+    on the record (the reply is still sent)."""
 
     @pydantic.field_validator("hostname")
     @classmethod

@@ -5,20 +5,30 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import msgspec
 from aiohttp import web
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
-from controller.appkeys import CONFIG, DISPATCHER, KEYS, NATS_LINK, REGISTRY
+from controller.appkeys import (
+    CONFIG,
+    DISPATCHER,
+    IDEMPOTENCY,
+    JOB_STORE,
+    KEYS,
+    NATS_LINK,
+    REGISTRY,
+)
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
+from controller.idempotency import IdempotencyKeys
+from controller.job_routes import job_routes
 from controller.keys import KeyStore
 from controller.middleware import auth_middleware, error_middleware
 from controller.natslink import NatsLink
+from controller.node_routes import node_routes
+from controller.records import JobStore
 from controller.registry import Registry
+from controller.registry_feed import RegistryFeed
 from controller.routes import routes
-from schemas import Subjects, decode_heartbeat
 
 log = logging.getLogger("nexec.controller")
 
@@ -30,42 +40,45 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
     )
-    registry = Registry()
-    dispatcher = Dispatcher(config.subjects)
+    link = NatsLink(
+        config.nats_url, name="nexec-controller", connect_timeout_s=config.connect_timeout_s
+    )
+    js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config
     app[KEYS] = keys
-    app[REGISTRY] = registry
-    app[DISPATCHER] = dispatcher
-    app[NATS_LINK] = NatsLink(
-        config.nats_url,
-        name="nexec-controller",
-        connect_timeout_s=config.connect_timeout_s,
-        on_connected=_subscriber(config.subjects, registry, dispatcher),
-    )
+    app[REGISTRY] = Registry()
+    job_store = JobStore(js, config.subjects)
+    app[DISPATCHER] = Dispatcher(config.subjects, record_no_replies=job_store.record_missing)
+    app[NATS_LINK] = link
+    app[JOB_STORE] = job_store
+    app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app.add_routes(routes)
+    app.add_routes(job_routes)
+    app.add_routes(node_routes)
     app.cleanup_ctx.append(nats_context)
     return app
 
 
-def _subscriber(subjects: Subjects, registry: Registry, dispatcher: Dispatcher) -> NatsSetup:
-    async def on_heartbeat(msg: Msg) -> None:
-        try:
-            registry.observe(decode_heartbeat(msg.data))
-        except msgspec.DecodeError as exc:
-            log.warning("malformed heartbeat on %s ignored: %s", msg.subject, exc)
+async def nats_context(app: web.Application) -> AsyncIterator[None]:
+    """Connect to NATS in the background for the app's lifetime; drain on shutdown.
+
+    Once connected: the record streams and the idempotency bucket exist, the
+    registry view follows the registry bucket, and the reply inbox listens.
+    """
+    config = app[CONFIG]
+    feed = RegistryFeed(app[REGISTRY])
 
     async def on_connected(nc: Client) -> None:
-        """Subscribe to heartbeats and replies, then ask every agent to announce itself."""
-        await nc.subscribe(subjects.heartbeat_all(), cb=on_heartbeat)
-        await dispatcher.attach(nc)
-        await nc.publish(subjects.agent_ping(), b"")
+        js = nc.jetstream(timeout=config.jetstream_timeout_s)
+        replicas = config.jetstream_replicas
+        await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
+        await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
+        await feed.start(js, config.subjects, replicas=replicas)
+        await app[DISPATCHER].attach(nc)
 
-    return on_connected
-
-
-async def nats_context(app: web.Application) -> AsyncIterator[None]:
-    """Connect to NATS in the background for the app's lifetime; drain on shutdown."""
     link = app[NATS_LINK]
-    link.start()
+    link.start(on_connected)
     yield
+    await app[DISPATCHER].close()
+    await feed.stop()
     await link.close()

@@ -6,8 +6,10 @@ from aiohttp import web
 
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
+from controller.idempotency import IdempotencyKeys
 from controller.keys import ApiKey, KeyStore
 from controller.natslink import NatsLink
+from controller.records import JobStore
 from controller.registry import Registry
 
 CONFIG = web.AppKey("config", ControllerConfig)
@@ -15,5 +17,7 @@ KEYS = web.AppKey("keys", KeyStore)
 REGISTRY = web.AppKey("registry", Registry)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
+JOB_STORE = web.AppKey("job_store", JobStore)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 
 API_KEY = web.RequestKey("api_key", ApiKey)

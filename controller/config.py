@@ -23,6 +23,12 @@ class ControllerConfig(pydantic.BaseModel):
     delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
     """Added to a request's timeout: how long replies may take to arrive."""
     max_body_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * 1024
+    delivery_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
+    """How long a host has to acknowledge a job before it is reported no_reply."""
+    job_retention_s: Annotated[float, pydantic.Field(ge=60)] = 24 * 3600.0
+    """How long job records, results and idempotency keys are kept."""
+    jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
+    jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
 
     @pydantic.field_validator("listen")

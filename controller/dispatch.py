@@ -1,9 +1,11 @@
-"""Publishing jobs and collecting the agents' replies.
+"""Publishing jobs and collecting the agents' acknowledgements and results.
 
 One wildcard inbox subscription per controller receives every reply; each job
-gets its own reply subject under it and a :class:`Collector` that completes as
-soon as every expected agent answered. Whoever did not answer by the deadline
-becomes a ``no_reply`` result.
+gets its own reply subject under it and a :class:`Collector`. A host must
+acknowledge within the delivery timeout or it is given up as ``no_reply``
+(a dead agent costs seconds, not the command's timeout); a host that
+acknowledged is waited for until the deadline. NATS's "no responders" status
+gives up every host at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import msgspec
 import nats.errors
@@ -18,11 +22,29 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from controller.errors import NatsUnavailable
-from schemas import ExecJob, ExecResult, ResultStatus, Subjects, Target, decode_result, encode
+from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, missing_results
+from schemas import (
+    ExecAck,
+    ExecJob,
+    ExecResult,
+    ResultStatus,
+    Subjects,
+    Target,
+    decode_reply,
+    encode,
+)
 
 log = logging.getLogger("nexec.controller.dispatch")
 
-ANY_PLACEHOLDER_HOSTNAME = "_any"
+NO_RESPONDERS_STATUS = "503"
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    results: list[ExecResult]
+    """Sorted by hostname; ``no_reply`` for every host given up on."""
+    complete: bool
+    """False when the wait ended before every expected host was decided."""
 
 
 class Collector:
@@ -37,37 +59,77 @@ class Collector:
         self.job_id = job_id
         self.expected = expected
         self.results: dict[str, ExecResult] = {}
-        self.complete = asyncio.Event()
+        self.acked: set[str] = set()
+        self.not_delivered: dict[str, str] = {}
+        """Hosts given up on before the deadline, with the reason."""
+        self.done = asyncio.Event()
 
-    def add(self, result: ExecResult) -> None:
+    def add_ack(self, ack: ExecAck) -> None:
+        self.acked.add(ack.hostname)
+
+    def add_result(self, result: ExecResult) -> None:
         if result.hostname in self.results:
-            log.warning("job %s: second reply from %s ignored", self.job_id, result.hostname)
+            log.warning("job %s: second result from %s ignored", self.job_id, result.hostname)
             return
         self.results[result.hostname] = result
-        if self.expected is None or self.expected.issubset(self.results):
-            self.complete.set()
+        self.not_delivered.pop(result.hostname, None)
+        self._check_done()
 
-    def final_results(self, waited_s: float) -> list[ExecResult]:
-        """Every reply, plus a ``no_reply`` result for each expected agent that did not answer."""
-        missing = (
-            sorted(self.expected - self.results.keys())
-            if self.expected is not None
-            else ([] if self.results else [ANY_PLACEHOLDER_HOSTNAME])
-        )
-        error = f"no reply within {waited_s:g}s"
-        no_replies = [
-            ExecResult(job_id=self.job_id, hostname=host, status=ResultStatus.NO_REPLY, error=error)
-            for host in missing
+    def give_up_unacknowledged(self, reason: str) -> None:
+        """Give up every expected host that neither acknowledged nor answered."""
+        pending = self._pending()
+        for host in pending - self.acked:
+            self.not_delivered[host] = reason
+        self._check_done()
+
+    def _pending(self) -> set[str]:
+        """Hosts still waited for. For ``_any``: the host that acknowledged, or a
+        placeholder until one does."""
+        if self.expected is None:
+            if self.results or ANY_PLACEHOLDER_HOSTNAME in self.not_delivered:
+                return set()
+            return set(self.acked) or {ANY_PLACEHOLDER_HOSTNAME}
+        return set(self.expected) - self.results.keys() - self.not_delivered.keys()
+
+    def _check_done(self) -> None:
+        if not self._pending():
+            self.done.set()
+
+    def collected(self, *, deadline_passed: bool, waited_s: float) -> Collected:
+        """The results so far, with ``no_reply`` for hosts given up on (and, once the
+        deadline passed, for every host still missing)."""
+        given_up = [
+            ExecResult(
+                job_id=self.job_id, hostname=host, status=ResultStatus.NO_REPLY, error=reason
+            )
+            for host, reason in self.not_delivered.items()
         ]
-        return sorted([*self.results.values(), *no_replies], key=lambda r: r.hostname)
+        results = [*self.results.values(), *given_up]
+        pending = self._pending()
+        if deadline_passed and pending:
+            results += missing_results(
+                self.job_id, pending, results, f"no reply within {waited_s:g}s"
+            )
+            pending = set()
+        return Collected(sorted(results, key=lambda r: r.hostname), complete=not pending)
+
+
+Recorder = Callable[[list[ExecResult]], Awaitable[None]]
 
 
 class Dispatcher:
-    """Sends jobs on NATS and gathers their results."""
+    """Sends jobs on NATS and gathers their replies.
 
-    def __init__(self, subjects: Subjects) -> None:
+    Collection runs in its own task until every expected host is decided or
+    the deadline passes, even when the HTTP answer went out earlier
+    (``?wait``); then the hosts it gave up on are recorded as ``no_reply``.
+    """
+
+    def __init__(self, subjects: Subjects, record_no_replies: Recorder) -> None:
         self._subjects = subjects
+        self._record_no_replies = record_no_replies
         self._collectors: dict[str, Collector] = {}
+        self._collecting: set[asyncio.Task[Collected]] = set()
         self._inbox_prefix = ""
         self._nc: Client | None = None
 
@@ -77,10 +139,25 @@ class Dispatcher:
         await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_reply)
         self._nc = nc
 
+    async def close(self) -> None:
+        """Stop collecting (on shutdown); unanswered hosts stay to be derived at the deadline."""
+        for task in list(self._collecting):
+            task.cancel()
+        await asyncio.gather(*self._collecting, return_exceptions=True)
+
     async def run(
-        self, job: ExecJob, target: Target, expected: frozenset[str] | None, wait_s: float
-    ) -> list[ExecResult]:
-        """Publish ``job`` and wait up to ``wait_s`` seconds for the expected replies.
+        self,
+        job: ExecJob,
+        target: Target,
+        expected: frozenset[str] | None,
+        *,
+        deadline_s: float,
+        delivery_timeout_s: float,
+        return_after_s: float,
+    ) -> Collected:
+        """Publish ``job``; wait for its replies until every expected host is decided,
+        ``deadline_s`` passes (the rest become ``no_reply``) or ``return_after_s`` passes
+        (the rest are left out and ``complete`` is False).
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -91,29 +168,59 @@ class Dispatcher:
         collector = Collector(job.job_id, expected)
         self._collectors[job.job_id] = collector
         try:
-            try:
-                await nc.publish(
-                    self._subjects.exec_target(target),
-                    encode(job),
-                    reply=f"{self._inbox_prefix}.{job.job_id}",
-                )
-            except nats.errors.Error as exc:
-                raise NatsUnavailable(f"publishing the job failed: {exc}") from exc
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(collector.complete.wait(), wait_s)
-        finally:
+            await nc.publish(
+                self._subjects.exec_target(target),
+                encode(job),
+                reply=f"{self._inbox_prefix}.{job.job_id}",
+            )
+        except nats.errors.Error as exc:
             del self._collectors[job.job_id]
-        return collector.final_results(wait_s)
+            raise NatsUnavailable(f"publishing the job failed: {exc}") from exc
+        task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), return_after_s)
+        except TimeoutError:
+            return collector.collected(deadline_passed=False, waited_s=deadline_s)
+
+    async def _collect(
+        self, collector: Collector, deadline_s: float, delivery_timeout_s: float
+    ) -> Collected:
+        delivery_timer = asyncio.get_running_loop().call_later(
+            delivery_timeout_s,
+            collector.give_up_unacknowledged,
+            f"not acknowledged within {delivery_timeout_s:g}s",
+        )
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(collector.done.wait(), deadline_s)
+        finally:
+            delivery_timer.cancel()
+            del self._collectors[collector.job_id]
+        collected = collector.collected(
+            deadline_passed=not collector.done.is_set(), waited_s=deadline_s
+        )
+        no_replies = [r for r in collected.results if r.status is ResultStatus.NO_REPLY]
+        if no_replies:
+            await self._record_no_replies(no_replies)
+        return collected
 
     async def _on_reply(self, msg: Msg) -> None:
         job_id = msg.subject.rsplit(".", 1)[-1]
+        collector = self._collectors.get(job_id)
+        if collector is None:
+            log.debug("job %s: reply after its request ended (recorded by the agent)", job_id)
+            return
+        if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+            collector.give_up_unacknowledged("no agent is subscribed (NATS: no responders)")
+            return
         try:
-            result = decode_result(msg.data)
+            reply = decode_reply(msg.data)
         except msgspec.DecodeError as exc:
             log.warning("job %s: malformed reply ignored: %s", job_id, exc)
             return
-        collector = self._collectors.get(job_id)
-        if collector is None:
-            log.info("job %s: late reply from %s (%s)", job_id, result.hostname, result.status)
-            return
-        collector.add(result)
+        if isinstance(reply, ExecAck):
+            collector.add_ack(reply)
+        else:
+            collector.add_result(reply)

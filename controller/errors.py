@@ -4,7 +4,8 @@
     ├── BadRequest           400 invalid payload or target syntax
     ├── Unauthorized         401 missing or unknown API key
     ├── Forbidden            403 key lacks the permission or the target
-    ├── NotFound             404 no registered agent matches / no such route
+    ├── NotFound             404 no registered agent matches / no such route or job
+    ├── Conflict             409 Idempotency-Key reused with another request
     ├── PayloadTooLarge      413 request body over the limit
     └── NatsUnavailable      503 NATS unreachable
 
@@ -47,6 +48,11 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status = 404
     title = "not found"
+
+
+class Conflict(ApiError):
+    status = 409
+    title = "conflict"
 
 
 class PayloadTooLarge(ApiError):

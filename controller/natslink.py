@@ -26,7 +26,7 @@ class LinkState(enum.StrEnum):
 
 
 class NatsLink:
-    """Connects with unlimited retries, then calls ``on_connected`` once."""
+    """Connects with unlimited retries, then runs the setup given to :meth:`start` once."""
 
     def __init__(
         self,
@@ -34,13 +34,12 @@ class NatsLink:
         *,
         name: str,
         connect_timeout_s: float,
-        on_connected: Callable[[Client], Awaitable[None]],
     ) -> None:
         self.client = Client()
         self._url = url
         self._name = name
         self._connect_timeout_s = connect_timeout_s
-        self._on_connected = on_connected
+        self._on_connected: Callable[[Client], Awaitable[None]] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._connect_called = False
         self._closing = False
@@ -57,8 +56,15 @@ class NatsLink:
             return LinkState.CONNECTED
         return LinkState.DISCONNECTED if self.ready.is_set() else LinkState.CONNECTING
 
-    def start(self) -> None:
+    def start(self, on_connected: Callable[[Client], Awaitable[None]]) -> None:
+        """Connect in the background; ``on_connected`` sets up subscriptions and streams."""
+        self._on_connected = on_connected
         self._connect_task = asyncio.create_task(self._connect())
+        self._connect_task.add_done_callback(self._log_failure)
+
+    def _log_failure(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("NATS setup failed; requests get 503: %s", task.exception())
 
     async def _connect(self) -> None:
         self._connect_called = True
@@ -71,6 +77,7 @@ class NatsLink:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        assert self._on_connected is not None
         await self._on_connected(self.client)
         await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
         self.ready.set()

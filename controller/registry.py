@@ -1,8 +1,9 @@
-"""The live agents, as a controller sees them from their heartbeats.
+"""The live agents, as a controller sees them: a local view of the registry bucket.
 
-An agent is live from its first heartbeat until three of its heartbeat
-intervals pass without one, or until it says it is leaving. The registry is
-fed by the heartbeat subscription; nothing here touches NATS.
+An agent is live from its first heartbeat until its entry is deleted (clean
+stop) or expires (three missed heartbeats; the server removes the entry, and
+this view also forgets an agent on its own after that long). The view is fed
+by :mod:`controller.registry_feed`; nothing here touches NATS.
 """
 
 from __future__ import annotations
@@ -36,18 +37,29 @@ class Registry:
         self._changed = asyncio.Event()
 
     def observe(self, heartbeat: Heartbeat) -> None:
-        """Record a heartbeat; a leaving agent is removed at once."""
+        """Record a heartbeat."""
         hostname = heartbeat.hostname
-        if heartbeat.leaving:
-            if self._agents.pop(hostname, None) is not None:
-                log.info("agent left: %s", hostname)
-        else:
-            if hostname not in self._agents:
-                log.info("agent joined: %s", hostname)
-            expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
-            self._agents[hostname] = AgentEntry(heartbeat, expires_at)
+        if hostname not in self._agents:
+            log.info("agent joined: %s", hostname)
+        expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
+        self._agents[hostname] = AgentEntry(heartbeat, expires_at)
+        self._notify()
+
+    def remove(self, hostname: str, reason: str) -> None:
+        """Forget an agent whose entry was deleted or expired."""
+        if self._agents.pop(hostname, None) is not None:
+            log.info("agent left: %s (%s)", hostname, reason)
+            self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def get(self, hostname: str) -> Heartbeat | None:
+        entry = self._agents.get(hostname)
+        if entry is None or entry.expires_at <= self._clock():
+            return None
+        return entry.heartbeat
 
     def live(self) -> list[Heartbeat]:
         """Every live agent, sorted by hostname; forgets the expired ones."""
@@ -60,10 +72,7 @@ class Registry:
     def resolve(self, target: Target) -> list[str]:
         """Hostnames of the live agents ``target`` addresses, sorted."""
         if target.kind is TargetKind.HOST:
-            entry = self._agents.get(target.hostname)
-            if entry is None or entry.expires_at <= self._clock():
-                return []
-            return [target.hostname]
+            return [target.hostname] if self.get(target.hostname) is not None else []
         return [hb.hostname for hb in self.live() if target.matches(hb.hostname, hb.labels)]
 
     async def wait_until(self, condition: Callable[[Registry], bool], timeout_s: float) -> None:

@@ -1,21 +1,35 @@
-"""HTTP handlers. Authentication happened in the middleware; each handler checks
-its permission and target, then works."""
+"""The exec endpoint, health and the OpenAPI document.
+
+Authentication happened in the middleware; each handler checks its
+permission and target, then works.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import msgspec
 from aiohttp import web
 
-from controller.appkeys import API_KEY, CONFIG, DISPATCHER, NATS_LINK, REGISTRY
-from controller.errors import Forbidden, NatsUnavailable, NotFound
+from controller.appkeys import (
+    API_KEY,
+    CONFIG,
+    DISPATCHER,
+    IDEMPOTENCY,
+    JOB_STORE,
+    NATS_LINK,
+    REGISTRY,
+)
+from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
+from controller.jobs import job_view
 from controller.keys import ApiKey
 from controller.middleware import json_response
 from controller.natslink import LinkState
 from controller.openapi import openapi_document
 from controller.validation import parse_exec_request, parse_target_text
-from schemas import ExecJob, ExecResponse, HealthResponse, TargetKind
+from schemas import ExecJob, ExecRequest, ExecResponse, HealthResponse, JobRecord, TargetKind
+from schemas.api import MAX_TIMEOUT_S, JobState
 
 routes = web.RouteTableDef()
 
@@ -32,12 +46,33 @@ def require_target(api_key: ApiKey, target: str) -> None:
         raise Forbidden(f"key {api_key.name!r} may not reach target {target!r}")
 
 
-@routes.post("/node/{hostname}/command/exec")
-async def exec_command(request: web.Request) -> web.Response:
-    """Run an executable (no shell) on the target's agents and return every result.
+def require_nats(request: web.Request) -> None:
+    """Raises: NatsUnavailable unless the controller is connected to NATS."""
+    if request.app[NATS_LINK].state is not LinkState.CONNECTED:
+        raise NatsUnavailable("the controller is not connected to NATS")
+
+
+def parse_wait(query_value: str | None) -> float | None:
+    """``?wait``: absent or ``true`` = until done (None); ``false`` = 0; else seconds.
 
     Raises:
-        Forbidden, BadRequest, NotFound, NatsUnavailable (see controller.errors).
+        BadRequest: not ``true``, ``false`` or an integer from 0 to 300.
+    """
+    if query_value is None or query_value == "true":
+        return None
+    if query_value == "false":
+        return 0.0
+    if query_value.isdigit() and int(query_value) <= MAX_TIMEOUT_S:
+        return float(query_value)
+    raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
+
+
+@routes.post("/node/{hostname}/command/exec")
+async def exec_command(request: web.Request) -> web.Response:
+    """Run an executable (no shell) on the target's agents and return their results.
+
+    Raises:
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
     """
     api_key = request[API_KEY]
     require_permission(api_key, "command:exec")
@@ -45,28 +80,64 @@ async def exec_command(request: web.Request) -> web.Response:
     target = parse_target_text(target_text)
     require_target(api_key, target_text)
     body = parse_exec_request(await request.read())
-    if request.app[NATS_LINK].state is not LinkState.CONNECTED:
-        raise NatsUnavailable("the controller is not connected to NATS")
+    wait_s = parse_wait(request.query.get("wait"))
+    require_nats(request)
     expected = request.app[REGISTRY].resolve(target)
     if not expected:
         raise NotFound(f"no registered agent matches target {target_text!r}")
+    job = new_job(request, body, target_text, api_key.name)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key:
+        request_digest = msgspec.json.encode([target_text, body])
+        owner = await request.app[IDEMPOTENCY].claim(
+            api_key.name, idempotency_key, request_digest, job.job_id
+        )
+        if owner != job.job_id:
+            return await replay(request, owner)
+    expected_hosts = None if target.kind is TargetKind.ANY else expected
+    await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
     config = request.app[CONFIG]
-    wait_s = body.timeout + config.delivery_margin_s
+    deadline_s = job.deadline - job.created_at
+    collected = await request.app[DISPATCHER].run(
+        job,
+        target,
+        None if expected_hosts is None else frozenset(expected_hosts),
+        deadline_s=deadline_s,
+        delivery_timeout_s=body.delivery_timeout or config.delivery_timeout_s,
+        return_after_s=deadline_s if wait_s is None else wait_s,
+    )
+    response = ExecResponse(
+        job_id=job.job_id, results=collected.results, complete=collected.complete
+    )
+    return json_response(response, status=202)
+
+
+def new_job(request: web.Request, body: ExecRequest, target: str, caller: str) -> ExecJob:
     now = time.time()
-    job = ExecJob(
+    return ExecJob(
         job_id=str(uuid.uuid4()),
         command=body.command,
         args=body.args,
         cwd=body.cwd,
         timeout_s=body.timeout,
-        deadline=now + wait_s,
-        target=target_text,
-        caller=api_key.name,
+        deadline=now + body.timeout + request.app[CONFIG].delivery_margin_s,
+        target=target,
+        caller=caller,
         created_at=now,
     )
-    expected_set = None if target.kind is TargetKind.ANY else frozenset(expected)
-    results = await request.app[DISPATCHER].run(job, target, expected_set, wait_s)
-    return json_response(ExecResponse(job_id=job.job_id, results=results), status=202)
+
+
+async def replay(request: web.Request, job_id: str) -> web.Response:
+    """The answer to a repeated idempotent request: the earlier job as recorded now."""
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:  # the first request has not recorded its job yet
+        return json_response(ExecResponse(job_id=job_id, results=[], complete=False), 202)
+    view = job_view(record, await store.results(job_id), time.time())
+    response = ExecResponse(
+        job_id=job_id, results=view.results, complete=view.state is not JobState.RUNNING
+    )
+    return json_response(response, status=202)
 
 
 @routes.get("/healthz")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import msgspec
 
-from schemas.messages import ExecResult
+from schemas.messages import ExecResult, Heartbeat
 
 MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 300
@@ -27,6 +28,18 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             description="Seconds before the command is killed (default 30).",
         ),
     ] = DEFAULT_TIMEOUT_S
+    delivery_timeout: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=60,
+                description="Seconds a host has to acknowledge the job before it is "
+                "reported no_reply (default: the controller's, 2).",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ExecResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +47,88 @@ class ExecResponse(msgspec.Struct, frozen=True, kw_only=True):
 
     job_id: str
     results: list[ExecResult]
+    complete: bool = True
+    """False when ``?wait`` ended before every expected host answered: the
+    rest comes with ``GET /job/{job_id}``."""
+
+
+class JobState(enum.StrEnum):
+    """The overall state of a job, derived from its hosts' results."""
+
+    RUNNING = "running"
+    """Some expected host has not answered and the deadline has not passed."""
+    COMPLETED = "completed"
+    """Every host's process ran and exited (any exit code)."""
+    PARTIAL = "partial"
+    """Some hosts completed, others did not (failed, timeout, no_reply...)."""
+    FAILED = "failed"
+    """No host completed."""
+    CANCELLED = "cancelled"
+    """Every host that did not complete was cancelled."""
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /job/{id}``: the request, its state and every host's result."""
+
+    job_id: str
+    state: JobState
+    complete: bool
+    target: str
+    command: str
+    args: list[str]
+    cwd: str | None
+    timeout: int
+    caller: str
+    created_at: float
+    deadline: float
+    expected_hosts: list[str] | None
+    results: list[ExecResult]
+
+
+class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One job in ``GET /job``; its state and results come with ``GET /job/{id}``."""
+
+    job_id: str
+    target: str
+    command: str
+    args: list[str]
+    caller: str
+    created_at: float
+    expected_hosts: int | None
+
+
+class JobList(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: list[JobSummary]
+    next_cursor: str | None
+    """Pass as ``?cursor=`` for the next, older page; null on the last page."""
+
+
+class NodeView(msgspec.Struct, frozen=True, kw_only=True):
+    """One live agent as ``GET /node`` shows it."""
+
+    hostname: str
+    labels: dict[str, str]
+    version: str
+    started_at: float
+    last_seen: float
+    jobs_running: int
+    load_avg: list[float]
+
+    @classmethod
+    def from_heartbeat(cls, heartbeat: Heartbeat) -> NodeView:
+        return cls(
+            hostname=heartbeat.hostname,
+            labels=heartbeat.labels,
+            version=heartbeat.version,
+            started_at=heartbeat.started_at,
+            last_seen=heartbeat.sent_at,
+            jobs_running=heartbeat.jobs_running,
+            load_avg=heartbeat.load_avg,
+        )
+
+
+class NodeList(msgspec.Struct, frozen=True, kw_only=True):
+    nodes: list[NodeView]
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):

@@ -75,6 +75,28 @@ class ExecResult(
     stderr_bytes: int = 0
 
 
+class ExecAck(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.ack"):
+    """Sent to the job's reply subject the moment an agent takes a job, before it runs.
+
+    A host that has not acknowledged within the delivery timeout is reported
+    ``no_reply`` without waiting for the command's own timeout.
+    """
+
+    job_id: str
+    hostname: str
+
+
+class JobRecord(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.record"
+):
+    """What a controller stores about a job when it publishes it."""
+
+    job: ExecJob
+    expected_hosts: list[str] | None
+    """The agents the job was expected on (from the registry at publish time);
+    null for ``_any`` (any one agent)."""
+
+
 class Heartbeat(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.agent.v1.heartbeat"
 ):
@@ -90,16 +112,21 @@ class Heartbeat(
     interval_s: float = 5.0
     """Seconds until the next heartbeat; readers expire the agent after three."""
     jobs_running: int = 0
-    leaving: bool = False
-    """True in the last heartbeat of an agent that stops cleanly."""
+    load_avg: list[float] = []
+    """1, 5 and 15 minute load averages of the host."""
 
 
-WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (ExecJob, ExecResult, Heartbeat)
+WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (ExecJob, ExecAck, ExecResult, Heartbeat, JobRecord)
+
+Reply = ExecAck | ExecResult
+"""What an agent sends to a job's reply subject: first an ack, then the result."""
 
 _encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(ExecJob)
 _result_decoder = msgspec.json.Decoder(ExecResult)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+_reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
+_record_decoder = msgspec.json.Decoder(JobRecord)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -120,3 +147,13 @@ def decode_result(data: bytes) -> ExecResult:
 def decode_heartbeat(data: bytes) -> Heartbeat:
     """Raises: msgspec.DecodeError (ValidationError included) on a malformed heartbeat."""
     return _heartbeat_decoder.decode(data)
+
+
+def decode_reply(data: bytes) -> Reply:
+    """Raises: msgspec.DecodeError (ValidationError included) on anything but an ack or result."""
+    return _reply_decoder.decode(data)
+
+
+def decode_job_record(data: bytes) -> JobRecord:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed record."""
+    return _record_decoder.decode(data)

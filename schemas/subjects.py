@@ -112,14 +112,43 @@ class Subjects:
             return self.exec_any()
         return self.exec_all()
 
-    def heartbeat(self, hostname: str) -> str:
-        """Where one agent publishes its heartbeats."""
-        return f"{self.prefix}.agent.heartbeat.{encode_token(hostname)}"
+    @property
+    def _stem(self) -> str:
+        """The prefix as one name token, for JetStream stream and bucket names."""
+        return self.prefix.replace(".", "_")
 
-    def heartbeat_all(self) -> str:
-        """Wildcard matching every agent's heartbeat subject."""
-        return f"{self.prefix}.agent.heartbeat.*"
+    def registry_bucket(self) -> str:
+        """KV bucket of live agents: key :meth:`registry_key`, value a Heartbeat."""
+        return f"{self._stem}_agents"
 
-    def agent_ping(self) -> str:
-        """Asks every agent to publish a heartbeat now (sent by a starting controller)."""
-        return f"{self.prefix}.agent.ping"
+    def registry_key(self, hostname: str) -> str:
+        return encode_token(hostname)
+
+    def jobs_stream(self) -> str:
+        """Stream of job records, one message per job on :meth:`job_record`."""
+        return f"{self._stem}_jobs"
+
+    def job_record(self, job_id: str) -> str:
+        return f"{self.prefix}.record.job.{encode_token(job_id)}"
+
+    def job_records_all(self) -> str:
+        return f"{self.prefix}.record.job.*"
+
+    def results_stream(self) -> str:
+        """Stream of per-host results, one message per host on :meth:`result_record`."""
+        return f"{self._stem}_results"
+
+    def result_record(self, job_id: str, hostname: str) -> str:
+        """Where an agent records its result of a job (besides replying)."""
+        return f"{self.prefix}.record.result.{encode_token(job_id)}.{encode_token(hostname)}"
+
+    def result_records(self, job_id: str) -> str:
+        """Wildcard matching every host's result of one job."""
+        return f"{self.prefix}.record.result.{encode_token(job_id)}.*"
+
+    def result_records_all(self) -> str:
+        return f"{self.prefix}.record.result.*.*"
+
+    def idempotency_bucket(self) -> str:
+        """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
+        return f"{self._stem}_idempotency"

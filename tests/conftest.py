@@ -11,6 +11,7 @@ import asyncio
 import re
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +121,15 @@ class Controller:
 
     url: str
     app: web.Application
+    runner: web.AppRunner
     session: aiohttp.ClientSession
     api_key: str
     keys_file: Path
     extra_keys: dict[str, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Stop this controller as a restart or a crash of its process would."""
+        await self.runner.cleanup()
 
     @property
     def registry(self) -> Registry:
@@ -150,7 +156,8 @@ class Controller:
         async with self.session.request(
             method, self.url + path, json=json, data=data, headers=all_headers
         ) as response:
-            return Response(response.status, await response.json())
+            body = None if response.status == 204 else await response.json()
+            return Response(response.status, body)
 
     async def exec(self, target: str, body: Any, *, key: str | None = None) -> Response:
         return await self.request("POST", f"/node/{target}/command/exec", json=body, key=key)
@@ -173,7 +180,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
         keys: dict[str, tuple[list[str], list[str]]] | None = None,
         **settings: Any,
     ) -> Controller:
-        keys_file = tmp_path / f"keys-{len(runners)}.json"
+        keys_file = tmp_path / f"keys-{len(runners)}-{uuid.uuid4().hex}.json"
         api_key = create_key(keys_file, name="admin", permissions=sorted(PERMISSIONS), targets=[])
         extra_keys = {
             name: create_key(keys_file, name=name, permissions=perms, targets=targets)
@@ -199,6 +206,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
         return Controller(
             url=f"http://127.0.0.1:{port}",
             app=app,
+            runner=runner,
             session=session,
             api_key=api_key,
             keys_file=keys_file,

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.conftest import MakeAgent, NatsServer
+from tests.conftest import MakeAgent, MakeController, NatsServer
 
 
 @pytest.fixture
@@ -42,9 +43,26 @@ def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:
 
 
 async def request(nc: Client, subject: str, message: dict[str, Any]) -> dict[str, Any]:
-    reply = await nc.request(subject, json.dumps(message).encode(), timeout=10)
-    result: dict[str, Any] = json.loads(reply.data)
+    """Publish a job with a reply inbox; return the result (after checking the ack)."""
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    await nc.publish(subject, json.dumps(message).encode(), reply=inbox)
+    first = json.loads((await subscription.next_msg(timeout=10)).data)
+    if first["type"] == "nexec.exec.v1.result":  # refused before it was taken: no ack
+        await subscription.unsubscribe()
+        return first
+    assert first == {
+        "type": "nexec.exec.v1.ack",
+        "job_id": message["job_id"],
+        "hostname": first["hostname"],
+    }
+    result: dict[str, Any] = json.loads((await subscription.next_msg(timeout=10)).data)
+    await subscription.unsubscribe()
     return result
+
+
+def results_only(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [reply for reply in replies if reply["type"] == "nexec.exec.v1.result"]
 
 
 async def test_publish_to_a_host_subject_and_read_the_reply(
@@ -67,22 +85,26 @@ async def test_collect_all_replies_on_an_inbox(nc: Client, make_agent: MakeAgent
     subscription = await nc.subscribe(inbox)
     message = job("role:web", "true")
     await nc.publish("nexec.exec.label.role.web", json.dumps(message).encode(), reply=inbox)
-    replies = [json.loads((await subscription.next_msg(timeout=10)).data) for _ in range(2)]
-    assert sorted(r["hostname"] for r in replies) == ["h1", "h2"]
-    assert {r["status"] for r in replies} == {"completed"}
+    replies = [json.loads((await subscription.next_msg(timeout=10)).data) for _ in range(4)]
+    acks = [r["hostname"] for r in replies if r["type"] == "nexec.exec.v1.ack"]
+    results = results_only(replies)
+    assert sorted(acks) == ["h1", "h2"]
+    assert sorted(r["hostname"] for r in results) == ["h1", "h2"]
+    assert {r["status"] for r in results} == {"completed"}
 
 
-async def test_heartbeats_announce_agents(nc: Client, make_agent: MakeAgent) -> None:
-    subscription = await nc.subscribe("nexec.agent.heartbeat.*")
-    await nc.flush()
-    await make_agent("hb-1", labels={"env": "dev"})
-    heartbeat = json.loads((await subscription.next_msg(timeout=10)).data)
+async def test_agents_register_in_the_registry_bucket(nc: Client, make_agent: MakeAgent) -> None:
+    agent = await make_agent("hb-1.example.com", labels={"env": "dev"})
+    bucket = await nc.jetstream().key_value("nexec_agents")
+    entry = await bucket.get("hb-1_2Eexample_2Ecom")
+    heartbeat = json.loads(entry.value or b"")
     assert heartbeat["type"] == "nexec.agent.v1.heartbeat"
-    assert heartbeat["hostname"] == "hb-1"
+    assert heartbeat["hostname"] == "hb-1.example.com"
     assert heartbeat["labels"] == {"env": "dev"}
-    await nc.publish("nexec.agent.ping", b"")
-    again = json.loads((await subscription.next_msg(timeout=10)).data)
-    assert again["instance_id"] == heartbeat["instance_id"]
+    assert len(heartbeat["load_avg"]) == 3
+    await agent.stop()
+    with pytest.raises(nats.js.errors.KeyNotFoundError):
+        await bucket.get("hb-1_2Eexample_2Ecom")
 
 
 async def test_expired_job_is_refused_and_not_run(
@@ -115,8 +137,9 @@ async def test_duplicate_delivery_runs_once(
     sentinel = job("agent-1", "true")
     await nc.publish("nexec.exec.host.agent-1", json.dumps(sentinel).encode(), reply=inbox)
     replies: list[dict[str, Any]] = []
-    while not any(r["job_id"] == sentinel["job_id"] for r in replies) or len(replies) < 2:
+    while not any(r["job_id"] == sentinel["job_id"] for r in results_only(replies)):
         replies.append(json.loads((await subscription.next_msg(timeout=10)).data))
+    replies = results_only(replies)
     assert [r["job_id"] for r in replies].count(duplicated["job_id"]) == 1
     assert log.read_text() == "run\n"
     assert agent.counters.duplicates == 2
@@ -130,8 +153,8 @@ async def test_job_for_other_labels_is_dropped(nc: Client, make_agent: MakeAgent
     match = job("env:dev,role:web", "true")
     for message in (mismatch, match):
         await nc.publish("nexec.exec.label.role.web", json.dumps(message).encode(), reply=inbox)
-    reply = json.loads((await subscription.next_msg(timeout=10)).data)
-    assert reply["job_id"] == match["job_id"]
+    replies = [json.loads((await subscription.next_msg(timeout=10)).data) for _ in range(2)]
+    assert {reply["job_id"] for reply in replies} == {match["job_id"]}
     assert agent.counters.started == 1
 
 
@@ -159,15 +182,18 @@ async def test_concurrency_is_bounded(nc: Client, make_agent: MakeAgent, tmp_pat
     assert log.read_text().split() == ["start", "end"] * 3
 
 
-async def test_job_without_reply_subject_is_not_run(
-    nc: Client, make_agent: MakeAgent, tmp_path: Path
+async def test_job_without_reply_subject_runs_and_is_recorded(
+    nc: Client, make_agent: MakeAgent, make_controller: MakeController
 ) -> None:
-    agent = await make_agent("agent-1")
-    marker = tmp_path / "ran"
-    await nc.publish(
-        "nexec.exec.host.agent-1", json.dumps(job("agent-1", "touch", str(marker))).encode()
+    await make_controller()  # creates the record streams
+    await make_agent("agent-1")
+    message = job("agent-1", "echo", "fire-and-forget")
+    await nc.publish("nexec.exec.host.agent-1", json.dumps(message).encode())
+    # Nobody hears the reply: the result is only in the results stream, which
+    # an ordered consumer reads as soon as the agent has recorded it.
+    subscription = await nc.jetstream().subscribe(
+        f"nexec.record.result.{message['job_id']}.agent-1", ordered_consumer=True
     )
-    sentinel = job("agent-1", "true")
-    await request(nc, "nexec.exec.host.agent-1", sentinel)
-    assert not marker.exists()
-    assert agent.counters.refused == 1
+    recorded = json.loads((await subscription.next_msg(timeout=10)).data)
+    assert recorded["status"] == "completed"
+    assert recorded["stdout"] == "fire-and-forget\n"

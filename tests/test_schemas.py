@@ -37,7 +37,11 @@ def test_subjects_follow_the_documented_tree() -> None:
     assert subjects.exec_label("role", "web") == "nexec.exec.label.role.web"
     assert subjects.exec_all() == "nexec.exec.all"
     assert subjects.exec_any() == "nexec.exec.any"
-    assert subjects.heartbeat("h1") == "nexec.agent.heartbeat.h1"
+    assert subjects.registry_bucket() == "nexec_agents"
+    assert subjects.registry_key("h1.example.com") == "h1_2Eexample_2Ecom"
+    assert subjects.job_record("j-1") == "nexec.record.job.j-1"
+    assert subjects.result_record("j-1", "h.x") == "nexec.record.result.j-1.h_2Ex"
+    assert Subjects("acme.nexec").jobs_stream() == "acme_nexec_jobs"
     assert subjects.exec_target(parse_target("role:web,env:dev")) == "nexec.exec.label.env.dev"
     with pytest.raises(ValueError, match="invalid subject prefix"):
         Subjects("bad prefix")
@@ -74,8 +78,10 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
     assert written == [
         "http-api.json",
         "nexec.agent.v1.heartbeat.json",
+        "nexec.exec.v1.ack.json",
         "nexec.exec.v1.job.json",
         "nexec.exec.v1.result.json",
+        "nexec.job.v1.record.json",
     ]
     job_schema = json.loads((tmp_path / "nexec.exec.v1.job.json").read_text())
     definition = job_schema["$defs"]["ExecJob"]

@@ -1,0 +1,83 @@
+"""Idempotency keys: a repeated request returns the job it started the first time.
+
+The pair (API key name, ``Idempotency-Key`` header) maps to the job id and a
+hash of the request in a KV bucket kept as long as the job records. The first
+request to claim a pair creates the entry atomically; a later one with the same
+request gets that job id back, one with a different request gets 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from controller.errors import Conflict, NatsUnavailable
+from schemas import Subjects
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    request_sha256: str
+
+
+class IdempotencyKeys:
+    """Claims of idempotency keys; every method may raise :class:`NatsUnavailable`."""
+
+    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+        self._js = js
+        self._subjects = subjects
+        self._bucket: KeyValue | None = None
+
+    async def open(self, *, retention_s: float, replicas: int) -> None:
+        """Raises: NatsUnavailable when the bucket cannot be bound or created."""
+        name = self._subjects.idempotency_bucket()
+        try:
+            try:
+                self._bucket = await self._js.key_value(name)
+            except nats.js.errors.BucketNotFoundError:
+                self._bucket = await self._js.create_key_value(
+                    KeyValueConfig(
+                        bucket=name,
+                        history=1,
+                        ttl=retention_s,
+                        storage=StorageType.FILE,
+                        replicas=replicas,
+                    )
+                )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"cannot open bucket {name}: {exc}") from exc
+
+    async def claim(self, key_name: str, idempotency_key: str, request: bytes, job_id: str) -> str:
+        """Claim the pair for ``job_id``; return the job id that owns it (``job_id`` if new).
+
+        Raises:
+            Conflict: the pair was claimed by a request different from ``request``.
+            NatsUnavailable: the bucket is not open or did not answer.
+        """
+        if self._bucket is None:
+            raise NatsUnavailable("the idempotency bucket is not open yet")
+        entry_key = hashlib.sha256(f"{key_name}\0{idempotency_key}".encode()).hexdigest()
+        claim = Claim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
+        try:
+            try:
+                await self._bucket.create(entry_key, msgspec.json.encode(claim))
+                return job_id
+            except nats.js.errors.KeyWrongLastSequenceError:
+                entry = await self._bucket.get(entry_key)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"idempotency check failed: {exc or type(exc).__name__}") from exc
+        earlier = msgspec.json.decode(entry.value or b"{}", type=Claim)
+        if earlier.request_sha256 != claim.request_sha256:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was used for a different request "
+                f"(job {earlier.job_id})"
+            )
+        return earlier.job_id

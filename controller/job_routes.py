@@ -1,0 +1,73 @@
+"""``/job``: read, list and delete job records (from JetStream, on any controller)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from controller.appkeys import API_KEY, JOB_STORE
+from controller.errors import BadRequest, NotFound
+from controller.jobs import job_summary, job_view
+from controller.middleware import json_response
+from controller.routes import require_nats, require_permission
+from schemas.api import JobList
+
+job_routes = web.RouteTableDef()
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+@job_routes.get("/job/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    """The job's request, state and every host's result.
+
+    Raises:
+        Forbidden, NotFound, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "job:read")
+    require_nats(request)
+    job_id = request.match_info["job_id"]
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:
+        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    return json_response(job_view(record, await store.results(job_id), time.time()))
+
+
+@job_routes.get("/job")
+async def list_jobs(request: web.Request) -> web.Response:
+    """Recent jobs, newest first: ``?limit=N`` (1-500, default 50) and ``?cursor=``.
+
+    Raises:
+        Forbidden, BadRequest, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "job:read")
+    limit_text = request.query.get("limit", str(DEFAULT_PAGE_SIZE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    require_nats(request)
+    try:
+        page = await request.app[JOB_STORE].page(
+            limit=int(limit_text), cursor=request.query.get("cursor")
+        )
+    except ValueError as exc:
+        raise BadRequest(f"cursor: {exc}") from exc
+    jobs = [job_summary(record) for record in page.records]
+    return json_response(JobList(jobs=jobs, next_cursor=page.next_cursor))
+
+
+@job_routes.delete("/job/{job_id}")
+async def delete_job(request: web.Request) -> web.Response:
+    """Remove the job record and every result. 204, or 404 when there is no such job.
+
+    Raises:
+        Forbidden, NotFound, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "job:cancel")
+    require_nats(request)
+    job_id = request.match_info["job_id"]
+    if not await request.app[JOB_STORE].delete(job_id):
+        raise NotFound(f"no job {job_id!r}")
+    return web.Response(status=204)

@@ -1,0 +1,196 @@
+"""Job records in JetStream: the request in one stream, each host's result in another.
+
+A controller writes the job record before it publishes the job; agents write
+their own results, so a result that comes after the HTTP answer, or while no
+controller runs, is still recorded. Every read here is a JetStream direct get,
+counted in :attr:`JobStore.reads` so that tests can check what a page costs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from controller.errors import NatsUnavailable
+from schemas import ExecResult, JobRecord, Subjects, decode_job_record, decode_result, encode
+from schemas.jetstream import record_stream_configs
+
+log = logging.getLogger("nexec.controller.records")
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    records: list[JobRecord]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page; None when this was the last."""
+
+
+class JobStore:
+    """Reads and writes job records; every method may raise :class:`NatsUnavailable`."""
+
+    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+        self._js = js
+        self._subjects = subjects
+        self.reads = 0
+
+    async def ensure_streams(self, *, retention_s: float, replicas: int) -> None:
+        """Create the record streams, or bring an existing one to this configuration.
+
+        Raises:
+            NatsUnavailable: JetStream is unavailable or refused the configuration.
+        """
+        for config in record_stream_configs(
+            self._subjects, retention_s=retention_s, replicas=replicas
+        ):
+            try:
+                try:
+                    await self._js.add_stream(config)
+                except nats.js.errors.BadRequestError:
+                    await self._js.update_stream(config)
+            except (nats.errors.Error, TimeoutError) as exc:
+                raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
+
+    async def save(self, record: JobRecord) -> None:
+        """Raises: NatsUnavailable when JetStream does not confirm the write."""
+        try:
+            await self._js.publish(self._subjects.job_record(record.job.job_id), encode(record))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"recording the job failed: {exc or type(exc).__name__}") from exc
+
+    async def record_missing(self, results: list[ExecResult]) -> None:
+        """Record results the controller decided (``no_reply``) for hosts without one.
+
+        Written only where no result is recorded yet, so an agent's real result
+        always wins; failures are logged, since the job view derives the same
+        outcome at the deadline anyway.
+        """
+        for result in results:
+            try:
+                await self._js.publish(
+                    self._subjects.result_record(result.job_id, result.hostname),
+                    encode(result),
+                    headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+                )
+            except nats.js.errors.APIError as exc:
+                log.debug(
+                    "job %s: %s already has a result: %s", result.job_id, result.hostname, exc
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning(
+                    "job %s: no_reply of %s not recorded: %s", result.job_id, result.hostname, exc
+                )
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when there is none (never made, expired, deleted).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raw = await self._direct_get(
+            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
+        )
+        return None if raw is None else _decode_record(raw)
+
+    async def results(self, job_id: str) -> list[ExecResult]:
+        """Every host's recorded result of ``job_id``, in the order they were recorded.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        results: list[ExecResult] = []
+        seq = 1
+        while True:
+            raw = await self._direct_get(
+                self._subjects.results_stream(),
+                subject=self._subjects.result_records(job_id),
+                from_seq=seq,
+            )
+            if raw is None:
+                return results
+            try:
+                results.append(decode_result(raw.data or b""))
+            except msgspec.DecodeError as exc:
+                log.warning("job %s: malformed result record %d skipped: %s", job_id, raw.seq, exc)
+            seq = (raw.seq or seq) + 1
+
+    async def page(self, *, limit: int, cursor: str | None) -> JobPage:
+        """Up to ``limit`` jobs, newest first, older than ``cursor``.
+
+        Costs one stream-info request plus one read per job returned (and one
+        per deleted job skipped), however many jobs are stored.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+            ValueError: ``cursor`` is not one this method returned.
+        """
+        stream = self._subjects.jobs_stream()
+        try:
+            info = await self._js.stream_info(stream)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
+        self.reads += 1
+        first_seq = max(info.state.first_seq, 1)
+        seq = info.state.last_seq if cursor is None else _parse_cursor(cursor) - 1
+        records: list[JobRecord] = []
+        while len(records) < limit and seq >= first_seq:
+            raw = await self._direct_get(stream, seq=seq)
+            if raw is not None:
+                records.append(_decode_record(raw))
+            seq -= 1
+        return JobPage(records, str(seq + 1) if seq >= first_seq else None)
+
+    async def delete(self, job_id: str) -> bool:
+        """Remove the job record and every result of the job. False if there was no record.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raw = await self._direct_get(
+            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
+        )
+        try:
+            await self._js.purge_stream(
+                self._subjects.results_stream(), subject=self._subjects.result_records(job_id)
+            )
+            if raw is not None and raw.seq is not None:
+                await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"deleting job {job_id} failed: {exc}") from exc
+        return raw is not None
+
+    async def _direct_get(
+        self,
+        stream: str,
+        *,
+        subject: str | None = None,
+        seq: int | None = None,
+        from_seq: int | None = None,
+    ) -> nats.js.api.RawStreamMsg | None:
+        self.reads += 1
+        try:
+            if from_seq is not None:
+                return await self._js.get_msg(
+                    stream, seq=from_seq, subject=subject, direct=True, next=True
+                )
+            return await self._js.get_msg(stream, seq=seq, subject=subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(
+                f"reading from {stream} failed: {exc or type(exc).__name__}"
+            ) from exc
+
+
+def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord:
+    return decode_job_record(raw.data or b"")
+
+
+def _parse_cursor(cursor: str) -> int:
+    if not cursor.isdigit() or int(cursor) < 1:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return int(cursor)
