@@ -153,11 +153,11 @@ class Dispatcher:
         *,
         deadline_s: float,
         delivery_timeout_s: float,
-        return_after_s: float,
+        return_after_s: float | None,
     ) -> Collected:
-        """Publish ``job``; wait for its replies until every expected host is decided,
-        ``deadline_s`` passes (the rest become ``no_reply``) or ``return_after_s`` passes
-        (the rest are left out and ``complete`` is False).
+        """Publish ``job``; wait for its replies until every expected host is decided or
+        ``deadline_s`` passes (the rest become ``no_reply``), or, when ``return_after_s``
+        is given, at most that long (the rest are left out and ``complete`` is False).
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -179,6 +179,8 @@ class Dispatcher:
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
+        if return_after_s is None:
+            return await asyncio.shield(task)
         try:
             return await asyncio.wait_for(asyncio.shield(task), return_after_s)
         except TimeoutError:

@@ -9,6 +9,7 @@ request gets that job id back, one with a different request gets 409.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import msgspec
 import nats.errors
@@ -20,7 +21,7 @@ from nats.js.kv import KeyValue
 from controller.errors import Conflict, NatsUnavailable
 from schemas import Subjects
 
-MAX_IDEMPOTENCY_KEY_LENGTH = 256
+log = logging.getLogger("nexec.controller.idempotency")
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,7 +65,7 @@ class IdempotencyKeys:
         """
         if self._bucket is None:
             raise NatsUnavailable("the idempotency bucket is not open yet")
-        entry_key = hashlib.sha256(f"{key_name}\0{idempotency_key}".encode()).hexdigest()
+        entry_key = _entry_key(key_name, idempotency_key)
         claim = Claim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
         try:
             try:
@@ -81,3 +82,16 @@ class IdempotencyKeys:
                 f"(job {earlier.job_id})"
             )
         return earlier.job_id
+
+    async def release(self, key_name: str, idempotency_key: str) -> None:
+        """Forget a claim whose job never started; failures are logged, not raised."""
+        if self._bucket is None:
+            return
+        try:
+            await self._bucket.delete(_entry_key(key_name, idempotency_key))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("idempotency claim not released: %s", exc or type(exc).__name__)
+
+
+def _entry_key(key_name: str, idempotency_key: str) -> str:
+    return hashlib.sha256(f"{key_name}\0{idempotency_key}".encode()).hexdigest()

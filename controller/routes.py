@@ -95,17 +95,20 @@ async def exec_command(request: web.Request) -> web.Response:
         if owner != job.job_id:
             return await replay(request, owner)
     expected_hosts = None if target.kind is TargetKind.ANY else expected
-    await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
-    config = request.app[CONFIG]
-    deadline_s = job.deadline - job.created_at
-    collected = await request.app[DISPATCHER].run(
-        job,
-        target,
-        None if expected_hosts is None else frozenset(expected_hosts),
-        deadline_s=deadline_s,
-        delivery_timeout_s=body.delivery_timeout or config.delivery_timeout_s,
-        return_after_s=deadline_s if wait_s is None else wait_s,
-    )
+    try:
+        await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
+        collected = await request.app[DISPATCHER].run(
+            job,
+            target,
+            None if expected_hosts is None else frozenset(expected_hosts),
+            deadline_s=job.deadline - job.created_at,
+            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
+            return_after_s=wait_s,
+        )
+    except NatsUnavailable:
+        if idempotency_key:  # nothing ran: a retry with the same key must run it
+            await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)
+        raise
     response = ExecResponse(
         job_id=job.job_id, results=collected.results, complete=collected.complete
     )

@@ -3,7 +3,9 @@ controllers that share them (two at once, one restarted mid-job)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import time
 import uuid
@@ -172,7 +174,7 @@ async def test_dead_agent_costs_the_delivery_timeout_not_the_command_timeout(
     doomed.stop(signum=signal.SIGKILL)
     # Waiting for the dead host's 300 s timeout would trip the test's 60 s
     # limit; the live host, which acknowledged, is waited for past the 1 s
-    # delivery timeout until its 2 s command is done.
+    # delivery timeout until its 5 s command is done.
     response = await controller.exec(
         "_all",
         {
@@ -278,3 +280,30 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
     assert bad.status == 400
     bad = await controller.request("GET", "/job?cursor=abc")
     assert bad.status == 400
+
+
+async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
+    make_controller: MakeController, spawn_agent: SpawnAgent, tmp_path: Path
+) -> None:
+    controller = await make_controller(delivery_margin_s=0.5)
+    doomed = spawn_agent("doomed")
+    await controller.wait_for_agents("doomed")
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    # The command says its pid through the FIFO once it runs (the job was
+    # acknowledged by then), then sleeps; the test kills the agent right then.
+    script = f"echo $$ > {fifo}; exec sleep 300"
+    pending = asyncio.ensure_future(
+        controller.exec("doomed", {"command": "sh", "args": ["-c", script], "timeout": 2})
+    )
+    orphan = int(await asyncio.to_thread(fifo.read_text))
+    doomed.stop(signum=signal.SIGKILL)
+    response = await pending
+    os.killpg(orphan, signal.SIGKILL)  # the agent died before it could kill it
+    [result] = response.body["results"]
+    assert result["status"] == "no_reply"
+    assert result["error"] == "no reply within 2.5s"
+    assert response.body["complete"] is True
+    job = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert job.body["state"] == "failed"
+    assert job.body["results"] == response.body["results"]
