@@ -179,7 +179,7 @@ async def test_dead_agent_costs_the_delivery_timeout_not_the_command_timeout(
         "_all",
         {
             "command": "sh",
-            "args": ["-c", "sleep 2; echo alive"],
+            "args": ["-c", "sleep 5; echo alive"],
             "timeout": 300,
             "delivery_timeout": 1,
         },
