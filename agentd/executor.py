@@ -51,17 +51,7 @@ class ProcessExecutor:
         started = time.monotonic()
         stdout, stderr = OutputPipe(self.output_cap_bytes), OutputPipe(self.output_cap_bytes)
         try:
-            await stdout.start_reading()
-            await stderr.start_reading()
-            process = await asyncio.create_subprocess_exec(
-                job.command,
-                *job.args,
-                cwd=job.cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout.child_fd,
-                stderr=stderr.child_fd,
-                start_new_session=True,
-            )
+            process = await _spawn(job, stdout, stderr)
         except (OSError, ValueError) as exc:
             stdout.close()
             stderr.close()
@@ -72,8 +62,6 @@ class ProcessExecutor:
                 error=describe_spawn_error(job, exc),
                 duration_ms=_elapsed_ms(started),
             )
-        stdout.close_child_end()
-        stderr.close_child_end()
         try:
             output_done = asyncio.gather(stdout.closed, stderr.closed)
             status, error = await self._wait(process, timeout_s, stop, output_done)
@@ -148,6 +136,31 @@ async def _finish_output(
         _signal_group(process.pid, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(output_done), grace_s)
+
+
+async def _spawn(
+    job: ExecJob, stdout: OutputPipe, stderr: OutputPipe
+) -> asyncio.subprocess.Process:
+    """Start the job's process in a new session, stdin from /dev/null.
+
+    Raises:
+        OSError: it could not start (not found, not executable, bad cwd...).
+        ValueError: an argument the OS cannot take (a NUL byte).
+    """
+    await stdout.start_reading()
+    await stderr.start_reading()
+    process = await asyncio.create_subprocess_exec(
+        job.command,
+        *job.args,
+        cwd=job.cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout.child_fd,
+        stderr=stderr.child_fd,
+        start_new_session=True,
+    )
+    stdout.close_child_end()
+    stderr.close_child_end()
+    return process
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -83,29 +83,11 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         )
         nats, nats_url = start_nats_server(work_dir / "nats", echo=log)
         children.callback(nats.stop)
-        controller = ManagedProcess(
-            [
-                sys.executable, "-m", "controller",
-                "--nats-url", nats_url,
-                "--listen", f"127.0.0.1:{port}",
-                "--keys-file", str(work_dir / "keys.json"),
-            ],
-            name="controller",
-            echo=log,
-        )  # fmt: skip
+        controller = _start_controller(nats_url, port, work_dir / "keys.json", log)
         children.callback(controller.stop)
         ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
         hostname = local_hostname()
-        agent = ManagedProcess(
-            [
-                sys.executable, "-m", "agentd",
-                "--nats-url", nats_url,
-                "--hostname", hostname,
-                "--label", DEV_LABEL,
-            ],
-            name="agent",
-            echo=log,
-        )  # fmt: skip
+        agent = _start_agent(nats_url, hostname, log)
         children.callback(agent.stop)
         agent.wait_for_line(AGENT_READY_RE, STARTUP_TIMEOUT_S)
         controller.wait_for_line(
@@ -119,6 +101,26 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         )
         print(banner(stack), file=out, flush=True)
         return _supervise(stop_requested, [nats, controller, agent], log)
+
+
+def _start_controller(nats_url: str, port: int, keys_file: Path, log: TextIO) -> ManagedProcess:
+    argv = [
+        sys.executable, "-m", "controller",
+        "--nats-url", nats_url,
+        "--listen", f"127.0.0.1:{port}",
+        "--keys-file", str(keys_file),
+    ]  # fmt: skip
+    return ManagedProcess(argv, name="controller", echo=log)
+
+
+def _start_agent(nats_url: str, hostname: str, log: TextIO) -> ManagedProcess:
+    argv = [
+        sys.executable, "-m", "agentd",
+        "--nats-url", nats_url,
+        "--hostname", hostname,
+        "--label", DEV_LABEL,
+    ]  # fmt: skip
+    return ManagedProcess(argv, name="agent", echo=log)
 
 
 def _supervise(

@@ -21,6 +21,7 @@ from controller.appkeys import (
     NATS_LINK,
     REGISTRY,
 )
+from controller.dispatch import Collected
 from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.jobs import job_view
 from controller.keys import ApiKey
@@ -28,7 +29,15 @@ from controller.middleware import json_response
 from controller.natslink import LinkState
 from controller.openapi import openapi_document
 from controller.validation import parse_exec_request, parse_target_text
-from schemas import ExecJob, ExecRequest, ExecResponse, HealthResponse, JobRecord, TargetKind
+from schemas import (
+    ExecJob,
+    ExecRequest,
+    ExecResponse,
+    HealthResponse,
+    JobRecord,
+    Target,
+    TargetKind,
+)
 from schemas.api import MAX_TIMEOUT_S, JobState
 
 routes = web.RouteTableDef()
@@ -88,22 +97,15 @@ async def exec_command(request: web.Request) -> web.Response:
     job = new_job(request, body, target_text, api_key.name)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key:
-        request_digest = msgspec.json.encode([target_text, body])
         owner = await request.app[IDEMPOTENCY].claim(
-            api_key.name, idempotency_key, request_digest, job.job_id
+            api_key.name, idempotency_key, msgspec.json.encode([target_text, body]), job.job_id
         )
         if owner != job.job_id:
             return await replay(request, owner)
     expected_hosts = None if target.kind is TargetKind.ANY else expected
     try:
-        await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
-        collected = await request.app[DISPATCHER].run(
-            job,
-            target,
-            None if expected_hosts is None else frozenset(expected_hosts),
-            deadline_s=job.deadline - job.created_at,
-            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
-            return_after_s=wait_s,
+        collected = await record_and_dispatch(
+            request, job, target=target, expected_hosts=expected_hosts, body=body, wait_s=wait_s
         )
     except NatsUnavailable:
         if idempotency_key:  # nothing ran: a retry with the same key must run it
@@ -113,6 +115,31 @@ async def exec_command(request: web.Request) -> web.Response:
         job_id=job.job_id, results=collected.results, complete=collected.complete
     )
     return json_response(response, status=202)
+
+
+async def record_and_dispatch(
+    request: web.Request,
+    job: ExecJob,
+    *,
+    target: Target,
+    expected_hosts: list[str] | None,
+    body: ExecRequest,
+    wait_s: float | None,
+) -> Collected:
+    """Record the job, publish it and collect its replies.
+
+    Raises:
+        NatsUnavailable: the record or the publish failed.
+    """
+    await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
+    return await request.app[DISPATCHER].run(
+        job,
+        target,
+        None if expected_hosts is None else frozenset(expected_hosts),
+        deadline_s=job.deadline - job.created_at,
+        delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
+        return_after_s=wait_s,
+    )
 
 
 def new_job(request: web.Request, body: ExecRequest, target: str, caller: str) -> ExecJob:
