@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--delivery-margin", dest="delivery_margin_s", type=float, metavar="SECONDS"
     )
+    parser.add_argument(
+        "--delivery-timeout", dest="delivery_timeout_s", type=float, metavar="SECONDS"
+    )
+    parser.add_argument("--job-retention", dest="job_retention_s", type=float, metavar="SECONDS")
+    parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)

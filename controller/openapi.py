@@ -1,89 +1,121 @@
 """The OpenAPI document, generated from the msgspec models in ``schemas.api``.
 
-Only the list of operations below is written by hand; every body schema comes
+Only the table of operations below is written by hand; every body schema comes
 from the models, so the document cannot drift from what the server decodes.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from schemas import ErrorBody, ExecRequest, ExecResponse, HealthResponse, __version__
+from schemas.api import JobList, JobView, NodeList
 
 REF = "#/components/schemas/{name}"
 
-_ERRORS_BY_STATUS = {
-    400: "Invalid payload or target syntax; details name the field and why.",
+ERROR_TEXT = {
+    400: "Invalid payload, target or query; details name the field and why.",
     401: "Missing or unknown API key.",
     403: "The key lacks the permission or may not reach the target.",
-    404: "No registered agent matches the target.",
+    404: "Nothing matches (agent, job or route).",
+    409: "Idempotency-Key reused for a different request.",
     413: "Request body too large.",
     500: "Unexpected error (no stack trace is returned).",
-    503: "NATS unreachable.",
+    503: "NATS or JetStream unreachable.",
+}
+TARGET_PARAMETER = {
+    "name": "hostname",
+    "in": "path",
+    "required": True,
+    "description": "An agent hostname, _any, _all, or labels key:value[,key:value].",
+    "schema": {"type": "string", "minLength": 1},
 }
 
 
-def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
-    return {"$ref": REF.format(name=model.__name__)}
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}  # fmt: skip
 
 
-def _json(model: type[msgspec.Struct], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _exec_operation() -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        "202": _json(ExecResponse, "Every host's result, sorted by hostname.")
-    }
-    responses.update(
-        {str(code): _json(ErrorBody, text) for code, text in _ERRORS_BY_STATUS.items()}
-    )
-    return {
-        "summary": "Run an executable directly, without a shell",
-        "operationId": "execCommand",
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "parameters": [
-            {
-                "name": "hostname",
-                "in": "path",
-                "required": True,
-                "description": "An agent hostname, _any, _all, or labels key:value[,key:value].",
-                "schema": {"type": "string", "minLength": 1},
-            }
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(ExecRequest)}},
-        },
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    ok_status: int
+    ok_body: type[msgspec.Struct] | None
+    errors: tuple[int, ...]
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    request_body: type[msgspec.Struct] | None = None
+    public: bool = False
+
+
+OPERATIONS = (
+    Operation("post", "/node/{hostname}/command/exec", "Run an executable, without a shell",
+              202, ExecResponse, (400, 401, 403, 404, 409, 413, 500, 503),
+              [TARGET_PARAMETER, _query("wait", "true (default), false, or seconds 0-300")],
+              request_body=ExecRequest),
+    Operation("get", "/job/{job_id}", "A job: request, state and every host's result",
+              200, JobView, (401, 403, 404, 500, 503), [_path("job_id")]),
+    Operation("get", "/job", "Recent jobs, newest first", 200, JobList,
+              (400, 401, 403, 500, 503),
+              [_query("limit", "1-500, default 50"), _query("cursor", "next_cursor of a page")]),
+    Operation("delete", "/job/{job_id}", "Remove a job's record and results", 204, None,
+              (401, 403, 404, 500, 503), [_path("job_id")]),
+    Operation("get", "/node", "Every live agent", 200, NodeList, (401, 403, 500)),
+    Operation("get", "/node/{hostname}", "The live agents a target addresses", 200, NodeList,
+              (400, 401, 403, 404, 500), [TARGET_PARAMETER]),
+    Operation("get", "/healthz", "200 once NATS is connected, else 503", 200, HealthResponse,
+              (503,), public=True),
+)  # fmt: skip
+
+
+def _content(model: type[msgspec.Struct]) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": operation.summary}
+    if operation.ok_body is not None:
+        ok["content"] = _content(operation.ok_body)
+    responses: dict[str, Any] = {str(operation.ok_status): ok}
+    for code in operation.errors:
+        body = HealthResponse if operation.public else ErrorBody
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": _content(body)}
+    spec: dict[str, Any] = {
+        "summary": operation.summary,
+        "parameters": operation.parameters,
         "responses": responses,
     }
+    if not operation.public:
+        spec["security"] = [{"bearer": []}, {"apiKey": []}]
+    if operation.request_body is not None:
+        spec["requestBody"] = {"required": True, "content": _content(operation.request_body)}
+    return spec
 
 
 @functools.cache
 def openapi_document() -> bytes:
     """The encoded OpenAPI 3.1 document (built once)."""
     _, components = msgspec.json.schema_components(
-        [ExecRequest, ExecResponse, ErrorBody, HealthResponse], ref_template=REF
+        [ExecRequest, ExecResponse, ErrorBody, HealthResponse, JobView, JobList, NodeList],
+        ref_template=REF,
     )
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "nexec", "version": __version__},
-        "paths": {
-            "/node/{hostname}/command/exec": {"post": _exec_operation()},
-            "/healthz": {
-                "get": {
-                    "summary": "Health: 200 once NATS is connected",
-                    "operationId": "healthz",
-                    "responses": {
-                        "200": _json(HealthResponse, "Connected to NATS."),
-                        "503": _json(HealthResponse, "Not connected to NATS."),
-                    },
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {

@@ -46,6 +46,8 @@ def assert_error(response: object, code: int, *fragments: str) -> None:
         ({"command": "ls\u0000x"}, ["command: must not contain a NUL byte"]),
         ({"command": "ls", "args": ["a\u0000"]}, ["args[0]: must not contain a NUL byte"]),
         ({"command": "ls", "timout": 5}, ["unknown field `timout`"]),
+        ({"command": "ls", "delivery_timeout": 0}, ["delivery_timeout", "> 0"]),
+        ({"command": "ls", "delivery_timeout": 61}, ["delivery_timeout", "<= 60"]),
         ([], ["body: must be a JSON object"]),
         ("ls", ["body: must be a JSON object"]),
     ],
@@ -133,6 +135,18 @@ async def test_key_without_exec_permission_is_403(
     assert_error(response, 403, "key 'reader' lacks the permission 'command:exec'")
 
 
+async def test_job_routes_need_their_permissions(make_controller: MakeController) -> None:
+    controller = await make_controller(keys={"runner": (["command:exec"], [])})
+    key = controller.extra_keys["runner"]
+    for method, path, permission in [
+        ("GET", "/job", "job:read"),
+        ("GET", "/job/some-id", "job:read"),
+        ("DELETE", "/job/some-id", "job:cancel"),
+    ]:
+        response = await controller.request(method, path, key=key)
+        assert_error(response, 403, f"lacks the permission '{permission}'")
+
+
 async def test_key_outside_its_targets_is_403(
     make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
@@ -196,7 +210,16 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
         assert response.status == 200
         document = await response.json()
     operation = document["paths"]["/node/{hostname}/command/exec"]["post"]
-    assert set(operation["responses"]) >= {"202", "400", "401", "403", "404", "413", "503"}
+    assert set(operation["responses"]) >= {"202", "400", "401", "403", "404", "409", "413", "503"}
+    assert set(document["paths"]) == {
+        "/node/{hostname}/command/exec",
+        "/job/{job_id}",
+        "/job",
+        "/node",
+        "/node/{hostname}",
+        "/healthz",
+    }
+    assert set(document["paths"]["/job/{job_id}"]) == {"get", "delete"}
     schemas = document["components"]["schemas"]
     timeout = schemas["ExecRequest"]["properties"]["timeout"]
     assert (timeout["minimum"], timeout["maximum"], timeout["default"]) == (1, 300, 30)
@@ -204,3 +227,5 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
     statuses = schemas["ResultStatus"]["enum"]
     assert set(statuses) == {"completed", "failed", "timeout", "cancelled", "no_reply"}
     assert set(schemas["ErrorBody"]["required"]) == {"error", "details", "code"}
+    assert "running" in schemas["JobState"]["enum"]
+    assert schemas["ExecRequest"]["properties"]["delivery_timeout"]["anyOf"][0]["maximum"] == 60
