@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest schemas clean
+.PHONY: install run test lint typecheck pytest bench schemas clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
 
 schemas: install
 	$(BIN)/python -m schemas docs/schemas

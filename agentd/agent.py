@@ -73,7 +73,15 @@ class Agent:
     and :meth:`stop` (safe to call twice).
     """
 
-    def __init__(self, config: AgentConfig, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        executor: Executor | None = None,
+        *,
+        connection: Client | None = None,
+    ) -> None:
+        """``connection``: an already connected client to share (fleet simulations);
+        by default the agent makes, and on stop drains, its own."""
         self.config = config
         self.counters = AgentCounters()
         self.state = AgentState.NEW
@@ -83,7 +91,8 @@ class Agent:
             output_cap_bytes=config.output_cap_bytes,
             kill_grace_s=config.kill_grace_s,
         )
-        self._nc = Client()
+        self._owns_connection = connection is None
+        self._nc = connection or Client()
         self._js: JetStreamContext | None = None
         self._registry: KeyValue | None = None
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
@@ -116,15 +125,8 @@ class Agent:
         Retries the connection until NATS answers; cancel it to give up.
         """
         self.state = AgentState.CONNECTING
-        await self._nc.connect(
-            servers=[self.config.nats_url],
-            name=f"nexec-agentd {self.hostname}",
-            connect_timeout=max(1, round(self.config.connect_timeout_s)),
-            max_reconnect_attempts=-1,
-            error_cb=self._on_nats_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
+        if self._owns_connection:
+            await self._connect()
         for subject in self._job_subjects():
             self._job_subscriptions.append(await self._nc.subscribe(subject, cb=self._on_job))
         self._job_subscriptions.append(
@@ -142,6 +144,17 @@ class Agent:
             self.hostname,
             ",".join(f"{k}:{v}" for k, v in sorted(self.config.labels.items())) or "-",
             self.config.nats_url,
+        )
+
+    async def _connect(self) -> None:
+        await self._nc.connect(
+            servers=[self.config.nats_url],
+            name=f"nexec-agentd {self.hostname}",
+            connect_timeout=max(1, round(self.config.connect_timeout_s)),
+            max_reconnect_attempts=-1,
+            error_cb=self._on_nats_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
         )
 
     def _job_subjects(self) -> list[str]:
@@ -169,9 +182,10 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._heartbeat_task
             await self._leave_registry()
-            with contextlib.suppress(nats.errors.Error):
-                await self._nc.drain()
-        elif previous_state is AgentState.CONNECTING:
+            if self._owns_connection:
+                with contextlib.suppress(nats.errors.Error):
+                    await self._nc.drain()
+        elif previous_state is AgentState.CONNECTING and self._owns_connection:
             await self._nc.close()
         self.state = AgentState.STOPPED
         counters = self.counters

@@ -1,0 +1,34 @@
+"""``python -m bench [--quick] [--out FILE]``: run every floor and nexec measure, print
+the table, write the JSON. See docs/performance.md for what each line means."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.floors import measure_floors
+from bench.measures import Sizes, measure_nexec
+from bench.report import compare, render_table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="N of 10, a few seconds")
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    args = parser.parse_args()
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    floors = measure_floors(sizes)
+    nexec = measure_nexec(sizes)
+    comparison = compare(floors, nexec, sizes)
+    print(render_table(comparison))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"sizes": sizes.as_dict(), "floors": floors, "nexec": nexec, "comparison": comparison}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

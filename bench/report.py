@@ -1,0 +1,86 @@
+"""Ratios against the floors, the targets of issue 4, and the printed table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import Sizes
+
+Row = dict[str, Any]
+
+
+def _row(
+    name: str, nexec: float, floor: float | None, unit: str, *, target: str, ok: bool | None
+) -> Row:
+    ratio = nexec / floor if floor else None
+    return {"name": name, "nexec": nexec, "floor": floor, "unit": unit, "ratio": ratio,
+            "target": target, "met": ok}  # fmt: skip
+
+
+def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list[Row]:
+    """One row per measure: the nexec figure, its floor, the ratio and the target."""
+    f1, f2 = floors["F1_spawn"], floors["F2_round_trip"]
+    n1, n2 = nexec["N1"], nexec["N2_any_c32"]
+    latency_floor = f1["c1"]["p50_ms"] + f2["c1"]["p50_ms"]
+    rows = [
+        _row("N1 one host /bin/true, runs/s at c=32", n1["c32"]["rps"],
+             f1["c32"]["runs_per_s"], "runs/s", target=">= 0.75 x F1",
+             ok=n1["c32"]["rps"] >= 0.75 * f1["c32"]["runs_per_s"]),
+        _row("N1 one host /bin/true, p50 at c=1", n1["c1"]["p50_ms"], latency_floor, "ms",
+             target="<= F1 p50 + F2 p50 + 1 ms", ok=n1["c1"]["p50_ms"] <= latency_floor + 1),
+        _row("N1 one host /bin/true, p99 at c=1", n1["c1"]["p99_ms"], None, "ms",
+             target="-", ok=None),
+        _row("N2 _any, 3 no-spawn agents, req/s at c=32", n2["rps"], f2["c32"]["rps"], "req/s",
+             target=">= 0.5 x F2", ok=n2["rps"] >= 0.5 * f2["c32"]["rps"]),
+    ]  # fmt: skip
+    rows += _fleet_rows(floors["F3_fanout"], nexec["N3_all"])
+    rows += _memory_and_output_rows(nexec, sizes)
+    return rows
+
+
+def _fleet_rows(fanout: dict[str, Any], fleets: dict[str, Any]) -> list[Row]:
+    rows = []
+    for count, run in fleets.items():
+        floor = fanout.get(count, {}).get("p50_ms")
+        answered = run["results"].get("completed", 0) == int(count) * run["requests"]
+        met = answered and (floor is None or run["p50_ms"] <= 2 * floor)
+        target = "<= 2 x F3, all answered" if floor else "all answered (no floor at this N)"
+        rows.append(
+            _row(
+                f"N3 _all to {count} agents, p50", run["p50_ms"], floor, "ms", target=target, ok=met
+            )
+        )
+    return rows
+
+
+def _memory_and_output_rows(nexec: dict[str, Any], sizes: Sizes) -> list[Row]:
+    memory = nexec["N4_controller_rss_mb"]
+    checkpoint = memory[f"after_{sizes.controller_jobs_checkpoint}"]
+    final = memory[f"after_{sizes.controller_jobs}"]
+    idle_agent = nexec["N4_idle_agent_rss_mb"]
+    many = f"N5 {sizes.output_hosts} hosts x {sizes.output_host_bytes // 1024} KB, p50"
+    return [
+        _row("N4 idle agent RSS", idle_agent, None, "MB", target="<= 40 MB", ok=idle_agent <= 40),
+        _row("N4 controller RSS idle", memory["idle"], None, "MB", target="-", ok=None),
+        _row(f"N4 controller RSS after {sizes.controller_jobs} jobs", final, checkpoint, "MB",
+             target=f"within 15% of after {sizes.controller_jobs_checkpoint}",
+             ok=final <= 1.15 * checkpoint),
+        _row("N5 1 MB stdout from one host, p50", nexec["N5_one_host_1MB"]["p50_ms"], None,
+             "ms", target="-", ok=None),
+        _row(many, nexec["N5_many_hosts"]["p50_ms"], None, "ms", target="-", ok=None),
+    ]  # fmt: skip
+
+
+def render_table(rows: list[Row]) -> str:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.1f}"
+
+    lines = [f"{'measure':<48} {'nexec':>11} {'floor':>11} {'ratio':>7}  {'target':<34} met"]
+    for row in rows:
+        met = {True: "yes", False: "MISS", None: ""}[row["met"]]
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(
+            f"{row['name']:<48} {number(row['nexec']):>11} {number(row['floor']):>11} "
+            f"{ratio:>7}  {row['target']:<34} {met}"
+        )
+    return "\n".join(lines)
