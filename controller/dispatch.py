@@ -63,6 +63,9 @@ class Collector:
         self.not_delivered: dict[str, str] = {}
         """Hosts given up on before the deadline, with the reason."""
         self.done = asyncio.Event()
+        self._waiting: set[str] = set(expected) if expected is not None else set()
+        """Expected hosts neither answered nor given up (kept up to date, so that each
+        reply costs O(1) however large the fleet)."""
 
     def add_ack(self, ack: ExecAck) -> None:
         self.acked.add(ack.hostname)
@@ -73,13 +76,14 @@ class Collector:
             return
         self.results[result.hostname] = result
         self.not_delivered.pop(result.hostname, None)
+        self._waiting.discard(result.hostname)
         self._check_done()
 
     def give_up_unacknowledged(self, reason: str) -> None:
         """Give up every expected host that neither acknowledged nor answered."""
-        pending = self._pending()
-        for host in pending - self.acked:
+        for host in self._pending() - self.acked:
             self.not_delivered[host] = reason
+            self._waiting.discard(host)
         self._check_done()
 
     def _pending(self) -> set[str]:
@@ -89,7 +93,7 @@ class Collector:
             if self.results or ANY_PLACEHOLDER_HOSTNAME in self.not_delivered:
                 return set()
             return set(self.acked) or {ANY_PLACEHOLDER_HOSTNAME}
-        return set(self.expected) - self.results.keys() - self.not_delivered.keys()
+        return self._waiting
 
     def _check_done(self) -> None:
         if not self._pending():
