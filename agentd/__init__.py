@@ -1,7 +1,7 @@
-"""The nexec agent daemon: takes jobs addressed to its host from NATS and replies."""
+"""The nexec agent daemon: takes jobs addressed to its host from NATS and replies.
 
-from agentd.agent import Agent, AgentCounters, AgentState
-from agentd.config import AgentConfig
-from agentd.executor import Executor, ProcessExecutor
-
-__all__ = ["Agent", "AgentConfig", "AgentCounters", "AgentState", "Executor", "ProcessExecutor"]
+Modules: ``agent`` (subscriptions, intake, heartbeats), ``executor`` (running a
+process), ``output`` (capped capture), ``config``, ``main`` (the command line).
+Nothing is imported here, so that ``nexec-agentd`` can keep its imports lean
+(see ``agentd.entry``).
+"""

@@ -1,3 +1,3 @@
-from agentd.main import main
+from agentd.entry import main
 
 raise SystemExit(main())

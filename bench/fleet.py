@@ -15,7 +15,8 @@ import signal
 import nats
 from nats.aio.client import Client
 
-from agentd import Agent, AgentConfig
+from agentd.agent import Agent
+from agentd.config import AgentConfig
 from schemas import ExecJob, ExecResult, ResultStatus
 
 

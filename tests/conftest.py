@@ -22,7 +22,8 @@ import psutil
 import pytest
 from aiohttp import web
 
-from agentd import Agent, AgentConfig
+from agentd.agent import Agent
+from agentd.config import AgentConfig
 from agentd.executor import Executor
 from controller import ControllerConfig, KeyStore, create_app, create_key
 from controller.appkeys import NATS_LINK, REGISTRY

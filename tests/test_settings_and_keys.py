@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd import AgentConfig
+from agentd.config import AgentConfig
 from controller import ControllerConfig, KeyStore
 from controller.cli import main as nexec_main
 from controller.keys import KeysFileError, create_key
