@@ -248,9 +248,18 @@ class Agent:
                 )
             else:
                 self.counters.started += 1
-                timeout_s = min(float(job.timeout_s), remaining_s)
-                result = await self._executor.run(job, timeout_s, self._cancel_running)
+                result = await self._execute(job, min(float(job.timeout_s), remaining_s))
         await self._deliver(reply, result)
+
+    async def _execute(self, job: ExecJob, timeout_s: float) -> ExecResult:
+        """Run the job; a bug in the executor still yields a result, never silence."""
+        try:
+            return await self._executor.run(job, timeout_s, self._cancel_running)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %s: executor error", job.job_id)
+            return self._result(job.job_id, ResultStatus.FAILED, f"agent error: {exc!r}")
 
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1

@@ -197,3 +197,15 @@ async def test_job_without_reply_subject_runs_and_is_recorded(
     recorded = json.loads((await subscription.next_msg(timeout=10)).data)
     assert recorded["status"] == "completed"
     assert recorded["stdout"] == "fire-and-forget\n"
+
+
+class BrokenExecutor:
+    async def run(self, job: Any, timeout_s: float, stop: asyncio.Event) -> Any:
+        raise RuntimeError("executor bug")
+
+
+async def test_an_executor_bug_still_answers_failed(nc: Client, make_agent: MakeAgent) -> None:
+    await make_agent("agent-1", executor=BrokenExecutor())
+    result = await request(nc, "nexec.exec.host.agent-1", job("agent-1", "true"))
+    assert result["status"] == "failed"
+    assert result["error"] == "agent error: RuntimeError('executor bug')"
