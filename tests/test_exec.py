@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Controller, MakeAgent, wait_gone
+
+
+async def start_agent(controller: Controller, make_agent: MakeAgent, **settings: Any) -> None:
+    """Start the agent "agent-1" and wait until the controller sees it."""
+    await make_agent("agent-1", **settings)
+    await controller.wait_for_agents("agent-1")
+
+
+def reported_child(stdout: str) -> int:
+    """The pid a test script printed as ``child=<pid>``."""
+    return int(stdout.partition("child=")[2].split()[0])
 
 
 async def run_one(controller: Controller, body: dict[str, object]) -> dict[str, object]:
@@ -21,8 +33,7 @@ async def run_one(controller: Controller, body: dict[str, object]) -> dict[str, 
 async def test_completed_command_returns_output_and_exit_code(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "echo", "args": ["hello", "world"]})
     assert result["status"] == "completed"
     assert result["stdout"] == "hello world\n"
@@ -36,8 +47,7 @@ async def test_completed_command_returns_output_and_exit_code(
 async def test_nonzero_exit_is_completed_with_exit_code_and_stderr(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "sh", "args": ["-c", "echo oops >&2; exit 3"]})
     assert result["status"] == "completed"
     assert result["exit_code"] == 3
@@ -48,8 +58,7 @@ async def test_nonzero_exit_is_completed_with_exit_code_and_stderr(
 async def test_missing_executable_fails_without_running(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "/nonexistent/nexec-no-such-binary"})
     assert result["status"] == "failed"
     assert result["changed"] is False
@@ -61,8 +70,7 @@ async def test_missing_executable_fails_without_running(
 async def test_missing_cwd_fails_naming_the_directory(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "pwd", "cwd": "/nonexistent/nexec-dir"})
     assert result["status"] == "failed"
     assert result["changed"] is False
@@ -70,8 +78,7 @@ async def test_missing_cwd_fails_naming_the_directory(
 
 
 async def test_cwd_is_used(controller: Controller, make_agent: MakeAgent, tmp_path: Path) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "pwd", "cwd": str(tmp_path)})
     assert result["stdout"] == f"{tmp_path}\n"
 
@@ -79,8 +86,7 @@ async def test_cwd_is_used(controller: Controller, make_agent: MakeAgent, tmp_pa
 async def test_shell_metacharacters_arrive_literally(
     controller: Controller, make_agent: MakeAgent, tmp_path: Path
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     (tmp_path / "a-file").write_text("")
     args = ["$(id)", ";", "*", "`whoami`", "&&", "|", "> x", "$HOME", "'quoted'"]
     result = await run_one(
@@ -91,8 +97,7 @@ async def test_shell_metacharacters_arrive_literally(
 
 
 async def test_stdin_is_dev_null(controller: Controller, make_agent: MakeAgent) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     result = await run_one(controller, {"command": "cat", "timeout": 5})
     assert result["status"] == "completed"
     assert result["stdout"] == ""
@@ -101,49 +106,45 @@ async def test_stdin_is_dev_null(controller: Controller, make_agent: MakeAgent) 
 async def test_timeout_kills_the_process_group_and_keeps_partial_output(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     script = "sleep 300 & echo child=$!; echo partial; sleep 300"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 1})
     assert result["status"] == "timeout"
     assert result["changed"] is True
     assert "timed out after 1s" in result["error"]
     assert "partial" in result["stdout"]
-    grandchild = int(result["stdout"].split("child=")[1].split()[0])
+    grandchild = reported_child(result["stdout"])
     assert wait_gone(grandchild), "a grandchild outlived the timeout"
 
 
 async def test_timeout_sigkills_a_group_that_ignores_sigterm(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1", kill_grace_s=0.5)
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent, kill_grace_s=0.5)
     script = "trap '' TERM; sleep 300 & echo child=$!; wait"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 1})
     assert result["status"] == "timeout"
     assert result["exit_code"] == -9
-    grandchild = int(result["stdout"].split("child=")[1].split()[0])
+    grandchild = reported_child(result["stdout"])
     assert wait_gone(grandchild), "a grandchild ignoring SIGTERM survived"
 
 
 async def test_background_child_holding_stdout_does_not_hang_the_job(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent)
     script = "sleep 300 & echo child=$!"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 60})
     assert result["status"] == "completed"
     assert result["exit_code"] == 0
-    grandchild = int(result["stdout"].split("child=")[1].split()[0])
+    grandchild = reported_child(result["stdout"])
     assert wait_gone(grandchild)
 
 
 async def test_output_is_capped_keeping_head_and_tail(
     controller: Controller, make_agent: MakeAgent
 ) -> None:
-    await make_agent("agent-1", output_cap_bytes=4096)
-    await controller.wait_for_agents("agent-1")
+    await start_agent(controller, make_agent, output_cap_bytes=4096)
     script = "echo FIRST; head -c 100000 /dev/zero | tr '\\0' x; echo; echo LAST"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script]})
     assert result["status"] == "completed"
