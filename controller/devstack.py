@@ -109,6 +109,7 @@ def _start_controller(nats_url: str, port: int, keys_file: Path, log: TextIO) ->
         "--nats-url", nats_url,
         "--listen", f"127.0.0.1:{port}",
         "--keys-file", str(keys_file),
+        "--access-log",
     ]  # fmt: skip
     return ManagedProcess(argv, name="controller", echo=log)
 

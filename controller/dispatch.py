@@ -200,7 +200,8 @@ class Dispatcher:
         )
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(collector.done.wait(), deadline_s)
+                async with asyncio.timeout(deadline_s):
+                    await collector.done.wait()
         finally:
             delivery_timer.cancel()
             del self._collectors[collector.job_id]

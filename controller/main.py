@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp.log
 from aiohttp import web
 
 from controller.app import create_app
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job-retention", dest="job_retention_s", type=float, metavar="SECONDS")
     parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
+    parser.add_argument(
+        "--access-log",
+        dest="access_log",
+        action="store_const",
+        const=True,
+        help="log one line per HTTP request",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -52,7 +60,8 @@ async def serve(config: ControllerConfig, keys: KeyStore) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
-    runner = web.AppRunner(create_app(config, keys))
+    access_log = aiohttp.log.access_logger if config.access_log else None
+    runner = web.AppRunner(create_app(config, keys), access_log=access_log)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.listen_host, config.listen_port)
