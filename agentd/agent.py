@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 from agentd.config import AgentConfig
 from agentd.dedupe import RecentJobs
 from agentd.executor import Executor, ProcessExecutor
+from agentd.policy import Policy
 from agentd.replies import encode_to_fit
 from schemas import (
     ANY_QUEUE_GROUP,
@@ -81,15 +82,21 @@ class Agent:
         connection: Client | None = None,
     ) -> None:
         """``connection``: an already connected client to share (fleet simulations);
-        by default the agent makes, and on stop drains, its own."""
+        by default the agent makes, and on stop drains, its own.
+
+        Raises:
+            PolicyError: the policy in ``config`` cannot be applied.
+        """
         self.config = config
         self.counters = AgentCounters()
         self.state = AgentState.NEW
         self._subjects = config.subjects
+        self._policy = Policy.from_config(config)
         self._executor = executor or ProcessExecutor(
             hostname=config.hostname,
             output_cap_bytes=config.output_cap_bytes,
             kill_grace_s=config.kill_grace_s,
+            policy=self._policy,
         )
         self._owns_connection = connection is None
         self._nc = connection or Client()
@@ -246,6 +253,9 @@ class Agent:
                 result = self._result(
                     job.job_id, ResultStatus.FAILED, "expired before start: its deadline passed"
                 )
+            elif refusal := self._policy.refusal(job):
+                self.counters.refused += 1
+                result = self._result(job.job_id, ResultStatus.FAILED, refusal)
             else:
                 self.counters.started += 1
                 result = await self._execute(job, min(float(job.timeout_s), remaining_s))

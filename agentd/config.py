@@ -11,8 +11,10 @@ from schemas import DEFAULT_PREFIX, parse_label
 from schemas.subjects import Subjects
 from schemas.targets import validate_hostname
 
-# Room kept in every reply for everything but the two output texts.
-REPLY_OVERHEAD_BYTES = 16 * 1024
+DEFAULT_BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
 
 
 class AgentConfig(pydantic.BaseModel):
@@ -32,6 +34,18 @@ class AgentConfig(pydantic.BaseModel):
     heartbeat_interval_s: Annotated[float, pydantic.Field(gt=0, le=300)] = 5.0
     drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
+    allow_shell: bool = False
+    """Run shell jobs (``/bin/sh -c``); on in ``nexec dev``."""
+    allowed_commands: list[str] = []
+    """Executables allowed (absolute paths, or names resolved on the base PATH);
+    empty allows all. Shell jobs are not checked against it: keep allow_shell off."""
+    base_env: dict[str, str] = DEFAULT_BASE_ENV
+    """The whole environment of every job; nothing of the agent's own leaks in."""
+    allow_request_env: bool = True
+    """Add a request's ``env`` to the base environment (else refuse such jobs)."""
+    run_as_user: str | None = None
+    """User (name or id) to run jobs as; needs the agent to run as root."""
+    run_as_group: str | None = None
     record_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
     """How long recording a result in JetStream may take before the agent gives up
     on the record (the reply is still sent)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentd.output import OutputPipe
+from agentd.policy import Policy
 from schemas import ExecJob, ExecResult, ResultStatus
 
 # After the process exits, how long its output pipes may stay open (held by a
@@ -46,12 +47,13 @@ class ProcessExecutor:
     hostname: str
     output_cap_bytes: int
     kill_grace_s: float
+    policy: Policy
 
     async def run(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         started = time.monotonic()
         stdout, stderr = OutputPipe(self.output_cap_bytes), OutputPipe(self.output_cap_bytes)
         try:
-            process = await _spawn(job, stdout, stderr)
+            process = await _spawn(job, self.policy, stdout, stderr)
         except (OSError, ValueError) as exc:
             stdout.close()
             stderr.close()
@@ -139,9 +141,10 @@ async def _finish_output(
 
 
 async def _spawn(
-    job: ExecJob, stdout: OutputPipe, stderr: OutputPipe
+    job: ExecJob, policy: Policy, stdout: OutputPipe, stderr: OutputPipe
 ) -> asyncio.subprocess.Process:
-    """Start the job's process in a new session, stdin from /dev/null.
+    """Start the job's process in a new session, stdin from /dev/null, with the
+    policy's environment and user.
 
     Raises:
         OSError: it could not start (not found, not executable, bad cwd...).
@@ -150,9 +153,11 @@ async def _spawn(
     await stdout.start_reading()
     await stderr.start_reading()
     process = await asyncio.create_subprocess_exec(
-        job.command,
-        *job.args,
+        *policy.argv(job),
         cwd=job.cwd,
+        env=policy.environment(job),
+        user=policy.run_as_user,
+        group=policy.run_as_group,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout.child_fd,
         stderr=stderr.child_fd,

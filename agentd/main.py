@@ -14,6 +14,7 @@ import nats.errors
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
+from agentd.policy import Policy, PolicyError
 from schemas.settings import SettingsError, given_flags, load_settings
 
 log = logging.getLogger("nexec.agentd")
@@ -39,6 +40,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--heartbeat-interval", dest="heartbeat_interval_s", type=float, metavar="SECONDS"
     )
     parser.add_argument("--drain-timeout", dest="drain_timeout_s", type=float, metavar="SECONDS")
+    parser.add_argument(
+        "--allow-shell",
+        dest="allow_shell",
+        action="store_const",
+        const=True,
+        help="run shell jobs (/bin/sh -c)",
+    )
+    parser.add_argument(
+        "--allow-command",
+        dest="allowed_commands",
+        action="append",
+        metavar="COMMAND",
+        help="allow only these executables (repeatable; path or name on the base PATH)",
+    )
+    parser.add_argument("--run-as-user", dest="run_as_user")
+    parser.add_argument("--run-as-group", dest="run_as_group")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -92,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             flags=given_flags(args, exclude={"config", "log_level"}),
         )
     except SettingsError as exc:
+        print(f"nexec-agentd: {exc}", file=sys.stderr)
+        return 2
+    try:
+        Policy.from_config(config)
+    except PolicyError as exc:
         print(f"nexec-agentd: {exc}", file=sys.stderr)
         return 2
     install_child_watcher()

@@ -120,6 +120,7 @@ def _start_agent(nats_url: str, hostname: str, log: TextIO) -> ManagedProcess:
         "--nats-url", nats_url,
         "--hostname", hostname,
         "--label", DEV_LABEL,
+        "--allow-shell",
     ]  # fmt: skip
     return ManagedProcess(argv, name="agent", echo=log)
 

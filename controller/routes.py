@@ -28,13 +28,14 @@ from controller.keys import ApiKey
 from controller.middleware import json_response
 from controller.natslink import LinkState
 from controller.openapi import openapi_document
-from controller.validation import parse_exec_request, parse_target_text
+from controller.validation import parse_exec_request, parse_shell_request, parse_target_text
 from schemas import (
     ExecJob,
     ExecRequest,
     ExecResponse,
     HealthResponse,
     JobRecord,
+    ShellRequest,
     Target,
     TargetKind,
 )
@@ -83,12 +84,47 @@ async def exec_command(request: web.Request) -> web.Response:
     Raises:
         Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
     """
-    api_key = request[API_KEY]
-    require_permission(api_key, "command:exec")
+    require_permission(request[API_KEY], "command:exec")
+    target_text, target = allowed_target(request)
+    body = parse_exec_request(await request.read())
+    return await submit(request, target_text, target, body)
+
+
+@routes.post("/node/{hostname}/command/shell")
+async def shell_command(request: web.Request) -> web.Response:
+    """Run one command line with ``/bin/sh -c`` (permission ``command:shell``; each agent
+    runs it only if its policy allows shell).
+
+    Raises:
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "command:shell")
+    target_text, target = allowed_target(request)
+    body = parse_shell_request(await request.read())
+    return await submit(request, target_text, target, body)
+
+
+def allowed_target(request: web.Request) -> tuple[str, Target]:
+    """The path's target, parsed and checked against the key's targets.
+
+    Raises:
+        BadRequest: malformed target. Forbidden: the key may not reach it.
+    """
     target_text = request.match_info["hostname"]
     target = parse_target_text(target_text)
-    require_target(api_key, target_text)
-    body = parse_exec_request(await request.read())
+    require_target(request[API_KEY], target_text)
+    return target_text, target
+
+
+async def submit(
+    request: web.Request, target_text: str, target: Target, body: ExecRequest | ShellRequest
+) -> web.Response:
+    """Resolve the target, honour ``Idempotency-Key``, record, publish and collect.
+
+    Raises:
+        BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
+    """
+    api_key = request[API_KEY]
     wait_s = parse_wait(request.query.get("wait"))
     require_nats(request)
     expected = request.app[REGISTRY].resolve(target)
@@ -97,8 +133,9 @@ async def exec_command(request: web.Request) -> web.Response:
     job = new_job(request, body, target_text, api_key.name)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key:
+        request_digest = msgspec.json.encode([target_text, job.shell, body])
         owner = await request.app[IDEMPOTENCY].claim(
-            api_key.name, idempotency_key, msgspec.json.encode([target_text, body]), job.job_id
+            api_key.name, idempotency_key, request_digest, job.job_id
         )
         if owner != job.job_id:
             return await replay(request, owner)
@@ -123,7 +160,7 @@ async def record_and_dispatch(
     *,
     target: Target,
     expected_hosts: list[str] | None,
-    body: ExecRequest,
+    body: ExecRequest | ShellRequest,
     wait_s: float | None,
 ) -> Collected:
     """Record the job, publish it and collect its replies.
@@ -142,18 +179,22 @@ async def record_and_dispatch(
     )
 
 
-def new_job(request: web.Request, body: ExecRequest, target: str, caller: str) -> ExecJob:
+def new_job(
+    request: web.Request, body: ExecRequest | ShellRequest, target: str, caller: str
+) -> ExecJob:
     now = time.time()
     return ExecJob(
         job_id=str(uuid.uuid4()),
         command=body.command,
-        args=body.args,
+        args=body.args if isinstance(body, ExecRequest) else [],
         cwd=body.cwd,
         timeout_s=body.timeout,
         deadline=now + body.timeout + request.app[CONFIG].delivery_margin_s,
         target=target,
         caller=caller,
         created_at=now,
+        shell=isinstance(body, ShellRequest),
+        env=body.env,
     )
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import TypeVar
 
 import msgspec
 
 from controller.errors import BadRequest
-from schemas import ExecRequest, Target, TargetSyntaxError, parse_target
+from schemas import ExecRequest, ShellRequest, Target, TargetSyntaxError, parse_target
 
 _exec_request_decoder = msgspec.json.Decoder(ExecRequest)
+_shell_request_decoder = msgspec.json.Decoder(ShellRequest)
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RequestT = TypeVar("RequestT", ExecRequest, ShellRequest)
 _VALIDATION_PATH_RE = re.compile(r"^(?P<reason>.*) - at `\$\.?(?P<path>[^`]*)`$")
 
 
@@ -27,19 +31,37 @@ def parse_exec_request(body: bytes) -> ExecRequest:
 
     Raises:
         BadRequest: not JSON, not an object, a field of the wrong type or out
-            of range, an unknown field, a blank command, a NUL byte, or a
-            relative ``cwd``; ``details`` names the field.
+            of range, an unknown field, a blank command, a NUL byte, a
+            relative ``cwd`` or an invalid ``env`` name; ``details`` names the field.
     """
+    request = _decode(body, _exec_request_decoder)
+    _check_common(request)
+    for index, arg in enumerate(request.args):
+        if "\0" in arg:
+            raise BadRequest(f"args[{index}]: must not contain a NUL byte")
+    return request
+
+
+def parse_shell_request(body: bytes) -> ShellRequest:
+    """Decode and check a shell body.
+
+    Raises:
+        BadRequest: as :func:`parse_exec_request`.
+    """
+    request = _decode(body, _shell_request_decoder)
+    _check_common(request)
+    return request
+
+
+def _decode(body: bytes, decoder: msgspec.json.Decoder[RequestT]) -> RequestT:
     if not body.strip():
         raise BadRequest("body: a JSON object is required")
     try:
-        request = _exec_request_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BadRequest(describe_validation_error(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body: invalid JSON ({exc})") from exc
-    _check_strings(request)
-    return request
 
 
 def describe_validation_error(message: str) -> str:
@@ -53,16 +75,20 @@ def describe_validation_error(message: str) -> str:
     return f"{match['path'] or 'body'}: {reason[0].lower()}{reason[1:]}"
 
 
-def _check_strings(request: ExecRequest) -> None:
+def _check_common(request: ExecRequest | ShellRequest) -> None:
     if not request.command.strip():
         raise BadRequest("command: must not be blank")
     if "\0" in request.command:
         raise BadRequest("command: must not contain a NUL byte")
-    for index, arg in enumerate(request.args):
-        if "\0" in arg:
-            raise BadRequest(f"args[{index}]: must not contain a NUL byte")
     if request.cwd is not None:
         if "\0" in request.cwd:
             raise BadRequest("cwd: must not contain a NUL byte")
         if not posixpath.isabs(request.cwd):
             raise BadRequest("cwd: must be an absolute path")
+    for name, value in request.env.items():
+        if not _ENV_NAME_RE.match(name):
+            raise BadRequest(
+                f"env: invalid variable name {name!r} (expected [A-Za-z_][A-Za-z0-9_]*)"
+            )
+        if "\0" in value:
+            raise BadRequest(f"env.{name}: must not contain a NUL byte")

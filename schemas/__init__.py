@@ -3,7 +3,7 @@
 This is the only package that both ``controller`` and ``agentd`` import.
 """
 
-from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse
+from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse, ShellRequest
 from schemas.messages import (
     ExecAck,
     ExecJob,
@@ -38,6 +38,7 @@ __all__ = [
     "JobRecord",
     "Reply",
     "ResultStatus",
+    "ShellRequest",
     "Subjects",
     "Target",
     "TargetKind",

@@ -12,14 +12,13 @@ from schemas.messages import ExecResult, Heartbeat
 MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 300
 DEFAULT_TIMEOUT_S = 30
+MAX_ENV_VARS = 64
 
 
-class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /node/{hostname}/command/exec``: one executable, no shell."""
+class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the exec and shell bodies share."""
 
-    command: Annotated[str, msgspec.Meta(min_length=1, description="The executable name or path.")]
-    args: Annotated[list[str], msgspec.Meta(description="Command arguments.")] = []
-    cwd: Annotated[str | None, msgspec.Meta(description="Working directory.")] = None
+    cwd: Annotated[str | None, msgspec.Meta(description="Working directory (absolute).")] = None
     timeout: Annotated[
         int,
         msgspec.Meta(
@@ -40,6 +39,27 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         ]
         | None
     ) = None
+    env: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            max_length=MAX_ENV_VARS,
+            description="Variables added to the agent's clean base environment "
+            "(names [A-Za-z_][A-Za-z0-9_]*), if the agent's policy allows.",
+        ),
+    ] = {}
+
+
+class ExecRequest(_CommandRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /node/{hostname}/command/exec``: one executable, no shell."""
+
+    command: Annotated[str, msgspec.Meta(min_length=1, description="The executable name or path.")]
+    args: Annotated[list[str], msgspec.Meta(description="Command arguments.")] = []
+
+
+class ShellRequest(_CommandRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /node/{hostname}/command/shell``: one string for ``/bin/sh -c``."""
+
+    command: Annotated[str, msgspec.Meta(min_length=1, description="The shell command line.")]
 
 
 class ExecResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,6 +48,11 @@ class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     caller: str = ""
     """Name of the API key (never the key) or of the direct publisher."""
     created_at: float = 0.0
+    shell: bool = False
+    """True: ``command`` is one string run by ``/bin/sh -c`` (``args`` unused),
+    if the agent's policy allows shell."""
+    env: dict[str, str] = {}
+    """Added to the agent's clean base environment, if its policy allows."""
 
 
 class ExecResult(

@@ -1,0 +1,167 @@
+"""The shell endpoint and the agent's policy: shell, allowed commands, environment, user;
+a job that expires in the queue; an agent drained mid-job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import signal
+from pathlib import Path
+
+import nats
+import pytest
+
+from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, SpawnAgent
+
+
+async def shell(controller: Controller, target: str, command: str, **fields: object) -> dict:
+    response = await controller.request(
+        "POST", f"/node/{target}/command/shell", json={"command": command, **fields}
+    )
+    assert response.status == 202, response.body
+    [result] = response.body["results"]
+    return result
+
+
+async def test_shell_runs_where_the_policy_allows_it(
+    controller: Controller, make_agent: MakeAgent
+) -> None:
+    await make_agent("sh-ok", allow_shell=True)
+    await make_agent("sh-no")
+    await controller.wait_for_agents("sh-ok", "sh-no")
+    allowed = await shell(controller, "sh-ok", "echo $((1+2)) | tr 3 x; exit 4")
+    assert (allowed["status"], allowed["stdout"], allowed["exit_code"]) == ("completed", "x\n", 4)
+    refused = await shell(controller, "sh-no", "echo should-not-run")
+    assert refused["status"] == "failed"
+    assert refused["changed"] is False
+    assert refused["error"] == "refused by policy: shell is not allowed on this agent (allow_shell)"
+
+
+async def test_shell_needs_its_own_permission(
+    make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller(keys={"exec-only": (["command:exec"], [])})
+    await make_agent("h1", allow_shell=True)
+    await controller.wait_for_agents("h1")
+    response = await controller.request(
+        "POST", "/node/h1/command/shell", json={"command": "id"},
+        key=controller.extra_keys["exec-only"],
+    )  # fmt: skip
+    assert response.status == 403
+    assert "command:shell" in response.body["details"]
+    bad = await controller.request(
+        "POST", "/node/h1/command/shell", json={"command": "id", "args": []}
+    )
+    assert bad.status == 400
+    assert "unknown field `args`" in bad.body["details"]
+
+
+async def test_allowed_commands_refuse_rm_and_allow_ls(
+    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    await make_agent("locked", allowed_commands=["ls"])
+    await controller.wait_for_agents("locked")
+    precious = tmp_path / "box" / "precious"
+    precious.parent.mkdir()
+    precious.write_text("keep")
+    listed = await controller.exec("locked", {"command": "ls", "args": [str(precious.parent)]})
+    assert listed.body["results"][0]["stdout"] == "precious\n"
+    removed = await controller.exec("locked", {"command": "/bin/rm", "args": [str(precious)]})
+    [result] = removed.body["results"]
+    assert result["status"] == "failed"
+    assert result["error"] == "refused by policy: '/bin/rm' is not in allowed_commands"
+    assert precious.read_text() == "keep"
+
+
+async def test_jobs_get_a_clean_environment_plus_the_request_env(
+    controller: Controller, make_agent: MakeAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXEC_TEST_AGENT_SECRET", "do-not-leak")
+    await make_agent("envy")
+    await make_agent("strict", allow_request_env=False)
+    await controller.wait_for_agents("envy", "strict")
+    response = await controller.exec("envy", {"command": "env", "env": {"GREETING": "hi"}})
+    lines = set(response.body["results"][0]["stdout"].splitlines())
+    assert "GREETING=hi" in lines
+    assert "LANG=C.UTF-8" in lines
+    assert not any(line.startswith("NEXEC_TEST_AGENT_SECRET") for line in lines)
+    refused = await controller.exec("strict", {"command": "env", "env": {"A": "1"}})
+    assert refused.body["results"][0]["error"] == (
+        "refused by policy: per-request env is not allowed (allow_request_env)"
+    )
+    invalid = await controller.exec("envy", {"command": "env", "env": {"1BAD": "x"}})
+    assert invalid.status == 400
+    assert "invalid variable name '1BAD'" in invalid.body["details"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
+async def test_jobs_run_as_the_configured_user(
+    controller: Controller, make_agent: MakeAgent
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    await make_agent("as-nobody", run_as_user="nobody")
+    await controller.wait_for_agents("as-nobody")
+    response = await controller.exec("as-nobody", {"command": "id", "args": ["-u"], "cwd": "/"})
+    assert response.body["results"][0]["stdout"] == f"{nobody.pw_uid}\n"
+
+
+async def test_a_job_that_expires_in_the_queue_never_runs(
+    make_controller: MakeController, make_agent: MakeAgent, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    controller = await make_controller(delivery_margin_s=0.5)
+    await make_agent("busy", max_concurrent_jobs=1)
+    await controller.wait_for_agents("busy")
+    gate, marker, fifo = tmp_path / "gate", tmp_path / "ran", tmp_path / "started"
+    gate.mkdir()
+    os.mkfifo(fifo)
+    holder = asyncio.ensure_future(controller.exec("busy", {
+        "command": "sh",
+        "args": ["-c", f"echo go > {fifo}; while [ -d {gate} ]; do sleep 0.05; done"],
+        "timeout": 60,
+    }))  # fmt: skip
+    await asyncio.to_thread(fifo.read_text)  # the holder has the only slot
+    # Waits behind the holder past its own deadline (1 s + 0.5 s margin).
+    queued = await controller.exec(
+        "busy", {"command": "touch", "args": [str(marker)], "timeout": 1}
+    )
+    assert queued.body["results"][0]["status"] == "no_reply"
+    gate.rmdir()
+    assert (await holder).body["results"][0]["status"] == "completed"
+    # The agent then takes the queued job, finds it expired and records that,
+    # replacing the no_reply the controller recorded at the deadline.
+    client = await nats.connect(nats_server.url)
+    try:
+        subscription = await client.jetstream().subscribe(
+            f"nexec.record.result.{queued.body['job_id']}.busy", ordered_consumer=True
+        )
+        recorded = json.loads((await subscription.next_msg(timeout=20)).data)
+        while recorded["status"] == "no_reply":
+            recorded = json.loads((await subscription.next_msg(timeout=20)).data)
+    finally:
+        await client.close()
+    assert recorded["status"] == "failed"
+    assert recorded["error"] == "expired before start: its deadline passed"
+    assert not marker.exists()
+
+
+async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
+    controller: Controller, spawn_agent: SpawnAgent, tmp_path: Path
+) -> None:
+    agent = spawn_agent("draining")
+    await controller.wait_for_agents("draining")
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    pending = asyncio.ensure_future(controller.exec("draining", {
+        "command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 2; echo finished"],
+    }))  # fmt: skip
+    await asyncio.to_thread(fifo.read_text)  # the job is running
+    agent.popen.send_signal(signal.SIGTERM)
+    response = await pending
+    [result] = response.body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "finished\n")
+    assert await asyncio.to_thread(agent.popen.wait, 30) == 0
+    await controller.registry.wait_until(
+        lambda registry: not any(hb.hostname == "draining" for hb in registry.live()), 10
+    )
