@@ -31,6 +31,7 @@ from agentd.dedupe import RecentJobs
 from agentd.executor import Executor, ProcessExecutor
 from agentd.policy import Policy
 from agentd.replies import encode_to_fit
+from agentd.stops import StopSignals
 from schemas import (
     ANY_QUEUE_GROUP,
     ExecAck,
@@ -40,6 +41,7 @@ from schemas import (
     ResultStatus,
     TargetSyntaxError,
     __version__,
+    decode_cancel,
     decode_job,
     encode,
     parse_target,
@@ -105,7 +107,7 @@ class Agent:
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
         self._running: set[asyncio.Task[None]] = set()
-        self._cancel_running = asyncio.Event()
+        self._stops = StopSignals()
         self._job_subscriptions: list[Subscription] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._instance_id = uuid.uuid4().hex
@@ -141,6 +143,7 @@ class Agent:
                 self._subjects.exec_any(), queue=ANY_QUEUE_GROUP, cb=self._on_job
             )
         )
+        await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
         self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
         self._registry = await open_registry(self._js, self._subjects)
@@ -215,7 +218,7 @@ class Agent:
         if not pending:
             return
         log.warning("drain timeout: cancelling %d running job(s)", len(pending))
-        self._cancel_running.set()
+        self._stops.stop_all("cancelled: the agent is shutting down")
         _, still_pending = await asyncio.wait(pending, timeout=3 * self.config.kill_grace_s + 1)
         for task in still_pending:
             task.cancel()
@@ -240,15 +243,28 @@ class Agent:
             return
         if msg.reply:
             await self._send(msg.reply, encode(ExecAck(job_id=job.job_id, hostname=self.hostname)))
-        task = asyncio.create_task(self._run_job(job, msg.reply))
+        stop = self._stops.open(job.job_id)
+        task = asyncio.create_task(self._run_job(job, msg.reply, stop))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._stops.close(job.job_id))
 
-    async def _run_job(self, job: ExecJob, reply: str) -> None:
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            request = decode_cancel(msg.data)
+        except msgspec.DecodeError as exc:
+            log.warning("malformed cancel request ignored: %s", exc)
+            return
+        reason = f"cancelled on request of {request.caller or 'unknown'}"
+        if self._stops.stop(request.job_id, reason):
+            log.info("job %s: %s", request.job_id, reason)
+
+    async def _run_job(self, job: ExecJob, reply: str, stop: asyncio.Event) -> None:
         async with self._slots:
             remaining_s = job.deadline - time.time()
-            if self._cancel_running.is_set():
-                result = self._result(job.job_id, ResultStatus.CANCELLED, "agent shut down first")
+            if stop.is_set():
+                reason = f"{self._stops.reason(job.job_id)} before it started"
+                result = self._result(job.job_id, ResultStatus.CANCELLED, reason)
             elif remaining_s <= 0:
                 result = self._result(
                     job.job_id, ResultStatus.FAILED, "expired before start: its deadline passed"
@@ -258,18 +274,22 @@ class Agent:
                 result = self._result(job.job_id, ResultStatus.FAILED, refusal)
             else:
                 self.counters.started += 1
-                result = await self._execute(job, min(float(job.timeout_s), remaining_s))
+                result = await self._execute(job, min(float(job.timeout_s), remaining_s), stop)
         await self._deliver(reply, result)
 
-    async def _execute(self, job: ExecJob, timeout_s: float) -> ExecResult:
+    async def _execute(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         """Run the job; a bug in the executor still yields a result, never silence."""
         try:
-            return await self._executor.run(job, timeout_s, self._cancel_running)
+            result = await self._executor.run(job, timeout_s, stop)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("job %s: executor error", job.job_id)
             return self._result(job.job_id, ResultStatus.FAILED, f"agent error: {exc!r}")
+        if result.status is ResultStatus.CANCELLED:
+            reason = f"{self._stops.reason(job.job_id)}; process group killed"
+            result = msgspec.structs.replace(result, error=reason)
+        return result
 
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1

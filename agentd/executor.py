@@ -104,7 +104,7 @@ class ProcessExecutor:
             return ResultStatus.COMPLETED, None
         await self._terminate_group(process, output_done)
         if stop.is_set():
-            return ResultStatus.CANCELLED, "cancelled: the agent is shutting down"
+            return ResultStatus.CANCELLED, "cancelled; process group killed"
         return ResultStatus.TIMEOUT, f"timed out after {timeout_s:g}s; process group killed"
 
     async def _terminate_group(

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from controller.errors import NatsUnavailable
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, missing_results
 from schemas import (
+    CancelRequest,
     ExecAck,
     ExecJob,
     ExecResult,
@@ -212,6 +213,22 @@ class Dispatcher:
         if no_replies:
             await self._record_no_replies(no_replies)
         return collected
+
+    async def cancel(self, job_id: str, caller: str) -> None:
+        """Broadcast a cancel request for ``job_id`` to every agent.
+
+        Raises:
+            NatsUnavailable: NATS is not connected, or the publish failed.
+        """
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise NatsUnavailable("the controller is not connected to NATS")
+        try:
+            await nc.publish(
+                self._subjects.cancel(), encode(CancelRequest(job_id=job_id, caller=caller))
+            )
+        except nats.errors.Error as exc:
+            raise NatsUnavailable(f"publishing the cancel request failed: {exc}") from exc
 
     async def _on_reply(self, msg: Msg) -> None:
         job_id = msg.subject.rsplit(".", 1)[-1]

@@ -6,12 +6,12 @@ import time
 
 from aiohttp import web
 
-from controller.appkeys import API_KEY, JOB_STORE
-from controller.errors import BadRequest, NotFound
+from controller.appkeys import API_KEY, DISPATCHER, JOB_STORE
+from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
 from controller.middleware import json_response
 from controller.routes import require_nats, require_permission
-from schemas.api import JobList
+from schemas.api import JobList, JobState
 
 job_routes = web.RouteTableDef()
 
@@ -56,6 +56,29 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise BadRequest(f"cursor: {exc}") from exc
     jobs = [job_summary(record) for record in page.records]
     return json_response(JobList(jobs=jobs, next_cursor=page.next_cursor))
+
+
+@job_routes.post("/job/{job_id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Ask every agent still holding the job to stop it; answers 202 with the job
+    as recorded now. Hosts that finished keep their results.
+
+    Raises:
+        Forbidden, NotFound, Conflict (the job has ended), NatsUnavailable.
+    """
+    api_key = request[API_KEY]
+    require_permission(api_key, "job:cancel")
+    require_nats(request)
+    job_id = request.match_info["job_id"]
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:
+        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    view = job_view(record, await store.results(job_id), time.time())
+    if view.state is not JobState.RUNNING:
+        raise Conflict(f"job {job_id!r} has already ended ({view.state})")
+    await request.app[DISPATCHER].cancel(job_id, api_key.name)
+    return json_response(view, status=202)
 
 
 @job_routes.delete("/job/{job_id}")

@@ -5,6 +5,7 @@ This is the only package that both ``controller`` and ``agentd`` import.
 
 from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse, ShellRequest
 from schemas.messages import (
+    CancelRequest,
     ExecAck,
     ExecJob,
     ExecResult,
@@ -12,6 +13,7 @@ from schemas.messages import (
     JobRecord,
     Reply,
     ResultStatus,
+    decode_cancel,
     decode_heartbeat,
     decode_job,
     decode_job_record,
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_QUEUE_GROUP",
     "DEFAULT_PREFIX",
+    "CancelRequest",
     "ErrorBody",
     "ExecAck",
     "ExecJob",
@@ -44,6 +47,7 @@ __all__ = [
     "TargetKind",
     "TargetSyntaxError",
     "__version__",
+    "decode_cancel",
     "decode_heartbeat",
     "decode_job",
     "decode_job_record",

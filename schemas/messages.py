@@ -91,6 +91,15 @@ class ExecAck(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     hostname: str
 
 
+class CancelRequest(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.cancel"
+):
+    """Broadcast to every agent: stop the job if you are running it or hold it queued."""
+
+    job_id: str
+    caller: str = ""
+
+
 class JobRecord(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.record"
 ):
@@ -121,7 +130,14 @@ class Heartbeat(
     """1, 5 and 15 minute load averages of the host."""
 
 
-WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (ExecJob, ExecAck, ExecResult, Heartbeat, JobRecord)
+WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
+    ExecJob,
+    ExecAck,
+    ExecResult,
+    Heartbeat,
+    JobRecord,
+    CancelRequest,
+)
 
 Reply = ExecAck | ExecResult
 """What an agent sends to a job's reply subject: first an ack, then the result."""
@@ -132,6 +148,7 @@ _result_decoder = msgspec.json.Decoder(ExecResult)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 _reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 _record_decoder = msgspec.json.Decoder(JobRecord)
+_cancel_decoder = msgspec.json.Decoder(CancelRequest)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -162,3 +179,8 @@ def decode_reply(data: bytes) -> Reply:
 def decode_job_record(data: bytes) -> JobRecord:
     """Raises: msgspec.DecodeError (ValidationError included) on a malformed record."""
     return _record_decoder.decode(data)
+
+
+def decode_cancel(data: bytes) -> CancelRequest:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed request."""
+    return _cancel_decoder.decode(data)

@@ -112,6 +112,10 @@ class Subjects:
             return self.exec_any()
         return self.exec_all()
 
+    def cancel(self) -> str:
+        """Cancel requests, broadcast to every agent."""
+        return f"{self.prefix}.cancel"
+
     @property
     def _stem(self) -> str:
         """The prefix as one name token, for JetStream stream and bucket names."""
