@@ -14,6 +14,7 @@ from controller.appkeys import (
     IDEMPOTENCY,
     JOB_STORE,
     KEYS,
+    LIFECYCLE,
     NATS_LINK,
     REGISTRY,
 )
@@ -22,7 +23,8 @@ from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
 from controller.job_routes import job_routes
 from controller.keys import KeyStore
-from controller.middleware import auth_middleware, error_middleware
+from controller.lifecycle import Lifecycle
+from controller.middleware import auth_middleware, error_middleware, lifecycle_middleware
 from controller.natslink import NatsLink
 from controller.node_routes import node_routes
 from controller.records import JobStore
@@ -38,13 +40,15 @@ NatsSetup = Callable[[Client], Awaitable[None]]
 def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
+        middlewares=[error_middleware, lifecycle_middleware, auth_middleware],
+        client_max_size=config.max_body_bytes,
     )
     link = NatsLink(
         config.nats_url, name="nexec-controller", connect_timeout_s=config.connect_timeout_s
     )
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config
+    app[LIFECYCLE] = Lifecycle()
     app[KEYS] = keys
     app[REGISTRY] = Registry()
     job_store = JobStore(js, config.subjects)

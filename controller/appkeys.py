@@ -8,6 +8,7 @@ from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
 from controller.keys import ApiKey, KeyStore
+from controller.lifecycle import Lifecycle
 from controller.natslink import NatsLink
 from controller.records import JobStore
 from controller.registry import Registry
@@ -19,5 +20,6 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 API_KEY = web.RequestKey("api_key", ApiKey)

@@ -7,7 +7,8 @@
     ├── NotFound             404 no registered agent matches / no such route or job
     ├── Conflict             409 Idempotency-Key reused with another request
     ├── PayloadTooLarge      413 request body over the limit
-    └── NatsUnavailable      503 NATS unreachable
+    ├── NatsUnavailable      503 NATS unreachable
+    └── ShuttingDown         503 the controller is draining (SIGTERM)
 
 The middleware in :mod:`controller.middleware` turns each into
 ``{"error", "details", "code"}``; anything else becomes a 500 whose
@@ -63,3 +64,8 @@ class PayloadTooLarge(ApiError):
 class NatsUnavailable(ApiError):
     status = 503
     title = "NATS unavailable"
+
+
+class ShuttingDown(ApiError):
+    status = 503
+    title = "shutting down"

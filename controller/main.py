@@ -14,8 +14,10 @@ import aiohttp.log
 from aiohttp import web
 
 from controller.app import create_app
+from controller.appkeys import LIFECYCLE
 from controller.config import ControllerConfig
 from controller.keys import KeysFileError, KeyStore
+from schemas.api import MAX_TIMEOUT_S
 from schemas.settings import SettingsError, given_flags, load_settings
 
 log = logging.getLogger("nexec.controller")
@@ -61,17 +63,23 @@ async def serve(config: ControllerConfig, keys: KeyStore) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
     access_log = aiohttp.log.access_logger if config.access_log else None
-    runner = web.AppRunner(create_app(config, keys), access_log=access_log)
+    app = create_app(config, keys)
+    runner = web.AppRunner(app, access_log=access_log)
     await runner.setup()
+    lifecycle = app[LIFECYCLE]
     try:
         site = web.TCPSite(runner, config.listen_host, config.listen_port)
         await site.start()
         host, port = runner.addresses[0][:2]
         log.info(READY_MESSAGE, host, port)
         await stop_requested.wait()
+        log.info("nexec-controller draining: %d request(s) in flight", lifecycle.in_flight)
+        drain_timeout_s = MAX_TIMEOUT_S + config.delivery_margin_s
+        if not await lifecycle.drain(drain_timeout_s):
+            log.warning("drain timeout: %d request(s) still in flight", lifecycle.in_flight)
     finally:
         await runner.cleanup()
-        log.info("nexec-controller stopped")
+        log.info("nexec-controller stopped: %s", lifecycle.summary())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from controller.appkeys import API_KEY, CONFIG, KEYS
-from controller.errors import ApiError, PayloadTooLarge, Unauthorized
+from controller.appkeys import API_KEY, CONFIG, KEYS, LIFECYCLE
+from controller.errors import ApiError, PayloadTooLarge, ShuttingDown, Unauthorized
 from schemas import ErrorBody
 
 log = logging.getLogger("nexec.controller.http")
@@ -49,6 +49,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+@web.middleware
+async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests in flight; while draining, answer 503 to new ones (but /healthz).
+
+    Raises:
+        ShuttingDown: the controller is draining.
+    """
+    lifecycle = request.app[LIFECYCLE]
+    if lifecycle.draining and request.path != "/healthz":
+        lifecycle.refused_while_draining += 1
+        raise ShuttingDown("the controller is shutting down; retry on another controller")
+    lifecycle.request_started()
+    try:
+        return await handler(request)
+    finally:
+        lifecycle.request_ended()
 
 
 @web.middleware

@@ -1,0 +1,51 @@
+"""The controller's own lifecycle: requests in flight, and draining on SIGTERM.
+
+While draining, new requests get 503 (the listening socket stays open so that
+callers get an answer, not a refused connection) and requests in flight run
+to their end; then the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Lifecycle:
+    draining: bool = False
+    in_flight: int = 0
+    served: int = 0
+    refused_while_draining: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def request_ended(self) -> None:
+        self.in_flight -= 1
+        self.served += 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Refuse new requests; wait up to ``timeout_s`` for those in flight.
+
+        Returns True when none was left running.
+        """
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        return self.in_flight == 0
+
+    def summary(self) -> str:
+        return (
+            f"served={self.served} in_flight={self.in_flight} "
+            f"refused_while_draining={self.refused_while_draining}"
+        )

@@ -1,0 +1,65 @@
+"""SIGTERM on the controller: new requests get 503, the one in flight finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from controller import create_key
+from controller.devstack import CONTROLLER_READY_RE
+from controller.keys import PERMISSIONS
+from controller.processes import ManagedProcess
+from tests.conftest import MakeAgent, NatsServer
+
+
+async def test_controller_drains_on_sigterm(
+    nats_server: NatsServer, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
+    controller = ManagedProcess(
+        [sys.executable, "-m", "controller", "--nats-url", nats_server.url,
+         "--listen", "127.0.0.1:0", "--keys-file", str(keys_file)],
+        name="controller",
+    )  # fmt: skip
+    try:
+        ready = controller.wait_for_line(CONTROLLER_READY_RE, 30)
+        url = f"http://127.0.0.1:{ready['port']}/node/d1/command/exec"
+        await make_agent("d1")
+        await asyncio.to_thread(controller.wait_for_line, re.compile("agent joined: d1"), 30)
+        fifo = tmp_path / "started"
+        os.mkfifo(fifo)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def post(body: dict[str, object]) -> tuple[int, dict[str, object]]:
+                async with session.post(url, json=body) as response:
+                    return response.status, await response.json()
+
+            in_flight = asyncio.ensure_future(
+                post({"command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 1; echo done"]})
+            )
+            await asyncio.to_thread(fifo.read_text)
+            controller.popen.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(controller.wait_for_line, re.compile("draining"), 30)
+            refused_status, refused = await post({"command": "true"})
+            status, answer = await in_flight
+        assert refused_status == 503
+        assert refused == {
+            "error": "shutting down",
+            "details": "the controller is shutting down; retry on another controller",
+            "code": 503,
+        }
+        assert status == 202
+        assert answer["results"][0]["stdout"] == "done\n"  # type: ignore[index]
+        assert await asyncio.to_thread(controller.popen.wait, 30) == 0
+        summary = re.compile(r"stopped: served=\d+ in_flight=0 refused_while_draining=1")
+        controller.wait_for_line(summary, 10)
+    finally:
+        controller.stop()
