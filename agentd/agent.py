@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 from agentd.config import AgentConfig
 from agentd.dedupe import RecentJobs
 from agentd.executor import Executor, ProcessExecutor
+from agentd.live import LiveOutput
 from agentd.policy import Policy
 from agentd.replies import encode_to_fit
 from agentd.stops import StopSignals
@@ -38,6 +39,7 @@ from schemas import (
     ExecJob,
     ExecResult,
     Heartbeat,
+    OutputChunk,
     ResultStatus,
     TargetSyntaxError,
     __version__,
@@ -99,6 +101,7 @@ class Agent:
             output_cap_bytes=config.output_cap_bytes,
             kill_grace_s=config.kill_grace_s,
             policy=self._policy,
+            live_output=self._live_output,
         )
         self._owns_connection = connection is None
         self._nc = connection or Client()
@@ -319,6 +322,16 @@ class Agent:
             log.error("result of job %s not recorded: %s", result.job_id, exc or type(exc))
         if reply:
             await self._send(reply, data)
+
+    def _live_output(self, job: ExecJob) -> LiveOutput:
+        subject = self._subjects.output_record(job.job_id, self.hostname)
+
+        async def publish(chunk: OutputChunk) -> None:
+            # Best effort and unacknowledged: the result, recorded after the
+            # chunks on this same connection, is the durable answer.
+            await self._send(subject, encode(chunk))
+
+        return LiveOutput(job.job_id, self.hostname, self.config.output_cap_bytes, publish)
 
     async def _send(self, subject: str, data: bytes) -> None:
         try:

@@ -12,9 +12,11 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from agentd.live import LiveOutput
 from agentd.output import OutputPipe
 from agentd.policy import Policy
 from schemas import ExecJob, ExecResult, ResultStatus
@@ -48,10 +50,14 @@ class ProcessExecutor:
     output_cap_bytes: int
     kill_grace_s: float
     policy: Policy
+    live_output: Callable[[ExecJob], LiveOutput] | None = None
+    """Makes the sender of a job's live output chunks; None sends none."""
 
     async def run(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         started = time.monotonic()
-        stdout, stderr = OutputPipe(self.output_cap_bytes), OutputPipe(self.output_cap_bytes)
+        live = self.live_output(job) if self.live_output is not None else None
+        stdout = OutputPipe(self.output_cap_bytes, live.feeder("stdout") if live else None)
+        stderr = OutputPipe(self.output_cap_bytes, live.feeder("stderr") if live else None)
         try:
             process = await _spawn(job, self.policy, stdout, stderr)
         except (OSError, ValueError) as exc:
@@ -70,6 +76,8 @@ class ProcessExecutor:
         finally:
             stdout.close()
             stderr.close()
+            if live is not None:
+                await live.close()
         return ExecResult(
             job_id=job.job_id,
             hostname=self.hostname,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 
 class CappedOutput:
@@ -53,12 +54,20 @@ class CappedOutput:
 class _CaptureProtocol(asyncio.Protocol):
     """Feeds every chunk straight into a :class:`CappedOutput`; nothing is buffered."""
 
-    def __init__(self, sink: CappedOutput, closed: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        sink: CappedOutput,
+        closed: asyncio.Future[None],
+        on_data: Callable[[bytes], None] | None,
+    ) -> None:
         self._sink = sink
         self._closed = closed
+        self._on_data = on_data
 
     def data_received(self, data: bytes) -> None:
         self._sink.feed(data)
+        if self._on_data is not None:
+            self._on_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._closed.done():
@@ -74,8 +83,9 @@ class OutputPipe:
     and so that reading can be given up with :meth:`close`.
     """
 
-    def __init__(self, cap_bytes: int) -> None:
+    def __init__(self, cap_bytes: int, on_data: Callable[[bytes], None] | None = None) -> None:
         self.output = CappedOutput(cap_bytes)
+        self._on_data = on_data
         self._read_fd, self.child_fd = os.pipe()
         self._child_fd_open = True
         self._transport: asyncio.ReadTransport | None = None
@@ -89,7 +99,7 @@ class OutputPipe:
         self._read_fd = -1  # owned by ``pipe`` from here on
         try:
             self._transport, _ = await loop.connect_read_pipe(
-                lambda: _CaptureProtocol(self.output, self.closed), pipe
+                lambda: _CaptureProtocol(self.output, self.closed, self._on_data), pipe
             )
         except OSError:
             pipe.close()

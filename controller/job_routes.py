@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from aiohttp import web
 
-from controller.appkeys import API_KEY, DISPATCHER, JOB_STORE
+from controller.appkeys import API_KEY, CONFIG, DISPATCHER, JOB_STORE, NATS_LINK
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
+from controller.live import JobEvent, job_events
 from controller.middleware import json_response
 from controller.routes import require_nats, require_permission
 from schemas.api import JobList, JobState
@@ -34,6 +36,54 @@ async def get_job(request: web.Request) -> web.Response:
     if record is None:
         raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
     return json_response(job_view(record, await store.results(job_id), time.time()))
+
+
+@job_routes.get("/job/{job_id}/output")
+async def job_output(request: web.Request) -> web.StreamResponse:
+    """The job's output chunks, each host's result, then an end event, as server-sent
+    events (or NDJSON with ``Accept: application/x-ndjson``), live and from the start
+    (or after ``Last-Event-ID``).
+
+    Raises:
+        Forbidden, BadRequest, NotFound, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "job:read")
+    require_nats(request)
+    job_id = request.match_info["job_id"]
+    last_id = request.headers.get("Last-Event-ID", "0")
+    if not last_id.isdigit():
+        raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:
+        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-ndjson" if ndjson else "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+    )
+    await response.prepare(request)
+    config = request.app[CONFIG]
+    js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
+    events = job_events(js, config.subjects, store, record, after=int(last_id))
+    async for event in events:
+        await response.write(format_ndjson(event) if ndjson else format_sse(event))
+    await response.write_eof()
+    return response
+
+
+def format_sse(event: JobEvent) -> bytes:
+    if event.kind == "keepalive":
+        return b": keepalive\n\n"
+    head = f"id: {event.event_id}\n" if event.event_id is not None else ""
+    return f"{head}event: {event.kind}\ndata: ".encode() + msgspec.json.encode(event.data) + b"\n\n"
+
+
+def format_ndjson(event: JobEvent) -> bytes:
+    line = {"event": event.kind, "id": event.event_id, "data": event.data}
+    return msgspec.json.encode(line) + b"\n"
 
 
 @job_routes.get("/job")

@@ -97,7 +97,8 @@ class JobStore:
         return None if raw is None else _decode_record(raw)
 
     async def results(self, job_id: str) -> list[ExecResult]:
-        """Every host's recorded result of ``job_id``, in the order they were recorded.
+        """Every host's recorded result of ``job_id``, in the order they were recorded
+        (a host may have two: a controller's ``no_reply``, then the agent's).
 
         Raises:
             NatsUnavailable: JetStream did not answer.
@@ -145,7 +146,7 @@ class JobStore:
         return JobPage(records, str(seq + 1) if seq >= first_seq else None)
 
     async def delete(self, job_id: str) -> bool:
-        """Remove the job record and every result of the job. False if there was no record.
+        """Remove the job record, its results and its output. False if there was no record.
 
         Raises:
             NatsUnavailable: JetStream did not answer.
@@ -154,9 +155,11 @@ class JobStore:
             self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
         )
         try:
-            await self._js.purge_stream(
-                self._subjects.results_stream(), subject=self._subjects.result_records(job_id)
-            )
+            for subject in (
+                self._subjects.result_records(job_id),
+                self._subjects.output_records(job_id),
+            ):
+                await self._js.purge_stream(self._subjects.results_stream(), subject=subject)
             if raw is not None and raw.seq is not None:
                 await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
         except (nats.errors.Error, TimeoutError) as exc:

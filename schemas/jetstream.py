@@ -53,24 +53,31 @@ def registry_entry_subject(subjects: Subjects, hostname: str) -> str:
 def record_stream_configs(
     subjects: Subjects, *, retention_s: float, replicas: int
 ) -> list[StreamConfig]:
-    """The job-record and result streams, both kept for ``retention_s`` seconds.
+    """The job-record stream and the results stream, both kept for ``retention_s``.
 
-    One message per subject: a job's record, a host's result of a job.
+    The results stream holds each host's result and its live output chunks, so
+    that one consumer reads a job's events in the order they were recorded. A
+    host's later result (an agent's) replaces an earlier one (a controller's
+    ``no_reply``) for readers, which take the last per host.
     """
-
-    def stream(name: str, description: str, subject: str) -> StreamConfig:
-        return StreamConfig(
-            name=name,
-            description=description,
-            subjects=[subject],
+    return [
+        StreamConfig(
+            name=subjects.jobs_stream(),
+            description="nexec job records",
+            subjects=[subjects.job_records_all()],
             max_age=retention_s,
             max_msgs_per_subject=1,
             storage=StorageType.FILE,
             num_replicas=replicas,
             allow_direct=True,
-        )
-
-    return [
-        stream(subjects.jobs_stream(), "nexec job records", subjects.job_records_all()),
-        stream(subjects.results_stream(), "nexec per-host results", subjects.result_records_all()),
+        ),
+        StreamConfig(
+            name=subjects.results_stream(),
+            description="nexec per-host results and live output",
+            subjects=[subjects.result_records_all(), subjects.output_records_all()],
+            max_age=retention_s,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            allow_direct=True,
+        ),
     ]

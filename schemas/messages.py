@@ -91,6 +91,22 @@ class ExecAck(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     hostname: str
 
 
+class OutputChunk(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.output"
+):
+    """Live output of a running job, recorded as it is produced (the first
+    ``output_cap_bytes`` of each stream; the result keeps head and tail)."""
+
+    job_id: str
+    hostname: str
+    stream: str
+    """``stdout`` or ``stderr``."""
+    offset: int
+    """Bytes of this stream before this chunk."""
+    data: str
+    """UTF-8 with replacement, decoded across chunk boundaries."""
+
+
 class CancelRequest(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.cancel"
 ):
@@ -137,6 +153,7 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     Heartbeat,
     JobRecord,
     CancelRequest,
+    OutputChunk,
 )
 
 Reply = ExecAck | ExecResult
@@ -149,6 +166,7 @@ _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 _reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 _record_decoder = msgspec.json.Decoder(JobRecord)
 _cancel_decoder = msgspec.json.Decoder(CancelRequest)
+_chunk_decoder = msgspec.json.Decoder(OutputChunk)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -184,3 +202,8 @@ def decode_job_record(data: bytes) -> JobRecord:
 def decode_cancel(data: bytes) -> CancelRequest:
     """Raises: msgspec.DecodeError (ValidationError included) on a malformed request."""
     return _cancel_decoder.decode(data)
+
+
+def decode_chunk(data: bytes) -> OutputChunk:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed chunk."""
+    return _chunk_decoder.decode(data)

@@ -153,6 +153,19 @@ class Subjects:
     def result_records_all(self) -> str:
         return f"{self.prefix}.record.result.*.*"
 
+    def output_record(self, job_id: str, hostname: str) -> str:
+        """Where an agent records live output chunks of a job (several per host)."""
+        return f"{self.prefix}.record.output.{encode_token(job_id)}.{encode_token(hostname)}"
+
+    def output_records(self, job_id: str) -> str:
+        return f"{self.prefix}.record.output.{encode_token(job_id)}.*"
+
+    def is_output_record(self, subject: str) -> bool:
+        return subject.startswith(f"{self.prefix}.record.output.")
+
+    def output_records_all(self) -> str:
+        return f"{self.prefix}.record.output.*.*"
+
     def idempotency_bucket(self) -> str:
         """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
         return f"{self._stem}_idempotency"

@@ -80,6 +80,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
         "nexec.agent.v1.heartbeat.json",
         "nexec.exec.v1.ack.json",
         "nexec.exec.v1.job.json",
+        "nexec.exec.v1.output.json",
         "nexec.exec.v1.result.json",
         "nexec.job.v1.cancel.json",
         "nexec.job.v1.record.json",

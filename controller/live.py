@@ -1,0 +1,109 @@
+"""A job's events as they are recorded: output chunks, each host's result, the end.
+
+One ordered consumer reads the results stream (results and output chunks of
+the job, in recording order) from a given sequence, so a late or reconnecting
+client (``Last-Event-ID``) gets everything from where it asks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
+from controller.records import JobStore
+from schemas import JobRecord, Subjects, decode_chunk, decode_result
+
+KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    kind: str
+    """``output``, ``result``, ``end``, or ``keepalive`` (no data)."""
+    data: Any = None
+    event_id: int | None = None
+    """The stream sequence (resume after it with Last-Event-ID)."""
+
+
+async def job_events(
+    js: JetStreamContext, subjects: Subjects, store: JobStore, record: JobRecord, *, after: int
+) -> AsyncIterator[JobEvent]:
+    """Every event of the job recorded after stream sequence ``after``, then live ones,
+    until every expected host has a result or the deadline passes; then ``end``.
+
+    Raises:
+        nats.errors.Error, TimeoutError: JetStream failed mid-stream.
+    """
+    job = record.job
+    answered = {result.hostname for result in await store.results(job.job_id)}
+    subscription = await js.subscribe(
+        subjects.result_records(job.job_id),
+        stream=subjects.results_stream(),
+        config=ConsumerConfig(
+            filter_subjects=[
+                subjects.result_records(job.job_id),
+                subjects.output_records(job.job_id),
+            ],
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+        ),
+        ordered_consumer=True,
+    )
+    try:
+        # Replay what is recorded already, then follow live until the job is done.
+        info = await subscription.consumer_info()
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        replaying = (info.num_pending or 0) + (delivered or 0) > 0
+        while replaying or (
+            not _complete(record, answered) and (remaining := job.deadline - time.time()) > 0
+        ):
+            try:
+                message = await subscription.next_msg(
+                    timeout=KEEPALIVE_S if replaying else min(KEEPALIVE_S, remaining)
+                )
+            except nats.errors.TimeoutError:
+                yield JobEvent("keepalive")
+                continue
+            replaying = message.metadata.num_pending > 0
+            sequence = message.metadata.sequence.stream
+            event = _decode(subjects, message.subject, message.data, sequence)
+            if event is not None:
+                if event.kind == "result":
+                    answered.add(event.data.hostname)
+                yield event
+    finally:
+        await subscription.unsubscribe()
+    if not _complete(record, answered):
+        pending = (
+            [ANY_PLACEHOLDER_HOSTNAME]
+            if record.expected_hosts is None
+            else sorted(set(record.expected_hosts) - answered)
+        )
+        error = "no result recorded by the deadline"
+        for result in missing_results(job.job_id, pending, [], error):
+            yield JobEvent("result", result)
+    view = job_view(record, await store.results(job.job_id), time.time())
+    yield JobEvent("end", {"job_id": job.job_id, "state": view.state})
+
+
+def _complete(record: JobRecord, answered: set[str]) -> bool:
+    if record.expected_hosts is None:
+        return bool(answered)
+    return answered.issuperset(record.expected_hosts)
+
+
+def _decode(subjects: Subjects, subject: str, data: bytes, sequence: int) -> JobEvent | None:
+    try:
+        if subjects.is_output_record(subject):
+            return JobEvent("output", decode_chunk(data), sequence)
+        return JobEvent("result", decode_result(data), sequence)
+    except msgspec.DecodeError:
+        return None

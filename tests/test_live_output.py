@@ -1,0 +1,119 @@
+"""GET /job/{id}/output: live chunks, results and the end, for late and resuming clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Controller, MakeAgent
+
+
+async def read_events(controller: Controller, job_id: str, **headers: str) -> list[dict[str, Any]]:
+    """Parse the SSE stream until it ends."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output",
+        headers={"Authorization": f"Bearer {controller.api_key}", **headers},
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif not line and current:
+                events.append(current)
+                current = {}
+    return events
+
+
+def stdout_of(events: list[dict[str, Any]], host: str) -> str:
+    chunks = [e["data"] for e in events if e["event"] == "output" and e["data"]["hostname"] == host]
+    return "".join(c["data"] for c in chunks if c["stream"] == "stdout")
+
+
+@pytest.fixture
+async def gated_job(
+    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+) -> tuple[str, Path]:
+    """A job on three agents that printed "first" and waits for the gate to go."""
+    for host in ("o1", "o2", "o3"):
+        await make_agent(host, labels={"pool": "out"})
+    await controller.wait_for_agents("o1", "o2", "o3")
+    gate, fifo = tmp_path / "gate", tmp_path / "started"
+    gate.mkdir()
+    os.mkfifo(fifo)
+    script = (
+        f"echo first; echo go > {fifo}; while [ -d {gate} ]; do sleep 0.05; done; "
+        "echo last; echo oops >&2"
+    )
+    started = await controller.request(
+        "POST", "/node/pool:out/command/exec?wait=false",
+        json={"command": "sh", "args": ["-c", script]},
+    )  # fmt: skip
+    lines: list[str] = []
+    while len(lines) < 3:
+        lines += (await asyncio.to_thread(fifo.read_text)).splitlines()
+    return started.body["job_id"], gate
+
+
+async def test_a_client_connecting_after_the_start_sees_everything(
+    controller: Controller, gated_job: tuple[str, Path]
+) -> None:
+    job_id, gate = gated_job
+    reading = asyncio.ensure_future(read_events(controller, job_id))
+    gate.rmdir()
+    events = await reading
+    for host in ("o1", "o2", "o3"):
+        assert stdout_of(events, host) == "first\nlast\n"
+    results = [e["data"] for e in events if e["event"] == "result"]
+    assert sorted(r["hostname"] for r in results) == ["o1", "o2", "o3"]
+    assert {r["status"] for r in results} == {"completed"}
+    assert events[-1] == {"event": "end", "data": {"job_id": job_id, "state": "completed"}}
+    stderr = [
+        e["data"]["data"]
+        for e in events
+        if e["event"] == "output" and e["data"]["stream"] == "stderr"
+    ]
+    assert stderr == ["oops\n"] * 3
+
+    # After the end: a new client gets the same recorded events at once,
+    # and one resuming after the first event gets the rest.
+    replay = await read_events(controller, job_id)
+    assert replay == events
+    resumed = await read_events(controller, job_id, **{"Last-Event-ID": str(events[0]["id"])})
+    assert resumed == events[1:]
+
+
+async def test_ndjson_carries_the_same_events(
+    controller: Controller, gated_job: tuple[str, Path]
+) -> None:
+    job_id, gate = gated_job
+    gate.rmdir()
+    sse = await read_events(controller, job_id)
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output",
+        headers={"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"},
+    ) as response:
+        assert response.headers["Content-Type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in (await response.text()).splitlines()]
+    as_sse = [
+        {key: value for key, value in line.items() if not (key == "id" and value is None)}
+        for line in lines
+    ]
+    assert as_sse == sse
+
+
+async def test_output_of_an_unknown_job_is_404(controller: Controller) -> None:
+    response = await controller.request("GET", "/job/nope/output")
+    assert response.status == 404
