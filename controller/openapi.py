@@ -12,7 +12,16 @@ from typing import Any
 
 import msgspec
 
-from schemas import ErrorBody, ExecRequest, ExecResponse, HealthResponse, __version__
+from schemas import (
+    ErrorBody,
+    ExecRequest,
+    ExecResponse,
+    ExecResult,
+    HealthResponse,
+    OutputChunk,
+    ShellRequest,
+    __version__,
+)
 from schemas.api import JobList, JobView, NodeList
 
 REF = "#/components/schemas/{name}"
@@ -63,6 +72,15 @@ OPERATIONS = (
               202, ExecResponse, (400, 401, 403, 404, 409, 413, 500, 503),
               [TARGET_PARAMETER, _query("wait", "true (default), false, or seconds 0-300")],
               request_body=ExecRequest),
+    Operation("post", "/node/{hostname}/command/shell", "Run one command line with /bin/sh -c",
+              202, ExecResponse, (400, 401, 403, 404, 409, 413, 500, 503),
+              [TARGET_PARAMETER, _query("wait", "true (default), false, or seconds 0-300")],
+              request_body=ShellRequest),
+    Operation("post", "/job/{job_id}/cancel", "Stop the job on every agent still running it",
+              202, JobView, (401, 403, 404, 409, 500, 503), [_path("job_id")]),
+    Operation("get", "/job/{job_id}/output",
+              "Server-sent events (or NDJSON): output chunks, results, end", 200, None,
+              (400, 401, 403, 404, 500, 503), [_path("job_id")]),
     Operation("get", "/job/{job_id}", "A job: request, state and every host's result",
               200, JobView, (401, 403, 404, 500, 503), [_path("job_id")]),
     Operation("get", "/job", "Recent jobs, newest first", 200, JobList,
@@ -106,7 +124,18 @@ def _operation(operation: Operation) -> dict[str, Any]:
 def openapi_document() -> bytes:
     """The encoded OpenAPI 3.1 document (built once)."""
     _, components = msgspec.json.schema_components(
-        [ExecRequest, ExecResponse, ErrorBody, HealthResponse, JobView, JobList, NodeList],
+        [
+            ExecRequest,
+            ShellRequest,
+            ExecResponse,
+            ErrorBody,
+            HealthResponse,
+            JobView,
+            JobList,
+            NodeList,
+            OutputChunk,
+            ExecResult,
+        ],
         ref_template=REF,
     )
     paths: dict[str, dict[str, Any]] = {}

@@ -213,6 +213,9 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
     assert set(operation["responses"]) >= {"202", "400", "401", "403", "404", "409", "413", "503"}
     assert set(document["paths"]) == {
         "/node/{hostname}/command/exec",
+        "/node/{hostname}/command/shell",
+        "/job/{job_id}/cancel",
+        "/job/{job_id}/output",
         "/job/{job_id}",
         "/job",
         "/node",
