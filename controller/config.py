@@ -38,7 +38,7 @@ class ControllerConfig(pydantic.BaseModel):
     @classmethod
     def _check_listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError("expected HOST:PORT")
         return value
 

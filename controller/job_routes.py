@@ -51,7 +51,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     require_nats(request)
     job_id = request.match_info["job_id"]
     last_id = request.headers.get("Last-Event-ID", "0")
-    if not last_id.isdigit():
+    if not (last_id.isascii() and last_id.isdigit()):
         raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
     store = request.app[JOB_STORE]
     record = await store.load(job_id)
@@ -95,7 +95,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     """
     require_permission(request[API_KEY], "job:read")
     limit_text = request.query.get("limit", str(DEFAULT_PAGE_SIZE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+    if (
+        not (limit_text.isascii() and limit_text.isdigit())
+        or not 1 <= int(limit_text) <= MAX_PAGE_SIZE
+    ):
         raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
     require_nats(request)
     try:

@@ -194,6 +194,6 @@ def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord:
 
 
 def _parse_cursor(cursor: str) -> int:
-    if not cursor.isdigit() or int(cursor) < 1:
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
         raise ValueError(f"invalid cursor {cursor!r}")
     return int(cursor)

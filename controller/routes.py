@@ -72,7 +72,7 @@ def parse_wait(query_value: str | None) -> float | None:
         return None
     if query_value == "false":
         return 0.0
-    if query_value.isdigit() and int(query_value) <= MAX_TIMEOUT_S:
+    if query_value.isascii() and query_value.isdigit() and int(query_value) <= MAX_TIMEOUT_S:
         return float(query_value)
     raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
 

@@ -120,7 +120,7 @@ async def test_wait_n_returns_what_arrived_and_marks_the_answer_incomplete(
     assert done.body["results"][0]["stdout"] == "through\n"
 
 
-@pytest.mark.parametrize("wait", ["yes", "-1", "301", "1.5"])
+@pytest.mark.parametrize("wait", ["yes", "-1", "301", "1.5", "²", "٣"])
 async def test_invalid_wait_is_400(
     controller: Controller, make_agent: MakeAgent, wait: str
 ) -> None:
@@ -278,8 +278,9 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
     assert last.body["next_cursor"] is None
     bad = await controller.request("GET", "/job?limit=0")
     assert bad.status == 400
-    bad = await controller.request("GET", "/job?cursor=abc")
-    assert bad.status == 400
+    for query in ("cursor=abc", "cursor=²", "limit=²", "limit=٣"):
+        bad = await controller.request("GET", f"/job?{query}")
+        assert bad.status == 400, query
 
 
 async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
