@@ -19,7 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
 from controller.records import JobStore
-from schemas import JobRecord, Subjects, decode_chunk, decode_result
+from schemas import ExecResult, JobRecord, Subjects, decode_chunk, decode_result
 
 KEEPALIVE_S = 15.0
 
@@ -44,19 +44,7 @@ async def job_events(
     """
     job = record.job
     answered = {result.hostname for result in await store.results(job.job_id)}
-    subscription = await js.subscribe(
-        subjects.result_records(job.job_id),
-        stream=subjects.results_stream(),
-        config=ConsumerConfig(
-            filter_subjects=[
-                subjects.result_records(job.job_id),
-                subjects.output_records(job.job_id),
-            ],
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after + 1,
-        ),
-        ordered_consumer=True,
-    )
+    subscription = await _subscribe(js, subjects, job.job_id, after)
     try:
         # Replay what is recorded already, then follow live until the job is done.
         info = await subscription.consumer_info()
@@ -81,17 +69,37 @@ async def job_events(
                 yield event
     finally:
         await subscription.unsubscribe()
-    if not _complete(record, answered):
-        pending = (
-            [ANY_PLACEHOLDER_HOSTNAME]
-            if record.expected_hosts is None
-            else sorted(set(record.expected_hosts) - answered)
-        )
-        error = "no result recorded by the deadline"
-        for result in missing_results(job.job_id, pending, [], error):
-            yield JobEvent("result", result)
+    for result in _missing_at_deadline(record, answered):
+        yield JobEvent("result", result)
     view = job_view(record, await store.results(job.job_id), time.time())
     yield JobEvent("end", {"job_id": job.job_id, "state": view.state})
+
+
+async def _subscribe(
+    js: JetStreamContext, subjects: Subjects, job_id: str, after: int
+) -> JetStreamContext.PushSubscription:
+    """An ordered consumer on the job's results and output, from sequence ``after + 1``."""
+    return await js.subscribe(
+        subjects.result_records(job_id),
+        stream=subjects.results_stream(),
+        config=ConsumerConfig(
+            filter_subjects=[subjects.result_records(job_id), subjects.output_records(job_id)],
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+        ),
+        ordered_consumer=True,
+    )
+
+
+def _missing_at_deadline(record: JobRecord, answered: set[str]) -> list[ExecResult]:
+    if _complete(record, answered):
+        return []
+    pending = (
+        [ANY_PLACEHOLDER_HOSTNAME]
+        if record.expected_hosts is None
+        else sorted(set(record.expected_hosts) - answered)
+    )
+    return missing_results(record.job.job_id, pending, [], "no result recorded by the deadline")
 
 
 def _complete(record: JobRecord, answered: set[str]) -> bool:
