@@ -43,7 +43,7 @@ async def test_controller_drains_on_sigterm(
                     return response.status, await response.json()
 
             in_flight = asyncio.ensure_future(
-                post({"command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 1; echo done"]})
+                post({"command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 3; echo done"]})
             )
             await asyncio.to_thread(fifo.read_text)
             controller.popen.send_signal(signal.SIGTERM)
