@@ -9,6 +9,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from controller.appkeys import (
+    AUDIT,
     CONFIG,
     DISPATCHER,
     IDEMPOTENCY,
@@ -18,13 +19,20 @@ from controller.appkeys import (
     NATS_LINK,
     REGISTRY,
 )
+from controller.audit import AuditLog
+from controller.audit_routes import audit_routes
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
 from controller.job_routes import job_routes
 from controller.keys import KeyStore
 from controller.lifecycle import Lifecycle
-from controller.middleware import auth_middleware, error_middleware, lifecycle_middleware
+from controller.middleware import (
+    audit_middleware,
+    auth_middleware,
+    error_middleware,
+    lifecycle_middleware,
+)
 from controller.natslink import NatsLink
 from controller.node_routes import node_routes
 from controller.records import JobStore
@@ -40,7 +48,7 @@ NatsSetup = Callable[[Client], Awaitable[None]]
 def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts."""
     app = web.Application(
-        middlewares=[error_middleware, lifecycle_middleware, auth_middleware],
+        middlewares=[audit_middleware, error_middleware, lifecycle_middleware, auth_middleware],
         client_max_size=config.max_body_bytes,
     )
     link = NatsLink(
@@ -56,9 +64,11 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
+    app[AUDIT] = AuditLog(js, config.subjects, ack_timeout_s=config.jetstream_timeout_s)
     app.add_routes(routes)
     app.add_routes(job_routes)
     app.add_routes(node_routes)
+    app.add_routes(audit_routes)
     app.cleanup_ctx.append(nats_context)
     return app
 
@@ -77,6 +87,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         replicas = config.jetstream_replicas
         await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
         await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
+        await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
         await feed.start(js, config.subjects, replicas=replicas)
         await app[DISPATCHER].attach(nc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from controller.audit import AuditDetails, AuditLog
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
@@ -21,5 +22,7 @@ NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+AUDIT = web.AppKey("audit", AuditLog)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
+AUDIT_DETAILS = web.RequestKey("audit_details", AuditDetails)

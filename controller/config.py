@@ -27,6 +27,8 @@ class ControllerConfig(pydantic.BaseModel):
     """How long a host has to acknowledge a job before it is reported no_reply."""
     job_retention_s: Annotated[float, pydantic.Field(ge=60)] = 24 * 3600.0
     """How long job records, results and idempotency keys are kept."""
+    audit_retention_s: Annotated[float, pydantic.Field(ge=60)] = 90 * 24 * 3600.0
+    """How long audit records are kept (default 90 days)."""
     jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
     jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0

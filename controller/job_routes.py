@@ -7,7 +7,8 @@ import time
 import msgspec
 from aiohttp import web
 
-from controller.appkeys import API_KEY, CONFIG, DISPATCHER, JOB_STORE, NATS_LINK
+from controller.appkeys import API_KEY, AUDIT_DETAILS, CONFIG, DISPATCHER, JOB_STORE, NATS_LINK
+from controller.audit import AuditDetails
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
 from controller.live import JobEvent, job_events
@@ -121,8 +122,9 @@ async def cancel_job(request: web.Request) -> web.Response:
     """
     api_key = request[API_KEY]
     require_permission(api_key, "job:cancel")
-    require_nats(request)
     job_id = request.match_info["job_id"]
+    request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
+    require_nats(request)
     store = request.app[JOB_STORE]
     record = await store.load(job_id)
     if record is None:

@@ -9,8 +9,10 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from controller.appkeys import API_KEY, CONFIG, KEYS, LIFECYCLE
+from controller.appkeys import API_KEY, AUDIT, AUDIT_DETAILS, CONFIG, KEYS, LIFECYCLE, NATS_LINK
+from controller.audit import AUDITED_PATH_RE, audit_record
 from controller.errors import ApiError, PayloadTooLarge, ShuttingDown, Unauthorized
+from controller.natslink import LinkState
 from schemas import ErrorBody
 
 log = logging.getLogger("nexec.controller.http")
@@ -49,6 +51,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+@web.middleware
+async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Append every exec, shell and cancel request, and every 401 and 403, to the audit
+    trail, with the status the caller got (errors are already responses here)."""
+    response = await handler(request)
+    audited = request.method == "POST" and AUDITED_PATH_RE.match(request.path)
+    if audited or response.status in (401, 403):
+        api_key = request.get(API_KEY)
+        record = audit_record(
+            request, response, api_key.name if api_key else "", request.get(AUDIT_DETAILS)
+        )
+        connected = request.app[NATS_LINK].state is LinkState.CONNECTED
+        await request.app[AUDIT].append(record, connected=connected)
+    return response
 
 
 @web.middleware

@@ -136,7 +136,7 @@ class JobStore:
             raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
         self.reads += 1
         first_seq = max(info.state.first_seq, 1)
-        seq = info.state.last_seq if cursor is None else _parse_cursor(cursor) - 1
+        seq = info.state.last_seq if cursor is None else parse_cursor(cursor) - 1
         records: list[JobRecord] = []
         while len(records) < limit and seq >= first_seq:
             raw = await self._direct_get(stream, seq=seq)
@@ -193,7 +193,12 @@ def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord:
     return decode_job_record(raw.data or b"")
 
 
-def _parse_cursor(cursor: str) -> int:
+def parse_cursor(cursor: str) -> int:
+    """A stream sequence given back as a page cursor.
+
+    Raises:
+        ValueError: not a positive whole number.
+    """
     if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
         raise ValueError(f"invalid cursor {cursor!r}")
     return int(cursor)

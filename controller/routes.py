@@ -14,6 +14,7 @@ from aiohttp import web
 
 from controller.appkeys import (
     API_KEY,
+    AUDIT_DETAILS,
     CONFIG,
     DISPATCHER,
     IDEMPOTENCY,
@@ -21,6 +22,7 @@ from controller.appkeys import (
     NATS_LINK,
     REGISTRY,
 )
+from controller.audit import AuditDetails
 from controller.dispatch import Collected
 from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.jobs import job_view
@@ -125,12 +127,20 @@ async def submit(
         BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
     """
     api_key = request[API_KEY]
+    details = AuditDetails(
+        target=target_text,
+        command=body.command,
+        args=tuple(body.args) if isinstance(body, ExecRequest) else (),
+        shell=isinstance(body, ShellRequest),
+    )
+    request[AUDIT_DETAILS] = details
     wait_s = parse_wait(request.query.get("wait"))
     require_nats(request)
     expected = request.app[REGISTRY].resolve(target)
     if not expected:
         raise NotFound(f"no registered agent matches target {target_text!r}")
     job = new_job(request, body, target_text, api_key.name)
+    details.job_id = job.job_id
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key:
         request_digest = msgspec.json.encode([target_text, job.shell, body])

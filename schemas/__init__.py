@@ -5,6 +5,7 @@ This is the only package that both ``controller`` and ``agentd`` import.
 
 from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse, ShellRequest
 from schemas.messages import (
+    AuditRecord,
     CancelRequest,
     ExecAck,
     ExecJob,
@@ -14,6 +15,7 @@ from schemas.messages import (
     OutputChunk,
     Reply,
     ResultStatus,
+    decode_audit,
     decode_cancel,
     decode_chunk,
     decode_heartbeat,
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_QUEUE_GROUP",
     "DEFAULT_PREFIX",
+    "AuditRecord",
     "CancelRequest",
     "ErrorBody",
     "ExecAck",
@@ -50,6 +53,7 @@ __all__ = [
     "TargetKind",
     "TargetSyntaxError",
     "__version__",
+    "decode_audit",
     "decode_cancel",
     "decode_chunk",
     "decode_heartbeat",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from schemas.messages import ExecResult, Heartbeat
+from schemas.messages import AuditRecord, ExecResult, Heartbeat
 
 MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 300
@@ -145,6 +145,11 @@ class NodeView(msgspec.Struct, frozen=True, kw_only=True):
             jobs_running=heartbeat.jobs_running,
             load_avg=heartbeat.load_avg,
         )
+
+
+class AuditList(msgspec.Struct, frozen=True, kw_only=True):
+    records: list[AuditRecord]
+    next_cursor: str | None
 
 
 class NodeList(msgspec.Struct, frozen=True, kw_only=True):

@@ -107,6 +107,31 @@ class OutputChunk(
     """UTF-8 with replacement, decoded across chunk boundaries."""
 
 
+class AuditRecord(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.audit.v1.record"
+):
+    """One audited HTTP request: every exec, shell and cancel, and every 401 and 403.
+
+    Never holds a key or a secret: the caller is the key's name.
+    """
+
+    time: float
+    key_name: str
+    """Empty when no known key was presented (401)."""
+    source: str
+    """The client's address."""
+    method: str
+    path: str
+    status: int
+    outcome: str
+    """``accepted`` or the error title (``forbidden``, ``not found``...)."""
+    target: str = ""
+    command: str = ""
+    args: list[str] = []
+    shell: bool = False
+    job_id: str = ""
+
+
 class CancelRequest(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.cancel"
 ):
@@ -154,6 +179,7 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     JobRecord,
     CancelRequest,
     OutputChunk,
+    AuditRecord,
 )
 
 Reply = ExecAck | ExecResult
@@ -167,6 +193,7 @@ _reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 _record_decoder = msgspec.json.Decoder(JobRecord)
 _cancel_decoder = msgspec.json.Decoder(CancelRequest)
 _chunk_decoder = msgspec.json.Decoder(OutputChunk)
+_audit_decoder = msgspec.json.Decoder(AuditRecord)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -207,3 +234,8 @@ def decode_cancel(data: bytes) -> CancelRequest:
 def decode_chunk(data: bytes) -> OutputChunk:
     """Raises: msgspec.DecodeError (ValidationError included) on a malformed chunk."""
     return _chunk_decoder.decode(data)
+
+
+def decode_audit(data: bytes) -> AuditRecord:
+    """Raises: msgspec.DecodeError (ValidationError included) on a malformed record."""
+    return _audit_decoder.decode(data)

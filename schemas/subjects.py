@@ -166,6 +166,13 @@ class Subjects:
     def output_records_all(self) -> str:
         return f"{self.prefix}.record.output.*.*"
 
+    def audit_stream(self) -> str:
+        """Stream of audit records, one message per audited request."""
+        return f"{self._stem}_audit"
+
+    def audit_record(self) -> str:
+        return f"{self.prefix}.audit"
+
     def idempotency_bucket(self) -> str:
         """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
         return f"{self._stem}_idempotency"

@@ -78,6 +78,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
     assert written == [
         "http-api.json",
         "nexec.agent.v1.heartbeat.json",
+        "nexec.audit.v1.record.json",
         "nexec.exec.v1.ack.json",
         "nexec.exec.v1.job.json",
         "nexec.exec.v1.output.json",

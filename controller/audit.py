@@ -1,0 +1,181 @@
+"""The audit trail: every exec, shell and cancel request, and every 401 and 403,
+appended to a JetStream stream; read back newest first with ``GET /audit``.
+
+Records are appended without holding up the answer (the acknowledgement is
+checked in the background); a record that cannot be written is logged in full
+instead, so it is never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from aiohttp import web
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StorageType, StreamConfig
+
+from controller.errors import NatsUnavailable
+from controller.records import parse_cursor
+from schemas import AuditRecord, ErrorBody, Subjects, decode_audit, encode
+
+log = logging.getLogger("nexec.controller.audit")
+
+AUDITED_PATH_RE = re.compile(r"^/node/[^/]+/command/(exec|shell)$|^/job/[^/]+/cancel$")
+
+
+@dataclass
+class AuditDetails:
+    """What a handler adds to its request's audit record."""
+
+    target: str = ""
+    command: str = ""
+    args: tuple[str, ...] = ()
+    shell: bool = False
+    job_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_cursor: str | None
+
+
+class AuditLog:
+    def __init__(self, js: JetStreamContext, subjects: Subjects, *, ack_timeout_s: float) -> None:
+        self._js = js
+        self._subjects = subjects
+        self._ack_timeout_s = ack_timeout_s
+        self._pending: set[asyncio.Future[PubAck]] = set()
+        self.lost = 0
+        self.reads = 0
+
+    async def ensure_stream(self, *, retention_s: float, replicas: int) -> None:
+        """Raises: NatsUnavailable when the stream cannot be created or updated."""
+        config = StreamConfig(
+            name=self._subjects.audit_stream(),
+            description="nexec audit trail",
+            subjects=[self._subjects.audit_record()],
+            max_age=retention_s,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            allow_direct=True,
+            deny_delete=True,
+            deny_purge=True,
+        )
+        try:
+            try:
+                await self._js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await self._js.update_stream(config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
+
+    async def append(self, record: AuditRecord, *, connected: bool) -> None:
+        """Publish the record; if that is impossible, log it whole at ERROR."""
+        if not connected:
+            self._lose(record, "NATS is not connected")
+            return
+        try:
+            acked = await self._js.publish_async(
+                self._subjects.audit_record(), encode(record), wait_stall=self._ack_timeout_s
+            )
+        except nats.errors.Error as exc:
+            self._lose(record, str(exc) or type(exc).__name__)
+            return
+        self._pending.add(acked)
+        acked.add_done_callback(lambda future: self._acknowledged(future, record))
+        give_up = asyncio.get_running_loop().call_later(self._ack_timeout_s, acked.cancel)
+        acked.add_done_callback(lambda _: give_up.cancel())
+
+    async def flushed(self) -> None:
+        """Wait until every record appended so far is acknowledged or given up
+        (each is given up after the ack timeout)."""
+        if self._pending:
+            await asyncio.wait(set(self._pending))
+
+    def _acknowledged(self, future: asyncio.Future[PubAck], record: AuditRecord) -> None:
+        self._pending.discard(future)
+        if future.cancelled() or future.exception() is not None:
+            reason = (
+                "no acknowledgement in time" if future.cancelled() else repr(future.exception())
+            )
+            self._lose(record, reason)
+
+    def _lose(self, record: AuditRecord, reason: str) -> None:
+        self.lost += 1
+        log.error("audit record not stored (%s): %s", reason, encode(record).decode())
+
+    async def page(
+        self, *, limit: int, cursor: str | None, key_name: str | None, since: float, until: float
+    ) -> AuditPage:
+        """Up to ``limit`` records newest first, older than ``cursor``, matching the filters.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+            ValueError: ``cursor`` is not one this method returned.
+        """
+        stream = self._subjects.audit_stream()
+        try:
+            info = await self._js.stream_info(stream)
+            first_seq = max(info.state.first_seq, 1)
+            seq = info.state.last_seq if cursor is None else parse_cursor(cursor) - 1
+            records: list[AuditRecord] = []
+            while len(records) < limit and seq >= first_seq:
+                record = await self._read(stream, seq)
+                seq -= 1
+                if record is None or record.time > until:
+                    continue
+                if record.time < since:
+                    seq = first_seq - 1  # older ones are older still
+                    break
+                if key_name is None or record.key_name == key_name:
+                    records.append(record)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(f"reading the audit trail failed: {exc}") from exc
+        return AuditPage(records, str(seq + 1) if seq >= first_seq else None)
+
+    async def _read(self, stream: str, seq: int) -> AuditRecord | None:
+        self.reads += 1
+        try:
+            raw = await self._js.get_msg(stream, seq=seq, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        try:
+            return decode_audit(raw.data or b"")
+        except msgspec.DecodeError as exc:
+            log.warning("malformed audit record %d skipped: %s", seq, exc)
+            return None
+
+
+def audit_record(
+    request: web.Request, response: web.StreamResponse, key_name: str, details: AuditDetails | None
+) -> AuditRecord:
+    """The record of one request, from what the handler noted and the response."""
+    details = details or AuditDetails(target=request.match_info.get("hostname", ""))
+    outcome = "accepted"
+    if response.status >= 400 and isinstance(response, web.Response) and response.body:
+        try:
+            outcome = msgspec.json.decode(response.body, type=ErrorBody).error  # type: ignore[arg-type]
+        except msgspec.DecodeError:
+            outcome = f"HTTP {response.status}"
+    return AuditRecord(
+        time=time.time(),
+        key_name=key_name,
+        source=request.remote or "",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        outcome=outcome,
+        target=details.target,
+        command=details.command,
+        args=list(details.args),
+        shell=details.shell,
+        job_id=details.job_id,
+    )

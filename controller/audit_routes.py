@@ -1,0 +1,62 @@
+"""``GET /audit``: the audit trail, newest first."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.appkeys import API_KEY, AUDIT
+from controller.errors import BadRequest
+from controller.middleware import json_response
+from controller.routes import require_nats, require_permission
+from schemas.api import AuditList
+
+audit_routes = web.RouteTableDef()
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def _seconds(query: dict[str, str], name: str, default: float) -> float:
+    """Raises: BadRequest when the value is not a Unix time in seconds."""
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise BadRequest(f"{name}: expected a Unix time in seconds")
+    return value
+
+
+@audit_routes.get("/audit")
+async def list_audit(request: web.Request) -> web.Response:
+    """Audit records newest first: ``?limit=`` (1-500), ``?cursor=``, ``?key=NAME``,
+    ``?since=`` and ``?until=`` (Unix seconds).
+
+    Raises:
+        Forbidden, BadRequest, NatsUnavailable (controller.errors).
+    """
+    require_permission(request[API_KEY], "audit:read")
+    query = dict(request.query)
+    limit_text = query.get("limit", str(DEFAULT_PAGE_SIZE))
+    if (
+        not (limit_text.isascii() and limit_text.isdigit())
+        or not 1 <= int(limit_text) <= MAX_PAGE_SIZE
+    ):
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    since = _seconds(query, "since", 0.0)
+    until = _seconds(query, "until", float("inf"))
+    require_nats(request)
+    try:
+        page = await request.app[AUDIT].page(
+            limit=int(limit_text),
+            cursor=query.get("cursor"),
+            key_name=query.get("key"),
+            since=since,
+            until=until,
+        )
+    except ValueError as exc:
+        raise BadRequest(f"cursor: {exc}") from exc
+    return json_response(AuditList(records=page.records, next_cursor=page.next_cursor))
