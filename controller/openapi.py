@@ -22,7 +22,7 @@ from schemas import (
     ShellRequest,
     __version__,
 )
-from schemas.api import JobList, JobView, NodeList
+from schemas.api import AuditList, JobList, JobView, NodeList
 
 REF = "#/components/schemas/{name}"
 
@@ -91,6 +91,11 @@ OPERATIONS = (
     Operation("get", "/node", "Every live agent", 200, NodeList, (401, 403, 500)),
     Operation("get", "/node/{hostname}", "The live agents a target addresses", 200, NodeList,
               (400, 401, 403, 404, 500), [TARGET_PARAMETER]),
+    Operation("get", "/audit", "The audit trail, newest first", 200, AuditList,
+              (400, 401, 403, 500, 503),
+              [_query("limit", "1-500, default 50"), _query("cursor", "next_cursor of a page"),
+               _query("key", "a key name"), _query("since", "Unix seconds"),
+               _query("until", "Unix seconds")]),
     Operation("get", "/healthz", "200 once NATS is connected, else 503", 200, HealthResponse,
               (503,), public=True),
 )  # fmt: skip
@@ -133,6 +138,7 @@ def openapi_document() -> bytes:
             JobView,
             JobList,
             NodeList,
+            AuditList,
             OutputChunk,
             ExecResult,
         ],

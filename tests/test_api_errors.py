@@ -220,6 +220,7 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
         "/job",
         "/node",
         "/node/{hostname}",
+        "/audit",
         "/healthz",
     }
     assert set(document["paths"]["/job/{job_id}"]) == {"get", "delete"}
