@@ -62,7 +62,7 @@ def nexec_stack() -> Iterator[Stack]:
         children.callback(nats.stop)
         controller = ManagedProcess(
             [sys.executable, "-m", "controller", "--nats-url", nats_url, "--listen",
-             "127.0.0.1:0", "--keys-file", str(work / "keys.json")],
+             "127.0.0.1:0", "--keys-file", str(work / "keys.json"), "--rate-limit", "0"],
             name="controller",
         )  # fmt: skip
         children.callback(controller.stop)

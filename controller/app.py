@@ -17,6 +17,7 @@ from controller.appkeys import (
     KEYS,
     LIFECYCLE,
     NATS_LINK,
+    RATE_LIMITER,
     REGISTRY,
 )
 from controller.audit import AuditLog
@@ -35,6 +36,7 @@ from controller.middleware import (
 )
 from controller.natslink import NatsLink
 from controller.node_routes import node_routes
+from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
@@ -64,6 +66,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
+    app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     app[AUDIT] = AuditLog(js, config.subjects, ack_timeout_s=config.jetstream_timeout_s)
     app.add_routes(routes)
     app.add_routes(job_routes)

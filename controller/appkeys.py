@@ -11,6 +11,7 @@ from controller.idempotency import IdempotencyKeys
 from controller.keys import ApiKey, KeyStore
 from controller.lifecycle import Lifecycle
 from controller.natslink import NatsLink
+from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
 
@@ -23,6 +24,7 @@ JOB_STORE = web.AppKey("job_store", JobStore)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 AUDIT_DETAILS = web.RequestKey("audit_details", AuditDetails)

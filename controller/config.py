@@ -32,6 +32,9 @@ class ControllerConfig(pydantic.BaseModel):
     jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
     jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
+    rate_limit_per_s: Annotated[float, pydantic.Field(ge=0)] = 50.0
+    """Requests per second each key may make on this controller; 0 disables."""
+    rate_limit_burst: Annotated[int, pydantic.Field(ge=1)] = 100
     access_log: bool = False
     """One INFO line per HTTP request. Off by default: it costs about a fifth of
     the controller's CPU per request (docs/performance.md)."""

@@ -26,9 +26,10 @@ class ApiError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "internal error"
 
-    def __init__(self, details: str) -> None:
+    def __init__(self, details: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(details)
         self.details = details
+        self.headers = headers or {}
 
 
 class BadRequest(ApiError):
@@ -59,6 +60,11 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status = 413
     title = "request body too large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    title = "too many requests"
 
 
 class NatsUnavailable(ApiError):

@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
     parser.add_argument(
+        "--rate-limit",
+        dest="rate_limit_per_s",
+        type=float,
+        metavar="PER_SECOND",
+        help="requests per second per key on this controller (0 = no limit)",
+    )
+    parser.add_argument(
         "--access-log",
         dest="access_log",
         action="store_const",

@@ -9,9 +9,18 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from controller.appkeys import API_KEY, AUDIT, AUDIT_DETAILS, CONFIG, KEYS, LIFECYCLE, NATS_LINK
+from controller.appkeys import (
+    API_KEY,
+    AUDIT,
+    AUDIT_DETAILS,
+    CONFIG,
+    KEYS,
+    LIFECYCLE,
+    NATS_LINK,
+    RATE_LIMITER,
+)
 from controller.audit import AUDITED_PATH_RE, audit_record
-from controller.errors import ApiError, PayloadTooLarge, ShuttingDown, Unauthorized
+from controller.errors import ApiError, PayloadTooLarge, RateLimited, ShuttingDown, Unauthorized
 from controller.natslink import LinkState
 from schemas import ErrorBody
 
@@ -36,7 +45,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.title, exc.details)
+        response = error_response(exc.status, exc.title, exc.details)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
         exc_413 = PayloadTooLarge(f"the body is larger than {limit} bytes")
@@ -93,6 +104,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
     Raises:
         Unauthorized: no key, or a key the controller does not know.
+        RateLimited: the key is over its request rate.
     """
     if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)
@@ -103,6 +115,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if api_key is None:
         raise Unauthorized("unknown API key")
     request[API_KEY] = api_key
+    retry_after_s = request.app[RATE_LIMITER].retry_after_s(api_key.name)
+    if retry_after_s:
+        raise RateLimited(
+            f"key {api_key.name!r} is over its request rate; retry after {retry_after_s}s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
     return await handler(request)
 
 

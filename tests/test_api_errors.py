@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from controller.appkeys import NATS_LINK
+from controller.ratelimit import RateLimiter
 from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
 
 
@@ -233,3 +234,31 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
     assert set(schemas["ErrorBody"]["required"]) == {"error", "details", "code"}
     assert "running" in schemas["JobState"]["enum"]
     assert schemas["ExecRequest"]["properties"]["delivery_timeout"]["anyOf"][0]["maximum"] == 60
+
+
+async def test_a_key_over_its_rate_gets_429_with_retry_after(
+    make_controller: MakeController,
+) -> None:
+    controller = await make_controller(rate_limit_per_s=0.01, rate_limit_burst=2)
+    statuses = []
+    for _ in range(3):
+        async with controller.session.get(
+            controller.url + "/node", headers={"Authorization": f"Bearer {controller.api_key}"}
+        ) as response:
+            statuses.append(response.status)
+            body = await response.json()
+            retry_after = response.headers.get("Retry-After")
+    assert statuses == [200, 200, 429]
+    assert body["error"] == "too many requests"
+    assert "key 'admin' is over its request rate" in body["details"]
+    assert retry_after is not None and int(retry_after) >= 1
+
+
+def test_rate_limiter_refills_over_time() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=2.0, burst=2, clock=lambda: now[0])
+    assert [limiter.retry_after_s("k") for _ in range(3)] == [0, 0, 1]
+    assert limiter.retry_after_s("other") == 0
+    now[0] = 0.5
+    assert limiter.retry_after_s("k") == 0
+    assert RateLimiter(rate_per_s=0, burst=1).retry_after_s("k") == 0
