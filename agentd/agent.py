@@ -168,6 +168,7 @@ class Agent:
             error_cb=self._on_nats_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
+            **self.config.nats_connect_options(),
         )
 
     def _job_subjects(self) -> list[str]:

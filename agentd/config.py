@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import pydantic
 
 from schemas import DEFAULT_PREFIX, parse_label
+from schemas.settings import NatsClientSettings
 from schemas.subjects import Subjects
 from schemas.targets import validate_hostname
 
@@ -17,14 +18,14 @@ DEFAULT_BASE_ENV = {
 }
 
 
-class AgentConfig(pydantic.BaseModel):
+class AgentConfig(NatsClientSettings):
     """Settings of ``nexec-agentd``; each is also ``NEXEC_<NAME>`` and a config-file key."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     nats_url: str = "nats://127.0.0.1:4222"
     hostname: str = pydantic.Field(default_factory=socket.gethostname)
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
     subject_prefix: str = DEFAULT_PREFIX
     max_concurrent_jobs: Annotated[int, pydantic.Field(ge=1, le=1024)] = 16
     output_cap_bytes: Annotated[int, pydantic.Field(ge=1024)] = 256 * 1024
@@ -36,10 +37,10 @@ class AgentConfig(pydantic.BaseModel):
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
     allow_shell: bool = False
     """Run shell jobs (``/bin/sh -c``); on in ``nexec dev``."""
-    allowed_commands: list[str] = []
+    allowed_commands: list[str] = pydantic.Field(default_factory=list)
     """Executables allowed (absolute paths, or names resolved on the base PATH);
     empty allows all. Shell jobs are not checked against it: keep allow_shell off."""
-    base_env: dict[str, str] = DEFAULT_BASE_ENV
+    base_env: dict[str, str] = pydantic.Field(default_factory=lambda: dict(DEFAULT_BASE_ENV))
     """The whole environment of every job; nothing of the agent's own leaks in."""
     allow_request_env: bool = True
     """Add a request's ``env`` to the base environment (else refuse such jobs)."""

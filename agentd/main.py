@@ -15,7 +15,7 @@ import nats.errors
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.policy import Policy, PolicyError
-from schemas.settings import SettingsError, given_flags, load_settings
+from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
 
 log = logging.getLogger("nexec.agentd")
 
@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-as-user", dest="run_as_user")
     parser.add_argument("--run-as-group", dest="run_as_group")
     parser.add_argument("--log-level", default="INFO")
+    add_nats_client_flags(parser)
     return parser.parse_args(argv)
 
 

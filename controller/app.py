@@ -54,7 +54,10 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         client_max_size=config.max_body_bytes,
     )
     link = NatsLink(
-        config.nats_url, name="nexec-controller", connect_timeout_s=config.connect_timeout_s
+        config.nats_url,
+        name="nexec-controller",
+        connect_timeout_s=config.connect_timeout_s,
+        options=config.nats_connect_options(),
     )
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config

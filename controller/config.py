@@ -8,9 +8,10 @@ from typing import Annotated
 import pydantic
 
 from schemas import DEFAULT_PREFIX, Subjects
+from schemas.settings import NatsClientSettings
 
 
-class ControllerConfig(pydantic.BaseModel):
+class ControllerConfig(NatsClientSettings):
     """Settings of ``nexec-controller``; each is also ``NEXEC_<NAME>`` and a config-file key."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")

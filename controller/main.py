@@ -18,7 +18,7 @@ from controller.appkeys import LIFECYCLE
 from controller.config import ControllerConfig
 from controller.keys import KeysFileError, KeyStore
 from schemas.api import MAX_TIMEOUT_S
-from schemas.settings import SettingsError, given_flags, load_settings
+from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
 
 log = logging.getLogger("nexec.controller")
 
@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="log one line per HTTP request",
     )
     parser.add_argument("--log-level", default="INFO")
+    add_nats_client_flags(parser)
     return parser.parse_args(argv)
 
 

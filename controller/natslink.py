@@ -11,6 +11,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -34,11 +35,14 @@ class NatsLink:
         *,
         name: str,
         connect_timeout_s: float,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """``options``: extra ``connect`` arguments (credentials, TLS)."""
         self.client = Client()
         self._url = url
         self._name = name
         self._connect_timeout_s = connect_timeout_s
+        self._options = options or {}
         self._on_connected: Callable[[Client], Awaitable[None]] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._connect_called = False
@@ -76,6 +80,7 @@ class NatsLink:
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
+            **self._options,
         )
         assert self._on_connected is not None
         await self._on_connected(self.client)

@@ -9,6 +9,7 @@ because ``schemas`` is the one package both processes share.
 from __future__ import annotations
 
 import argparse
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,3 +76,63 @@ def given_flags(args: argparse.Namespace, *, exclude: set[str]) -> dict[str, Any
         for name, value in vars(args).items()
         if value is not None and name not in exclude
     }
+
+
+class NatsClientSettings(pydantic.BaseModel):
+    """How a process authenticates to NATS and secures the connection; shared by the
+    controller's and the agent's settings (``NEXEC_NATS_USER``, ``nats_creds_file``...)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds_file: Path | None = None
+    """A ``.creds`` file (user JWT and nkey seed) for decentralized auth."""
+    nats_nkey_seed_file: Path | None = None
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check_pairs(self) -> NatsClientSettings:
+        if (self.nats_user is None) != (self.nats_password is None):
+            raise ValueError("nats_user and nats_password go together")
+        if (self.nats_tls_cert_file is None) != (self.nats_tls_key_file is None):
+            raise ValueError("nats_tls_cert_file and nats_tls_key_file go together")
+        return self
+
+    def nats_connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.aio.client.Client.connect``.
+
+        Raises:
+            OSError, ssl.SSLError: a TLS file cannot be read.
+        """
+        options: dict[str, Any] = {}
+        if self.nats_user is not None:
+            options["user"] = self.nats_user
+            options["password"] = self.nats_password
+        if self.nats_creds_file is not None:
+            options["user_credentials"] = str(self.nats_creds_file)
+        if self.nats_nkey_seed_file is not None:
+            options["nkeys_seed"] = str(self.nats_nkey_seed_file)
+        if self.nats_tls_ca_file is not None or self.nats_tls_cert_file is not None:
+            context = ssl.create_default_context(
+                cafile=str(self.nats_tls_ca_file) if self.nats_tls_ca_file else None
+            )
+            if self.nats_tls_cert_file is not None and self.nats_tls_key_file is not None:
+                context.load_cert_chain(str(self.nats_tls_cert_file), str(self.nats_tls_key_file))
+            options["tls"] = context
+        return options
+
+
+def add_nats_client_flags(parser: argparse.ArgumentParser) -> None:
+    """The command-line flags of :class:`NatsClientSettings` (prefer the environment or the
+    config file for the password: flags show in the process list)."""
+    group = parser.add_argument_group("NATS authentication and TLS")
+    group.add_argument("--nats-user", dest="nats_user")
+    group.add_argument("--nats-password", dest="nats_password")
+    group.add_argument("--nats-creds", dest="nats_creds_file", type=Path, metavar="FILE")
+    group.add_argument("--nats-nkey-seed", dest="nats_nkey_seed_file", type=Path, metavar="FILE")
+    group.add_argument("--nats-tls-ca", dest="nats_tls_ca_file", type=Path, metavar="FILE")
+    group.add_argument("--nats-tls-cert", dest="nats_tls_cert_file", type=Path, metavar="FILE")
+    group.add_argument("--nats-tls-key", dest="nats_tls_key_file", type=Path, metavar="FILE")

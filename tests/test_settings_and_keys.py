@@ -98,3 +98,19 @@ def test_example_config_files_are_valid() -> None:
         ControllerConfig, config_file=examples / "controller.toml", environ={}, flags={}
     )
     assert controller.keys_file == Path("/etc/nexec/keys.json")
+
+
+def test_nats_client_options_from_settings(tmp_path: Path) -> None:
+    config = load_settings(
+        AgentConfig,
+        config_file=None,
+        environ={"NEXEC_NATS_USER": "agent", "NEXEC_NATS_PASSWORD": "pw"},
+        flags={"hostname": "h1", "nats_creds_file": tmp_path / "a.creds"},
+    )
+    assert config.nats_connect_options() == {
+        "user": "agent",
+        "password": "pw",
+        "user_credentials": str(tmp_path / "a.creds"),
+    }
+    with pytest.raises(SettingsError, match="nats_user and nats_password go together"):
+        load_settings(AgentConfig, config_file=None, environ={"NEXEC_NATS_USER": "x"}, flags={})
