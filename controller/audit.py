@@ -24,6 +24,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from controller.errors import NatsUnavailable
 from controller.records import parse_cursor
 from schemas import AuditRecord, ErrorBody, Subjects, decode_audit, encode
+from schemas.jetstream import ensure_stream
 
 log = logging.getLogger("nexec.controller.audit")
 
@@ -70,10 +71,7 @@ class AuditLog:
             deny_purge=True,
         )
         try:
-            try:
-                await self._js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                await self._js.update_stream(config)
+            await ensure_stream(self._js, config)
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
 

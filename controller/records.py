@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 
 from controller.errors import NatsUnavailable
 from schemas import ExecResult, JobRecord, Subjects, decode_job_record, decode_result, encode
-from schemas.jetstream import record_stream_configs
+from schemas.jetstream import ensure_stream, record_stream_configs
 
 log = logging.getLogger("nexec.controller.records")
 
@@ -48,10 +48,7 @@ class JobStore:
             self._subjects, retention_s=retention_s, replicas=replicas
         ):
             try:
-                try:
-                    await self._js.add_stream(config)
-                except nats.js.errors.BadRequestError:
-                    await self._js.update_stream(config)
+                await ensure_stream(self._js, config)
             except (nats.errors.Error, TimeoutError) as exc:
                 raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
 

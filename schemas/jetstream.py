@@ -45,6 +45,19 @@ async def open_registry(js: JetStreamContext, subjects: Subjects, *, replicas: i
     )
 
 
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to ``config``.
+
+    Raises:
+        nats.js.errors.Error: JetStream refused the configuration.
+        nats.errors.TimeoutError: JetStream did not answer in time.
+    """
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)
+
+
 def registry_entry_subject(subjects: Subjects, hostname: str) -> str:
     """The subject a heartbeat is published on to set the agent's registry entry."""
     return f"$KV.{subjects.registry_bucket()}.{subjects.registry_key(hostname)}"

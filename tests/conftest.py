@@ -8,6 +8,7 @@ kill one or to measure its memory.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import psutil
 import pytest
 from aiohttp import web
+from nats.aio.client import Client
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
@@ -51,6 +54,25 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(process, url)
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """A plain nats-py client, as a program publishing on NATS directly would use."""
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.close()
+
+
+async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
+    """The host's result of the job as the results stream holds it, once it is there."""
+    subscription = await nc.jetstream().subscribe(
+        f"nexec.record.result.{job_id}.{hostname}", ordered_consumer=True
+    )
+    message = await subscription.next_msg(timeout=20)
+    await subscription.unsubscribe()
+    result: dict[str, Any] = json.loads(message.data)
+    return result
 
 
 MakeAgent = Callable[..., Awaitable[Agent]]

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import nats
-import pytest
 from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, wait_gone
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    yield client
-    await client.close()
+from tests.conftest import (
+    Controller,
+    MakeAgent,
+    MakeController,
+    recorded_result,
+    wait_gone,
+)
 
 
 def read_lines(fifo: Path, count: int) -> list[str]:
@@ -30,16 +24,6 @@ def read_lines(fifo: Path, count: int) -> list[str]:
     while len(lines) < count:
         lines += fifo.read_text().splitlines()
     return lines
-
-
-async def recorded(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
-    subscription = await nc.jetstream().subscribe(
-        f"nexec.record.result.{job_id}.{hostname}", ordered_consumer=True
-    )
-    message = await subscription.next_msg(timeout=20)
-    await subscription.unsubscribe()
-    result: dict[str, Any] = json.loads(message.data)
-    return result
 
 
 async def test_cancel_kills_the_job_and_its_children_on_two_agents(
@@ -62,7 +46,7 @@ async def test_cancel_kills_the_job_and_its_children_on_two_agents(
     assert cancelled.status == 202
     assert cancelled.body["state"] == "running"
     for host in ("c1", "c2"):
-        result = await recorded(nc, job_id, host)
+        result = await recorded_result(nc, job_id, host)
         assert result["status"] == "cancelled"
         assert result["error"] == "cancelled on request of admin; process group killed"
         child = int(result["stdout"].partition("child=")[2].split()[0])
@@ -96,10 +80,10 @@ async def test_cancel_keeps_results_of_hosts_that_finished(
     )  # fmt: skip
     job_id = started.body["job_id"]
     await asyncio.to_thread(read_lines, fifo, 2)
-    finished = await recorded(nc, job_id, "quick")
+    finished = await recorded_result(nc, job_id, "quick")
     assert finished["status"] == "completed"
     assert (await controller.request("POST", f"/job/{job_id}/cancel")).status == 202
-    assert (await recorded(nc, job_id, "slow"))["status"] == "cancelled"
+    assert (await recorded_result(nc, job_id, "slow"))["status"] == "cancelled"
     job = await controller.request("GET", f"/job/{job_id}")
     assert [r["status"] for r in job.body["results"]] == ["completed", "cancelled"]
     assert job.body["state"] == "cancelled"  # every host that did not complete was cancelled

@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.conftest import MakeAgent, MakeController, NatsServer
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    yield client
-    await client.close()
+from tests.conftest import MakeAgent, MakeController
 
 
 def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:

@@ -4,40 +4,24 @@ controllers that share them (two at once, one restarted mid-job)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client
 
 from controller.appkeys import JOB_STORE
 from schemas import ExecJob, JobRecord, encode
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, SpawnAgent
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    yield client
-    await client.close()
-
-
-async def wait_for_recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
-    """The host's result of the job as the results stream holds it, once it is there."""
-    subscription = await nc.jetstream().subscribe(
-        f"nexec.record.result.{job_id}.{hostname}", ordered_consumer=True
-    )
-    message = await subscription.next_msg(timeout=20)
-    await subscription.unsubscribe()
-    result: dict[str, Any] = json.loads(message.data)
-    return result
+from tests.conftest import (
+    Controller,
+    MakeAgent,
+    MakeController,
+    SpawnAgent,
+    recorded_result,
+)
 
 
 async def test_get_job_returns_the_request_state_and_results(
@@ -91,7 +75,7 @@ async def test_wait_false_returns_at_once_and_the_result_lands_in_the_record(
     job_id = started.body["job_id"]
     running = await controller.request("GET", f"/job/{job_id}")
     assert running.body["state"] in {"running", "completed"}
-    recorded = await wait_for_recorded_result(nc, job_id, "h1")
+    recorded = await recorded_result(nc, job_id, "h1")
     assert recorded["stdout"] == "late\n"
     done = await controller.request("GET", f"/job/{job_id}")
     assert done.body["state"] == "completed"
@@ -114,7 +98,7 @@ async def test_wait_n_returns_what_arrived_and_marks_the_answer_incomplete(
     assert response.body["results"] == []
     gate.rmdir()
     job_id = response.body["job_id"]
-    await wait_for_recorded_result(nc, job_id, "h1")
+    await recorded_result(nc, job_id, "h1")
     done = await controller.request("GET", f"/job/{job_id}")
     assert done.body["state"] == "completed"
     assert done.body["results"][0]["stdout"] == "through\n"
@@ -232,7 +216,7 @@ async def test_two_controllers_share_jobs_and_a_restart_loses_nothing(
     )
     await first.close()  # the controller that took the request goes away mid-job
     job_id = started.body["job_id"]
-    await wait_for_recorded_result(nc, job_id, "h1")
+    await recorded_result(nc, job_id, "h1")
     job = await second.request("GET", f"/job/{job_id}")
     assert job.body["state"] == "completed"
     assert job.body["results"][0]["stdout"] == "survived\n"
