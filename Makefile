@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest bench schemas clean
+.PHONY: install run test lint typecheck pytest bench schemas nats-auth clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ pytest: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# NATS users for deploy/nats/single.conf (random passwords, into a git-ignored
+# directory): make nats-auth AGENTS="web1.example.com,role:web db1.example.com"
+AGENTS ?= $(shell hostname),env:dev
+nats-auth: install
+	$(BIN)/nexec nats-auth --out deploy/nats/generated $(foreach agent,$(AGENTS),--agent $(agent))
 
 schemas: install
 	$(BIN)/python -m schemas docs/schemas

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from controller.devstack import run_dev
 from controller.keys import PERMISSIONS, KeysFileError, create_key, read_keys_file
+from controller.natsauth import AgentSpec, write_nats_auth
 from controller.processes import ProcessFailed
+from schemas import Subjects, TargetSyntaxError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing = keys.add_parser("list", help="names, permissions and targets (never keys)")
     listing.add_argument("--keys-file", type=Path, required=True)
 
+    auth = commands.add_parser(
+        "nats-auth", help="write NATS users and permissions for controllers, publishers, agents"
+    )
+    auth.add_argument("--out", type=Path, required=True, help="a directory git ignores")
+    auth.add_argument(
+        "--agent", dest="agents", action="append", default=[], metavar="HOST[,key:value...]"
+    )
+    auth.add_argument("--subject-prefix", default="nexec")
+
     dev = commands.add_parser("dev", help="run nats-server, a controller and an agent locally")
     dev.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
     return parser
@@ -55,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dev":
             return run_dev(args.port)
+        if args.command == "nats-auth":
+            agents = [AgentSpec.parse(text) for text in args.agents]
+            for path in write_nats_auth(args.out, Subjects(args.subject_prefix), agents):
+                print(path)
+            return 0
         if args.keys_command == "create":
             print(
                 create_key(
@@ -69,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = ",".join(entry.targets) or "*"
             print(f"{entry.name}\t{','.join(entry.permissions)}\t{targets}")
         return 0
-    except (KeysFileError, ProcessFailed) as exc:
+    except (KeysFileError, ProcessFailed, TargetSyntaxError, ValueError, OSError) as exc:
         print(f"nexec: {exc}", file=sys.stderr)
         return 1
 

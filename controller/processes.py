@@ -29,7 +29,7 @@ class ProcessFailed(RuntimeError):
     """A child exited, or did not print what was awaited in time; carries its last output."""
 
     def __init__(self, name: str, reason: str, last_lines: Sequence[str]) -> None:
-        tail = "\n".join(f"  {line}" for line in last_lines[-20:])
+        tail = "\n".join(f"  {line}" for line in list(last_lines)[-20:])
         super().__init__(f"{name}: {reason}\n{tail}")
         self.name = name
         self.reason = reason
@@ -155,10 +155,12 @@ def start_nats_server(
     *,
     port: int = -1,
     echo: TextIO | None = None,
+    config_file: Path | None = None,
     extra_args: Sequence[str] = (),
     timeout_s: float = 20.0,
 ) -> tuple[ManagedProcess, str]:
-    """Start nats-server with JetStream on 127.0.0.1 (port -1: a free one).
+    """Start nats-server on 127.0.0.1 (port -1: a free one), with JetStream in
+    ``store_dir`` — or, given ``config_file``, with that config (which sets JetStream).
 
     Returns the process and its ``nats://`` URL once it says it is ready.
 
@@ -166,14 +168,12 @@ def start_nats_server(
         ProcessFailed: it exited or was not ready within ``timeout_s``.
         FileNotFoundError: no nats-server binary.
     """
-    argv = [
-        nats_server_binary(),
-        "--addr", "127.0.0.1",
-        "--port", str(port),
-        "--jetstream",
-        "--store_dir", str(store_dir),
-        *extra_args,
-    ]  # fmt: skip
+    argv = [nats_server_binary(), "--addr", "127.0.0.1", "--port", str(port)]
+    if config_file is None:
+        argv += ["--jetstream", "--store_dir", str(store_dir)]
+    else:
+        argv += ["--config", str(config_file)]
+    argv += extra_args
     server = ManagedProcess(argv, name="nats-server", echo=echo)
     try:
         listening = server.wait_for_line(NATS_LISTENING_RE, timeout_s)

@@ -92,6 +92,9 @@ class NatsClientSettings(pydantic.BaseModel):
     nats_tls_ca_file: Path | None = None
     nats_tls_cert_file: Path | None = None
     nats_tls_key_file: Path | None = None
+    nats_inbox_prefix: str | None = None
+    """Reply subjects start with this instead of ``_INBOX``: lets NATS permissions give
+    each agent an inbox nobody else may read (``nexec nats-auth`` sets it)."""
 
     @pydantic.model_validator(mode="after")
     def _check_pairs(self) -> NatsClientSettings:
@@ -115,6 +118,8 @@ class NatsClientSettings(pydantic.BaseModel):
             options["user_credentials"] = str(self.nats_creds_file)
         if self.nats_nkey_seed_file is not None:
             options["nkeys_seed"] = str(self.nats_nkey_seed_file)
+        if self.nats_inbox_prefix is not None:
+            options["inbox_prefix"] = self.nats_inbox_prefix
         if self.nats_tls_ca_file is not None or self.nats_tls_cert_file is not None:
             context = ssl.create_default_context(
                 cafile=str(self.nats_tls_ca_file) if self.nats_tls_ca_file else None
