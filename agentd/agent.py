@@ -52,6 +52,9 @@ from schemas.jetstream import open_registry, registry_entry_subject
 
 log = logging.getLogger("nexec.agentd")
 
+# A job's deadline may be at most this far ahead: the longest timeout plus margin.
+MAX_DEADLINE_AHEAD_S = 300 + 60
+
 
 class AgentState(enum.Enum):
     NEW = "new"
@@ -180,22 +183,22 @@ class Agent:
         ]
 
     async def stop(self) -> None:
-        """Stop taking jobs, let running ones finish within ``drain_timeout_s``,
-        cancel the rest, send every result, say goodbye, close. Safe to call twice."""
+        """Leave the registry, stop taking jobs, let running ones finish within
+        ``drain_timeout_s``, cancel the rest, send every result, close. Safe to call twice."""
         if self.state in (AgentState.STOPPING, AgentState.STOPPED):
             return
         previous_state = self.state
         self.state = AgentState.STOPPING
         if previous_state is AgentState.RUNNING:
-            for subscription in self._job_subscriptions:
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py: untyped
-            await self._finish_running_jobs()
             if self._heartbeat_task is not None:
                 self._heartbeat_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._heartbeat_task
-            await self._leave_registry()
+            await self._leave_registry()  # first: new requests no longer expect this agent
+            for subscription in self._job_subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py: untyped
+            await self._finish_running_jobs()
             if self._owns_connection:
                 with contextlib.suppress(nats.errors.Error):
                     await self._nc.drain()
@@ -225,7 +228,8 @@ class Agent:
         self._stops.stop_all("cancelled: the agent is shutting down")
         _, still_pending = await asyncio.wait(pending, timeout=3 * self.config.kill_grace_s + 1)
         for task in still_pending:
-            task.cancel()
+            task.cancel()  # the executor kills the process group on cancel
+        await asyncio.gather(*still_pending, return_exceptions=True)
 
     async def _on_job(self, msg: Msg) -> None:
         self.counters.received += 1
@@ -240,6 +244,9 @@ class Agent:
             await self._refuse(msg.reply, job.job_id, f"invalid job target: {exc}")
             return
         if not target.matches(self.hostname, self.config.labels):
+            return
+        if job.deadline > time.time() + MAX_DEADLINE_AHEAD_S:
+            await self._refuse(msg.reply, job.job_id, "invalid job: deadline too far ahead")
             return
         if not self._recent_jobs.first_time(job.job_id, job.deadline):
             self.counters.duplicates += 1
@@ -265,7 +272,9 @@ class Agent:
 
     async def _run_job(self, job: ExecJob, reply: str, stop: asyncio.Event) -> None:
         async with self._slots:
-            remaining_s = job.deadline - time.time()
+            # Leave the kill grace before the deadline, so that even a job killed
+            # at its timeout answers while the requester still listens.
+            remaining_s = job.deadline - time.time() - self.config.kill_grace_s
             if stop.is_set():
                 reason = f"{self._stops.reason(job.job_id)} before it started"
                 result = self._result(job.job_id, ResultStatus.CANCELLED, reason)

@@ -73,6 +73,9 @@ class ProcessExecutor:
         try:
             output_done = asyncio.gather(stdout.closed, stderr.closed)
             status, error = await self._wait(process, timeout_s, stop, output_done)
+        except asyncio.CancelledError:
+            _signal_group(process.pid, signal.SIGKILL)  # never leave the job running
+            raise
         finally:
             stdout.close()
             stderr.close()

@@ -43,9 +43,9 @@ class CappedOutput:
 
         When bytes were dropped, a marker line between head and tail says how many.
         """
-        head = self._head.decode(errors="replace")
         if not self.truncated:
-            return head + self._tail.decode(errors="replace")
+            return (self._head + self._tail).decode(errors="replace")
+        head = self._head.decode(errors="replace")
         omitted = self.total_bytes - len(self._head) - len(self._tail)
         marker = f"\n[nexec: {omitted} bytes omitted]\n"
         return head + marker + self._tail.decode(errors="replace")

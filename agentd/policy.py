@@ -11,6 +11,8 @@ from agentd.config import AgentConfig
 from schemas import ExecJob
 
 SHELL = "/bin/sh"
+# Names a request's env may never set: they change what runs, not just how.
+PROTECTED_ENV = frozenset({"PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "PS4", "PYTHONPATH"})
 
 
 class PolicyError(ValueError):
@@ -54,14 +56,28 @@ class Policy:
             return "refused by policy: shell is not allowed on this agent (allow_shell)"
         if job.env and not self.allow_request_env:
             return "refused by policy: per-request env is not allowed (allow_request_env)"
+        for name in job.env:
+            if name in self.base_env or name in PROTECTED_ENV or name.startswith("LD_"):
+                return f"refused by policy: request env may not set {name} (base_env, loader)"
         if self.allowed_commands and not job.shell:
-            resolved = resolve_command(job.command, self.base_env.get("PATH", os.defpath))
-            if resolved not in self.allowed_commands:
+            if "/" in job.command and not os.path.isabs(job.command):
+                return (
+                    "refused by policy: a relative path cannot be checked against allowed_commands"
+                )
+            if self._resolve(job.command) not in self.allowed_commands:
                 return f"refused by policy: {job.command!r} is not in allowed_commands"
         return None
 
     def argv(self, job: ExecJob) -> list[str]:
-        return [SHELL, "-c", job.command] if job.shell else [job.command, *job.args]
+        """What to execute: under an allowlist, the very file that was checked."""
+        if job.shell:
+            return [SHELL, "-c", job.command]
+        if self.allowed_commands:
+            return [self._resolve(job.command) or job.command, *job.args]
+        return [job.command, *job.args]
+
+    def _resolve(self, command: str) -> str | None:
+        return resolve_command(command, self.base_env.get("PATH", os.defpath))
 
     def environment(self, job: ExecJob) -> dict[str, str]:
         return {**self.base_env, **job.env}

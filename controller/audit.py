@@ -123,7 +123,11 @@ class AuditLog:
         try:
             info = await self._js.stream_info(stream)
             first_seq = max(info.state.first_seq, 1)
-            seq = info.state.last_seq if cursor is None else parse_cursor(cursor) - 1
+            seq = (
+                info.state.last_seq
+                if cursor is None
+                else min(parse_cursor(cursor) - 1, info.state.last_seq)
+            )
             records: list[AuditRecord] = []
             while len(records) < limit and seq >= first_seq:
                 record = await self._read(stream, seq)

@@ -30,6 +30,7 @@ AGENT_READY_RE = re.compile(r"nexec-agentd ready")
 STARTUP_TIMEOUT_S = 30.0
 DEV_LABEL = "env:dev"
 FALLBACK_HOSTNAME = "dev-agent"
+DEV_AGENT_DRAIN_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
         hostname = local_hostname()
         agent = _start_agent(nats_url, hostname, log)
-        children.callback(agent.stop)
+        # Time to drain, kill what is left (SIGTERM, grace, SIGKILL) and report.
+        children.callback(agent.stop, DEV_AGENT_DRAIN_S + 10)
         agent.wait_for_line(AGENT_READY_RE, STARTUP_TIMEOUT_S)
         controller.wait_for_line(
             re.compile(rf"agent joined: {re.escape(hostname)}$"), STARTUP_TIMEOUT_S
@@ -121,6 +123,7 @@ def _start_agent(nats_url: str, hostname: str, log: TextIO) -> ManagedProcess:
         "--hostname", hostname,
         "--label", DEV_LABEL,
         "--allow-shell",
+        "--drain-timeout", str(DEV_AGENT_DRAIN_S),
     ]  # fmt: skip
     return ManagedProcess(argv, name="agent", echo=log)
 

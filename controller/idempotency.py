@@ -94,4 +94,5 @@ class IdempotencyKeys:
 
 
 def _entry_key(key_name: str, idempotency_key: str) -> str:
-    return hashlib.sha256(f"{key_name}\0{idempotency_key}".encode()).hexdigest()
+    text = f"{key_name}\0{idempotency_key}"
+    return hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()

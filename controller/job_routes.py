@@ -52,7 +52,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     require_nats(request)
     job_id = request.match_info["job_id"]
     last_id = request.headers.get("Last-Event-ID", "0")
-    if not (last_id.isascii() and last_id.isdigit()):
+    if not (last_id.isascii() and last_id.isdigit()) or int(last_id) >= 2**63:
         raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
     store = request.app[JOB_STORE]
     record = await store.load(job_id)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import msgspec
 
+from schemas import Target, TargetKind
+from schemas.targets import ALL, ANY
+
 KEY_PREFIX = "nxk_"
 PERMISSIONS = frozenset(
     {"command:exec", "command:shell", "job:read", "job:cancel", "node:read", "audit:read"}
@@ -56,15 +59,26 @@ class ApiKey:
     def has_permission(self, permission: str) -> bool:
         return permission in self.permissions
 
-    def may_target(self, target: str) -> bool:
-        """Whether the raw target string (as in the URL) matches an allowed pattern."""
+    def may_target(self, target: Target) -> bool:
+        """Whether the key's target patterns allow ``target``.
+
+        Patterns with a ``:`` are label patterns: a label selector is allowed when
+        one of its labels matches one (every host it reaches carries that label).
+        Other patterns match hostnames, or ``_all`` and ``_any`` literally.
+        """
         if not self.targets:
             return True
-        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets)
+        label_patterns = [p for p in self.targets if ":" in p]
+        host_patterns = [p for p in self.targets if ":" not in p]
+        if target.kind is TargetKind.LABELS:
+            labels = [f"{key}:{value}" for key, value in target.labels]
+            return any(fnmatch.fnmatchcase(label, p) for label in labels for p in label_patterns)
+        name = {TargetKind.ALL: ALL, TargetKind.ANY: ANY}.get(target.kind, target.hostname)
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in host_patterns)
 
 
 def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(key.encode(errors="surrogateescape")).digest()
 
 
 class KeyStore:

@@ -34,7 +34,7 @@ async def get_nodes(request: web.Request) -> web.Response:
     require_permission(api_key, "node:read")
     target_text = request.match_info["hostname"]
     target = parse_target_text(target_text)
-    require_target(api_key, target_text)
+    require_target(api_key, target, target_text)
     registry = request.app[REGISTRY]
     hostnames = set(registry.resolve(target))
     if target.kind is TargetKind.HOST and not hostnames:

@@ -133,7 +133,11 @@ class JobStore:
             raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
         self.reads += 1
         first_seq = max(info.state.first_seq, 1)
-        seq = info.state.last_seq if cursor is None else parse_cursor(cursor) - 1
+        seq = (
+            info.state.last_seq
+            if cursor is None
+            else min(parse_cursor(cursor) - 1, info.state.last_seq)
+        )
         records: list[JobRecord] = []
         while len(records) < limit and seq >= first_seq:
             raw = await self._direct_get(stream, seq=seq)

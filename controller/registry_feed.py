@@ -36,7 +36,11 @@ class RegistryFeed:
         async for entry in watcher:
             if entry is None:  # the end of the initial values
                 continue
-            hostname = decode_token(entry.key)
+            try:
+                hostname = decode_token(entry.key)
+            except ValueError:
+                log.warning("registry entry with a malformed key %r ignored", entry.key)
+                continue
             if entry.operation is not None:
                 self._registry.remove(
                     hostname, "entry removed" if entry.operation == "DEL" else "expired"

@@ -52,10 +52,10 @@ def require_permission(api_key: ApiKey, permission: str) -> None:
         raise Forbidden(f"key {api_key.name!r} lacks the permission {permission!r}")
 
 
-def require_target(api_key: ApiKey, target: str) -> None:
+def require_target(api_key: ApiKey, target: Target, target_text: str) -> None:
     """Raises: Forbidden when the key may not reach ``target``."""
     if not api_key.may_target(target):
-        raise Forbidden(f"key {api_key.name!r} may not reach target {target!r}")
+        raise Forbidden(f"key {api_key.name!r} may not reach target {target_text!r}")
 
 
 def require_nats(request: web.Request) -> None:
@@ -114,7 +114,7 @@ def allowed_target(request: web.Request) -> tuple[str, Target]:
     """
     target_text = request.match_info["hostname"]
     target = parse_target_text(target_text)
-    require_target(request[API_KEY], target_text)
+    require_target(request[API_KEY], target, target_text)
     return target_text, target
 
 

@@ -86,7 +86,7 @@ def _check_common(request: ExecRequest | ShellRequest) -> None:
         if not posixpath.isabs(request.cwd):
             raise BadRequest("cwd: must be an absolute path")
     for name, value in request.env.items():
-        if not _ENV_NAME_RE.match(name):
+        if not _ENV_NAME_RE.fullmatch(name):
             raise BadRequest(
                 f"env: invalid variable name {name!r} (expected [A-Za-z_][A-Za-z0-9_]*)"
             )

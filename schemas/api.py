@@ -31,7 +31,7 @@ class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         Annotated[
             float,
             msgspec.Meta(
-                gt=0,
+                ge=0.1,
                 le=60,
                 description="Seconds a host has to acknowledge the job before it is "
                 "reported no_reply (default: the controller's, 2).",

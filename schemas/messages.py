@@ -9,8 +9,12 @@ gets a new tag (``...v2...``).
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
+
+MAX_JOB_ID_LENGTH = 128
+MAX_JOB_TIMEOUT_S = 300
 
 
 class ResultStatus(enum.StrEnum):
@@ -31,14 +35,14 @@ class ResultStatus(enum.StrEnum):
 class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.job"):
     """A command to run, published on an ``exec`` subject with a reply subject."""
 
-    job_id: str
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_JOB_ID_LENGTH)]
     """Unique id (a UUID); an agent never runs the same job_id twice."""
-    command: str
+    command: Annotated[str, msgspec.Meta(min_length=1)]
     """The executable: a name looked up on the agent's PATH, or a path."""
     args: list[str] = []
     cwd: str | None = None
-    timeout_s: int = 30
-    """Seconds the process may run before it is killed."""
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_JOB_TIMEOUT_S)] = 30
+    """Seconds the process may run before it is killed (1-300)."""
     deadline: float
     """Unix time (seconds) after which nobody waits for the result: an agent
     refuses a job that reaches it, or leaves its queue, later than this."""

@@ -62,7 +62,7 @@ def validate_hostname(hostname: str) -> str:
     Raises:
         TargetSyntaxError: the hostname is malformed.
     """
-    if len(hostname) > MAX_HOSTNAME_LENGTH or not _HOSTNAME_RE.match(hostname):
+    if len(hostname) > MAX_HOSTNAME_LENGTH or not _HOSTNAME_RE.fullmatch(hostname):
         raise TargetSyntaxError(
             f"invalid hostname {hostname!r}: expected dot-separated parts of 1-63 characters "
             "from A-Za-z0-9_- not starting with '_', at most 253 characters"
@@ -81,7 +81,7 @@ def parse_label(text: str) -> tuple[str, str]:
     if not sep or ":" in value:
         raise TargetSyntaxError(f"invalid label {text!r}: expected key:value")
     for part, what in ((key, "key"), (value, "value")):
-        if not _LABEL_PART_RE.match(part):
+        if not _LABEL_PART_RE.fullmatch(part):
             raise TargetSyntaxError(
                 f"invalid label {text!r}: the {what} must be 1-63 characters from A-Za-z0-9._/-"
             )

@@ -47,7 +47,7 @@ def assert_error(response: object, code: int, *fragments: str) -> None:
         ({"command": "ls\u0000x"}, ["command: must not contain a NUL byte"]),
         ({"command": "ls", "args": ["a\u0000"]}, ["args[0]: must not contain a NUL byte"]),
         ({"command": "ls", "timout": 5}, ["unknown field `timout`"]),
-        ({"command": "ls", "delivery_timeout": 0}, ["delivery_timeout", "> 0"]),
+        ({"command": "ls", "delivery_timeout": 0.01}, ["delivery_timeout", ">= 0.1"]),
         ({"command": "ls", "delivery_timeout": 61}, ["delivery_timeout", "<= 60"]),
         ([], ["body: must be a JSON object"]),
         ("ls", ["body: must be a JSON object"]),
@@ -262,3 +262,24 @@ def test_rate_limiter_refills_over_time() -> None:
     now[0] = 0.5
     assert limiter.retry_after_s("k") == 0
     assert RateLimiter(rate_per_s=0, burst=1).retry_after_s("k") == 0
+
+
+async def test_key_target_patterns_follow_the_parsed_target(
+    make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller(keys={"web": (["command:exec"], ["web*", "role:web"])})
+    await make_agent("web1", labels={"role": "web", "env": "prod"})
+    await make_agent("db1", labels={"webtier": "x", "env": "prod"})
+    await controller.wait_for_agents("web1", "db1")
+    key = controller.extra_keys["web"]
+    for target in ("role:web,env:prod", "env:prod,role:web"):
+        assert (await controller.exec(target, {"command": "true"}, key=key)).status == 202
+    for target in ("webtier:x", "env:prod"):  # a host pattern never admits a label
+        response = await controller.exec(target, {"command": "true"}, key=key)
+        assert_error(response, 403, f"may not reach target '{target}'")
+
+
+async def test_a_cursor_past_the_end_answers_at_once(controller: Controller) -> None:
+    for path in ("/job?cursor=18446744073709551615", "/audit?cursor=18446744073709551615"):
+        response = await controller.request("GET", path)
+        assert response.status == 200, response.body

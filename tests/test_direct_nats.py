@@ -203,3 +203,23 @@ async def test_an_executor_bug_still_answers_failed(nc: Client, make_agent: Make
     result = await request(nc, "nexec.exec.host.agent-1", job("agent-1", "true"))
     assert result["status"] == "failed"
     assert result["error"] == "agent error: RuntimeError('executor bug')"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"job_id": ""}, "job_id"),
+        ({"job_id": "x" * 129}, "job_id"),
+        ({"timeout_s": -5}, "timeout_s"),
+        ({"timeout_s": 10**9}, "timeout_s"),
+        ({"deadline": time.time() + 10**6}, "deadline too far ahead"),
+    ],
+)
+async def test_jobs_with_out_of_range_fields_are_refused(
+    nc: Client, make_agent: MakeAgent, change: dict[str, Any], reason: str
+) -> None:
+    agent = await make_agent("agent-1")
+    result = await request(nc, "nexec.exec.host.agent-1", {**job("agent-1", "true"), **change})
+    assert result["status"] == "failed"
+    assert reason in result["error"]
+    assert agent.counters.started == 0

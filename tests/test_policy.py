@@ -165,3 +165,27 @@ async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
     await controller.registry.wait_until(
         lambda registry: not any(hb.hostname == "draining" for hb in registry.live()), 10
     )
+
+
+async def test_the_allowlist_cannot_be_bypassed_by_env_or_relative_paths(
+    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    await make_agent("locked", allowed_commands=["echo"])
+    await controller.wait_for_agents("locked")
+    fake = tmp_path / "bin" / "echo"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\ntouch pwned\n")
+    fake.chmod(0o755)
+    attempts = [
+        ({"command": "echo", "env": {"PATH": str(fake.parent)}}, "may not set PATH"),
+        ({"command": "echo", "env": {"LD_PRELOAD": "/tmp/x.so"}}, "may not set LD_PRELOAD"),
+        ({"command": "bin/echo", "cwd": str(tmp_path)}, "a relative path cannot be checked"),
+    ]
+    for body, reason in attempts:
+        response = await controller.exec("locked", body)
+        [result] = response.body["results"]
+        assert result["status"] == "failed", body
+        assert reason in result["error"]
+    allowed = await controller.exec("locked", {"command": "echo", "args": ["ok"]})
+    assert allowed.body["results"][0]["stdout"] == "ok\n"
+    assert not (tmp_path / "pwned").exists()

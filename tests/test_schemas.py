@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from agentd.output import CappedOutput
 from schemas import ExecJob, ResultStatus, Subjects, decode_job, decode_result, encode
 from schemas.subjects import decode_token, encode_token
 from schemas.targets import TargetKind, parse_target
@@ -90,3 +91,10 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
     definition = job_schema["$defs"]["ExecJob"]
     assert definition["properties"]["type"] == {"enum": ["nexec.exec.v1.job"]}
     assert set(definition["required"]) == {"type", "job_id", "command", "deadline", "target"}
+
+
+def test_capped_output_under_the_cap_keeps_multibyte_characters_whole() -> None:
+    output = CappedOutput(10)
+    output.feed("abcdéxyz".encode())  # 9 bytes: é straddles the head/tail halves
+    assert not output.truncated
+    assert output.text() == "abcdéxyz"
