@@ -19,6 +19,7 @@ from controller.appkeys import (
     DISPATCHER,
     IDEMPOTENCY,
     JOB_STORE,
+    LIFECYCLE,
     NATS_LINK,
     REGISTRY,
 )
@@ -223,11 +224,13 @@ async def replay(request: web.Request, job_id: str) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 once NATS is connected, 503 before or while it is down. No authentication."""
+    """200 once NATS is connected; 503 before, while it is down, or while draining
+    (so that a load balancer stops sending requests). No authentication."""
     state = request.app[NATS_LINK].state
-    ok = state is LinkState.CONNECTED
+    draining = request.app[LIFECYCLE].draining
+    ok = state is LinkState.CONNECTED and not draining
     body = HealthResponse(
-        status="ok" if ok else "unavailable",
+        status="ok" if ok else ("shutting down" if draining else "unavailable"),
         nats=state.value,
         agents=len(request.app[REGISTRY].live()),
     )

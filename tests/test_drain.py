@@ -49,6 +49,10 @@ async def test_controller_drains_on_sigterm(
             controller.popen.send_signal(signal.SIGTERM)
             await asyncio.to_thread(controller.wait_for_line, re.compile("draining"), 30)
             refused_status, refused = await post({"command": "true"})
+            health_url = url.replace("/node/d1/command/exec", "/healthz")
+            async with session.get(health_url) as health:
+                assert health.status == 503
+                assert (await health.json())["status"] == "shutting down"
             status, answer = await in_flight
         assert refused_status == 503
         assert refused == {
