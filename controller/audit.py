@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig
 
 from controller.errors import NatsUnavailable
-from controller.records import parse_cursor
+from controller.records import NewestFirst
 from schemas import AuditRecord, ErrorBody, Subjects, decode_audit, encode
 from schemas.jetstream import ensure_stream
 
@@ -121,27 +121,20 @@ class AuditLog:
         """
         stream = self._subjects.audit_stream()
         try:
-            info = await self._js.stream_info(stream)
-            first_seq = max(info.state.first_seq, 1)
-            seq = (
-                info.state.last_seq
-                if cursor is None
-                else min(parse_cursor(cursor) - 1, info.state.last_seq)
-            )
+            walk = await NewestFirst.start(self._js, stream, cursor)
             records: list[AuditRecord] = []
-            while len(records) < limit and seq >= first_seq:
-                record = await self._read(stream, seq)
-                seq -= 1
+            while len(records) < limit and walk.has_more():
+                record = await self._read(stream, walk.take())
                 if record is None or record.time > until:
                     continue
                 if record.time < since:
-                    seq = first_seq - 1  # older ones are older still
+                    walk.finish()  # older ones are older still
                     break
                 if key_name is None or record.key_name == key_name:
                     records.append(record)
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"reading the audit trail failed: {exc}") from exc
-        return AuditPage(records, str(seq + 1) if seq >= first_seq else None)
+        return AuditPage(records, walk.next_cursor())
 
     async def _read(self, stream: str, seq: int) -> AuditRecord | None:
         self.reads += 1

@@ -23,6 +23,43 @@ from schemas.jetstream import ensure_stream, record_stream_configs
 log = logging.getLogger("nexec.controller.records")
 
 
+@dataclass(slots=True)
+class NewestFirst:
+    """Walks a stream's sequence numbers downwards, from a page cursor or the end.
+
+    The cost of a page is one stream-info request plus the reads the caller makes,
+    however many messages the stream holds.
+    """
+
+    first_seq: int
+    seq: int
+    """The next sequence to read."""
+
+    @classmethod
+    async def start(cls, js: JetStreamContext, stream: str, cursor: str | None) -> NewestFirst:
+        """Raises: nats.errors.Error or TimeoutError from JetStream; ValueError for a
+        cursor this class did not hand out."""
+        info = await js.stream_info(stream)
+        last_seq = info.state.last_seq
+        seq = last_seq if cursor is None else min(parse_cursor(cursor) - 1, last_seq)
+        return cls(first_seq=max(info.state.first_seq, 1), seq=seq)
+
+    def has_more(self) -> bool:
+        return self.seq >= self.first_seq
+
+    def take(self) -> int:
+        seq = self.seq
+        self.seq -= 1
+        return seq
+
+    def finish(self) -> None:
+        """Nothing older is wanted."""
+        self.seq = self.first_seq - 1
+
+    def next_cursor(self) -> str | None:
+        return str(self.seq + 1) if self.has_more() else None
+
+
 @dataclass(frozen=True, slots=True)
 class JobPage:
     records: list[JobRecord]
@@ -128,23 +165,16 @@ class JobStore:
         """
         stream = self._subjects.jobs_stream()
         try:
-            info = await self._js.stream_info(stream)
+            walk = await NewestFirst.start(self._js, stream, cursor)
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
         self.reads += 1
-        first_seq = max(info.state.first_seq, 1)
-        seq = (
-            info.state.last_seq
-            if cursor is None
-            else min(parse_cursor(cursor) - 1, info.state.last_seq)
-        )
         records: list[JobRecord] = []
-        while len(records) < limit and seq >= first_seq:
-            raw = await self._direct_get(stream, seq=seq)
+        while len(records) < limit and walk.has_more():
+            raw = await self._direct_get(stream, seq=walk.take())
             if raw is not None:
                 records.append(_decode_record(raw))
-            seq -= 1
-        return JobPage(records, str(seq + 1) if seq >= first_seq else None)
+        return JobPage(records, walk.next_cursor())
 
     async def delete(self, job_id: str) -> bool:
         """Remove the job record, its results and its output. False if there was no record.
