@@ -203,7 +203,8 @@ class Agent:
                 with contextlib.suppress(nats.errors.Error):
                     await self._nc.drain()
         elif previous_state is AgentState.CONNECTING and self._owns_connection:
-            await self._nc.close()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await asyncio.wait_for(self._nc.close(), self.config.connect_timeout_s)
         self.state = AgentState.STOPPED
         counters = self.counters
         log.info(

@@ -91,7 +91,8 @@ async def serve(config: AgentConfig) -> None:
     finally:
         for task in (starting, stopping):
             task.cancel()
-        await asyncio.gather(starting, stopping, return_exceptions=True)
+        # nats-py's retry loop can swallow a cancel: never wait for it unbounded.
+        await asyncio.wait({starting, stopping}, timeout=config.connect_timeout_s)
         await agent.stop()
 
 

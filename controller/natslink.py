@@ -93,13 +93,18 @@ class NatsLink:
         self._closing = True
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connect_task
+            # nats-py's retry loop can swallow a cancel: never wait for it unbounded.
+            _, still_running = await asyncio.wait(
+                {self._connect_task}, timeout=self._connect_timeout_s
+            )
+            if still_running:
+                log.warning("NATS connection attempts did not stop; closing the client")
         if self.client.is_connected:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self.client.drain()
         elif self._connect_called and not self.client.is_closed:
-            await self.client.close()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await asyncio.wait_for(self.client.close(), self._connect_timeout_s)
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)
