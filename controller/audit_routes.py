@@ -8,12 +8,10 @@ from controller.appkeys import API_KEY, AUDIT
 from controller.errors import BadRequest
 from controller.middleware import json_response
 from controller.routes import require_nats, require_permission
+from controller.validation import parse_page_size
 from schemas.api import AuditList
 
 audit_routes = web.RouteTableDef()
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 def _seconds(query: dict[str, str], name: str, default: float) -> float:
@@ -40,18 +38,13 @@ async def list_audit(request: web.Request) -> web.Response:
     """
     require_permission(request[API_KEY], "audit:read")
     query = dict(request.query)
-    limit_text = query.get("limit", str(DEFAULT_PAGE_SIZE))
-    if (
-        not (limit_text.isascii() and limit_text.isdigit())
-        or not 1 <= int(limit_text) <= MAX_PAGE_SIZE
-    ):
-        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    limit = parse_page_size(query.get("limit"))
     since = _seconds(query, "since", 0.0)
     until = _seconds(query, "until", float("inf"))
     require_nats(request)
     try:
         page = await request.app[AUDIT].page(
-            limit=int(limit_text),
+            limit=limit,
             cursor=query.get("cursor"),
             key_name=query.get("key"),
             since=since,

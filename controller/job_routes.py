@@ -13,13 +13,21 @@ from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
 from controller.live import JobEvent, job_events
 from controller.middleware import json_response
+from controller.records import JobStore
 from controller.routes import require_nats, require_permission
+from controller.validation import parse_page_size
+from schemas import JobRecord
 from schemas.api import JobList, JobState
 
 job_routes = web.RouteTableDef()
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
+
+async def load_job(store: JobStore, job_id: str) -> JobRecord:
+    """Raises: NotFound when the job has no record; NatsUnavailable."""
+    record = await store.load(job_id)
+    if record is None:
+        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    return record
 
 
 @job_routes.get("/job/{job_id}")
@@ -33,9 +41,7 @@ async def get_job(request: web.Request) -> web.Response:
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
-    record = await store.load(job_id)
-    if record is None:
-        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    record = await load_job(store, job_id)
     return json_response(job_view(record, await store.results(job_id), time.time()))
 
 
@@ -55,9 +61,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     if not (last_id.isascii() and last_id.isdigit()) or int(last_id) >= 2**63:
         raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
     store = request.app[JOB_STORE]
-    record = await store.load(job_id)
-    if record is None:
-        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    record = await load_job(store, job_id)
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     response = web.StreamResponse(
         headers={
@@ -95,17 +99,10 @@ async def list_jobs(request: web.Request) -> web.Response:
         Forbidden, BadRequest, NatsUnavailable (controller.errors).
     """
     require_permission(request[API_KEY], "job:read")
-    limit_text = request.query.get("limit", str(DEFAULT_PAGE_SIZE))
-    if (
-        not (limit_text.isascii() and limit_text.isdigit())
-        or not 1 <= int(limit_text) <= MAX_PAGE_SIZE
-    ):
-        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    limit = parse_page_size(request.query.get("limit"))
     require_nats(request)
     try:
-        page = await request.app[JOB_STORE].page(
-            limit=int(limit_text), cursor=request.query.get("cursor")
-        )
+        page = await request.app[JOB_STORE].page(limit=limit, cursor=request.query.get("cursor"))
     except ValueError as exc:
         raise BadRequest(f"cursor: {exc}") from exc
     jobs = [job_summary(record) for record in page.records]
@@ -126,9 +123,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
-    record = await store.load(job_id)
-    if record is None:
-        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    record = await load_job(store, job_id)
     view = job_view(record, await store.results(job_id), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")

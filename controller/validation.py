@@ -92,3 +92,20 @@ def _check_common(request: ExecRequest | ShellRequest) -> None:
             )
         if "\0" in value:
             raise BadRequest(f"env.{name}: must not contain a NUL byte")
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def parse_page_size(text: str | None) -> int:
+    """``?limit=`` of a paged listing: 1 to 500, default 50.
+
+    Raises:
+        BadRequest: not a whole number in range.
+    """
+    if text is None:
+        return DEFAULT_PAGE_SIZE
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(text)
