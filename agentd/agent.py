@@ -48,6 +48,7 @@ from schemas import (
     encode,
     parse_target,
 )
+from schemas.connection import drain_or_close
 from schemas.jetstream import open_registry, registry_entry_subject
 
 log = logging.getLogger("nexec.agentd")
@@ -184,7 +185,12 @@ class Agent:
 
     async def stop(self) -> None:
         """Leave the registry, stop taking jobs, let running ones finish within
-        ``drain_timeout_s``, cancel the rest, send every result, close. Safe to call twice."""
+        ``drain_timeout_s``, cancel the rest, send every result, close. Safe to call twice.
+
+        Never hangs on an unresponsive NATS server: each step that waits for the
+        server is bounded by ``connect_timeout_s``, after which the connection is
+        closed without waiting further.
+        """
         if self.state in (AgentState.STOPPING, AgentState.STOPPED):
             return
         previous_state = self.state
@@ -195,15 +201,12 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._heartbeat_task
             await self._leave_registry()  # first: new requests no longer expect this agent
-            for subscription in self._job_subscriptions:
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py: untyped
+            await self._drain_job_subscriptions()
             await self._finish_running_jobs()
             if self._owns_connection:
-                with contextlib.suppress(nats.errors.Error):
-                    await self._nc.drain()
+                await drain_or_close(self._nc, self.config.connect_timeout_s)
         elif previous_state is AgentState.CONNECTING and self._owns_connection:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await asyncio.wait_for(self._nc.close(), self.config.connect_timeout_s)
         self.state = AgentState.STOPPED
         counters = self.counters
@@ -218,6 +221,22 @@ class Agent:
             counters.replies_lost,
             counters.records_lost,
         )
+
+    async def _drain_job_subscriptions(self) -> None:
+        """Stop taking jobs, but take the ones NATS already delivered. Bounded: a
+        drain waits for a round trip to the server, which may not answer."""
+        drains = [
+            asyncio.ensure_future(subscription.drain())  # type: ignore[no-untyped-call]  # nats-py: untyped
+            for subscription in self._job_subscriptions
+        ]
+        if not drains:
+            return
+        _, pending = await asyncio.wait(drains, timeout=self.config.connect_timeout_s)
+        for drain in pending:
+            drain.cancel()
+        results = await asyncio.gather(*drains, return_exceptions=True)
+        if pending or any(isinstance(result, Exception) for result in results):
+            log.warning("job subscriptions not drained: NATS did not answer")
 
     async def _finish_running_jobs(self) -> None:
         if not self._running:

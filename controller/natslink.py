@@ -16,6 +16,8 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
+from schemas.connection import drain_or_close
+
 log = logging.getLogger("nexec.controller.nats")
 
 
@@ -100,10 +102,9 @@ class NatsLink:
             if still_running:
                 log.warning("NATS connection attempts did not stop; closing the client")
         if self.client.is_connected:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self.client.drain()
+            await drain_or_close(self.client, self._connect_timeout_s)
         elif self._connect_called and not self.client.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await asyncio.wait_for(self.client.close(), self._connect_timeout_s)
 
     async def _on_error(self, exc: Exception) -> None:
