@@ -50,11 +50,19 @@ from schemas import (
 )
 from schemas.connection import drain_or_close
 from schemas.jetstream import open_registry, registry_entry_subject
+from schemas.signing import SignatureRejected, SignatureVerifier
 
 log = logging.getLogger("nexec.agentd")
 
 # A job's deadline may be at most this far ahead: the longest timeout plus margin.
 MAX_DEADLINE_AHEAD_S = 300 + 60
+
+
+def signature_verifier(config: AgentConfig) -> SignatureVerifier | None:
+    """The verifier of job signatures, or None when the agent trusts no signer."""
+    if not config.trusted_signers:
+        return None
+    return SignatureVerifier(config.trusted_signers)
 
 
 class AgentState(enum.Enum):
@@ -113,6 +121,7 @@ class Agent:
         self._registry: KeyValue | None = None
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
+        self._verifier = signature_verifier(config)
         self._running: set[asyncio.Task[None]] = set()
         self._stops = StopSignals()
         self._job_subscriptions: list[Subscription] = []
@@ -265,12 +274,10 @@ class Agent:
             return
         if not target.matches(self.hostname, self.config.labels):
             return
-        if job.deadline > time.time() + MAX_DEADLINE_AHEAD_S:
-            await self._refuse(msg.reply, job.job_id, "invalid job: deadline too far ahead")
+        if refusal := self._refusal(job, msg):
+            await self._refuse(msg.reply, job.job_id, refusal)
             return
-        if not self._recent_jobs.first_time(job.job_id, job.deadline):
-            self.counters.duplicates += 1
-            log.warning("job %s delivered again; not run twice", job.job_id)
+        if await self._already_taken(job, msg.reply):
             return
         if msg.reply:
             await self._send(msg.reply, encode(ExecAck(job_id=job.job_id, hostname=self.hostname)))
@@ -279,6 +286,36 @@ class Agent:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
+
+    def _refusal(self, job: ExecJob, msg: Msg) -> str | None:
+        """Why a job addressed to this agent must not run, or None when it may."""
+        now = time.time()
+        if job.deadline > now + MAX_DEADLINE_AHEAD_S:
+            return "invalid job: deadline too far ahead"
+        if self._verifier is None:
+            return None
+        try:
+            self._verifier.verify(msg.data, msg.headers)
+        except SignatureRejected as exc:
+            return str(exc)
+        if job.deadline <= now:
+            return "replayed or expired job: its deadline passed"
+        if job.created_at < self._started_at - self.config.max_clock_skew_s:
+            return "replayed job: created before this agent started"
+        return None
+
+    async def _already_taken(self, job: ExecJob, reply: str) -> bool:
+        """Take the job unless its id was taken before (then it does not run again)."""
+        earlier = self._recent_jobs.take(job.job_id, job.deadline, reply)
+        if earlier is None:
+            return False
+        self.counters.duplicates += 1
+        if self._verifier is not None and reply != earlier.reply:
+            # Someone else asks for the answer: a replay, not NATS delivering twice.
+            await self._refuse(reply, job.job_id, "replayed job: this job id was taken")
+        else:
+            log.warning("job %s delivered again; not run twice", job.job_id)
+        return True
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:

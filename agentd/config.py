@@ -9,6 +9,7 @@ import pydantic
 
 from schemas import DEFAULT_PREFIX, parse_label
 from schemas.settings import NatsClientSettings
+from schemas.signing import decode_public_key
 from schemas.subjects import Subjects
 from schemas.targets import validate_hostname
 
@@ -50,6 +51,13 @@ class AgentConfig(NatsClientSettings):
     record_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
     """How long recording a result in JetStream may take before the agent gives up
     on the record (the reply is still sent)."""
+    trusted_signers: list[str] = pydantic.Field(default_factory=list)
+    """Public nkeys (``U...``) whose job signatures this agent accepts. When any is
+    set, every job must be signed by one of them: unsigned, forged, altered and
+    replayed jobs are refused with a ``failed`` result and nothing runs."""
+    max_clock_skew_s: Annotated[float, pydantic.Field(ge=0, le=300)] = 5.0
+    """With signatures on, a job created more than this long before the agent
+    started is refused as a replay (it cannot have been sent to this agent)."""
 
     @pydantic.field_validator("hostname")
     @classmethod
@@ -66,6 +74,21 @@ class AgentConfig(NatsClientSettings):
             return dict(parse_label(str(item)) for item in value)
         if isinstance(value, dict):
             return dict(parse_label(f"{key}:{item}") for key, item in value.items())
+        return value
+
+    @pydantic.field_validator("allowed_commands", "trusted_signers", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Accept one comma-separated string (as from an environment variable)."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @pydantic.field_validator("trusted_signers")
+    @classmethod
+    def _check_signers(cls, value: list[str]) -> list[str]:
+        for key in value:
+            decode_public_key(key)
         return value
 
     @pydantic.field_validator("subject_prefix")

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    deadline: float
+    reply: str
+    """The reply subject of the delivery that took the job."""
 
 
 class RecentJobs:
@@ -15,23 +23,24 @@ class RecentJobs:
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self._max_entries = max_entries
-        self._expiry_by_job: dict[str, float] = {}
+        self._taken: dict[str, Taken] = {}
 
     def __len__(self) -> int:
-        return len(self._expiry_by_job)
+        return len(self._taken)
 
-    def first_time(self, job_id: str, deadline: float) -> bool:
-        """Record ``job_id``; True unless it was already recorded."""
-        if job_id in self._expiry_by_job:
-            return False
-        if len(self._expiry_by_job) >= self._max_entries:
+    def take(self, job_id: str, deadline: float, reply: str) -> Taken | None:
+        """Record ``job_id`` as taken; None the first time, else the earlier taking."""
+        earlier = self._taken.get(job_id)
+        if earlier is not None:
+            return earlier
+        if len(self._taken) >= self._max_entries:
             self._prune(time.time())
-        self._expiry_by_job[job_id] = deadline
-        return True
+        self._taken[job_id] = Taken(deadline, reply)
+        return None
 
     def _prune(self, now: float) -> None:
-        self._expiry_by_job = {
-            job_id: expiry for job_id, expiry in self._expiry_by_job.items() if expiry > now
+        self._taken = {
+            job_id: taken for job_id, taken in self._taken.items() if taken.deadline > now
         }
-        while len(self._expiry_by_job) >= self._max_entries:
-            del self._expiry_by_job[next(iter(self._expiry_by_job))]
+        while len(self._taken) >= self._max_entries:
+            del self._taken[next(iter(self._taken))]

@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="COMMAND",
         help="allow only these executables (repeatable; path or name on the base PATH)",
     )
+    parser.add_argument(
+        "--trusted-signer",
+        dest="trusted_signers",
+        action="append",
+        metavar="PUBLIC_NKEY",
+        help="run only jobs signed by these keys (repeatable; U...)",
+    )
     parser.add_argument("--run-as-user", dest="run_as_user")
     parser.add_argument("--run-as-group", dest="run_as_group")
     parser.add_argument("--log-level", default="INFO")

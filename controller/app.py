@@ -41,14 +41,18 @@ from controller.records import JobStore
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from controller.routes import routes
+from schemas.signing import JobSigner
 
 log = logging.getLogger("nexec.controller")
 
 NatsSetup = Callable[[Client], Awaitable[None]]
 
 
-def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
-    """The controller's web application; NATS connects in the background when it starts."""
+def create_app(
+    config: ControllerConfig, keys: KeyStore, signer: JobSigner | None = None
+) -> web.Application:
+    """The controller's web application; NATS connects in the background when it starts.
+    With a ``signer``, every job it publishes is signed (schemas/signing.py)."""
     app = web.Application(
         middlewares=[audit_middleware, error_middleware, lifecycle_middleware, auth_middleware],
         client_max_size=config.max_body_bytes,
@@ -65,7 +69,9 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[KEYS] = keys
     app[REGISTRY] = Registry()
     job_store = JobStore(js, config.subjects)
-    app[DISPATCHER] = Dispatcher(config.subjects, record_no_replies=job_store.record_missing)
+    app[DISPATCHER] = Dispatcher(
+        config.subjects, record_no_replies=job_store.record_missing, signer=signer
+    )
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)

@@ -2,6 +2,9 @@
 
 nexec keys create --keys-file FILE --name NAME --perm PERM [--perm ...] [--target PATTERN ...]
 nexec keys list --keys-file FILE
+nexec signing-key create --out FILE
+nexec signing-key public --key-file FILE
+nexec nats-auth --out DIR [--agent HOST[,key:value...] ...]
 nexec dev [--port 8080]
 """
 
@@ -16,6 +19,7 @@ from controller.keys import PERMISSIONS, KeysFileError, create_key, read_keys_fi
 from controller.natsauth import AgentSpec, write_nats_auth
 from controller.processes import ProcessFailed
 from schemas import Subjects, TargetSyntaxError
+from schemas.signing import JobSigner, write_seed_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auth.add_argument("--subject-prefix", default="nexec")
 
+    signing = commands.add_parser(
+        "signing-key", help="job signing keys (nkeys): the controller's or a publisher's"
+    ).add_subparsers(dest="signing_command", required=True)
+    new_key = signing.add_parser("create", help="write a new seed (0600); print its public key")
+    new_key.add_argument("--out", type=Path, required=True, help="seed file; never overwritten")
+    public = signing.add_parser("public", help="print the public key of a seed file")
+    public.add_argument("--key-file", type=Path, required=True)
+
     dev = commands.add_parser("dev", help="run nats-server, a controller and an agent locally")
     dev.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
     return parser
@@ -70,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             agents = [AgentSpec.parse(text) for text in args.agents]
             for path in write_nats_auth(args.out, Subjects(args.subject_prefix), agents):
                 print(path)
+            return 0
+        if args.command == "signing-key":
+            signer = (
+                write_seed_file(args.out)
+                if args.signing_command == "create"
+                else JobSigner.from_file(args.key_file)
+            )
+            print(signer.public_key)
             return 0
         if args.keys_command == "create":
             print(

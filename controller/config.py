@@ -36,6 +36,9 @@ class ControllerConfig(NatsClientSettings):
     rate_limit_per_s: Annotated[float, pydantic.Field(ge=0)] = 50.0
     """Requests per second each key may make on this controller; 0 disables."""
     rate_limit_burst: Annotated[int, pydantic.Field(ge=1)] = 100
+    job_signing_key_file: Path | None = None
+    """An nkey seed file (``nexec signing-key create``): sign every job with it, for
+    agents that trust its public key (``trusted_signers``)."""
     access_log: bool = False
     """One INFO line per HTTP request. Off by default: it costs about a fifth of
     the controller's CPU per request (docs/performance.md)."""

@@ -21,6 +21,7 @@ from typing import TextIO
 from controller.keys import PERMISSIONS, create_key
 from controller.processes import ManagedProcess, start_nats_server
 from schemas import TargetSyntaxError
+from schemas.signing import write_seed_file
 from schemas.targets import validate_hostname
 
 CONTROLLER_READY_RE = re.compile(
@@ -82,13 +83,17 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         api_key = create_key(
             work_dir / "keys.json", name="dev", permissions=sorted(PERMISSIONS), targets=[]
         )
+        signing_key_file = work_dir / "controller.nk"
+        signer = write_seed_file(signing_key_file)
         nats, nats_url = start_nats_server(work_dir / "nats", echo=log)
         children.callback(nats.stop)
-        controller = _start_controller(nats_url, port, work_dir / "keys.json", log)
+        controller = _start_controller(
+            nats_url, port, work_dir / "keys.json", signing_key_file, log
+        )
         children.callback(controller.stop)
         ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
         hostname = local_hostname()
-        agent = _start_agent(nats_url, hostname, log)
+        agent = _start_agent(nats_url, hostname, signer.public_key, log)
         # Time to drain, kill what is left (SIGTERM, grace, SIGKILL) and report.
         children.callback(agent.stop, DEV_AGENT_DRAIN_S + 10)
         agent.wait_for_line(AGENT_READY_RE, STARTUP_TIMEOUT_S)
@@ -105,23 +110,27 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         return _supervise(stop_requested, [nats, controller, agent], log)
 
 
-def _start_controller(nats_url: str, port: int, keys_file: Path, log: TextIO) -> ManagedProcess:
+def _start_controller(
+    nats_url: str, port: int, keys_file: Path, signing_key_file: Path, log: TextIO
+) -> ManagedProcess:
     argv = [
         sys.executable, "-m", "controller",
         "--nats-url", nats_url,
         "--listen", f"127.0.0.1:{port}",
         "--keys-file", str(keys_file),
+        "--job-signing-key-file", str(signing_key_file),
         "--access-log",
     ]  # fmt: skip
     return ManagedProcess(argv, name="controller", echo=log)
 
 
-def _start_agent(nats_url: str, hostname: str, log: TextIO) -> ManagedProcess:
+def _start_agent(nats_url: str, hostname: str, signer: str, log: TextIO) -> ManagedProcess:
     argv = [
         sys.executable, "-m", "agentd",
         "--nats-url", nats_url,
         "--hostname", hostname,
         "--label", DEV_LABEL,
+        "--trusted-signer", signer,
         "--allow-shell",
         "--drain-timeout", str(DEV_AGENT_DRAIN_S),
     ]  # fmt: skip

@@ -34,6 +34,7 @@ from schemas import (
     decode_reply,
     encode,
 )
+from schemas.signing import JobSigner
 
 log = logging.getLogger("nexec.controller.dispatch")
 
@@ -130,9 +131,13 @@ class Dispatcher:
     (``?wait``); then the hosts it gave up on are recorded as ``no_reply``.
     """
 
-    def __init__(self, subjects: Subjects, record_no_replies: Recorder) -> None:
+    def __init__(
+        self, subjects: Subjects, record_no_replies: Recorder, signer: JobSigner | None = None
+    ) -> None:
         self._subjects = subjects
         self._record_no_replies = record_no_replies
+        self._signer = signer
+        """Signs every job published (agents with trusted signers refuse unsigned ones)."""
         self._collectors: dict[str, Collector] = {}
         self._collecting: set[asyncio.Task[Collected]] = set()
         self._inbox_prefix = ""
@@ -172,11 +177,13 @@ class Dispatcher:
             raise NatsUnavailable("the controller is not connected to NATS")
         collector = Collector(job.job_id, expected)
         self._collectors[job.job_id] = collector
+        payload = encode(job)
         try:
             await nc.publish(
                 self._subjects.exec_target(target),
-                encode(job),
+                payload,
                 reply=f"{self._inbox_prefix}.{job.job_id}",
+                headers=self._signer.headers(payload) if self._signer else None,
             )
         except nats.errors.Error as exc:
             del self._collectors[job.job_id]
