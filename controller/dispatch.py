@@ -144,7 +144,10 @@ class Dispatcher:
         self._nc: Client | None = None
 
     async def attach(self, nc: Client) -> None:
-        """Subscribe the reply inbox on a connected client (once per process)."""
+        """Subscribe the reply inbox on a connected client (once per process; later
+        calls do nothing)."""
+        if self._nc is not None:
+            return
         self._inbox_prefix = nc.new_inbox()
         await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_reply)
         self._nc = nc

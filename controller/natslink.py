@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,9 +17,13 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
+from controller.errors import NatsUnavailable
 from schemas.connection import drain_or_close
 
 log = logging.getLogger("nexec.controller.nats")
+
+SETUP_RETRY_FIRST_S = 0.5
+SETUP_RETRY_MAX_S = 10.0
 
 
 class LinkState(enum.StrEnum):
@@ -29,7 +34,8 @@ class LinkState(enum.StrEnum):
 
 
 class NatsLink:
-    """Connects with unlimited retries, then runs the setup given to :meth:`start` once."""
+    """Connects with unlimited retries, then runs the setup given to :meth:`start` until
+    it succeeds (it must be safe to run again after a failure)."""
 
     def __init__(
         self,
@@ -53,6 +59,8 @@ class NatsLink:
         """Set once connected and ``on_connected`` has run."""
         self.disconnected = asyncio.Event()
         """Set while the connection is down after having been up."""
+        self.setup_failed = asyncio.Event()
+        """Set once a setup attempt failed (it is retried)."""
 
     @property
     def state(self) -> LinkState:
@@ -85,8 +93,22 @@ class NatsLink:
             **self._options,
         )
         assert self._on_connected is not None
-        await self._on_connected(self.client)
-        await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
+        for attempt in itertools.count():
+            try:
+                await self._on_connected(self.client)
+                await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
+                break
+            except (nats.errors.Error, NatsUnavailable, TimeoutError) as exc:
+                self.setup_failed.set()
+                # JetStream may not be ready yet (a cluster electing its leader,
+                # a server restarting): try again rather than 503 until a restart.
+                delay_s = min(SETUP_RETRY_MAX_S, SETUP_RETRY_FIRST_S * 2**attempt)
+                log.warning(
+                    "NATS setup failed, requests get 503; retrying in %g s: %s",
+                    delay_s,
+                    exc or type(exc).__name__,
+                )
+                await asyncio.sleep(delay_s)
         self.ready.set()
         log.info("NATS connected: %s", self._url)
 

@@ -27,7 +27,12 @@ class RegistryFeed:
         self._watcher: KeyValue.KeyWatcher | None = None
 
     async def start(self, js: JetStreamContext, subjects: Subjects, *, replicas: int) -> None:
-        """Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream."""
+        """Watch the registry bucket (once; later calls do nothing).
+
+        Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream.
+        """
+        if self._task is not None:
+            return
         bucket = await open_registry(js, subjects, replicas=replicas)
         self._watcher = await bucket.watchall()
         self._task = asyncio.create_task(self._apply(self._watcher))

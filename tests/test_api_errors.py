@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from controller.appkeys import NATS_LINK
+from controller.processes import (
+    NATS_READY_RE,
+    ManagedProcess,
+    nats_server_binary,
+    start_nats_server,
+)
 from controller.ratelimit import RateLimiter
 from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
 
@@ -195,6 +203,35 @@ async def test_nats_lost_after_start_is_503(ready: Controller, nats_server: Nats
     await ready.app[NATS_LINK].disconnected.wait()
     response = await ready.exec("agent-1", {"command": "true"})
     assert_error(response, 503, "not connected to NATS")
+
+
+async def test_setup_is_retried_until_jetstream_answers(
+    make_controller: MakeController, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """A controller whose first setup failed (JetStream off) is ready once it is on."""
+    no_jetstream = ManagedProcess(
+        [nats_server_binary(), "--addr", "127.0.0.1", "--port", str(unused_tcp_port)],
+        name="nats-server without JetStream",
+    )
+    try:
+        no_jetstream.wait_for_line(NATS_READY_RE, 20)
+        controller = await make_controller(
+            nats_url=f"nats://127.0.0.1:{unused_tcp_port}", wait_for_nats=False
+        )
+        link = controller.app[NATS_LINK]
+        await asyncio.wait_for(link.setup_failed.wait(), 20)
+        response = await controller.exec("agent-1", {"command": "true"})
+        assert_error(response, 503, "not connected to NATS")
+    finally:
+        no_jetstream.stop()
+    server, _ = start_nats_server(tmp_path / "jetstream", port=unused_tcp_port)
+    try:
+        await asyncio.wait_for(link.ready.wait(), 40)
+        async with controller.session.get(controller.url + "/healthz") as health:
+            assert health.status == 200
+    finally:
+        await controller.close()
+        server.stop()
 
 
 async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
