@@ -50,6 +50,7 @@ from schemas import (
 )
 from schemas.connection import drain_or_close
 from schemas.jetstream import open_registry, registry_entry_subject
+from schemas.settings import server_urls
 from schemas.signing import SignatureRejected, SignatureVerifier
 
 log = logging.getLogger("nexec.agentd")
@@ -126,12 +127,20 @@ class Agent:
         self._stops = StopSignals()
         self._job_subscriptions: list[Subscription] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self.reconnected = asyncio.Event()
+        """Set once the connection came back after a loss (on this server or another)."""
         self._instance_id = uuid.uuid4().hex
         self._started_at = time.time()
 
     @property
     def hostname(self) -> str:
         return self.config.hostname
+
+    @property
+    def connected_url(self) -> str:
+        """The NATS server this agent is connected to now ("" when it is not)."""
+        url = self._nc.connected_url
+        return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else ""
 
     @property
     def jobs_running(self) -> int:
@@ -174,7 +183,7 @@ class Agent:
 
     async def _connect(self) -> None:
         await self._nc.connect(
-            servers=[self.config.nats_url],
+            servers=server_urls(self.config.nats_url),
             name=f"nexec-agentd {self.hostname}",
             connect_timeout=max(1, round(self.config.connect_timeout_s)),
             max_reconnect_attempts=-1,
@@ -450,5 +459,6 @@ class Agent:
             log.warning("NATS: disconnected from %s", self.config.nats_url)
 
     async def _on_reconnected(self) -> None:
-        log.info("NATS: reconnected")
+        log.info("NATS: reconnected to %s", self.connected_url)
+        self.reconnected.set()
         await self._publish_heartbeat()

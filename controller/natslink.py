@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
 from schemas.connection import drain_or_close
+from schemas.settings import server_urls
 
 log = logging.getLogger("nexec.controller.nats")
 
@@ -83,7 +84,7 @@ class NatsLink:
     async def _connect(self) -> None:
         self._connect_called = True
         await self.client.connect(
-            servers=[self._url],
+            servers=server_urls(self._url),
             name=self._name,
             connect_timeout=max(1, round(self._connect_timeout_s)),
             max_reconnect_attempts=-1,

@@ -78,6 +78,12 @@ def given_flags(args: argparse.Namespace, *, exclude: set[str]) -> dict[str, Any
     }
 
 
+def server_urls(nats_url: str) -> list[str]:
+    """The servers of a ``nats_url`` setting: one URL or several separated by commas
+    (the nodes of a cluster; the client also learns the others from the first)."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
+
+
 class NatsClientSettings(pydantic.BaseModel):
     """How a process authenticates to NATS and secures the connection; shared by the
     controller's and the agent's settings (``NEXEC_NATS_USER``, ``nats_creds_file``...)."""

@@ -1,0 +1,142 @@
+"""deploy/nats/cluster/: three nodes, JetStream with replicas 3, losing one node.
+
+The servers run the repository's configs with users from ``nexec nats-auth``;
+the test only points their JetStream directories at temporary ones and their
+route ports at free ones (client ports are chosen by the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import pytest
+
+from agentd.agent import Agent
+from agentd.config import AgentConfig
+from controller.natsauth import AgentSpec, write_nats_auth
+from controller.processes import ManagedProcess, start_nats_server
+from schemas import Subjects
+from tests.conftest import MakeController
+
+CLUSTER_DIR = Path(__file__).parent.parent / "deploy" / "nats" / "cluster"
+ROUTE_PORTS = (6222, 6223, 6224)
+STREAMS = ("nexec_jobs", "nexec_results", "nexec_audit", "KV_nexec_agents")
+
+
+@dataclass
+class Cluster:
+    servers: list[ManagedProcess]
+    urls: list[str]
+    env: dict[str, dict[str, str]]
+
+    def settings(self, user: str) -> dict[str, str]:
+        return {key.removeprefix("NEXEC_").lower(): value for key, value in self.env[user].items()}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> Iterator[Cluster]:
+    agents = [AgentSpec.parse("a2"), AgentSpec.parse("a3")]
+    written = write_nats_auth(tmp_path / "generated", Subjects(), agents)
+    route_ports = {port: unused_tcp_port_factory() for port in ROUTE_PORTS}
+    (tmp_path / "cluster").mkdir()
+    servers: list[ManagedProcess] = []
+    urls: list[str] = []
+    try:
+        for node in (1, 2, 3):
+            conf = (CLUSTER_DIR / f"node{node}.conf").read_text()
+            conf = conf.replace(f"/var/lib/nexec/nats-n{node}", str(tmp_path / f"js{node}"))
+            conf = re.sub(
+                r"127\.0\.0\.1:(622\d)",
+                lambda match: f"127.0.0.1:{route_ports[int(match[1])]}",
+                conf,
+            )
+            path = tmp_path / "cluster" / f"node{node}.conf"
+            path.write_text(conf)
+            server, url = start_nats_server(tmp_path / "unused", config_file=path)
+            servers.append(server)
+            urls.append(url)
+        env = {
+            path.stem: dict(line.split("=", 1) for line in path.read_text().splitlines())
+            for path in written
+            if path.suffix == ".env"
+        }
+        yield Cluster(servers, urls, env)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def wait_for_stream_leaders(cluster: Cluster, url: str) -> None:
+    """Until every nexec stream answers through ``url`` with a leader, checking that
+    each keeps 3 replicas."""
+    nc = await nats.connect(url, **_connect_args(cluster.settings("controller")))
+    try:
+        js = nc.jetstream(timeout=2)
+        for stream in STREAMS:
+            for attempt in range(60):  # bounded; an election takes a few seconds
+                try:
+                    info = await js.stream_info(stream)
+                except (nats.errors.Error, TimeoutError):
+                    info = None
+                if info is not None and info.cluster is not None and info.cluster.leader:
+                    assert info.config.num_replicas == 3, stream
+                    break
+                await asyncio.sleep(min(0.1 * attempt, 0.5))  # a retry delay
+            else:
+                pytest.fail(f"stream {stream} has no leader")
+    finally:
+        await nc.close()
+
+
+def _connect_args(settings: dict[str, str]) -> dict[str, Any]:
+    return {"user": settings["nats_user"], "password": settings["nats_password"]}
+
+
+async def test_all_works_and_survives_losing_a_node(
+    cluster: Cluster, make_controller: MakeController
+) -> None:
+    node1, node2, node3 = cluster.urls
+    controller = await make_controller(
+        nats_url=node1, jetstream_replicas=3, **cluster.settings("controller")
+    )
+    agents = [
+        Agent(AgentConfig(nats_url=node2, hostname="a2", heartbeat_interval_s=30,
+                          **cluster.settings("agent-a2"))),
+        Agent(AgentConfig(nats_url=node3, hostname="a3", heartbeat_interval_s=30,
+                          **cluster.settings("agent-a3"))),
+    ]  # fmt: skip
+    for agent in agents:
+        await agent.start()
+    try:
+        await controller.wait_for_agents("a2", "a3")
+        before = await controller.exec("_all", {"command": "echo", "args": ["before"]})
+        assert [(r["hostname"], r["status"]) for r in before.body["results"]] == [
+            ("a2", "completed"),
+            ("a3", "completed"),
+        ], before.body
+
+        cluster.servers[1].stop()  # node 2, where a2 is connected
+        await asyncio.wait_for(agents[0].reconnected.wait(), 30)
+        assert agents[0].connected_url in (node1, node3)
+        await wait_for_stream_leaders(cluster, node1)
+
+        after = await controller.exec("_all", {"command": "echo", "args": ["after"]})
+        assert [(r["hostname"], r["status"], r["stdout"]) for r in after.body["results"]] == [
+            ("a2", "completed", "after\n"),
+            ("a3", "completed", "after\n"),
+        ], after.body
+        for response in (before, after):  # both records whole on the surviving nodes
+            record = await controller.request("GET", f"/job/{response.body['job_id']}")
+            assert record.status == 200
+            assert record.body["state"] == "completed"
+            assert record.body["results"] == response.body["results"]
+    finally:
+        for agent in agents:
+            await agent.stop()
