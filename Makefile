@@ -34,11 +34,14 @@ pytest: install
 bench: install
 	$(BIN)/python -m bench
 
-# NATS users for deploy/nats/single.conf (random passwords, into a git-ignored
-# directory): make nats-auth AGENTS="web1.example.com,role:web db1.example.com"
+# NATS users, mutual TLS and job signing keys for deploy/nats/ (all new, into a
+# git-ignored directory):
+#   make nats-auth AGENTS="web1.example.com,role:web db1.example.com" TLS_HOSTS="nats1.example.com"
 AGENTS ?= $(shell hostname),env:dev
+TLS_HOSTS ?= localhost 127.0.0.1 ::1 $(shell hostname)
 nats-auth: install
-	$(BIN)/nexec nats-auth --out deploy/nats/generated $(foreach agent,$(AGENTS),--agent $(agent))
+	$(BIN)/nexec nats-auth --out deploy/nats/generated \
+		$(foreach agent,$(AGENTS),--agent $(agent)) $(foreach host,$(TLS_HOSTS),--tls-host $(host))
 
 schemas: install
 	$(BIN)/python -m schemas docs/schemas

@@ -48,11 +48,17 @@ log = logging.getLogger("nexec.controller")
 NatsSetup = Callable[[Client], Awaitable[None]]
 
 
-def create_app(
-    config: ControllerConfig, keys: KeyStore, signer: JobSigner | None = None
-) -> web.Application:
+def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts.
-    With a ``signer``, every job it publishes is signed (schemas/signing.py)."""
+    With ``job_signing_key_file`` set, every job it publishes is signed (schemas/signing.py).
+
+    Raises:
+        SigningKeyError: the signing key file cannot be read or holds no user seed.
+    """
+    signer = None
+    if config.job_signing_key_file is not None:
+        signer = JobSigner.from_file(config.job_signing_key_file)
+        log.info("signing every job as %s", signer.public_key)
     app = web.Application(
         middlewares=[audit_middleware, error_middleware, lifecycle_middleware, auth_middleware],
         client_max_size=config.max_body_bytes,

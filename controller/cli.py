@@ -11,6 +11,7 @@ nexec dev [--port 8080]
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -52,13 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--keys-file", type=Path, required=True)
 
     auth = commands.add_parser(
-        "nats-auth", help="write NATS users and permissions for controllers, publishers, agents"
+        "nats-auth",
+        help="write NATS users, permissions, TLS and job signing keys for controllers, "
+        "publishers and agents",
     )
     auth.add_argument("--out", type=Path, required=True, help="a directory git ignores")
     auth.add_argument(
         "--agent", dest="agents", action="append", default=[], metavar="HOST[,key:value...]"
     )
     auth.add_argument("--subject-prefix", default="nexec")
+    auth.add_argument(
+        "--tls-host",
+        dest="tls_hosts",
+        action="append",
+        metavar="NAME_OR_IP",
+        help="a name or address of the NATS servers for their certificate (repeatable; "
+        "default: localhost, 127.0.0.1, ::1 and this machine's hostname)",
+    )
 
     signing = commands.add_parser(
         "signing-key", help="job signing keys (nkeys): the controller's or a publisher's"
@@ -73,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_tls_hosts() -> list[str]:
+    return ["localhost", "127.0.0.1", "::1", socket.gethostname()]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -80,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_dev(args.port)
         if args.command == "nats-auth":
             agents = [AgentSpec.parse(text) for text in args.agents]
-            for path in write_nats_auth(args.out, Subjects(args.subject_prefix), agents):
+            tls_hosts = args.tls_hosts or default_tls_hosts()
+            subjects = Subjects(args.subject_prefix)
+            for path in write_nats_auth(args.out, subjects, agents, tls_hosts):
                 print(path)
             return 0
         if args.command == "signing-key":

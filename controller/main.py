@@ -19,7 +19,7 @@ from controller.config import ControllerConfig
 from controller.keys import KeysFileError, KeyStore
 from schemas.api import MAX_TIMEOUT_S
 from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
-from schemas.signing import JobSigner, SigningKeyError
+from schemas.signing import SigningKeyError
 
 log = logging.getLogger("nexec.controller")
 
@@ -72,14 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(config: ControllerConfig, keys: KeyStore, signer: JobSigner | None) -> None:
+async def serve(config: ControllerConfig, app: web.Application) -> None:
     """Serve HTTP until SIGTERM or SIGINT, then shut down cleanly."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
     access_log = aiohttp.log.access_logger if config.access_log else None
-    app = create_app(config, keys, signer)
     runner = web.AppRunner(app, access_log=access_log)
     await runner.setup()
     lifecycle = app[LIFECYCLE]
@@ -113,17 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             flags=given_flags(args, exclude={"config", "log_level"}),
         )
         keys = KeyStore.load(config.keys_file)
-        signer = None
-        if config.job_signing_key_file is not None:
-            signer = JobSigner.from_file(config.job_signing_key_file)
-    except (SettingsError, KeysFileError, SigningKeyError) as exc:
+        app = create_app(config, keys)
+    except (SettingsError, KeysFileError, SigningKeyError, OSError) as exc:
         print(f"nexec-controller: {exc}", file=sys.stderr)
         return 2
     if not len(keys):
         log.warning("keys file %s has no keys: every request will get 401", config.keys_file)
-    if signer is not None:
-        log.info("signing every job as %s", signer.public_key)
-    asyncio.run(serve(config, keys, signer))
+    asyncio.run(serve(config, app))
     return 0
 
 

@@ -1,11 +1,18 @@
-"""``nexec nats-auth``: NATS users and permissions that follow the subject tree.
+"""``nexec nats-auth``: NATS users, TLS and job signing keys for a deployment.
 
-Writes, into a directory git ignores:
+Writes, into a directory git ignores (everything secret with mode 0600):
 
 - ``auth.conf``: an ``authorization`` block for nats-server (included by the
   configs in deploy/nats/): one user for the controllers, one for direct
-  publishers, one per agent;
-- one ``<name>.env`` per user with its ``NEXEC_NATS_*`` settings (mode 0600).
+  publishers, one per agent, each with a random password;
+- ``tls/`` and ``tls.conf``: a private CA, a server certificate, one client
+  certificate per user, and the ``tls`` block (mutual TLS) the configs include
+  for clients and for cluster routes;
+- ``controller.nk`` and ``publisher.nk``: job signing seeds; every agent trusts
+  both public keys;
+- one ``<name>.env`` per user with its ``NEXEC_*`` settings: NATS user,
+  password, inbox prefix, TLS files, and the signing key (controller) or the
+  trusted signers (agents).
 
 An agent's user may subscribe only to its own host subject, its labels'
 subjects, the all and any subjects, cancel requests and its private inbox; it
@@ -23,8 +30,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.tlsgen import TlsSetup, write_tls_setup
 from schemas import Subjects, encode_token, parse_label
 from schemas.jetstream import registry_entry_subject
+from schemas.signing import JobSigner, create_seed
 from schemas.subjects import ANY_QUEUE_GROUP
 from schemas.targets import validate_hostname
 
@@ -82,39 +91,76 @@ def publisher_permissions(subjects: Subjects) -> dict[str, object]:
     }
 
 
-def write_nats_auth(out_dir: Path, subjects: Subjects, agents: list[AgentSpec]) -> list[Path]:
-    """Write ``auth.conf`` and one ``.env`` per user with fresh random passwords.
+def write_nats_auth(
+    out_dir: Path, subjects: Subjects, agents: list[AgentSpec], tls_hosts: list[str]
+) -> list[Path]:
+    """Write the users (``auth.conf``), the TLS setup (``tls/`` and ``tls.conf``),
+    the job signing keys (``controller.nk``, ``publisher.nk``) and one ``.env`` per
+    user, all new. ``tls_hosts`` name the server certificate.
 
     Returns the files written.
 
     Raises:
+        ValueError: ``tls_hosts`` is empty.
         OSError: the directory cannot be written.
     """
+    out_dir = out_dir.resolve()  # the .env and tls files name absolute paths
     out_dir.mkdir(parents=True, exist_ok=True)
+    agent_users = {f"agent-{encode_token(agent.hostname)}": agent for agent in agents}
+    user_names = ["controller", "publisher", *agent_users]
+    tls = write_tls_setup(out_dir / "tls", tls_hosts, user_names)
+    signers = {name: _write_seed(out_dir / f"{name}.nk") for name in ("controller", "publisher")}
+    trusted = ",".join(signer.public_key for signer in signers.values())
+    written = [
+        _write_private(out_dir / "tls.conf", _tls_block(tls)),
+        *(out_dir / f"{name}.nk" for name in signers),
+    ]
     users: list[dict[str, object]] = []
-    written: list[Path] = []
-
-    def add_user(name: str, permissions: dict[str, object] | None, inbox: str | None) -> None:
+    for name in user_names:
         password = secrets.token_urlsafe(24)
+        agent = agent_users.get(name)
         user: dict[str, object] = {"user": name, "password": password}
-        if permissions is not None:
-            user["permissions"] = permissions
-        users.append(user)
         settings = {"NEXEC_NATS_USER": name, "NEXEC_NATS_PASSWORD": password}
-        if inbox is not None:
-            settings["NEXEC_NATS_INBOX_PREFIX"] = inbox
+        if agent is not None:
+            user["permissions"] = agent_permissions(subjects, agent)
+            settings["NEXEC_NATS_INBOX_PREFIX"] = agent_inbox_prefix(agent.hostname)
+            settings["NEXEC_TRUSTED_SIGNERS"] = trusted
+        elif name == "publisher":
+            user["permissions"] = publisher_permissions(subjects)
+            settings["NEXEC_NATS_INBOX_PREFIX"] = "_INBOX_publisher"
+        else:
+            settings["NEXEC_JOB_SIGNING_KEY_FILE"] = str(out_dir / "controller.nk")
+        settings |= {
+            "NEXEC_NATS_TLS_CA_FILE": str(tls.ca),
+            "NEXEC_NATS_TLS_CERT_FILE": str(tls.clients[name].cert),
+            "NEXEC_NATS_TLS_KEY_FILE": str(tls.clients[name].key),
+        }
+        users.append(user)
         env = "".join(f"{key}={value}\n" for key, value in settings.items())
         written.append(_write_private(out_dir / f"{name}.env", env))
-
-    add_user("controller", None, None)
-    add_user("publisher", publisher_permissions(subjects), "_INBOX_publisher")
-    for agent in agents:
-        name = f"agent-{encode_token(agent.hostname)}"
-        add_user(name, agent_permissions(subjects, agent), agent_inbox_prefix(agent.hostname))
     # nats-server reads JSON as its config syntax.
     conf = "authorization " + json.dumps({"users": users}, indent=2) + "\n"
     written.insert(0, _write_private(out_dir / "auth.conf", conf))
     return written
+
+
+def _tls_block(tls: TlsSetup) -> str:
+    """A ``tls`` block that requires client certificates signed by the CA; the
+    configs include it both for clients and inside ``cluster`` for routes."""
+    block = {
+        "cert_file": str(tls.server.cert),
+        "key_file": str(tls.server.key),
+        "ca_file": str(tls.ca),
+        "verify": True,
+        "timeout": 5,
+    }
+    return "tls " + json.dumps(block, indent=2) + "\n"
+
+
+def _write_seed(path: Path) -> JobSigner:
+    seed = create_seed()
+    _write_private(path, seed.decode() + "\n")
+    return JobSigner(seed)
 
 
 def _write_private(path: Path, text: str) -> Path:

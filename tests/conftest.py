@@ -33,7 +33,6 @@ from controller.appkeys import NATS_LINK, REGISTRY
 from controller.keys import PERMISSIONS
 from controller.processes import ManagedProcess, start_nats_server
 from controller.registry import Registry
-from schemas.signing import JobSigner
 
 STARTUP_TIMEOUT_S = 20.0
 AGENT_READY_RE = re.compile(r"nexec-agentd ready")
@@ -193,8 +192,7 @@ MakeController = Callable[..., Awaitable[Controller]]
 @pytest.fixture
 async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[MakeController]:
     """Start controllers on 127.0.0.1:<free port>, waiting until NATS is connected
-    (unless ``wait_for_nats=False``). ``keys`` adds named keys: name -> (perms, targets);
-    ``signer`` signs every job."""
+    (unless ``wait_for_nats=False``). ``keys`` adds named keys: name -> (perms, targets)."""
     runners: list[web.AppRunner] = []
     sessions: list[aiohttp.ClientSession] = []
 
@@ -203,7 +201,6 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
         nats_url: str | None = None,
         wait_for_nats: bool = True,
         keys: dict[str, tuple[list[str], list[str]]] | None = None,
-        signer: JobSigner | None = None,
         **settings: Any,
     ) -> Controller:
         keys_file = tmp_path / f"keys-{len(runners)}-{uuid.uuid4().hex}.json"
@@ -218,7 +215,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
             keys_file=keys_file,
             **settings,
         )
-        app = create_app(config, KeyStore.load(keys_file), signer)
+        app = create_app(config, KeyStore.load(keys_file))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)

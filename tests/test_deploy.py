@@ -1,4 +1,5 @@
-"""The systemd units in deploy/systemd pass ``systemd-analyze verify``."""
+"""deploy/: the systemd units pass ``systemd-analyze verify``; ``nexec nats-auth``
+writes its secrets privately, where git ignores them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from controller.cli import main as cli_main
+from schemas.signing import JobSigner
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -42,3 +46,26 @@ def test_stop_timeouts_outlast_the_drains() -> None:
     assert "TimeoutStopSec=45s" in agent  # > the longest agent stop, 37 s
     assert "KillMode=mixed" in agent  # SIGTERM to the agent alone: it drains its jobs
     assert "TimeoutStopSec=330s" in controller  # > 300 s timeout + delivery margin
+
+
+def test_nats_auth_writes_private_files_that_git_ignores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "generated"
+    assert cli_main(["nats-auth", "--out", str(out), "--agent", "web1.example.com,role:web",
+                     "--tls-host", "127.0.0.1"]) == 0  # fmt: skip
+    printed = {Path(line).name for line in capsys.readouterr().out.split()}
+    assert {"auth.conf", "tls.conf", "controller.nk", "publisher.nk", "controller.env",
+            "publisher.env", "agent-web1_2Eexample_2Ecom.env"} <= printed  # fmt: skip
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o077 == 0, path  # nothing readable by others
+    agent_env = (out / "agent-web1_2Eexample_2Ecom.env").read_text()
+    controller_public = JobSigner.from_file(out / "controller.nk").public_key
+    publisher_public = JobSigner.from_file(out / "publisher.nk").public_key
+    assert f"NEXEC_TRUSTED_SIGNERS={controller_public},{publisher_public}\n" in agent_env
+    assert f"NEXEC_NATS_TLS_CERT_FILE={out}/tls/client-agent-web1_2Eexample_2Ecom.pem" in agent_env
+    controller_env = (out / "controller.env").read_text()
+    assert f"NEXEC_JOB_SIGNING_KEY_FILE={out}/controller.nk\n" in controller_env
+    gitignore = (DEPLOY.parent / ".gitignore").read_text().splitlines()
+    assert "/deploy/nats/generated/" in gitignore, "generated secrets must stay out of git"

@@ -1,18 +1,17 @@
 """deploy/nats/cluster/: three nodes, JetStream with replicas 3, losing one node.
 
-The servers run the repository's configs with users from ``nexec nats-auth``;
-the test only points their JetStream directories at temporary ones and their
-route ports at free ones (client ports are chosen by the server).
+The servers run the repository's configs with the users, TLS and signing keys
+of ``nexec nats-auth``; the test only points their JetStream directories at
+temporary ones and their route ports at free ones (client ports are chosen by
+the server).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nats
 import nats.errors
@@ -20,13 +19,11 @@ import pytest
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.natsauth import AgentSpec, write_nats_auth
 from controller.processes import ManagedProcess, start_nats_server
-from schemas import Subjects
 from tests.conftest import MakeController
+from tests.deployed_nats import GeneratedAuth, deploy_config
 
-CLUSTER_DIR = Path(__file__).parent.parent / "deploy" / "nats" / "cluster"
-ROUTE_PORTS = (6222, 6223, 6224)
+ROUTE_PORTS = ("6222", "6223", "6224")
 STREAMS = ("nexec_jobs", "nexec_results", "nexec_audit", "KV_nexec_agents")
 
 
@@ -34,40 +31,25 @@ STREAMS = ("nexec_jobs", "nexec_results", "nexec_audit", "KV_nexec_agents")
 class Cluster:
     servers: list[ManagedProcess]
     urls: list[str]
-    env: dict[str, dict[str, str]]
-
-    def settings(self, user: str) -> dict[str, str]:
-        return {key.removeprefix("NEXEC_").lower(): value for key, value in self.env[user].items()}
+    auth: GeneratedAuth
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> Iterator[Cluster]:
-    agents = [AgentSpec.parse("a2"), AgentSpec.parse("a3")]
-    written = write_nats_auth(tmp_path / "generated", Subjects(), agents)
-    route_ports = {port: unused_tcp_port_factory() for port in ROUTE_PORTS}
-    (tmp_path / "cluster").mkdir()
+    auth = GeneratedAuth.write(tmp_path / "generated", ["a2", "a3"])
+    route_ports = {
+        f"127.0.0.1:{port}": f"127.0.0.1:{unused_tcp_port_factory()}" for port in ROUTE_PORTS
+    }
     servers: list[ManagedProcess] = []
     urls: list[str] = []
     try:
         for node in (1, 2, 3):
-            conf = (CLUSTER_DIR / f"node{node}.conf").read_text()
-            conf = conf.replace(f"/var/lib/nexec/nats-n{node}", str(tmp_path / f"js{node}"))
-            conf = re.sub(
-                r"127\.0\.0\.1:(622\d)",
-                lambda match: f"127.0.0.1:{route_ports[int(match[1])]}",
-                conf,
-            )
-            path = tmp_path / "cluster" / f"node{node}.conf"
-            path.write_text(conf)
-            server, url = start_nats_server(tmp_path / "unused", config_file=path)
+            store_dir = {f"/var/lib/nexec/nats-n{node}": str(tmp_path / f"js{node}")}
+            conf = deploy_config(f"cluster/node{node}.conf", tmp_path, store_dir | route_ports)
+            server, url = start_nats_server(tmp_path / "unused", config_file=conf)
             servers.append(server)
             urls.append(url)
-        env = {
-            path.stem: dict(line.split("=", 1) for line in path.read_text().splitlines())
-            for path in written
-            if path.suffix == ".env"
-        }
-        yield Cluster(servers, urls, env)
+        yield Cluster(servers, urls, auth)
     finally:
         for server in servers:
             server.stop()
@@ -76,7 +58,7 @@ def cluster(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> Itera
 async def wait_for_stream_leaders(cluster: Cluster, url: str) -> None:
     """Until every nexec stream answers through ``url`` with a leader, checking that
     each keeps 3 replicas."""
-    nc = await nats.connect(url, **_connect_args(cluster.settings("controller")))
+    nc = await nats.connect(url, **cluster.auth.connect_options("controller"))
     try:
         js = nc.jetstream(timeout=2)
         for stream in STREAMS:
@@ -95,22 +77,18 @@ async def wait_for_stream_leaders(cluster: Cluster, url: str) -> None:
         await nc.close()
 
 
-def _connect_args(settings: dict[str, str]) -> dict[str, Any]:
-    return {"user": settings["nats_user"], "password": settings["nats_password"]}
-
-
 async def test_all_works_and_survives_losing_a_node(
     cluster: Cluster, make_controller: MakeController
 ) -> None:
     node1, node2, node3 = cluster.urls
     controller = await make_controller(
-        nats_url=node1, jetstream_replicas=3, **cluster.settings("controller")
+        nats_url=node1, jetstream_replicas=3, **cluster.auth.settings("controller")
     )
     agents = [
         Agent(AgentConfig(nats_url=node2, hostname="a2", heartbeat_interval_s=30,
-                          **cluster.settings("agent-a2"))),
+                          **cluster.auth.settings("agent-a2"))),
         Agent(AgentConfig(nats_url=node3, hostname="a3", heartbeat_interval_s=30,
-                          **cluster.settings("agent-a3"))),
+                          **cluster.auth.settings("agent-a3"))),
     ]  # fmt: skip
     for agent in agents:
         await agent.start()

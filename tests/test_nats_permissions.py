@@ -1,12 +1,13 @@
 """deploy/nats/single.conf with users from ``nexec nats-auth``: roles can do only their part.
 
-The server runs the repository's config; the test only points its JetStream
-directory at a temporary one and picks a free port.
+The server runs the repository's config (users, mutual TLS); the test only
+points its JetStream directory at a temporary one and picks a free port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,55 +19,40 @@ from nats.aio.client import Client
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.natsauth import AgentSpec, write_nats_auth
 from controller.processes import start_nats_server
-from schemas import Subjects
 from tests.conftest import MakeController
-
-DEPLOY_NATS = Path(__file__).parent.parent / "deploy" / "nats"
+from tests.deployed_nats import GeneratedAuth, deploy_config
 
 
 @dataclass
 class LockedNats:
     url: str
-    env: dict[str, dict[str, str]]
-    """NEXEC_NATS_* settings per user name."""
+    auth: GeneratedAuth
 
     def settings(self, user: str) -> dict[str, str]:
-        return {key.removeprefix("NEXEC_").lower(): value for key, value in self.env[user].items()}
+        return self.auth.settings(user)
 
 
 @pytest.fixture
 def locked_nats(tmp_path: Path) -> Iterator[LockedNats]:
-    agents = [AgentSpec.parse("web1,role:web"), AgentSpec.parse("db1,role:db")]
-    written = write_nats_auth(tmp_path / "generated", Subjects(), agents)
-    conf = (DEPLOY_NATS / "single.conf").read_text()
-    (tmp_path / "single.conf").write_text(
-        conf.replace("/var/lib/nexec/nats", str(tmp_path / "jetstream"))
+    auth = GeneratedAuth.write(tmp_path / "generated", ["web1,role:web", "db1,role:db"])
+    conf = deploy_config(
+        "single.conf", tmp_path, {"/var/lib/nexec/nats": str(tmp_path / "jetstream")}
     )
-    server, url = start_nats_server(tmp_path / "unused", config_file=tmp_path / "single.conf")
-    env = {
-        path.stem: dict(line.split("=", 1) for line in path.read_text().splitlines())
-        for path in written
-        if path.suffix == ".env"
-    }
-    yield LockedNats(url, env)
+    server, url = start_nats_server(tmp_path / "unused", config_file=conf)
+    yield LockedNats(url, auth)
     server.stop()
 
 
 async def connect_as(locked: LockedNats, user: str, errors: asyncio.Queue[str]) -> Client:
-    env = locked.env[user]
-
     async def on_error(exc: Exception) -> None:
         await errors.put(str(exc))
 
     return await nats.connect(
         locked.url,
-        user=env["NEXEC_NATS_USER"],
-        password=env["NEXEC_NATS_PASSWORD"],
-        inbox_prefix=env.get("NEXEC_NATS_INBOX_PREFIX", "_INBOX"),
         error_cb=on_error,
         allow_reconnect=False,
+        **locked.auth.connect_options(user),
     )
 
 
@@ -139,6 +125,7 @@ async def test_the_publisher_may_publish_jobs_but_not_results(
 
 
 async def test_anonymous_clients_are_refused(locked_nats: LockedNats) -> None:
+    """With a valid client certificate but no user, the server refuses the client."""
     errors: list[str] = []
 
     async def on_error(exc: Exception) -> None:
@@ -147,7 +134,33 @@ async def test_anonymous_clients_are_refused(locked_nats: LockedNats) -> None:
     client = Client()
     try:
         with pytest.raises(nats.errors.Error):
-            await client.connect(locked_nats.url, allow_reconnect=False, error_cb=on_error)
+            await client.connect(
+                locked_nats.url,
+                allow_reconnect=False,
+                error_cb=on_error,
+                **locked_nats.auth.connect_options("publisher", with_credentials=False),
+            )
     finally:
         await client.close()  # nats-py leaves the refused socket open otherwise
     assert any("authorization violation" in error.lower() for error in errors), errors
+
+
+async def test_clients_without_a_certificate_are_refused(locked_nats: LockedNats) -> None:
+    """Mutual TLS: a right password is not enough without a certificate from the CA."""
+    client = Client()
+    plain_tls = ssl.create_default_context(
+        cafile=locked_nats.auth.env["publisher"]["NEXEC_NATS_TLS_CA_FILE"]
+    )
+    publisher = locked_nats.settings("publisher")
+    try:
+        with pytest.raises((nats.errors.Error, OSError)):
+            await client.connect(
+                locked_nats.url,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                user=publisher["nats_user"],
+                password=publisher["nats_password"],
+                tls=plain_tls,
+            )
+    finally:
+        await client.close()

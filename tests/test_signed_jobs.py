@@ -33,10 +33,10 @@ def signer(tmp_path: Path) -> JobSigner:
 
 @pytest.fixture
 async def signing_controller(
-    make_controller: MakeController, make_agent: MakeAgent, signer: JobSigner
+    make_controller: MakeController, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
 ) -> Controller:
     """A controller that signs, and agent h1 that trusts only its key."""
-    controller = await make_controller(signer=signer)
+    controller = await make_controller(job_signing_key_file=tmp_path / "controller.nk")
     await make_agent("h1", trusted_signers=[signer.public_key])
     await controller.wait_for_agents("h1")
     return controller
