@@ -12,7 +12,8 @@ from agentd.config import AgentConfig
 from controller import ControllerConfig, KeyStore
 from controller.cli import main as nexec_main
 from controller.keys import KeysFileError, create_key
-from schemas.settings import SettingsError, load_settings
+from schemas.settings import SettingsError, load_settings, server_urls
+from schemas.signing import write_seed_file
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
@@ -114,3 +115,31 @@ def test_nats_client_options_from_settings(tmp_path: Path) -> None:
     }
     with pytest.raises(SettingsError, match="nats_user and nats_password go together"):
         load_settings(AgentConfig, config_file=None, environ={"NEXEC_NATS_USER": "x"}, flags={})
+
+
+def test_lists_from_the_environment_are_comma_separated(tmp_path: Path) -> None:
+    first = write_seed_file(tmp_path / "a.nk").public_key
+    second = write_seed_file(tmp_path / "b.nk").public_key
+    config = load_settings(
+        AgentConfig,
+        config_file=None,
+        environ={
+            "NEXEC_TRUSTED_SIGNERS": f"{first}, {second}",
+            "NEXEC_ALLOWED_COMMANDS": "uptime,/usr/bin/systemctl",
+            "NEXEC_NATS_URL": "nats://127.0.0.1:4222,nats://127.0.0.1:4223",
+        },
+        flags={"hostname": "h1"},
+    )
+    assert config.trusted_signers == [first, second]
+    assert config.allowed_commands == ["uptime", "/usr/bin/systemctl"]
+    assert server_urls(config.nats_url) == ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+
+
+def test_a_malformed_trusted_signer_is_refused_at_start() -> None:
+    with pytest.raises(SettingsError, match=r"trusted_signers: .*checksum"):
+        load_settings(
+            AgentConfig,
+            config_file=None,
+            environ={"NEXEC_TRUSTED_SIGNERS": "U" + "A" * 55},
+            flags={"hostname": "h1"},
+        )
