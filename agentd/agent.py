@@ -57,6 +57,8 @@ log = logging.getLogger("nexec.agentd")
 
 # A job's deadline may be at most this far ahead: the longest timeout plus margin.
 MAX_DEADLINE_AHEAD_S = 300 + 60
+# Seconds before a heartbeat that JetStream did not take is tried again.
+HEARTBEAT_RETRY_S = 1.0
 
 
 def signature_verifier(config: AgentConfig) -> SignatureVerifier | None:
@@ -418,11 +420,14 @@ class Agent:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await self._publish_heartbeat()
-            await asyncio.sleep(self.config.heartbeat_interval_s)
+            recorded = await self._publish_heartbeat()
+            # After a failure, try again soon: the entry may be about to expire.
+            retry_s = HEARTBEAT_RETRY_S if not recorded else self.config.heartbeat_interval_s
+            await asyncio.sleep(min(retry_s, self.config.heartbeat_interval_s))
 
-    async def _publish_heartbeat(self) -> None:
-        """Set this agent's registry entry, with a TTL of three heartbeat intervals."""
+    async def _publish_heartbeat(self) -> bool:
+        """Set this agent's registry entry, with a TTL of three heartbeat intervals.
+        Returns False (and logs) when JetStream did not take it."""
         heartbeat = Heartbeat(
             hostname=self.hostname,
             instance_id=self._instance_id,
@@ -443,6 +448,8 @@ class Agent:
             )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("heartbeat not recorded: %s", exc or type(exc).__name__)
+            return False
+        return True
 
     async def _leave_registry(self) -> None:
         assert self._registry is not None

@@ -7,8 +7,10 @@ idempotency bucket. Nothing is kept only in one process's memory.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+from dataclasses import replace
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
@@ -18,31 +20,71 @@ from schemas.subjects import Subjects
 
 # Seconds a delete marker left by an expired registry entry stays visible to watchers.
 REGISTRY_MARKER_TTL_S = 60.0
+# How many times to look for a stream's new leader (about 20 s in all).
+LEADER_ATTEMPTS = 45
 
 
-async def open_registry(js: JetStreamContext, subjects: Subjects, *, replicas: int = 1) -> KeyValue:
+async def open_registry(
+    js: JetStreamContext, subjects: Subjects, *, replicas: int | None = None
+) -> KeyValue:
     """Bind the registry bucket, creating it if it does not exist yet.
 
     Entries carry their own TTL (three heartbeat intervals), so the server
     removes an agent that stopped heartbeating and tells every watcher.
+    ``replicas`` (controllers give it; agents do not) is also applied to a
+    bucket that exists with another number, e.g. one an agent created first.
 
     Raises:
         nats.js.errors.Error: JetStream is not available or refused the bucket.
         nats.errors.TimeoutError: JetStream did not answer in time.
     """
     bucket = subjects.registry_bucket()
-    with contextlib.suppress(nats.js.errors.BucketNotFoundError):
-        return await js.key_value(bucket)
-    return await js.create_key_value(
-        KeyValueConfig(
-            bucket=bucket,
-            description="nexec live agents: hostname token -> heartbeat",
-            history=1,
-            storage=StorageType.MEMORY,
-            replicas=replicas,
-            limit_marker_ttl=REGISTRY_MARKER_TTL_S,
+    try:
+        registry = await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=bucket,
+                description="nexec live agents: hostname token -> heartbeat",
+                history=1,
+                storage=StorageType.MEMORY,
+                replicas=replicas or 1,
+                limit_marker_ttl=REGISTRY_MARKER_TTL_S,
+            )
         )
-    )
+    if replicas is not None:
+        stream = await js.stream_info(f"KV_{bucket}")
+        if stream.config.num_replicas != replicas:
+            await js.update_stream(replace(stream.config, num_replicas=replicas))
+            await wait_for_stream_leader(js, f"KV_{bucket}")
+    return registry
+
+
+async def wait_for_stream_leader(
+    js: JetStreamContext, stream: str, attempts: int = LEADER_ATTEMPTS
+) -> None:
+    """Return once ``stream`` has a leader and every other replica is current (at
+    once on a single server), so that writes right after a change of its replicas
+    do not time out and the loss of one node then loses nothing.
+
+    Raises:
+        nats.errors.TimeoutError: still not so after ``attempts`` checks.
+        nats.js.errors.Error: the stream does not exist.
+    """
+    for attempt in range(attempts):
+        info = await js.stream_info(stream)
+        cluster = info.cluster
+        if cluster is None:
+            return
+        followers = cluster.replicas or []
+        if (
+            cluster.leader
+            and len(followers) == (info.config.num_replicas or 1) - 1
+            and all(peer.current for peer in followers)
+        ):
+            return
+        await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))
+    raise nats.errors.TimeoutError
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

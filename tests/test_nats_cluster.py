@@ -20,6 +20,8 @@ import pytest
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.processes import ManagedProcess, start_nats_server
+from schemas import Subjects
+from schemas.jetstream import open_registry
 from tests.conftest import MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
 
@@ -81,6 +83,16 @@ async def test_all_works_and_survives_losing_a_node(
     cluster: Cluster, make_controller: MakeController
 ) -> None:
     node1, node2, node3 = cluster.urls
+    # As if an agent had started first: the registry bucket with one replica. The
+    # controller brings it to three (wait_for_stream_leaders checks).
+    nc = await nats.connect(node1, **cluster.auth.connect_options("controller"))
+    for attempt in range(60):  # until the new cluster has elected its JetStream leader
+        try:
+            await open_registry(nc.jetstream(timeout=2), Subjects())
+            break
+        except (nats.errors.Error, TimeoutError):
+            await asyncio.sleep(min(0.1 * attempt, 0.5))  # a retry delay
+    await nc.close()
     controller = await make_controller(
         nats_url=node1, jetstream_replicas=3, **cluster.auth.settings("controller")
     )
