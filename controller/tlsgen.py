@@ -3,7 +3,7 @@
 One private CA signs a server certificate (names and addresses given; used for
 client connections and cluster routes alike) and one client certificate per
 NATS user, so that the server can require mutual TLS. Keys are ECDSA P-256,
-written with mode 0600; certificates are valid for ``VALID_DAYS``.
+written with mode 0600; certificates (mode 0644) are valid for ``VALID_DAYS``.
 
 For production, certificates from your own PKI do the same job: point the
 ``tls`` blocks and the ``NEXEC_NATS_TLS_*`` settings at them.
@@ -127,13 +127,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return _write(path, pem)
+    return _write(path, pem, mode=0o600)
 
 
-def _write(path: Path, data: bytes) -> Path:
-    """Write ``data`` with mode 0600 (certificates too: nothing here needs to be shared
-    beyond the user that runs each process)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write(path: Path, data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` with ``mode``: 0644 for certificates, which are public and must
+    be readable by services running as other users; 0600 for keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
+    os.chmod(path, mode)  # also when the file existed with another mode
     return path

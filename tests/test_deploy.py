@@ -58,8 +58,9 @@ def test_nats_auth_writes_private_files_that_git_ignores(
     assert {"auth.conf", "tls.conf", "controller.nk", "publisher.nk", "controller.env",
             "publisher.env", "agent-web1_2Eexample_2Ecom.env"} <= printed  # fmt: skip
     for path in out.rglob("*"):
-        if path.is_file():
-            assert path.stat().st_mode & 0o077 == 0, path  # nothing readable by others
+        if path.is_file() and not (path.suffix == ".pem" and not path.stem.endswith("key")):
+            assert path.stat().st_mode & 0o077 == 0, path  # secrets: readable by the owner only
+    assert (out / "tls" / "ca.pem").stat().st_mode & 0o777 == 0o644  # public
     agent_env = (out / "agent-web1_2Eexample_2Ecom.env").read_text()
     controller_public = JobSigner.from_file(out / "controller.nk").public_key
     publisher_public = JobSigner.from_file(out / "publisher.nk").public_key
