@@ -8,7 +8,6 @@ a subscription's callback one message at a time), at most
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
@@ -41,6 +40,7 @@ from schemas import (
     Heartbeat,
     OutputChunk,
     ResultStatus,
+    Target,
     TargetSyntaxError,
     __version__,
     decode_cancel,
@@ -48,7 +48,7 @@ from schemas import (
     encode,
     parse_target,
 )
-from schemas.connection import drain_or_close
+from schemas.connection import close_within, drain_or_close
 from schemas.jetstream import open_registry, registry_entry_subject
 from schemas.settings import server_urls
 from schemas.signing import SignatureRejected, SignatureVerifier
@@ -175,7 +175,9 @@ class Agent:
         self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
         self._registry = await open_registry(self._js, self._subjects)
         self.state = AgentState.RUNNING
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        # The first heartbeat before "ready": an agent that says so is in the registry.
+        recorded = await self._publish_heartbeat()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(recorded))
         log.info(
             "nexec-agentd ready: hostname=%s labels=%s nats=%s",
             self.hostname,
@@ -217,17 +219,17 @@ class Agent:
         self.state = AgentState.STOPPING
         if previous_state is AgentState.RUNNING:
             if self._heartbeat_task is not None:
+                # Bounded: nats-py can swallow a cancel that meets a reply; the loop
+                # then ends on the state instead.
                 self._heartbeat_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._heartbeat_task
+                await asyncio.wait({self._heartbeat_task}, timeout=self.config.connect_timeout_s)
             await self._leave_registry()  # first: new requests no longer expect this agent
             await self._drain_job_subscriptions()
             await self._finish_running_jobs()
             if self._owns_connection:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
         elif previous_state is AgentState.CONNECTING and self._owns_connection:
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await asyncio.wait_for(self._nc.close(), self.config.connect_timeout_s)
+            await close_within(self._nc, self.config.connect_timeout_s)
         self.state = AgentState.STOPPED
         counters = self.counters
         log.info(
@@ -285,10 +287,10 @@ class Agent:
             return
         if not target.matches(self.hostname, self.config.labels):
             return
-        if refusal := self._refusal(job, msg):
+        if refusal := self._refusal(job, target, msg):
             await self._refuse(msg.reply, job.job_id, refusal)
             return
-        if await self._already_taken(job, msg.reply):
+        if await self._take_or_refuse_repeat(job, msg.reply):
             return
         if msg.reply:
             await self._send(msg.reply, encode(ExecAck(job_id=job.job_id, hostname=self.hostname)))
@@ -298,25 +300,39 @@ class Agent:
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
 
-    def _refusal(self, job: ExecJob, msg: Msg) -> str | None:
+    def _refusal(self, job: ExecJob, target: Target, msg: Msg) -> str | None:
         """Why a job addressed to this agent must not run, or None when it may."""
-        now = time.time()
-        if job.deadline > now + MAX_DEADLINE_AHEAD_S:
+        if job.deadline > time.time() + MAX_DEADLINE_AHEAD_S:
             return "invalid job: deadline too far ahead"
         if self._verifier is None:
             return None
+        return self._signed_job_refusal(self._verifier, job, target, msg)
+
+    def _signed_job_refusal(
+        self, verifier: SignatureVerifier, job: ExecJob, target: Target, msg: Msg
+    ) -> str | None:
+        """With signatures required: why this job must not run, or None when it may."""
         try:
-            self._verifier.verify(msg.data, msg.headers)
+            verifier.verify(msg.data, msg.headers)
         except SignatureRejected as exc:
             return str(exc)
-        if job.deadline <= now:
+        expected_subject = self._subjects.exec_target(target)
+        if msg.subject != expected_subject:
+            # The signature does not cover the subject: an `_any` job published
+            # again on `_all` would otherwise reach every agent.
+            return (
+                f"replayed job: a job for {job.target!r} must arrive on {expected_subject}, "
+                f"not {msg.subject}"
+            )
+        if job.deadline <= time.time():
             return "replayed or expired job: its deadline passed"
         if job.created_at < self._started_at - self.config.max_clock_skew_s:
             return "replayed job: created before this agent started"
         return None
 
-    async def _already_taken(self, job: ExecJob, reply: str) -> bool:
-        """Take the job unless its id was taken before (then it does not run again)."""
+    async def _take_or_refuse_repeat(self, job: ExecJob, reply: str) -> bool:
+        """Take the job and return False, unless its id was taken before: then return
+        True (it does not run again), after refusing it if it is a replay."""
         earlier = self._recent_jobs.take(job.job_id, job.deadline, reply)
         if earlier is None:
             return False
@@ -418,12 +434,14 @@ class Agent:
             self.counters.replies_lost += 1
             log.error("reply on %s not sent: %s", subject, exc)
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            recorded = await self._publish_heartbeat()
+    async def _heartbeat_loop(self, recorded: bool) -> None:
+        """Heartbeat every interval; ``recorded`` tells whether the last one was taken."""
+        while self.state is AgentState.RUNNING:
             # After a failure, try again soon: the entry may be about to expire.
             retry_s = HEARTBEAT_RETRY_S if not recorded else self.config.heartbeat_interval_s
             await asyncio.sleep(min(retry_s, self.config.heartbeat_interval_s))
+            if self.state is AgentState.RUNNING:
+                recorded = await self._publish_heartbeat()
 
     async def _publish_heartbeat(self) -> bool:
         """Set this agent's registry entry, with a TTL of three heartbeat intervals.

@@ -7,7 +7,6 @@ The HTTP server starts at once; until NATS answers, requests that need it get
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import itertools
 import logging
@@ -18,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
-from schemas.connection import drain_or_close
+from schemas.connection import close_within, drain_or_close
 from schemas.settings import server_urls
 
 log = logging.getLogger("nexec.controller.nats")
@@ -100,6 +99,8 @@ class NatsLink:
                 await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
                 break
             except (nats.errors.Error, NatsUnavailable, TimeoutError) as exc:
+                if self._closing or self.client.is_closed:
+                    return
                 self.setup_failed.set()
                 # JetStream may not be ready yet (a cluster electing its leader,
                 # a server restarting): try again rather than 503 until a restart.
@@ -126,9 +127,8 @@ class NatsLink:
                 log.warning("NATS connection attempts did not stop; closing the client")
         if self.client.is_connected:
             await drain_or_close(self.client, self._connect_timeout_s)
-        elif self._connect_called and not self.client.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await asyncio.wait_for(self.client.close(), self._connect_timeout_s)
+        elif self._connect_called:
+            await close_within(self.client, self._connect_timeout_s)
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)

@@ -9,10 +9,8 @@ server, so both sides close their connections with :func:`drain_or_close`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-import nats.errors
 from nats.aio.client import Client
 
 log = logging.getLogger("nexec.nats")
@@ -38,11 +36,33 @@ async def drain_or_close(nc: Client, timeout_s: float) -> bool:
     else:
         log.warning("NATS connection not drained within %.1f s: closing it", timeout_s)
     # Close first: a cancelled drain goes on to flush, which fails fast only once closed.
-    # close() flushes what is still queued: on a dead socket that raises OSError.
-    with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-        await asyncio.wait_for(nc.close(), timeout_s)
+    await close_within(nc, timeout_s)
     drain.cancel()
-    await asyncio.wait({drain}, timeout=timeout_s)
-    if drain.done() and not drain.cancelled():
-        drain.exception()  # retrieved, so asyncio does not log it as never retrieved
+    await _settle(drain, timeout_s)
     return False
+
+
+async def close_within(nc: Client, timeout_s: float) -> None:
+    """Close ``nc``, waiting at most ``timeout_s`` for it.
+
+    Raises nothing: close() flushes what is still queued, which fails on a dead
+    socket (OSError), and nats-py may swallow the cancel of a timed-out wait, so
+    this never relies on ``asyncio.wait_for``.
+    """
+    if nc.is_closed:
+        return
+    closing = asyncio.ensure_future(nc.close())
+    if not await _settle(closing, timeout_s):
+        log.warning("NATS connection not closed within %.1f s: left behind", timeout_s)
+        closing.cancel()
+
+
+async def _settle(task: asyncio.Future[None], timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``task``; True when it ended. Its error, if any,
+    is retrieved (so asyncio does not log it as never retrieved) and logged."""
+    await asyncio.wait({task}, timeout=timeout_s)
+    if not task.done():
+        return False
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("NATS: %s", exc or type(exc).__name__)
+    return True

@@ -86,9 +86,11 @@ class JobSigner:
             SigningKeyError: the file cannot be read or holds no user seed.
         """
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="ascii")
         except OSError as exc:
             raise SigningKeyError(f"cannot read signing key {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SigningKeyError(f"signing key file {path} is not an nkey seed") from exc
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise SigningKeyError(f"signing key file {path} is empty")
@@ -131,10 +133,6 @@ class SignatureVerifier:
         """Raises:
         SigningKeyError: one of the keys is not a user public nkey."""
         self._trusted = {key.strip(): decode_public_key(key) for key in trusted_public_keys}
-
-    def __bool__(self) -> bool:
-        """True when signatures are required (some key is trusted)."""
-        return bool(self._trusted)
 
     def verify(self, payload: bytes, headers: Mapping[str, str] | None) -> str:
         """Return the public key that signed ``payload``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -246,6 +247,46 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
 @pytest.fixture
 async def controller(make_controller: MakeController) -> Controller:
     return await make_controller()
+
+
+class Fifo:
+    """A named pipe that commands write lines into and the test reads, in the event
+    loop and with a bound, so a test never blocks a thread forever.
+
+    Opened read-write: the test's reader never sees end-of-file between two
+    writers, and no writer ever meets a pipe without a reader.
+    """
+
+    def __init__(self, path: Path, reader: asyncio.StreamReader, transport: Any) -> None:
+        self.path = path
+        self._reader = reader
+        self._transport = transport
+
+    @classmethod
+    async def open(cls, path: Path) -> Fifo:
+        os.mkfifo(path)
+        pipe = os.fdopen(os.open(path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+        reader = asyncio.StreamReader()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        return cls(path, reader, transport)
+
+    async def lines(self, count: int, timeout_s: float = STARTUP_TIMEOUT_S) -> list[str]:
+        """The next ``count`` lines written, from any writers, in the order they came."""
+        async with asyncio.timeout(timeout_s):
+            return [(await self._reader.readline()).decode().rstrip("\n") for _ in range(count)]
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[Fifo]:
+    """A FIFO at ``tmp_path / "started"`` for commands to say they are running."""
+    fifo = await Fifo.open(tmp_path / "started")
+    yield fifo
+    fifo.close()
 
 
 def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:

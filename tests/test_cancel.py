@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -11,6 +9,7 @@ from nats.aio.client import Client
 from agentd.config import DEFAULT_BASE_ENV
 from tests.conftest import (
     Controller,
+    Fifo,
     MakeAgent,
     MakeController,
     recorded_result,
@@ -18,29 +17,19 @@ from tests.conftest import (
 )
 
 
-def read_lines(fifo: Path, count: int) -> list[str]:
-    """``count`` lines written to a FIFO by several writers, one after another."""
-    lines: list[str] = []
-    while len(lines) < count:
-        lines += fifo.read_text().splitlines()
-    return lines
-
-
 async def test_cancel_kills_the_job_and_its_children_on_two_agents(
-    controller: Controller, make_agent: MakeAgent, nc: Client, tmp_path: Path
+    controller: Controller, make_agent: MakeAgent, nc: Client, started: Fifo
 ) -> None:
     await make_agent("c1", labels={"pool": "cancel"})
     await make_agent("c2", labels={"pool": "cancel"})
     await controller.wait_for_agents("c1", "c2")
-    fifo = tmp_path / "started"
-    os.mkfifo(fifo)
-    script = f"sleep 300 & echo child=$!; echo go > {fifo}; wait"
-    started = await controller.request(
+    script = f"sleep 300 & echo child=$!; echo go > {started.path}; wait"
+    submitted = await controller.request(
         "POST", "/node/pool:cancel/command/exec?wait=false",
         json={"command": "sh", "args": ["-c", script], "timeout": 300},
     )  # fmt: skip
-    job_id = started.body["job_id"]
-    await asyncio.to_thread(read_lines, fifo, 2)  # both are running
+    job_id = submitted.body["job_id"]
+    await started.lines(2)  # both are running
 
     cancelled = await controller.request("POST", f"/job/{job_id}/cancel")
     assert cancelled.status == 202
@@ -59,7 +48,7 @@ async def test_cancel_kills_the_job_and_its_children_on_two_agents(
 
 
 async def test_cancel_keeps_results_of_hosts_that_finished(
-    controller: Controller, make_agent: MakeAgent, nc: Client, tmp_path: Path
+    controller: Controller, make_agent: MakeAgent, nc: Client, started: Fifo, tmp_path: Path
 ) -> None:
     for host in ("quick", "slow"):
         await make_agent(
@@ -69,17 +58,15 @@ async def test_cancel_keeps_results_of_hosts_that_finished(
             base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
         )
     await controller.wait_for_agents("quick", "slow")
-    fifo = tmp_path / "started"
-    os.mkfifo(fifo)
     # Only "slow" has a file named after it: it waits; "quick" exits at once.
     (tmp_path / "slow").mkdir()
-    script = f'echo go > {fifo}; while [ -d {tmp_path}/"$NEXEC_HOST" ]; do sleep 0.05; done'
-    started = await controller.request(
+    script = f'echo go > {started.path}; while [ -d {tmp_path}/"$NEXEC_HOST" ]; do sleep 0.05; done'
+    submitted = await controller.request(
         "POST", "/node/pool:mixed/command/shell?wait=false",
         json={"command": script, "timeout": 300},
     )  # fmt: skip
-    job_id = started.body["job_id"]
-    await asyncio.to_thread(read_lines, fifo, 2)
+    job_id = submitted.body["job_id"]
+    await started.lines(2)
     finished = await recorded_result(nc, job_id, "quick")
     assert finished["status"] == "completed"
     assert (await controller.request("POST", f"/job/{job_id}/cancel")).status == 202

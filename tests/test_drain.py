@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -15,11 +14,11 @@ from controller import create_key
 from controller.devstack import CONTROLLER_READY_RE
 from controller.keys import PERMISSIONS
 from controller.processes import ManagedProcess
-from tests.conftest import MakeAgent, NatsServer
+from tests.conftest import Fifo, MakeAgent, NatsServer
 
 
 async def test_controller_drains_on_sigterm(
-    nats_server: NatsServer, make_agent: MakeAgent, tmp_path: Path
+    nats_server: NatsServer, make_agent: MakeAgent, started: Fifo, tmp_path: Path
 ) -> None:
     keys_file = tmp_path / "keys.json"
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
@@ -33,8 +32,6 @@ async def test_controller_drains_on_sigterm(
         url = f"http://127.0.0.1:{ready['port']}/node/d1/command/exec"
         await make_agent("d1")
         await asyncio.to_thread(controller.wait_for_line, re.compile("agent joined: d1"), 30)
-        fifo = tmp_path / "started"
-        os.mkfifo(fifo)
         headers = {"Authorization": f"Bearer {key}"}
         async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -43,9 +40,14 @@ async def test_controller_drains_on_sigterm(
                     return response.status, await response.json()
 
             in_flight = asyncio.ensure_future(
-                post({"command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 3; echo done"]})
+                post(
+                    {
+                        "command": "sh",
+                        "args": ["-c", f"echo go > {started.path}; sleep 3; echo done"],
+                    }
+                )
             )
-            await asyncio.to_thread(fifo.read_text)
+            await started.lines(1)
             controller.popen.send_signal(signal.SIGTERM)
             await asyncio.to_thread(controller.wait_for_line, re.compile("draining"), 30)
             refused_status, refused = await post({"command": "true"})

@@ -17,6 +17,7 @@ from controller.appkeys import JOB_STORE
 from schemas import ExecJob, JobRecord, encode
 from tests.conftest import (
     Controller,
+    Fifo,
     MakeAgent,
     MakeController,
     SpawnAgent,
@@ -268,20 +269,18 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
 
 
 async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
-    make_controller: MakeController, spawn_agent: SpawnAgent, tmp_path: Path
+    make_controller: MakeController, spawn_agent: SpawnAgent, started: Fifo
 ) -> None:
     controller = await make_controller(delivery_margin_s=0.5)
     doomed = spawn_agent("doomed")
     await controller.wait_for_agents("doomed")
-    fifo = tmp_path / "started"
-    os.mkfifo(fifo)
     # The command says its pid through the FIFO once it runs (the job was
     # acknowledged by then), then sleeps; the test kills the agent right then.
-    script = f"echo $$ > {fifo}; exec sleep 300"
+    script = f"echo $$ > {started.path}; exec sleep 300"
     pending = asyncio.ensure_future(
         controller.exec("doomed", {"command": "sh", "args": ["-c", script], "timeout": 4})
     )
-    orphan = int(await asyncio.to_thread(fifo.read_text))
+    orphan = int((await started.lines(1))[0])
     doomed.stop(signum=signal.SIGKILL)
     response = await pending
     os.killpg(orphan, signal.SIGKILL)  # the agent died before it could kill it

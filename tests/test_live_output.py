@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Controller, MakeAgent
+from tests.conftest import Controller, Fifo, MakeAgent
 
 
 async def read_events(controller: Controller, job_id: str, **headers: str) -> list[dict[str, Any]]:
@@ -44,27 +43,24 @@ def stdout_of(events: list[dict[str, Any]], host: str) -> str:
 
 @pytest.fixture
 async def gated_job(
-    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+    controller: Controller, make_agent: MakeAgent, started: Fifo, tmp_path: Path
 ) -> tuple[str, Path]:
     """A job on three agents that printed "first" and waits for the gate to go."""
     for host in ("o1", "o2", "o3"):
         await make_agent(host, labels={"pool": "out"})
     await controller.wait_for_agents("o1", "o2", "o3")
-    gate, fifo = tmp_path / "gate", tmp_path / "started"
+    gate = tmp_path / "gate"
     gate.mkdir()
-    os.mkfifo(fifo)
     script = (
-        f"echo first; echo go > {fifo}; while [ -d {gate} ]; do sleep 0.05; done; "
+        f"echo first; echo go > {started.path}; while [ -d {gate} ]; do sleep 0.05; done; "
         "echo last; echo oops >&2"
     )
-    started = await controller.request(
+    submitted = await controller.request(
         "POST", "/node/pool:out/command/exec?wait=false",
         json={"command": "sh", "args": ["-c", script]},
     )  # fmt: skip
-    lines: list[str] = []
-    while len(lines) < 3:
-        lines += (await asyncio.to_thread(fifo.read_text)).splitlines()
-    return started.body["job_id"], gate
+    await started.lines(3)
+    return submitted.body["job_id"], gate
 
 
 async def test_a_client_connecting_after_the_start_sees_everything(

@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, SpawnAgent
+from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, SpawnAgent
 
 
 async def shell(controller: Controller, target: str, command: str, **fields: object) -> dict:
@@ -108,20 +108,23 @@ async def test_jobs_run_as_the_configured_user(
 
 
 async def test_a_job_that_expires_in_the_queue_never_runs(
-    make_controller: MakeController, make_agent: MakeAgent, nats_server: NatsServer, tmp_path: Path
+    make_controller: MakeController,
+    make_agent: MakeAgent,
+    nats_server: NatsServer,
+    started: Fifo,
+    tmp_path: Path,
 ) -> None:
     controller = await make_controller(delivery_margin_s=0.5)
     await make_agent("busy", max_concurrent_jobs=1)
     await controller.wait_for_agents("busy")
-    gate, marker, fifo = tmp_path / "gate", tmp_path / "ran", tmp_path / "started"
+    gate, marker = tmp_path / "gate", tmp_path / "ran"
     gate.mkdir()
-    os.mkfifo(fifo)
     holder = asyncio.ensure_future(controller.exec("busy", {
         "command": "sh",
-        "args": ["-c", f"echo go > {fifo}; while [ -d {gate} ]; do sleep 0.05; done"],
+        "args": ["-c", f"echo go > {started.path}; while [ -d {gate} ]; do sleep 0.05; done"],
         "timeout": 60,
     }))  # fmt: skip
-    await asyncio.to_thread(fifo.read_text)  # the holder has the only slot
+    await started.lines(1)  # the holder has the only slot
     # Waits behind the holder past its own deadline (1 s + 0.5 s margin).
     queued = await controller.exec(
         "busy", {"command": "touch", "args": [str(marker)], "timeout": 1}
@@ -147,16 +150,14 @@ async def test_a_job_that_expires_in_the_queue_never_runs(
 
 
 async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
-    controller: Controller, spawn_agent: SpawnAgent, tmp_path: Path
+    controller: Controller, spawn_agent: SpawnAgent, started: Fifo
 ) -> None:
     agent = spawn_agent("draining")
     await controller.wait_for_agents("draining")
-    fifo = tmp_path / "started"
-    os.mkfifo(fifo)
     pending = asyncio.ensure_future(controller.exec("draining", {
-        "command": "sh", "args": ["-c", f"echo go > {fifo}; sleep 2; echo finished"],
+        "command": "sh", "args": ["-c", f"echo go > {started.path}; sleep 2; echo finished"],
     }))  # fmt: skip
-    await asyncio.to_thread(fifo.read_text)  # the job is running
+    await started.lines(1)  # the job is running
     agent.popen.send_signal(signal.SIGTERM)
     response = await pending
     [result] = response.body["results"]

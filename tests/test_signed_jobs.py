@@ -136,6 +136,7 @@ async def test_a_replayed_job_is_refused_and_runs_once(
 ) -> None:
     """Capture the controller's signed job on the wire, then publish it again."""
     captured = await nc.subscribe(HOST_SUBJECT)
+    await nc.flush()
     marker = tmp_path / "ran"
     response = await signing_controller.exec("h1", append_line(marker))
     assert response.body["results"][0]["status"] == "completed"
@@ -145,6 +146,47 @@ async def test_a_replayed_job_is_refused_and_runs_once(
     replay = await first_reply(nc, job_message.data, job_message.headers)
     assert_refused(replay, "replayed job: this job id was taken")
     assert lines(marker) == 1
+
+
+async def test_an_any_job_replayed_to_every_agent_is_refused(
+    make_controller: MakeController,
+    make_agent: MakeAgent,
+    nc: Client,
+    signer: JobSigner,
+    tmp_path: Path,
+) -> None:
+    """The signature does not cover the subject: the agents check it."""
+    controller = await make_controller(job_signing_key_file=tmp_path / "controller.nk")
+    for hostname in ("h1", "h2"):
+        await make_agent(hostname, trusted_signers=[signer.public_key])
+    await controller.wait_for_agents("h1", "h2")
+    captured = await nc.subscribe("nexec.exec.any")
+    await nc.flush()
+    marker = tmp_path / "ran"
+    response = await controller.exec("_any", append_line(marker))
+    assert response.body["results"][0]["status"] == "completed"
+    job_message = await captured.next_msg(timeout=10)
+
+    inbox = nc.new_inbox()
+    replies = await nc.subscribe(inbox)
+    await nc.publish("nexec.exec.all", job_message.data, reply=inbox, headers=job_message.headers)
+    refusals = [json.loads((await replies.next_msg(timeout=10)).data) for _ in range(2)]
+    assert sorted(reply["hostname"] for reply in refusals) == ["h1", "h2"]
+    for reply in refusals:
+        assert_refused(reply, "replayed job: a job for '_any' must arrive on nexec.exec.any")
+    assert lines(marker) == 1
+
+
+async def test_a_signed_job_older_than_the_agent_is_refused(
+    nc: Client, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
+) -> None:
+    """With the default allowance for clock skew (5 s)."""
+    await make_agent("h1", trusted_signers=[signer.public_key])
+    marker = tmp_path / "ran"
+    now = time.time()
+    payload, headers = signed_job(signer, marker, created_at=now - 30, deadline=now + 10)
+    assert_refused(await first_reply(nc, payload, headers), "created before this agent started")
+    assert lines(marker) == 0
 
 
 async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
