@@ -35,12 +35,13 @@ bench: install
 	$(BIN)/python -m bench
 
 # NATS users, mutual TLS and job signing keys for deploy/nats/ (all new, into a
-# git-ignored directory):
+# git-ignored directory; refuses to replace earlier output unless NATS_AUTH_FLAGS=--replace):
 #   make nats-auth AGENTS="web1.example.com,role:web db1.example.com" TLS_HOSTS="nats1.example.com"
 AGENTS ?= $(shell hostname),env:dev
 TLS_HOSTS ?= localhost 127.0.0.1 ::1 $(shell hostname)
+NATS_AUTH_FLAGS ?=
 nats-auth: install
-	$(BIN)/nexec nats-auth --out deploy/nats/generated \
+	$(BIN)/nexec nats-auth --out deploy/nats/generated $(NATS_AUTH_FLAGS) \
 		$(foreach agent,$(AGENTS),--agent $(agent)) $(foreach host,$(TLS_HOSTS),--tls-host $(host))
 
 schemas: install

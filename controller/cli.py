@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auth.add_argument("--subject-prefix", default="nexec")
     auth.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace earlier output in --out: every secret, CA and key is new",
+    )
+    auth.add_argument(
         "--tls-host",
         dest="tls_hosts",
         action="append",
@@ -97,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             agents = [AgentSpec.parse(text) for text in args.agents]
             tls_hosts = args.tls_hosts or default_tls_hosts()
             subjects = Subjects(args.subject_prefix)
-            for path in write_nats_auth(args.out, subjects, agents, tls_hosts):
+            written = write_nats_auth(args.out, subjects, agents, tls_hosts, replace=args.replace)
+            for path in written:
                 print(path)
             return 0
         if args.command == "signing-key":

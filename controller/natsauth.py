@@ -25,11 +25,11 @@ Controllers are trusted with every subject.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.files import write_file
 from controller.tlsgen import TlsSetup, write_tls_setup
 from schemas import Subjects, encode_token, parse_label
 from schemas.jetstream import registry_entry_subject
@@ -92,7 +92,12 @@ def publisher_permissions(subjects: Subjects) -> dict[str, object]:
 
 
 def write_nats_auth(
-    out_dir: Path, subjects: Subjects, agents: list[AgentSpec], tls_hosts: list[str]
+    out_dir: Path,
+    subjects: Subjects,
+    agents: list[AgentSpec],
+    tls_hosts: list[str],
+    *,
+    replace: bool = False,
 ) -> list[Path]:
     """Write the users (``auth.conf``), the TLS setup (``tls/`` and ``tls.conf``),
     the job signing keys (``controller.nk``, ``publisher.nk``) and one ``.env`` per
@@ -101,10 +106,16 @@ def write_nats_auth(
     Returns the files written.
 
     Raises:
+        FileExistsError: ``out_dir`` holds earlier output and ``replace`` is False.
         ValueError: ``tls_hosts`` is empty.
         OSError: the directory cannot be written.
     """
     out_dir = out_dir.resolve()  # the .env and tls files name absolute paths
+    if (out_dir / "auth.conf").exists() and not replace:
+        raise FileExistsError(
+            f"{out_dir} already holds generated secrets; every deployed agent and client "
+            "uses them. Move it away, or replace them all (--replace)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     agent_users = {f"agent-{encode_token(agent.hostname)}": agent for agent in agents}
     user_names = ["controller", "publisher", *agent_users]
@@ -112,7 +123,7 @@ def write_nats_auth(
     signers = {name: _write_seed(out_dir / f"{name}.nk") for name in ("controller", "publisher")}
     trusted = ",".join(signer.public_key for signer in signers.values())
     written = [
-        _write_private(out_dir / "tls.conf", _tls_block(tls)),
+        write_file(out_dir / "tls.conf", _tls_block(tls)),
         *(out_dir / f"{name}.nk" for name in signers),
     ]
     users: list[dict[str, object]] = []
@@ -137,10 +148,10 @@ def write_nats_auth(
         }
         users.append(user)
         env = "".join(f"{key}={value}\n" for key, value in settings.items())
-        written.append(_write_private(out_dir / f"{name}.env", env))
+        written.append(write_file(out_dir / f"{name}.env", env))
     # nats-server reads JSON as its config syntax.
     conf = "authorization " + json.dumps({"users": users}, indent=2) + "\n"
-    written.insert(0, _write_private(out_dir / "auth.conf", conf))
+    written.insert(0, write_file(out_dir / "auth.conf", conf))
     return written
 
 
@@ -159,12 +170,5 @@ def _tls_block(tls: TlsSetup) -> str:
 
 def _write_seed(path: Path) -> JobSigner:
     seed = create_seed()
-    _write_private(path, seed.decode() + "\n")
+    write_file(path, seed.decode() + "\n")
     return JobSigner(seed)
-
-
-def _write_private(path: Path, text: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    return path

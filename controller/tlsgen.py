@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from controller.files import PRIVATE, PUBLIC, write_file
 
 VALID_DAYS = 825
 CA_KEY_USAGE = x509.KeyUsage(
@@ -69,7 +70,9 @@ def write_tls_setup(out_dir: Path, hosts: list[str], client_names: list[str]) ->
         .add_extension(CA_KEY_USAGE, critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path = _write(out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_path = write_file(
+        out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM), mode=PUBLIC
+    )
     _write_key(out_dir / "ca-key.pem", ca_key)
 
     def issue(name: str, file_stem: str, *, server: bool) -> CertFiles:
@@ -90,7 +93,7 @@ def write_tls_setup(out_dir: Path, hosts: list[str], client_names: list[str]) ->
         )
         pem = cert.public_bytes(serialization.Encoding.PEM)
         return CertFiles(
-            cert=_write(out_dir / f"{file_stem}.pem", pem),
+            cert=write_file(out_dir / f"{file_stem}.pem", pem, mode=PUBLIC),
             key=_write_key(out_dir / f"{file_stem}-key.pem", key),
         )
 
@@ -127,14 +130,4 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return _write(path, pem, mode=0o600)
-
-
-def _write(path: Path, data: bytes, *, mode: int = 0o644) -> Path:
-    """Write ``data`` with ``mode``: 0644 for certificates, which are public and must
-    be readable by services running as other users; 0600 for keys."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    os.chmod(path, mode)  # also when the file existed with another mode
-    return path
+    return write_file(path, pem, mode=PRIVATE)

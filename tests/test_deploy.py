@@ -43,7 +43,7 @@ def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
 def test_stop_timeouts_outlast_the_drains() -> None:
     agent = (DEPLOY / "systemd" / "nexec-agentd.service").read_text()
     controller = (DEPLOY / "systemd" / "nexec-controller.service").read_text()
-    assert "TimeoutStopSec=45s" in agent  # > the longest agent stop, 37 s
+    assert "TimeoutStopSec=45s" in agent  # > the longest agent stop, 42 s
     assert "KillMode=mixed" in agent  # SIGTERM to the agent alone: it drains its jobs
     assert "TimeoutStopSec=330s" in controller  # > 300 s timeout + delivery margin
 
@@ -70,3 +70,16 @@ def test_nats_auth_writes_private_files_that_git_ignores(
     assert f"NEXEC_JOB_SIGNING_KEY_FILE={out}/controller.nk\n" in controller_env
     gitignore = (DEPLOY.parent / ".gitignore").read_text().splitlines()
     assert "/deploy/nats/generated/" in gitignore, "generated secrets must stay out of git"
+
+
+def test_nats_auth_never_replaces_secrets_unasked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "generated"
+    assert cli_main(["nats-auth", "--out", str(out), "--tls-host", "127.0.0.1"]) == 0
+    first_seed = (out / "controller.nk").read_text()
+    assert cli_main(["nats-auth", "--out", str(out), "--tls-host", "127.0.0.1"]) == 1
+    assert "already holds generated secrets" in capsys.readouterr().err
+    assert (out / "controller.nk").read_text() == first_seed
+    assert cli_main(["nats-auth", "--out", str(out), "--tls-host", "127.0.0.1", "--replace"]) == 0
+    assert (out / "controller.nk").read_text() != first_seed

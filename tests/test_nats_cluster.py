@@ -9,7 +9,9 @@ the server).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,24 +59,35 @@ def cluster(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> Itera
             server.stop()
 
 
+async def retry_until(attempt: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    """Call ``attempt`` until it returns True (NATS errors count as False): a cluster
+    needs a few seconds to elect its JetStream leaders. Fails the test after ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            for delay_s in itertools.chain((0.1, 0.2, 0.3, 0.4), itertools.repeat(0.5)):
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    if await attempt():
+                        return
+                await asyncio.sleep(delay_s)  # a retry delay, not a synchronisation
+    except TimeoutError:
+        pytest.fail(f"still not so after {timeout_s} s: {attempt.__doc__}")
+
+
 async def wait_for_stream_leaders(cluster: Cluster, url: str) -> None:
     """Until every nexec stream answers through ``url`` with a leader, checking that
     each keeps 3 replicas."""
     nc = await nats.connect(url, **cluster.auth.connect_options("controller"))
+    js = nc.jetstream(timeout=2)
     try:
-        js = nc.jetstream(timeout=2)
         for stream in STREAMS:
-            for attempt in range(60):  # bounded; an election takes a few seconds
-                try:
-                    info = await js.stream_info(stream)
-                except (nats.errors.Error, TimeoutError):
-                    info = None
-                if info is not None and info.cluster is not None and info.cluster.leader:
-                    assert info.config.num_replicas == 3, stream
-                    break
-                await asyncio.sleep(min(0.1 * attempt, 0.5))  # a retry delay
-            else:
-                pytest.fail(f"stream {stream} has no leader")
+
+            async def has_leader(stream: str = stream) -> bool:
+                """the stream has a leader"""
+                info = await js.stream_info(stream)
+                assert info.config.num_replicas == 3, stream
+                return info.cluster is not None and bool(info.cluster.leader)
+
+            await retry_until(has_leader)
     finally:
         await nc.close()
 
@@ -86,12 +99,13 @@ async def test_all_works_and_survives_losing_a_node(
     # As if an agent had started first: the registry bucket with one replica. The
     # controller brings it to three (wait_for_stream_leaders checks).
     nc = await nats.connect(node1, **cluster.auth.connect_options("controller"))
-    for attempt in range(60):  # until the new cluster has elected its JetStream leader
-        try:
-            await open_registry(nc.jetstream(timeout=2), Subjects())
-            break
-        except (nats.errors.Error, TimeoutError):
-            await asyncio.sleep(min(0.1 * attempt, 0.5))  # a retry delay
+
+    async def registry_created() -> bool:
+        """the registry bucket was created"""
+        await open_registry(nc.jetstream(timeout=2), Subjects())
+        return True
+
+    await retry_until(registry_created)
     await nc.close()
     controller = await make_controller(
         nats_url=node1, jetstream_replicas=3, **cluster.auth.settings("controller")

@@ -147,20 +147,24 @@ async def test_anonymous_clients_are_refused(locked_nats: LockedNats) -> None:
 
 async def test_clients_without_a_certificate_are_refused(locked_nats: LockedNats) -> None:
     """Mutual TLS: a right password is not enough without a certificate from the CA."""
-    client = Client()
-    plain_tls = ssl.create_default_context(
-        cafile=locked_nats.auth.env["publisher"]["NEXEC_NATS_TLS_CA_FILE"]
-    )
+    errors: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
     publisher = locked_nats.settings("publisher")
+    client = Client()
     try:
-        with pytest.raises((nats.errors.Error, OSError)):
+        with pytest.raises(OSError):
             await client.connect(
                 locked_nats.url,
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
+                error_cb=on_error,
                 user=publisher["nats_user"],
                 password=publisher["nats_password"],
-                tls=plain_tls,
+                tls=ssl.create_default_context(cafile=publisher["nats_tls_ca_file"]),
             )
     finally:
         await client.close()
+    assert any("CERTIFICATE_REQUIRED" in str(error) for error in errors), errors
