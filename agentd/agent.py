@@ -174,9 +174,11 @@ class Agent:
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
         self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
         self._registry = await open_registry(self._js, self._subjects)
-        self.state = AgentState.RUNNING
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._publish_heartbeat()
+        if self.state is not AgentState.CONNECTING:
+            return  # stopped while starting
+        self.state = AgentState.RUNNING
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(recorded))
         log.info(
             "nexec-agentd ready: hostname=%s labels=%s nats=%s",

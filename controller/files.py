@@ -19,7 +19,7 @@ def write_file(path: Path, data: bytes | str, *, mode: int = PRIVATE) -> Path:
         OSError: it cannot be written.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # before writing: a replaced file keeps its old mode otherwise
     with os.fdopen(fd, "wb") as file:
         file.write(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, mode)
     return path

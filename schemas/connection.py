@@ -36,25 +36,38 @@ async def drain_or_close(nc: Client, timeout_s: float) -> bool:
     else:
         log.warning("NATS connection not drained within %.1f s: closing it", timeout_s)
     # Close first: a cancelled drain goes on to flush, which fails fast only once closed.
-    await close_within(nc, timeout_s)
+    closed = await close_within(nc, timeout_s)
     drain.cancel()
-    await _settle(drain, timeout_s)
+    if closed:
+        await _settle(drain, timeout_s)
+    else:
+        drain.add_done_callback(_retrieve)
     return False
 
 
-async def close_within(nc: Client, timeout_s: float) -> None:
-    """Close ``nc``, waiting at most ``timeout_s`` for it.
+async def close_within(nc: Client, timeout_s: float) -> bool:
+    """Close ``nc``, waiting at most ``timeout_s`` for it; False when it did not close
+    in time (it is then left behind).
 
     Raises nothing: close() flushes what is still queued, which fails on a dead
     socket (OSError), and nats-py may swallow the cancel of a timed-out wait, so
     this never relies on ``asyncio.wait_for``.
     """
     if nc.is_closed:
-        return
+        return True
     closing = asyncio.ensure_future(nc.close())
-    if not await _settle(closing, timeout_s):
-        log.warning("NATS connection not closed within %.1f s: left behind", timeout_s)
-        closing.cancel()
+    if await _settle(closing, timeout_s):
+        return True
+    log.warning("NATS connection not closed within %.1f s: left behind", timeout_s)
+    closing.cancel()
+    closing.add_done_callback(_retrieve)
+    return False
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of a task left behind, so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _settle(task: asyncio.Future[None], timeout_s: float) -> bool:

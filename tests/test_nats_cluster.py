@@ -105,8 +105,10 @@ async def test_all_works_and_survives_losing_a_node(
         await open_registry(nc.jetstream(timeout=2), Subjects())
         return True
 
-    await retry_until(registry_created)
-    await nc.close()
+    try:
+        await retry_until(registry_created)
+    finally:
+        await nc.close()
     controller = await make_controller(
         nats_url=node1, jetstream_replicas=3, **cluster.auth.settings("controller")
     )

@@ -167,5 +167,7 @@ async def test_clients_without_a_certificate_are_refused(locked_nats: LockedNats
     with_certificate = await nats.connect(
         locked_nats.url, allow_reconnect=False, **locked_nats.auth.connect_options("publisher")
     )
-    assert with_certificate.is_connected
-    await with_certificate.close()
+    try:
+        assert with_certificate.is_connected
+    finally:
+        await with_certificate.close()
