@@ -38,7 +38,7 @@ bench: install
 # git-ignored directory; refuses to replace earlier output unless NATS_AUTH_FLAGS=--replace):
 #   make nats-auth AGENTS="web1.example.com,role:web db1.example.com" TLS_HOSTS="nats1.example.com"
 AGENTS ?= $(shell hostname),env:dev
-TLS_HOSTS ?= localhost 127.0.0.1 ::1 $(shell hostname)
+TLS_HOSTS ?=  # empty: nexec nats-auth's default, localhost 127.0.0.1 ::1 and this host
 NATS_AUTH_FLAGS ?=
 nats-auth: install
 	$(BIN)/nexec nats-auth --out deploy/nats/generated $(NATS_AUTH_FLAGS) \

@@ -177,15 +177,30 @@ async def test_an_any_job_replayed_to_every_agent_is_refused(
     assert lines(marker) == 1
 
 
-async def test_a_signed_job_older_than_the_agent_is_refused(
-    nc: Client, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
+@pytest.mark.parametrize(
+    "times",
+    [
+        # Older than the agent, with the default allowance for clock skew (5 s).
+        (30, 10, "replayed job: created before this agent started"),
+        (60, -1, "replayed or expired job: its deadline passed"),
+    ],
+)
+async def test_a_signed_job_out_of_its_time_is_refused(
+    nc: Client,
+    make_agent: MakeAgent,
+    signer: JobSigner,
+    tmp_path: Path,
+    times: tuple[float, float, str],
 ) -> None:
-    """With the default allowance for clock skew (5 s)."""
+    """``times``: created how long ago, deadline how far ahead, the refusal."""
+    created_ago_s, deadline_in_s, reason = times
     await make_agent("h1", trusted_signers=[signer.public_key])
     marker = tmp_path / "ran"
     now = time.time()
-    payload, headers = signed_job(signer, marker, created_at=now - 30, deadline=now + 10)
-    assert_refused(await first_reply(nc, payload, headers), "created before this agent started")
+    payload, headers = signed_job(
+        signer, marker, created_at=now - created_ago_s, deadline=now + deadline_in_s
+    )
+    assert_refused(await first_reply(nc, payload, headers), reason)
     assert lines(marker) == 0
 
 
@@ -202,17 +217,6 @@ async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
     reply = await first_reply(nc, payload, headers)
     assert_refused(reply, "replayed job: created before this agent started")
     assert lines(marker) == 1
-
-
-async def test_an_expired_signed_job_is_refused(
-    nc: Client, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
-) -> None:
-    await make_agent("h1", trusted_signers=[signer.public_key])
-    marker = tmp_path / "ran"
-    now = time.time()
-    payload, headers = signed_job(signer, marker, created_at=now - 60, deadline=now - 1)
-    assert_refused(await first_reply(nc, payload, headers), "its deadline passed")
-    assert lines(marker) == 0
 
 
 async def test_the_documented_publisher_example_works(
