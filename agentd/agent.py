@@ -52,6 +52,7 @@ from schemas.connection import close_within, drain_or_close
 from schemas.jetstream import open_registry, registry_entry_subject
 from schemas.settings import server_urls
 from schemas.signing import SignatureRejected, SignatureVerifier
+from schemas.streamwriter import MSG_TTL_HEADER, StreamWriter
 
 log = logging.getLogger("nexec.agentd")
 
@@ -121,6 +122,7 @@ class Agent:
         self._owns_connection = connection is None
         self._nc = connection or Client()
         self._js: JetStreamContext | None = None
+        self._records = StreamWriter(self._nc, timeout_s=config.record_timeout_s)
         self._registry: KeyValue | None = None
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
@@ -171,6 +173,7 @@ class Agent:
             )
         )
         await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
+        await self._records.open()
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
         self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
         self._registry = await open_registry(self._js, self._subjects)
@@ -230,6 +233,8 @@ class Agent:
             await self._finish_running_jobs()
             if self._owns_connection:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
+            else:
+                await self._records.close()
         elif previous_state is AgentState.CONNECTING and self._owns_connection:
             await close_within(self._nc, self.config.connect_timeout_s)
         self.state = AgentState.STOPPED
@@ -406,12 +411,9 @@ class Agent:
         the job record.
         """
         data = encode_to_fit(result, self._nc.max_payload)
-        assert self._js is not None
         try:
-            await self._js.publish(
-                self._subjects.result_record(result.job_id, self.hostname),
-                data,
-                timeout=self.config.record_timeout_s,
+            await self._records.write(
+                self._subjects.result_record(result.job_id, self.hostname), data
             )
         except (nats.errors.Error, TimeoutError) as exc:
             self.counters.records_lost += 1
@@ -459,12 +461,12 @@ class Agent:
             jobs_running=self.jobs_running,
             load_avg=list(os.getloadavg()),
         )
-        assert self._js is not None
         try:
-            await self._js.publish(
+            await self._records.write(
                 registry_entry_subject(self._subjects, self.hostname),
                 encode(heartbeat),
-                msg_ttl=math.ceil(3 * self.config.heartbeat_interval_s),
+                headers={MSG_TTL_HEADER: str(math.ceil(3 * self.config.heartbeat_interval_s))},
+                timeout_s=self.config.connect_timeout_s,
             )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("heartbeat not recorded: %s", exc or type(exc).__name__)

@@ -19,6 +19,7 @@ from controller.appkeys import (
     NATS_LINK,
     RATE_LIMITER,
     REGISTRY,
+    STREAM_WRITER,
 )
 from controller.audit import AuditLog
 from controller.audit_routes import audit_routes
@@ -42,6 +43,7 @@ from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from controller.routes import routes
 from schemas.signing import JobSigner
+from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
@@ -74,7 +76,9 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[KEYS] = keys
     app[REGISTRY] = Registry()
-    job_store = JobStore(js, config.subjects)
+    writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
+    app[STREAM_WRITER] = writer
+    job_store = JobStore(js, writer, config.subjects)
     app[DISPATCHER] = Dispatcher(
         config.subjects, record_no_replies=job_store.record_missing, signer=signer
     )
@@ -82,7 +86,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
-    app[AUDIT] = AuditLog(js, config.subjects, ack_timeout_s=config.jetstream_timeout_s)
+    app[AUDIT] = AuditLog(js, writer, config.subjects)
     app.add_routes(routes)
     app.add_routes(job_routes)
     app.add_routes(node_routes)
@@ -103,6 +107,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     async def on_connected(nc: Client) -> None:
         js = nc.jetstream(timeout=config.jetstream_timeout_s)
         replicas = config.jetstream_replicas
+        await app[STREAM_WRITER].open()
         await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
         await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
         await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)

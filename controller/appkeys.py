@@ -14,6 +14,7 @@ from controller.natslink import NatsLink
 from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
+from schemas.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
 KEYS = web.AppKey("keys", KeyStore)
@@ -25,6 +26,7 @@ IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 AUDIT_DETAILS = web.RequestKey("audit_details", AuditDetails)

@@ -19,12 +19,13 @@ import nats.errors
 import nats.js.errors
 from aiohttp import web
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StorageType, StreamConfig
+from nats.js.api import StorageType, StreamConfig
 
 from controller.errors import NatsUnavailable
 from controller.records import NewestFirst
 from schemas import AuditRecord, ErrorBody, Subjects, decode_audit, encode
 from schemas.jetstream import ensure_stream
+from schemas.streamwriter import StreamAck, StreamWriter
 
 log = logging.getLogger("nexec.controller.audit")
 
@@ -49,11 +50,13 @@ class AuditPage:
 
 
 class AuditLog:
-    def __init__(self, js: JetStreamContext, subjects: Subjects, *, ack_timeout_s: float) -> None:
+    def __init__(self, js: JetStreamContext, writer: StreamWriter, subjects: Subjects) -> None:
+        """``writer`` appends the records (opened once connected; its timeout is the
+        acknowledgement's); ``js`` reads them back."""
         self._js = js
+        self._writer = writer
         self._subjects = subjects
-        self._ack_timeout_s = ack_timeout_s
-        self._pending: set[asyncio.Future[PubAck]] = set()
+        self._pending: set[asyncio.Future[StreamAck]] = set()
         self.lost = 0
         self.reads = 0
 
@@ -81,16 +84,12 @@ class AuditLog:
             self._lose(record, "NATS is not connected")
             return
         try:
-            acked = await self._js.publish_async(
-                self._subjects.audit_record(), encode(record), wait_stall=self._ack_timeout_s
-            )
+            acked = await self._writer.send(self._subjects.audit_record(), encode(record))
         except nats.errors.Error as exc:
             self._lose(record, str(exc) or type(exc).__name__)
             return
         self._pending.add(acked)
         acked.add_done_callback(lambda future: self._acknowledged(future, record))
-        give_up = asyncio.get_running_loop().call_later(self._ack_timeout_s, acked.cancel)
-        acked.add_done_callback(lambda _: give_up.cancel())
 
     async def flushed(self) -> None:
         """Wait until every record appended so far is acknowledged or given up
@@ -98,13 +97,14 @@ class AuditLog:
         if self._pending:
             await asyncio.wait(set(self._pending))
 
-    def _acknowledged(self, future: asyncio.Future[PubAck], record: AuditRecord) -> None:
+    def _acknowledged(self, future: asyncio.Future[StreamAck], record: AuditRecord) -> None:
         self._pending.discard(future)
-        if future.cancelled() or future.exception() is not None:
-            reason = (
-                "no acknowledgement in time" if future.cancelled() else repr(future.exception())
-            )
-            self._lose(record, reason)
+        if future.cancelled():
+            self._lose(record, "given up on")
+        elif isinstance(future.exception(), TimeoutError):
+            self._lose(record, "no acknowledgement in time")
+        elif future.exception() is not None:
+            self._lose(record, repr(future.exception()))
 
     def _lose(self, record: AuditRecord, reason: str) -> None:
         self.lost += 1

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from controller.errors import NatsUnavailable
 from schemas import ExecResult, JobRecord, Subjects, decode_job_record, decode_result, encode
 from schemas.jetstream import ensure_stream, record_stream_configs
+from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller.records")
 
@@ -70,8 +71,10 @@ class JobPage:
 class JobStore:
     """Reads and writes job records; every method may raise :class:`NatsUnavailable`."""
 
-    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+    def __init__(self, js: JetStreamContext, writer: StreamWriter, subjects: Subjects) -> None:
+        """``writer`` writes the records (opened once connected); ``js`` does the rest."""
         self._js = js
+        self._writer = writer
         self._subjects = subjects
         self.reads = 0
 
@@ -92,7 +95,7 @@ class JobStore:
     async def save(self, record: JobRecord) -> None:
         """Raises: NatsUnavailable when JetStream does not confirm the write."""
         try:
-            await self._js.publish(self._subjects.job_record(record.job.job_id), encode(record))
+            await self._writer.write(self._subjects.job_record(record.job.job_id), encode(record))
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"recording the job failed: {exc or type(exc).__name__}") from exc
 
@@ -105,7 +108,7 @@ class JobStore:
         """
         for result in results:
             try:
-                await self._js.publish(
+                await self._writer.write(
                     self._subjects.result_record(result.job_id, result.hostname),
                     encode(result),
                     headers={"Nats-Expected-Last-Subject-Sequence": "0"},

@@ -1,0 +1,75 @@
+"""StreamWriter: acknowledged JetStream writes, against a real nats-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import nats.errors
+import nats.js.errors
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
+
+from schemas.streamwriter import StreamWriter
+
+STREAM = StreamConfig(name="WRITES", subjects=["writes.>"])
+
+
+@pytest.fixture
+async def writer(nc: Client) -> AsyncIterator[StreamWriter]:
+    await nc.jetstream().add_stream(STREAM)
+    stream_writer = StreamWriter(nc, timeout_s=5)
+    await stream_writer.open()
+    yield stream_writer
+    await stream_writer.close()
+
+
+async def test_a_write_returns_once_the_stream_stored_it(nc: Client, writer: StreamWriter) -> None:
+    first = await writer.write("writes.a", b"one")
+    second = await writer.write("writes.b", b"two", headers={"X-Test": "yes"})
+
+    assert (first.stream, first.seq, second.seq) == ("WRITES", 1, 2)
+    stored = await nc.jetstream().get_msg("WRITES", seq=2)
+    assert (stored.subject, stored.data) == ("writes.b", b"two")
+    assert stored.headers is not None and stored.headers["X-Test"] == "yes"
+    assert writer.in_flight == 0
+
+
+async def test_many_writes_in_flight_are_each_acknowledged(writer: StreamWriter) -> None:
+    acks = [await writer.send(f"writes.{n}", b"x") for n in range(200)]
+
+    assert sorted([(await ack).seq for ack in acks]) == list(range(1, 201))
+    assert writer.in_flight == 0
+
+
+async def test_a_refused_write_raises_the_streams_error(writer: StreamWriter) -> None:
+    await writer.write("writes.once", b"first")
+
+    with pytest.raises(nats.js.errors.APIError) as refused:
+        await writer.write(
+            "writes.once", b"second", headers={"Nats-Expected-Last-Subject-Sequence": "0"}
+        )
+    assert refused.value.err_code == 10071  # wrong last sequence
+
+
+async def test_a_subject_no_stream_captures_raises_no_stream(writer: StreamWriter) -> None:
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await writer.write("elsewhere.a", b"lost")
+
+
+async def test_a_write_nobody_acknowledges_times_out(nc: Client, writer: StreamWriter) -> None:
+    async def ignore(msg: Msg) -> None:
+        pass
+
+    await nc.subscribe("silent.a", cb=ignore)  # interest, so no "no responders"; no ack ever
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await writer.write("silent.a", b"x", timeout_s=0.2)
+    assert (await writer.write("writes.after", b"y")).seq == 1  # the writer still works
+    assert writer.in_flight == 0
+
+
+async def test_writing_before_open_raises(nc: Client) -> None:
+    with pytest.raises(nats.errors.Error, match="before open"):
+        await StreamWriter(nc, timeout_s=1).write("writes.a", b"x")
