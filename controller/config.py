@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pydantic
 
+from controller.validation import whole_number
 from schemas import DEFAULT_PREFIX, Subjects
 from schemas.settings import NatsClientSettings
 
@@ -47,7 +48,8 @@ class ControllerConfig(NatsClientSettings):
     @classmethod
     def _check_listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        port_number = whole_number(port)
+        if not sep or not host or port_number is None or port_number > 65535:
             raise ValueError("expected HOST:PORT")
         return value
 

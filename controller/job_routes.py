@@ -15,7 +15,7 @@ from controller.live import JobEvent, job_events
 from controller.middleware import json_response
 from controller.records import JobStore
 from controller.routes import require_nats, require_permission
-from controller.validation import parse_page_size
+from controller.validation import parse_page_size, whole_number
 from schemas import JobRecord
 from schemas.api import JobList, JobState
 
@@ -57,8 +57,8 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     require_permission(request[API_KEY], "job:read")
     require_nats(request)
     job_id = request.match_info["job_id"]
-    last_id = request.headers.get("Last-Event-ID", "0")
-    if not (last_id.isascii() and last_id.isdigit()) or int(last_id) >= 2**63:
+    last_id = whole_number(request.headers.get("Last-Event-ID", "0"))
+    if last_id is None or last_id >= 2**63:
         raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id)
@@ -72,7 +72,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     config = request.app[CONFIG]
     js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
-    events = job_events(js, config.subjects, store, record, after=int(last_id))
+    events = job_events(js, config.subjects, store, record, after=last_id)
     async for event in events:
         await response.write(format_ndjson(event) if ndjson else format_sse(event))
     await response.write_eof()

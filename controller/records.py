@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import NatsUnavailable
+from controller.validation import whole_number
 from schemas import ExecResult, JobRecord, Subjects, decode_job_record, decode_result, encode
 from schemas.jetstream import ensure_stream, record_stream_configs
 from schemas.streamwriter import StreamWriter
@@ -233,6 +234,7 @@ def parse_cursor(cursor: str) -> int:
     Raises:
         ValueError: not a positive whole number.
     """
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
+    seq = whole_number(cursor)
+    if seq is None or seq < 1:
         raise ValueError(f"invalid cursor {cursor!r}")
-    return int(cursor)
+    return seq

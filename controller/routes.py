@@ -31,7 +31,12 @@ from controller.keys import ApiKey
 from controller.middleware import json_response
 from controller.natslink import LinkState
 from controller.openapi import openapi_document
-from controller.validation import parse_exec_request, parse_shell_request, parse_target_text
+from controller.validation import (
+    parse_exec_request,
+    parse_shell_request,
+    parse_target_text,
+    whole_number,
+)
 from schemas import (
     ExecJob,
     ExecRequest,
@@ -75,8 +80,9 @@ def parse_wait(query_value: str | None) -> float | None:
         return None
     if query_value == "false":
         return 0.0
-    if query_value.isascii() and query_value.isdigit() and int(query_value) <= MAX_TIMEOUT_S:
-        return float(query_value)
+    seconds = whole_number(query_value)
+    if seconds is not None and seconds <= MAX_TIMEOUT_S:
+        return float(seconds)
     raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
 
 

@@ -18,6 +18,11 @@ RequestT = TypeVar("RequestT", ExecRequest, ShellRequest)
 _VALIDATION_PATH_RE = re.compile(r"^(?P<reason>.*) - at `\$\.?(?P<path>[^`]*)`$")
 
 
+def whole_number(text: str) -> int | None:
+    """The value of ``text`` if it is ASCII digits only (no sign, no space), else None."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_target_text(text: str) -> Target:
     """Raises: BadRequest naming the target and what is wrong with it."""
     try:
@@ -106,6 +111,7 @@ def parse_page_size(text: str | None) -> int:
     """
     if text is None:
         return DEFAULT_PAGE_SIZE
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    size = whole_number(text)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
-    return int(text)
+    return size
