@@ -16,13 +16,12 @@ from schemas import (
     ErrorBody,
     ExecRequest,
     ExecResponse,
-    ExecResult,
     HealthResponse,
-    OutputChunk,
     ShellRequest,
     __version__,
 )
 from schemas.api import AuditList, JobList, JobView, NodeList
+from schemas.jsonschema import HTTP_TYPES
 
 REF = "#/components/schemas/{name}"
 
@@ -128,22 +127,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
 @functools.cache
 def openapi_document() -> bytes:
     """The encoded OpenAPI 3.1 document (built once)."""
-    _, components = msgspec.json.schema_components(
-        [
-            ExecRequest,
-            ShellRequest,
-            ExecResponse,
-            ErrorBody,
-            HealthResponse,
-            JobView,
-            JobList,
-            NodeList,
-            AuditList,
-            OutputChunk,
-            ExecResult,
-        ],
-        ref_template=REF,
-    )
+    _, components = msgspec.json.schema_components(HTTP_TYPES, ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for operation in OPERATIONS:
         paths.setdefault(operation.path, {})[operation.method] = _operation(operation)

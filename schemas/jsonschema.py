@@ -7,15 +7,33 @@ from typing import Any
 
 import msgspec
 
-from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse
-from schemas.messages import WIRE_TYPES
+from schemas.api import (
+    AuditList,
+    ErrorBody,
+    ExecRequest,
+    ExecResponse,
+    HealthResponse,
+    JobList,
+    JobView,
+    NodeList,
+    ShellRequest,
+)
+from schemas.messages import WIRE_TYPES, ExecResult, OutputChunk
 
 HTTP_TYPES: tuple[type[msgspec.Struct], ...] = (
     ExecRequest,
+    ShellRequest,
     ExecResponse,
     ErrorBody,
     HealthResponse,
+    JobView,
+    JobList,
+    NodeList,
+    AuditList,
+    OutputChunk,
+    ExecResult,
 )
+"""Every body the HTTP API takes or gives, streamed events included."""
 
 
 def message_schema(message_type: type[msgspec.Struct]) -> dict[str, Any]:

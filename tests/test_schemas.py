@@ -87,6 +87,8 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
         "nexec.job.v1.cancel.json",
         "nexec.job.v1.record.json",
     ]
+    http_bodies = json.loads((tmp_path / "http-api.json").read_text())["$defs"]
+    assert {"ExecRequest", "ShellRequest", "JobView", "NodeList", "AuditList"} <= set(http_bodies)
     job_schema = json.loads((tmp_path / "nexec.exec.v1.job.json").read_text())
     definition = job_schema["$defs"]["ExecJob"]
     assert definition["properties"]["type"] == {"enum": ["nexec.exec.v1.job"]}
