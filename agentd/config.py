@@ -84,6 +84,14 @@ class AgentConfig(NatsClientSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @pydantic.field_validator("base_env", mode="before")
+    @classmethod
+    def _refuse_text_env(cls, value: Any) -> Any:
+        """A string (as from NEXEC_BASE_ENV) cannot be split safely: values may hold commas."""
+        if isinstance(value, str):
+            raise ValueError("set base_env as a table in the config file, not as text")
+        return value
+
     @pydantic.field_validator("trusted_signers")
     @classmethod
     def _check_signers(cls, value: list[str]) -> list[str]:

@@ -135,6 +135,17 @@ def test_lists_from_the_environment_are_comma_separated(tmp_path: Path) -> None:
     assert server_urls(config.nats_url) == ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
 
 
+def test_base_env_comes_from_the_file_only(tmp_path: Path) -> None:
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text('[base_env]\nPATH = "/usr/bin:/bin"\nGREETING = "a,b"\n')
+    config = load_settings(AgentConfig, config_file=config_file, environ={}, flags={})
+    assert config.base_env == {"PATH": "/usr/bin:/bin", "GREETING": "a,b"}
+    with pytest.raises(SettingsError, match="base_env: .*table in the config file"):
+        load_settings(
+            AgentConfig, config_file=None, environ={"NEXEC_BASE_ENV": "PATH=/bin"}, flags={}
+        )
+
+
 def test_a_malformed_trusted_signer_is_refused_at_start() -> None:
     with pytest.raises(SettingsError, match=r"trusted_signers: .*checksum"):
         load_settings(
