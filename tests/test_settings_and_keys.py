@@ -140,7 +140,7 @@ def test_base_env_comes_from_the_file_only(tmp_path: Path) -> None:
     config_file.write_text('[base_env]\nPATH = "/usr/bin:/bin"\nGREETING = "a,b"\n')
     config = load_settings(AgentConfig, config_file=config_file, environ={}, flags={})
     assert config.base_env == {"PATH": "/usr/bin:/bin", "GREETING": "a,b"}
-    with pytest.raises(SettingsError, match="base_env: .*table in the config file"):
+    with pytest.raises(SettingsError, match=r"base_env: .*table in the config file"):
         load_settings(
             AgentConfig, config_file=None, environ={"NEXEC_BASE_ENV": "PATH=/bin"}, flags={}
         )
