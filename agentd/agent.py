@@ -235,8 +235,11 @@ class Agent:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
             else:
                 await self._records.close()
-        elif previous_state is AgentState.CONNECTING and self._owns_connection:
-            await close_within(self._nc, self.config.connect_timeout_s)
+        elif previous_state is AgentState.CONNECTING:
+            if self._owns_connection:
+                await close_within(self._nc, self.config.connect_timeout_s)
+            else:
+                await self._records.close()
         self.state = AgentState.STOPPED
         counters = self.counters
         log.info(

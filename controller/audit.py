@@ -99,7 +99,7 @@ class AuditLog:
 
     def _acknowledged(self, future: asyncio.Future[StreamAck], record: AuditRecord) -> None:
         self._pending.discard(future)
-        if future.cancelled():
+        if future.cancelled():  # nothing cancels it today; never read exception() then
             self._lose(record, "given up on")
         elif isinstance(future.exception(), TimeoutError):
             self._lose(record, "no acknowledgement in time")

@@ -136,7 +136,7 @@ class StreamWriter:
         try:
             await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
         except BaseException:
-            del self._in_flight[token]
+            self._in_flight.pop(token, None)
             raise
         if self._expiry is None or deadline < self._expiry_at:
             self._expire_at(loop, deadline)

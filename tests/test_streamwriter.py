@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import nats.errors
@@ -68,6 +69,50 @@ async def test_a_write_nobody_acknowledges_times_out(nc: Client, writer: StreamW
         await writer.write("silent.a", b"x", timeout_s=0.2)
     assert (await writer.write("writes.after", b"y")).seq == 1  # the writer still works
     assert writer.in_flight == 0
+
+
+async def silence(nc: Client) -> None:
+    """Interest on ``silent.>`` so a write there gets no "no responders", and no ack ever."""
+
+    async def ignore(msg: Msg) -> None:
+        pass
+
+    await nc.subscribe("silent.>", cb=ignore)
+
+
+async def test_a_shorter_timeout_is_not_held_up_by_a_longer_one(
+    nc: Client, writer: StreamWriter
+) -> None:
+    await silence(nc)
+    patient = await writer.send("silent.a", b"x", timeout_s=30)
+    hasty = await writer.send("silent.b", b"x", timeout_s=0.2)
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await asyncio.wait_for(hasty, 20)
+    assert not patient.done()  # its own deadline is far off
+    patient.cancel()
+
+
+async def test_each_write_times_out_after_the_one_before(nc: Client, writer: StreamWriter) -> None:
+    await silence(nc)
+    acks = [await writer.send(f"silent.{n}", b"x", timeout_s=t) for n, t in enumerate((0.3, 0.1))]
+
+    # The timer comes back for the next deadline: none waits forever.
+    done, _ = await asyncio.wait(acks, timeout=20)
+    assert len(done) == 2
+    assert all(isinstance(ack.exception(), nats.errors.TimeoutError) for ack in acks)
+    assert writer.in_flight == 0
+
+
+async def test_writes_in_flight_at_close_time_out(nc: Client, writer: StreamWriter) -> None:
+    await silence(nc)
+    acknowledged = await writer.send("silent.a", b"x", timeout_s=0.2)
+    await writer.close()
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await asyncio.wait_for(acknowledged, 20)
+    with pytest.raises(nats.errors.Error, match="before open"):
+        await writer.write("writes.a", b"x")
 
 
 async def test_writing_before_open_raises(nc: Client) -> None:

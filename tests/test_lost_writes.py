@@ -1,0 +1,65 @@
+"""When JetStream does not take a record: a job record stops the job (503, nothing
+runs), a result record is counted and the answer still comes, an audit record is
+counted and logged in full. Each stream is deleted under a running system."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.client import Client
+
+from controller.appkeys import AUDIT
+from schemas import Subjects
+from tests.conftest import MakeAgent, MakeController
+
+SUBJECTS = Subjects("nexec")
+
+
+async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
+    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller()
+    agent = await make_agent("a1")
+    await controller.wait_for_agents("a1")
+    await nc.jetstream().delete_stream(SUBJECTS.jobs_stream())
+
+    response = await controller.exec("a1", {"command": "true"})
+
+    assert response.status == 503, response.body
+    assert "recording the job failed" in response.body["details"]
+    assert agent.counters.received == 0
+
+
+async def test_a_result_that_cannot_be_recorded_still_answers_and_is_counted(
+    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller()
+    agent = await make_agent("a1")
+    await controller.wait_for_agents("a1")
+    await nc.jetstream().delete_stream(SUBJECTS.results_stream())
+
+    response = await controller.exec("a1", {"command": "echo", "args": ["still here"]})
+
+    assert response.status == 202, response.body
+    [result] = response.body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "still here\n")
+    assert agent.counters.records_lost == 1
+
+
+async def test_an_audit_record_that_cannot_be_stored_is_counted_and_logged(
+    nc: Client,
+    make_controller: MakeController,
+    make_agent: MakeAgent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller = await make_controller()
+    await make_agent("a1")
+    await controller.wait_for_agents("a1")
+    await nc.jetstream().delete_stream(SUBJECTS.audit_stream())
+
+    response = await controller.exec("a1", {"command": "true"})
+    await controller.app[AUDIT].flushed()
+
+    assert response.status == 202, response.body
+    assert controller.app[AUDIT].lost == 1
+    [logged] = [r.getMessage() for r in caplog.records if "audit record not stored" in r.message]
+    assert response.body["job_id"] in logged  # the whole record, in the log
