@@ -7,20 +7,31 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
+from agentd.agent import Agent
 from controller.appkeys import AUDIT
 from schemas import Subjects
-from tests.conftest import MakeAgent, MakeController
+from tests.conftest import Controller, MakeAgent, MakeController
 
 SUBJECTS = Subjects("nexec")
+
+
+async def running_without(
+    stream: str, nc: Client, make_controller: MakeController, make_agent: MakeAgent
+) -> tuple[Controller, Agent]:
+    """A controller and agent ``a1`` that both saw each other, then ``stream`` deleted."""
+    controller = await make_controller()
+    agent = await make_agent("a1")
+    await controller.wait_for_agents("a1")
+    await nc.jetstream().delete_stream(stream)
+    return controller, agent
 
 
 async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
     nc: Client, make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
-    controller = await make_controller()
-    agent = await make_agent("a1")
-    await controller.wait_for_agents("a1")
-    await nc.jetstream().delete_stream(SUBJECTS.jobs_stream())
+    controller, agent = await running_without(
+        SUBJECTS.jobs_stream(), nc, make_controller, make_agent
+    )
 
     response = await controller.exec("a1", {"command": "true"})
 
@@ -32,10 +43,9 @@ async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
 async def test_a_result_that_cannot_be_recorded_still_answers_and_is_counted(
     nc: Client, make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
-    controller = await make_controller()
-    agent = await make_agent("a1")
-    await controller.wait_for_agents("a1")
-    await nc.jetstream().delete_stream(SUBJECTS.results_stream())
+    controller, agent = await running_without(
+        SUBJECTS.results_stream(), nc, make_controller, make_agent
+    )
 
     response = await controller.exec("a1", {"command": "echo", "args": ["still here"]})
 
@@ -51,10 +61,7 @@ async def test_an_audit_record_that_cannot_be_stored_is_counted_and_logged(
     make_agent: MakeAgent,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    controller = await make_controller()
-    await make_agent("a1")
-    await controller.wait_for_agents("a1")
-    await nc.jetstream().delete_stream(SUBJECTS.audit_stream())
+    controller, _ = await running_without(SUBJECTS.audit_stream(), nc, make_controller, make_agent)
 
     response = await controller.exec("a1", {"command": "true"})
     await controller.app[AUDIT].flushed()
