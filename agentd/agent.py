@@ -42,6 +42,7 @@ from schemas import (
     ResultStatus,
     Target,
     TargetSyntaxError,
+    WireError,
     __version__,
     decode_cancel,
     decode_job,
@@ -287,7 +288,7 @@ class Agent:
         self.counters.received += 1
         try:
             job = decode_job(msg.data)
-        except msgspec.DecodeError as exc:
+        except WireError as exc:
             await self._refuse(msg.reply, "", f"invalid job message: {exc}")
             return
         try:
@@ -357,7 +358,7 @@ class Agent:
     async def _on_cancel(self, msg: Msg) -> None:
         try:
             request = decode_cancel(msg.data)
-        except msgspec.DecodeError as exc:
+        except WireError as exc:
             log.warning("malformed cancel request ignored: %s", exc)
             return
         reason = f"cancelled on request of {request.caller or 'unknown'}"

@@ -23,7 +23,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from controller.errors import NatsUnavailable
 from controller.records import NewestFirst
-from schemas import AuditRecord, ErrorBody, Subjects, decode_audit, encode
+from schemas import AuditRecord, ErrorBody, Subjects, WireError, decode_audit, encode
 from schemas.jetstream import ensure_stream
 from schemas.streamwriter import StreamAck, StreamWriter
 
@@ -144,7 +144,7 @@ class AuditLog:
             return None
         try:
             return decode_audit(raw.data or b"")
-        except msgspec.DecodeError as exc:
+        except WireError as exc:
             log.warning("malformed audit record %d skipped: %s", seq, exc)
             return None
 

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -31,6 +30,7 @@ from schemas import (
     ResultStatus,
     Subjects,
     Target,
+    WireError,
     decode_reply,
     encode,
 )
@@ -251,7 +251,7 @@ class Dispatcher:
             return
         try:
             reply = decode_reply(msg.data)
-        except msgspec.DecodeError as exc:
+        except WireError as exc:
             log.warning("job %s: malformed reply ignored: %s", job_id, exc)
             return
         if isinstance(reply, ExecAck):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -19,14 +18,9 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from controller.errors import Conflict, NatsUnavailable
-from schemas import Subjects
+from schemas import IdempotencyClaim, Subjects, WireError, decode_idempotency_claim, encode
 
 log = logging.getLogger("nexec.controller.idempotency")
-
-
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    job_id: str
-    request_sha256: str
 
 
 class IdempotencyKeys:
@@ -60,22 +54,30 @@ class IdempotencyKeys:
         """Claim the pair for ``job_id``; return the job id that owns it (``job_id`` if new).
 
         Raises:
-            Conflict: the pair was claimed by a request different from ``request``.
+            Conflict: the pair was claimed by a request different from ``request``, or
+                its claim cannot be read.
             NatsUnavailable: the bucket is not open or did not answer.
         """
         if self._bucket is None:
             raise NatsUnavailable("the idempotency bucket is not open yet")
         entry_key = _entry_key(key_name, idempotency_key)
-        claim = Claim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
+        claim = IdempotencyClaim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
         try:
             try:
-                await self._bucket.create(entry_key, msgspec.json.encode(claim))
+                await self._bucket.create(entry_key, encode(claim))
                 return job_id
             except nats.js.errors.KeyWrongLastSequenceError:
                 entry = await self._bucket.get(entry_key)
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"idempotency check failed: {exc or type(exc).__name__}") from exc
-        earlier = msgspec.json.decode(entry.value or b"{}", type=Claim)
+        try:
+            earlier = decode_idempotency_claim(entry.value or b"")
+        except WireError as exc:
+            log.warning("unreadable idempotency claim %s: %s", entry_key, exc)
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} is held by an unreadable claim; "
+                "use another key"
+            ) from None
         if earlier.request_sha256 != claim.request_sha256:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was used for a different request "

@@ -7,19 +7,21 @@ client (``Last-Event-ID``) gets everything from where it asks.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
 from controller.records import JobStore
-from schemas import ExecResult, JobRecord, Subjects, decode_chunk, decode_result
+from schemas import ExecResult, JobRecord, Subjects, decode_chunk_from, decode_result_from
+
+log = logging.getLogger("nexec.controller.live")
 
 KEEPALIVE_S = 15.0
 
@@ -109,9 +111,15 @@ def _complete(record: JobRecord, answered: set[str]) -> bool:
 
 
 def _decode(subjects: Subjects, subject: str, data: bytes, sequence: int) -> JobEvent | None:
+    """The event recorded on ``subject``, or None (logged) when it is not a valid one or
+    speaks for another host or job than its subject carries."""
     try:
+        job_id, hostname = subjects.parse_host_record(subject)
         if subjects.is_output_record(subject):
-            return JobEvent("output", decode_chunk(data), sequence)
-        return JobEvent("result", decode_result(data), sequence)
-    except msgspec.DecodeError:
+            chunk = decode_chunk_from(data, job_id=job_id, hostname=hostname)
+            return JobEvent("output", chunk, sequence)
+        result = decode_result_from(data, job_id=job_id, hostname=hostname)
+        return JobEvent("result", result, sequence)
+    except ValueError as exc:  # WireError included
+        log.warning("record %d on %r skipped: %s", sequence, subject, exc)
         return None

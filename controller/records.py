@@ -11,14 +11,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import NatsUnavailable
 from controller.validation import whole_number
-from schemas import ExecResult, JobRecord, Subjects, decode_job_record, decode_result, encode
+from schemas import (
+    ExecResult,
+    JobRecord,
+    Subjects,
+    WireError,
+    decode_job_record,
+    decode_result_from,
+    encode,
+)
 from schemas.jetstream import ensure_stream, record_stream_configs
 from schemas.streamwriter import StreamWriter
 
@@ -152,9 +159,9 @@ class JobStore:
             if raw is None:
                 return results
             try:
-                results.append(decode_result(raw.data or b""))
-            except msgspec.DecodeError as exc:
-                log.warning("job %s: malformed result record %d skipped: %s", job_id, raw.seq, exc)
+                results.append(_decode_result(self._subjects, raw))
+            except WireError as exc:
+                log.warning("job %r: result record %d skipped: %s", job_id, raw.seq, exc)
             seq = (raw.seq or seq) + 1
 
     async def page(self, *, limit: int, cursor: str | None) -> JobPage:
@@ -176,8 +183,9 @@ class JobStore:
         records: list[JobRecord] = []
         while len(records) < limit and walk.has_more():
             raw = await self._direct_get(stream, seq=walk.take())
-            if raw is not None:
-                records.append(_decode_record(raw))
+            record = None if raw is None else _decode_record(raw)
+            if record is not None:
+                records.append(record)
         return JobPage(records, walk.next_cursor())
 
     async def delete(self, job_id: str) -> bool:
@@ -224,8 +232,26 @@ class JobStore:
             ) from exc
 
 
-def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord:
-    return decode_job_record(raw.data or b"")
+def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord | None:
+    """The job record in ``raw``, or None (logged) when it is not a valid one."""
+    try:
+        return decode_job_record(raw.data or b"")
+    except WireError as exc:
+        log.warning("job record %s skipped: %s", raw.seq, exc)
+        return None
+
+
+def _decode_result(subjects: Subjects, raw: nats.js.api.RawStreamMsg) -> ExecResult:
+    """The result in ``raw``, which must name the job and host its subject carries.
+
+    Raises:
+        WireError: malformed, or it speaks for another host or job than its subject.
+    """
+    try:
+        job_id, hostname = subjects.parse_host_record(raw.subject or "")
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
+    return decode_result_from(raw.data or b"", job_id=job_id, hostname=hostname)
 
 
 def parse_cursor(cursor: str) -> int:

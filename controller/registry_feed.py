@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from controller.registry import Registry
-from schemas import Subjects, decode_heartbeat
+from schemas import Subjects, WireError, decode_heartbeat
 from schemas.jetstream import open_registry
 from schemas.subjects import decode_token
 
@@ -53,7 +52,7 @@ class RegistryFeed:
                 continue
             try:
                 self._registry.observe(decode_heartbeat(entry.value or b""))
-            except msgspec.DecodeError as exc:
+            except WireError as exc:
                 log.warning("malformed registry entry %s ignored: %s", entry.key, exc)
 
     async def stop(self) -> None:

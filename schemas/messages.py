@@ -175,6 +175,16 @@ class Heartbeat(
     """1, 5 and 15 minute load averages of the host."""
 
 
+class IdempotencyClaim(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.idempotency.v1.claim"
+):
+    """The value of an idempotency bucket entry: the job a (key name, Idempotency-Key)
+    pair started, and a hash of the request that started it."""
+
+    job_id: str
+    request_sha256: str
+
+
 WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     ExecJob,
     ExecAck,
@@ -184,62 +194,15 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     CancelRequest,
     OutputChunk,
     AuditRecord,
+    IdempotencyClaim,
 )
 
 Reply = ExecAck | ExecResult
 """What an agent sends to a job's reply subject: first an ack, then the result."""
 
 _encoder = msgspec.json.Encoder()
-_job_decoder = msgspec.json.Decoder(ExecJob)
-_result_decoder = msgspec.json.Decoder(ExecResult)
-_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
-_reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
-_record_decoder = msgspec.json.Decoder(JobRecord)
-_cancel_decoder = msgspec.json.Decoder(CancelRequest)
-_chunk_decoder = msgspec.json.Decoder(OutputChunk)
-_audit_decoder = msgspec.json.Decoder(AuditRecord)
 
 
 def encode(message: msgspec.Struct) -> bytes:
     """JSON-encode any nexec message."""
     return _encoder.encode(message)
-
-
-def decode_job(data: bytes) -> ExecJob:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed job."""
-    return _job_decoder.decode(data)
-
-
-def decode_result(data: bytes) -> ExecResult:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed result."""
-    return _result_decoder.decode(data)
-
-
-def decode_heartbeat(data: bytes) -> Heartbeat:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed heartbeat."""
-    return _heartbeat_decoder.decode(data)
-
-
-def decode_reply(data: bytes) -> Reply:
-    """Raises: msgspec.DecodeError (ValidationError included) on anything but an ack or result."""
-    return _reply_decoder.decode(data)
-
-
-def decode_job_record(data: bytes) -> JobRecord:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed record."""
-    return _record_decoder.decode(data)
-
-
-def decode_cancel(data: bytes) -> CancelRequest:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed request."""
-    return _cancel_decoder.decode(data)
-
-
-def decode_chunk(data: bytes) -> OutputChunk:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed chunk."""
-    return _chunk_decoder.decode(data)
-
-
-def decode_audit(data: bytes) -> AuditRecord:
-    """Raises: msgspec.DecodeError (ValidationError included) on a malformed record."""
-    return _audit_decoder.decode(data)

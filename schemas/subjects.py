@@ -157,6 +157,23 @@ class Subjects:
         """Where an agent records live output chunks of a job (several per host)."""
         return f"{self.prefix}.record.output.{encode_token(job_id)}.{encode_token(hostname)}"
 
+    def parse_host_record(self, subject: str) -> tuple[str, str]:
+        """The job id and the hostname that a result or output record subject carries:
+        the only source of a record's identity (never its payload).
+
+        Raises:
+            ValueError: ``subject`` is not a result or output record subject.
+        """
+        return self._job_and_host(subject, ("record.result", "record.output"))
+
+    def _job_and_host(self, subject: str, kinds: tuple[str, ...]) -> tuple[str, str]:
+        """Raises: ValueError: ``subject`` is not ``<prefix>.<kind>.<job>.<host>``."""
+        head, _, rest = subject.rpartition(".")
+        stem, _, job_token = head.rpartition(".")
+        if stem not in (f"{self.prefix}.{kind}" for kind in kinds) or not job_token or not rest:
+            raise ValueError(f"not a per-host subject of a job: {subject!r}")
+        return decode_token(job_token), decode_token(rest)
+
     def output_records(self, job_id: str) -> str:
         return f"{self.prefix}.record.output.{encode_token(job_id)}.*"
 

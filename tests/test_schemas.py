@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from agentd.output import CappedOutput
-from schemas import ExecJob, ResultStatus, Subjects, decode_job, decode_result, encode
+from schemas import ExecJob, ResultStatus, Subjects, WireError, decode_job, decode_result, encode
 from schemas.subjects import decode_token, encode_token
 from schemas.targets import TargetKind, parse_target
 
@@ -69,7 +68,7 @@ def test_messages_carry_versioned_tags_and_old_readers_ignore_new_fields() -> No
     )
     assert result.status is ResultStatus.NO_REPLY
     assert result.stdout == "" and result.exit_code is None
-    with pytest.raises(msgspec.ValidationError):
+    with pytest.raises(WireError):
         decode_job(b'{"type": "nexec.exec.v2.job", "job_id": "j"}')
 
 
@@ -84,6 +83,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
         "nexec.exec.v1.job.json",
         "nexec.exec.v1.output.json",
         "nexec.exec.v1.result.json",
+        "nexec.idempotency.v1.claim.json",
         "nexec.job.v1.cancel.json",
         "nexec.job.v1.record.json",
     ]

@@ -1,0 +1,205 @@
+"""Decoding is total: malformed, deeply nested, untagged or oversize messages in any
+stream or on any subject are skipped or refused with a clear line, never a 500, a dead
+task or a silent agent; a record counts only for the host and job its subject names."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from controller.appkeys import AUDIT
+from schemas import (
+    Subjects,
+    WireError,
+    decode_ack_from,
+    decode_audit,
+    decode_cancel,
+    decode_chunk,
+    decode_heartbeat,
+    decode_idempotency_claim,
+    decode_job,
+    decode_job_record,
+    decode_reply,
+    decode_result,
+    decode_result_from,
+)
+from schemas.decoding import MAX_WIRE_BYTES
+from tests.conftest import Controller, MakeAgent, recorded_result
+from tests.test_direct_nats import job, request
+
+NESTED = b'{"type":"nexec.exec.v1.result","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"
+DECODERS = [
+    decode_job,
+    decode_result,
+    decode_heartbeat,
+    decode_job_record,
+    decode_cancel,
+    decode_chunk,
+    decode_audit,
+    decode_idempotency_claim,
+    decode_reply,
+]
+
+
+def nested(tag: str) -> bytes:
+    return b'{"type":"' + tag.encode() + b'","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xfe",
+        b"not json",
+        b"[]",
+        b'{"type": 1}',
+        b'{"type":"nexec.other.v1.thing"}',
+        b'{"type":"nexec.invalid"}',
+        NESTED,
+        b'{"type":"x","zz":' + b"{" * 3000,
+        b" " * (MAX_WIRE_BYTES + 1),
+    ],
+)
+def test_every_decoder_turns_every_failure_into_wire_error(decode: Any, data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+def test_the_type_tag_is_required() -> None:
+    untagged = {"job_id": "j", "command": "id", "deadline": 1.0, "target": "_all"}
+    with pytest.raises(WireError, match="type"):
+        decode_job(json.dumps(untagged).encode())
+    assert (
+        decode_job(json.dumps({"type": "nexec.exec.v1.job", **untagged}).encode()).command == "id"
+    )
+
+
+def test_nesting_inside_a_valid_message_is_refused() -> None:
+    with pytest.raises(WireError, match="nested too deep"):
+        decode_heartbeat(nested("nexec.agent.v1.heartbeat"))
+
+
+def test_a_record_speaks_only_for_the_host_and_job_of_its_subject() -> None:
+    result = b'{"type":"nexec.exec.v1.result","job_id":"j1","hostname":"h2","status":"completed"}'
+    assert decode_result_from(result, job_id="j1", hostname="h2").hostname == "h2"
+    with pytest.raises(WireError, match="names host 'h2'"):
+        decode_result_from(result, job_id="j1", hostname="h1")
+    with pytest.raises(WireError, match="names job 'j1'"):
+        decode_result_from(result, job_id="j2", hostname="h2")
+    ack = b'{"type":"nexec.exec.v1.ack","job_id":"j1","hostname":"h2"}'
+    with pytest.raises(WireError):
+        decode_ack_from(ack, job_id="j1", hostname="h1")
+
+
+async def output_events(controller: Controller, job_id: str) -> list[dict[str, Any]]:
+    """Every event of the job's live output, read as NDJSON until its end."""
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as response:
+        assert response.status == 200
+        return [json.loads(line) for line in (await response.text()).splitlines() if line]
+
+
+async def test_a_nested_or_forged_result_record_does_not_break_or_change_the_job(
+    controller: Controller, make_agent: MakeAgent, nc: Client
+) -> None:
+    await make_agent("h1")
+    await make_agent("h2")
+    await controller.wait_for_agents("h1", "h2")
+    ran = await controller.exec("_all", {"command": "hostname"})
+    job_id = ran.body["job_id"]
+    await recorded_result(nc, job_id, "h2")
+    subjects = Subjects()
+    js = nc.jetstream()
+    await js.publish(subjects.result_record(job_id, "h1"), NESTED)
+    forged = {
+        "type": "nexec.exec.v1.result",
+        "job_id": job_id,
+        "hostname": "h2",
+        "status": "failed",
+        "error": "forged by h1",
+    }
+    await js.publish(subjects.result_record(job_id, "h1"), json.dumps(forged).encode())
+
+    view = await controller.request("GET", f"/job/{job_id}")
+    assert view.status == 200, view.body
+    assert [(r["hostname"], r["status"]) for r in view.body["results"]] == [
+        ("h1", "completed"),
+        ("h2", "completed"),
+    ]
+    events = await output_events(controller, job_id)
+    assert [event["event"] for event in events] == ["output", "output", "result", "result", "end"]
+    assert "forged" not in str(events)
+
+
+async def test_output_stream_skips_bad_records_and_ends(
+    controller: Controller, make_agent: MakeAgent, nc: Client
+) -> None:
+    await make_agent("h1")
+    await controller.wait_for_agents("h1")
+    ran = await controller.exec("h1", {"command": "echo", "args": ["hello"]})
+    job_id = ran.body["job_id"]
+    await nc.jetstream().publish(Subjects().result_record(job_id, "h1"), NESTED)
+    lines = await output_events(controller, job_id)
+    kinds = [line["event"] for line in lines]
+    assert kinds[-1] == "end", lines
+    assert [line["data"]["hostname"] for line in lines if line["event"] == "result"] == ["h1"]
+
+
+async def test_a_nested_audit_record_is_skipped(
+    controller: Controller, make_agent: MakeAgent, nc: Client
+) -> None:
+    await make_agent("h1")
+    await controller.wait_for_agents("h1")
+    await controller.exec("h1", {"command": "true"})
+    await controller.app[AUDIT].flushed()
+    await nc.jetstream().publish(Subjects().audit_record(), nested("nexec.audit.v1.record"))
+    page = await controller.request("GET", "/audit")
+    assert page.status == 200, page.body
+    assert [record["path"] for record in page.body["records"]] == ["/node/h1/command/exec"]
+
+
+async def test_a_job_record_that_is_not_json_is_skipped_in_the_list(
+    controller: Controller, make_agent: MakeAgent, nc: Client
+) -> None:
+    await make_agent("h1")
+    await controller.wait_for_agents("h1")
+    first = await controller.exec("h1", {"command": "true"})
+    await nc.jetstream().publish(Subjects().job_record(str(uuid.uuid4())), b"not json")
+    page = await controller.request("GET", "/job")
+    assert page.status == 200, page.body
+    assert [summary["job_id"] for summary in page.body["jobs"]] == [first.body["job_id"]]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        nested("nexec.exec.v1.job"),
+        json.dumps(
+            {k: v for k, v in job("h1", "touch", "/nonexistent/x").items() if k != "type"}
+        ).encode(),
+    ],
+    ids=["nested", "untagged"],
+)
+async def test_an_agent_answers_a_bad_job_with_a_refusal(
+    make_agent: MakeAgent, nc: Client, message: bytes
+) -> None:
+    agent = await make_agent("h1")
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    await nc.publish(Subjects().exec_host("h1"), message, reply=inbox)
+    reply = json.loads((await subscription.next_msg(timeout=10)).data)
+    assert reply["type"] == "nexec.exec.v1.result"
+    assert reply["status"] == "failed"
+    assert reply["error"].startswith("invalid job message")
+    assert agent.counters.started == 0
+    # And the agent still serves.
+    assert (await request(nc, Subjects().exec_host("h1"), job("h1", "true")))[
+        "status"
+    ] == "completed"
