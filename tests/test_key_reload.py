@@ -21,6 +21,7 @@ import pytest
 from controller import KeyStore, create_key
 from controller.cli import main as nexec_main
 from controller.devstack import CONTROLLER_READY_RE
+from controller.keyreload import KeysReloader
 from controller.keys import PERMISSIONS, KeyExpired, parse_duration
 from controller.processes import ManagedProcess
 from tests.conftest import STARTUP_TIMEOUT_S, MakeController, NatsServer
@@ -164,6 +165,28 @@ async def test_an_expired_key_is_refused(make_controller: MakeController) -> Non
             "details": f"API key 'old' expired at {when}",
             "code": 401,
         }
+
+
+def test_the_file_is_read_again_only_when_it_changes(
+    keys_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = create_key(keys_file, name="victim", permissions=["job:read"], targets=[])
+    store = KeyStore([])
+    reloader = KeysReloader(store, keys_file, interval_s=1.0)
+    assert reloader.reload() and len(store) == 2
+    assert not reloader.reload_if_changed()
+    good = keys_file.read_text()
+    keys_file.write_text("[]")
+    assert not reloader.reload_if_changed()
+    assert not reloader.reload_if_changed()  # the same bad file: one warning, not one a check
+    assert reloader.failures == 1 and reloader.reloads == 1
+    [warning] = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert "keeping the 2 old keys" in warning.getMessage()
+    assert store.authenticate(victim) is not None
+    keys_file.write_text(good)
+    remove_key(keys_file, "victim")
+    assert reloader.reload_if_changed() and len(store) == 1
+    assert store.authenticate(victim) is None
 
 
 def test_expiry_takes_effect_without_a_reload(tmp_path: Path) -> None:
