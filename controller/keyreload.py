@@ -77,11 +77,14 @@ class KeysReloader:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reload_requested.wait(), self._interval_s)
-            if self._reload_requested.is_set():
-                self._reload_requested.clear()
-                self.reload()
-            else:
-                self.reload_if_changed()
+            try:
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
+                else:
+                    self.reload_if_changed()
+            except Exception:  # a bug must not end reloading for good: say so and go on
+                log.exception("reloading the keys file failed; keeping the old keys")
 
     def start(self) -> None:
         """Load the file once (which sets the signature to compare with), then follow it."""
