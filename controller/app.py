@@ -15,6 +15,7 @@ from controller.appkeys import (
     IDEMPOTENCY,
     JOB_STORE,
     KEYS,
+    KEYS_RELOADER,
     LIFECYCLE,
     NATS_LINK,
     RATE_LIMITER,
@@ -27,6 +28,7 @@ from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
 from controller.job_routes import job_routes
+from controller.keyreload import KeysReloader
 from controller.keys import KeyStore
 from controller.lifecycle import Lifecycle
 from controller.middleware import (
@@ -52,6 +54,7 @@ NatsSetup = Callable[[Client], Awaitable[None]]
 
 def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts.
+    ``keys`` stays its key store: reloads of ``config.keys_file`` replace its content.
     With ``job_signing_key_file`` set, every job it publishes is signed (schemas/signing.py).
 
     Raises:
@@ -75,6 +78,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
     app[KEYS] = keys
+    app[KEYS_RELOADER] = KeysReloader(keys, config.keys_file, config.keys_reload_interval_s)
     app[REGISTRY] = Registry()
     writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
     app[STREAM_WRITER] = writer
@@ -91,8 +95,17 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app.add_routes(job_routes)
     app.add_routes(node_routes)
     app.add_routes(audit_routes)
+    app.cleanup_ctx.append(keys_context)
     app.cleanup_ctx.append(nats_context)
     return app
+
+
+async def keys_context(app: web.Application) -> AsyncIterator[None]:
+    """Follow the keys file (reload on change or SIGHUP) for the app's lifetime."""
+    reloader = app[KEYS_RELOADER]
+    reloader.start()
+    yield
+    await reloader.stop()
 
 
 async def nats_context(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from controller.audit import AuditDetails, AuditLog
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
 from controller.idempotency import IdempotencyKeys
+from controller.keyreload import KeysReloader
 from controller.keys import ApiKey, KeyStore
 from controller.lifecycle import Lifecycle
 from controller.natslink import NatsLink
@@ -18,6 +19,7 @@ from schemas.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
 KEYS = web.AppKey("keys", KeyStore)
+KEYS_RELOADER = web.AppKey("keys_reloader", KeysReloader)
 REGISTRY = web.AppKey("registry", Registry)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)

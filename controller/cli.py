@@ -1,6 +1,8 @@
 """``nexec``: key management and the local development stack.
 
 nexec keys create --keys-file FILE --name NAME --perm PERM [--perm ...] [--target PATTERN ...]
+                  [--expires DURATION]
+nexec keys revoke --keys-file FILE --name NAME
 nexec keys list --keys-file FILE
 nexec signing-key create --out FILE
 nexec signing-key public --key-file FILE
@@ -13,10 +15,21 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+import time
 from pathlib import Path
 
 from controller.devstack import run_dev
-from controller.keys import PERMISSIONS, KeysFileError, create_key, read_keys_file
+from controller.keys import (
+    PERMISSIONS,
+    KeysFileError,
+    UnknownKeyName,
+    create_key,
+    format_time,
+    has_expired,
+    parse_duration,
+    read_keys_file,
+    revoke_key,
+)
 from controller.natsauth import AgentSpec, write_nats_auth
 from controller.processes import ProcessFailed
 from schemas import Subjects, TargetSyntaxError
@@ -49,7 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="glob the target must match, e.g. 'web*' or 'env:dev' (repeatable; none = any)",
     )
-    listing = keys.add_parser("list", help="names, permissions and targets (never keys)")
+    create.add_argument(
+        "--expires",
+        dest="expires_in_s",
+        type=duration,
+        metavar="DURATION",
+        help="refuse the key this long from now: 30d, 12h, 90m or 3600s (default: never)",
+    )
+    revoke = keys.add_parser(
+        "revoke", help="remove a key; controllers refuse it once they reload the file"
+    )
+    revoke.add_argument("--keys-file", type=Path, required=True)
+    revoke.add_argument("--name", required=True)
+    listing = keys.add_parser("list", help="names, permissions, targets and expiry (never keys)")
     listing.add_argument("--keys-file", type=Path, required=True)
 
     auth = commands.add_parser(
@@ -89,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def duration(text: str) -> int:
+    """``--expires``: seconds, or an argparse error saying what is expected."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def default_tls_hosts() -> list[str]:
     return ["localhost", "127.0.0.1", "::1", socket.gethostname()]
 
@@ -114,23 +147,48 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(signer.public_key)
             return 0
-        if args.keys_command == "create":
-            print(
-                create_key(
-                    args.keys_file,
-                    name=args.name,
-                    permissions=args.permissions,
-                    targets=args.targets,
-                )
-            )
-            return 0
-        for entry in read_keys_file(args.keys_file).keys:
-            targets = ",".join(entry.targets) or "*"
-            print(f"{entry.name}\t{','.join(entry.permissions)}\t{targets}")
-        return 0
+        return keys_command(args)
+    except UnknownKeyName as exc:
+        print(f"nexec: {exc}", file=sys.stderr)
+        return 2
     except (KeysFileError, ProcessFailed, TargetSyntaxError, ValueError, OSError) as exc:
         print(f"nexec: {exc}", file=sys.stderr)
         return 1
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    """``nexec keys create|revoke|list``.
+
+    Raises:
+        UnknownKeyName: revoke names no key.
+        KeysFileError: the keys file cannot be read, is invalid or cannot be written.
+    """
+    if args.keys_command == "create":
+        expires_at = None if args.expires_in_s is None else time.time() + args.expires_in_s
+        print(
+            create_key(
+                args.keys_file,
+                name=args.name,
+                permissions=args.permissions,
+                targets=args.targets,
+                expires_at=expires_at,
+            )
+        )
+    elif args.keys_command == "revoke":
+        revoke_key(args.keys_file, args.name)
+    else:
+        now = time.time()
+        for entry in read_keys_file(args.keys_file).keys:
+            fields = [entry.name, ",".join(entry.permissions), ",".join(entry.targets) or "*"]
+            print("\t".join([*fields, expiry(entry.expires_at, now)]))
+    return 0
+
+
+def expiry(expires_at: float | None, now: float) -> str:
+    if expires_at is None:
+        return "never expires"
+    verb = "expired" if has_expired(expires_at, now) else "expires"
+    return f"{verb} {format_time(expires_at)}"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ class ControllerConfig(NatsClientSettings):
     listen: str = "127.0.0.1:8080"
     """``HOST:PORT`` of the HTTP server; port 0 picks a free one."""
     keys_file: Path = Path("keys.json")
+    keys_reload_interval_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 2.0
+    """How often the keys file is checked for a change (one ``stat``); SIGHUP reloads at once."""
     subject_prefix: str = DEFAULT_PREFIX
     delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
     """Added to a request's timeout: how long replies may take to arrive."""

@@ -2,7 +2,7 @@
 
     ApiError                 any error with a status, a title and details
     ├── BadRequest           400 invalid payload or target syntax
-    ├── Unauthorized         401 missing or unknown API key
+    ├── Unauthorized         401 missing, unknown (or revoked) or expired API key
     ├── Forbidden            403 key lacks the permission or the target
     ├── NotFound             404 no registered agent matches / no such route or job
     ├── Conflict             409 Idempotency-Key reused with another request

@@ -3,7 +3,12 @@
 The keys file is JSON::
 
     {"keys": [{"name": "ops", "sha256": "<hex>", "permissions": ["command:exec"],
-               "targets": ["web*", "env:dev"]}]}
+               "targets": ["web*", "env:dev"], "created_at": 1764700000.0,
+               "expires_at": 1767292000.0}]}
+
+``expires_at`` (unix time) is optional: a key without it never expires, and it is
+written only when set, so that files without expiring keys stay readable by
+controllers that predate it. Revoking a key removes its entry.
 
 A key is 32 random bytes (256 bits), so a plain SHA-256 is as strong as a slow
 password hash here and costs nothing per request.
@@ -15,9 +20,11 @@ import fnmatch
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -31,17 +38,41 @@ PERMISSIONS = frozenset(
 )
 
 
+DURATION_RE = re.compile(r"(?P<count>[1-9][0-9]{0,8})(?P<unit>[smhd])")
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 100 * 365 * 86400
+LATEST_EXPIRY = 253402300799.0
+"""9999-12-31T23:59:59Z: the latest ``expires_at`` a keys file may hold."""
+
+
 class KeysFileError(ValueError):
     """The keys file cannot be read or written, or an entry is invalid."""
 
 
-class StoredKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class UnknownKeyName(KeysFileError):
+    """No key in the keys file has the given name."""
+
+
+class KeyExpired(Exception):
+    """A presented key matches an entry whose ``expires_at`` has passed."""
+
+    def __init__(self, name: str, expires_at: float) -> None:
+        super().__init__(f"API key {name!r} expired at {format_time(expires_at)}")
+        self.name = name
+        self.expires_at = expires_at
+
+
+class StoredKey(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     name: str
     sha256: str
     permissions: list[str]
     targets: list[str] = []
     """Glob patterns (``fnmatch``) the target string must match; empty means any."""
     created_at: float = 0.0
+    expires_at: float | None = None
+    """Unix time from which the key is refused; None: never."""
 
 
 class KeysFile(msgspec.Struct, kw_only=True):
@@ -55,6 +86,7 @@ class ApiKey:
     name: str
     permissions: frozenset[str]
     targets: tuple[str, ...]
+    expires_at: float | None = None
 
     def has_permission(self, permission: str) -> bool:
         return permission in self.permissions
@@ -81,17 +113,55 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode(errors="surrogateescape")).digest()
 
 
+def has_expired(expires_at: float | None, now: float) -> bool:
+    """The one expiry rule: a key is refused from its ``expires_at`` on."""
+    return expires_at is not None and now >= expires_at
+
+
+def format_time(timestamp: float) -> str:
+    """``2026-12-03T08:00:00Z``: how expiry times are shown."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30d``, ``12h``, ``90m`` or ``3600s`` (a whole number and one unit).
+
+    Raises:
+        ValueError: anything else, or more than 100 years.
+    """
+    match = DURATION_RE.fullmatch(text)
+    seconds = int(match["count"]) * DURATION_UNITS_S[match["unit"]] if match else 0
+    if not seconds or seconds > MAX_DURATION_S:
+        raise ValueError(
+            f"invalid duration {text!r}: expected a whole number above 0 and a unit "
+            "s, m, h or d (e.g. 30d, 12h, 90m, 3600s), at most 100 years"
+        )
+    return seconds
+
+
+def _entries(stored: list[StoredKey]) -> tuple[tuple[bytes, ApiKey], ...]:
+    return tuple(
+        (
+            bytes.fromhex(entry.sha256),
+            ApiKey(
+                entry.name, frozenset(entry.permissions), tuple(entry.targets), entry.expires_at
+            ),
+        )
+        for entry in stored
+    )
+
+
 class KeyStore:
-    """The keys a controller accepts, loaded once at start."""
+    """The keys a controller accepts. One object lives as long as the controller;
+    :meth:`replace` swaps its whole content at once when the keys file is reloaded."""
 
     def __init__(self, stored: list[StoredKey]) -> None:
-        self._entries = [
-            (
-                bytes.fromhex(entry.sha256),
-                ApiKey(entry.name, frozenset(entry.permissions), tuple(entry.targets)),
-            )
-            for entry in stored
-        ]
+        self._entries = _entries(stored)
+
+    def replace(self, stored: list[StoredKey]) -> None:
+        """Accept exactly ``stored`` from now on (one assignment: a request sees
+        either the old keys or the new ones, never a mix)."""
+        self._entries = _entries(stored)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -101,13 +171,23 @@ class KeyStore:
         """Raises: KeysFileError when the file is missing, unreadable or invalid."""
         return cls(read_keys_file(path).keys)
 
-    def authenticate(self, presented: str) -> ApiKey | None:
-        """The key whose hash matches, comparing against every entry in constant time."""
+    def authenticate(self, presented: str, now: float | None = None) -> ApiKey | None:
+        """The key whose hash matches, comparing against every entry in constant time;
+        None when none does. Expiry is checked against ``now`` (default: the current
+        time) on every call, so a key stops working the moment it expires.
+
+        Raises:
+            KeyExpired: the matching key has expired.
+        """
         digest = hash_key(presented)
         found: ApiKey | None = None
         for stored_digest, api_key in self._entries:
             if hmac.compare_digest(stored_digest, digest):
                 found = api_key
+        if found is None or found.expires_at is None:
+            return found
+        if has_expired(found.expires_at, time.time() if now is None else now):
+            raise KeyExpired(found.name, found.expires_at)
         return found
 
 
@@ -136,10 +216,20 @@ def _check_entry(entry: StoredKey, path: Path) -> None:
         digest = b""
     if len(digest) != hashlib.sha256().digest_size:
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has no valid sha256")
+    if entry.expires_at is not None and not 0 < entry.expires_at < LATEST_EXPIRY:
+        raise KeysFileError(f"keys file {path}: key {entry.name!r} has an invalid expires_at")
 
 
-def create_key(path: Path, *, name: str, permissions: list[str], targets: list[str]) -> str:
-    """Add a new random key to the keys file (created if missing, mode 0600).
+def create_key(
+    path: Path,
+    *,
+    name: str,
+    permissions: list[str],
+    targets: list[str],
+    expires_at: float | None = None,
+) -> str:
+    """Add a new random key to the keys file (created if missing, mode 0600),
+    refused from ``expires_at`` (unix time) on when given.
 
     Returns the key itself, which is stored nowhere.
 
@@ -165,10 +255,30 @@ def create_key(path: Path, *, name: str, permissions: list[str], targets: list[s
             permissions=sorted(set(permissions)),
             targets=targets,
             created_at=time.time(),
+            expires_at=expires_at,
         )
     )
-    _write_private(path, msgspec.json.format(msgspec.json.encode(keys_file)) + b"\n")
+    _write_keys_file(path, keys_file)
     return key
+
+
+def revoke_key(path: Path, name: str) -> None:
+    """Remove the key named ``name`` from the keys file. Controllers refuse it once
+    they have reloaded the file (at once on SIGHUP, else within ``keys_reload_interval_s``).
+
+    Raises:
+        UnknownKeyName: no key has that name.
+        KeysFileError: the file cannot be read, is invalid, or cannot be written.
+    """
+    keys_file = read_keys_file(path)
+    kept = [entry for entry in keys_file.keys if entry.name != name]
+    if len(kept) == len(keys_file.keys):
+        raise UnknownKeyName(f"keys file {path} has no key named {name!r}")
+    _write_keys_file(path, KeysFile(keys=kept))
+
+
+def _write_keys_file(path: Path, keys_file: KeysFile) -> None:
+    _write_private(path, msgspec.json.format(msgspec.json.encode(keys_file)) + b"\n")
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -14,7 +14,7 @@ import aiohttp.log
 from aiohttp import web
 
 from controller.app import create_app
-from controller.appkeys import LIFECYCLE
+from controller.appkeys import KEYS_RELOADER, LIFECYCLE
 from controller.config import ControllerConfig
 from controller.keys import KeysFileError, KeyStore
 from schemas.api import MAX_TIMEOUT_S
@@ -36,6 +36,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nats-url", dest="nats_url")
     parser.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080; port 0 = any)")
     parser.add_argument("--keys-file", dest="keys_file", type=Path)
+    parser.add_argument(
+        "--keys-reload-interval",
+        dest="keys_reload_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="check the keys file for changes this often (SIGHUP reloads it at once)",
+    )
     parser.add_argument("--subject-prefix", dest="subject_prefix")
     parser.add_argument(
         "--delivery-margin", dest="delivery_margin_s", type=float, metavar="SECONDS"
@@ -73,11 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(config: ControllerConfig, app: web.Application) -> None:
-    """Serve HTTP until SIGTERM or SIGINT, then shut down cleanly."""
+    """Serve HTTP until SIGTERM or SIGINT, then shut down cleanly; SIGHUP reloads the keys."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, app[KEYS_RELOADER].request_reload)
     access_log = aiohttp.log.access_logger if config.access_log else None
     runner = web.AppRunner(app, access_log=access_log)
     await runner.setup()

@@ -21,6 +21,7 @@ from controller.appkeys import (
 )
 from controller.audit import AUDITED_PATH_RE, audit_record
 from controller.errors import ApiError, PayloadTooLarge, RateLimited, ShuttingDown, Unauthorized
+from controller.keys import KeyExpired
 from controller.natslink import LinkState
 from schemas import ErrorBody
 
@@ -103,7 +104,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Authenticate every request to an existing, non-public route before its body is read.
 
     Raises:
-        Unauthorized: no key, or a key the controller does not know.
+        Unauthorized: no key, a key the controller does not know, or an expired key.
         RateLimited: the key is over its request rate.
     """
     if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
@@ -111,7 +112,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     presented = presented_key(request)
     if presented is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
-    api_key = request.app[KEYS].authenticate(presented)
+    try:
+        api_key = request.app[KEYS].authenticate(presented)
+    except KeyExpired as exc:
+        raise Unauthorized(str(exc)) from exc
     if api_key is None:
         raise Unauthorized("unknown API key")
     request[API_KEY] = api_key

@@ -70,7 +70,7 @@ def test_keys_create_prints_the_key_once_and_stores_only_its_hash(
     assert KeyStore.load(keys_file).authenticate(key + "x") is None
 
     assert nexec_main(["keys", "list", "--keys-file", str(keys_file)]) == 0
-    assert capsys.readouterr().out == "ops\tcommand:exec,node:read\tweb*\n"
+    assert capsys.readouterr().out == "ops\tcommand:exec,node:read\tweb*\tnever expires\n"
 
 
 def test_keys_create_refuses_a_duplicate_name_and_unknown_permissions(tmp_path: Path) -> None:
