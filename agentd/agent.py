@@ -28,6 +28,7 @@ from nats.js.kv import KeyValue
 from agentd.config import AgentConfig
 from agentd.dedupe import RecentJobs
 from agentd.executor import Executor, ProcessExecutor
+from agentd.intake import job_refusal, usable_reply
 from agentd.live import LiveOutput
 from agentd.policy import Policy
 from agentd.replies import encode_to_fit
@@ -39,6 +40,7 @@ from schemas import (
     ExecResult,
     Heartbeat,
     OutputChunk,
+    ReplyRoute,
     ResultStatus,
     Target,
     TargetSyntaxError,
@@ -57,8 +59,6 @@ from schemas.streamwriter import MSG_TTL_HEADER, StreamWriter
 
 log = logging.getLogger("nexec.agentd")
 
-# A job's deadline may be at most this far ahead: the longest timeout plus margin.
-MAX_DEADLINE_AHEAD_S = 300 + 60
 # Seconds before a heartbeat that JetStream did not take is tried again.
 HEARTBEAT_RETRY_S = 1.0
 
@@ -285,39 +285,50 @@ class Agent:
         await asyncio.gather(*still_pending, return_exceptions=True)
 
     async def _on_job(self, msg: Msg) -> None:
+        """Take a job, or refuse it. Refusals before the job's id is taken go only to
+        the message's reply subject (the job may be forged or replayed: it must not
+        write into the record of the job whose id it carries); later ones are answered
+        like any result, by the job's reply route."""
         self.counters.received += 1
+        reply = usable_reply(self._subjects, msg.reply)
         try:
             job = decode_job(msg.data)
         except WireError as exc:
-            await self._refuse(msg.reply, "", f"invalid job message: {exc}")
+            await self._refuse(reply, "", f"invalid job message: {exc}")
             return
         try:
             target = parse_target(job.target)
         except TargetSyntaxError as exc:
-            await self._refuse(msg.reply, job.job_id, f"invalid job target: {exc}")
+            await self._refuse(reply, job.job_id, f"invalid job target: {exc}")
             return
         if not target.matches(self.hostname, self.config.labels):
             return
-        if refusal := self._refusal(job, target, msg):
-            await self._refuse(msg.reply, job.job_id, refusal)
+        if self._verifier is not None and (
+            refusal := self._signed_job_refusal(self._verifier, job, target, msg)
+        ):
+            await self._refuse(reply, job.job_id, refusal)
             return
-        if await self._take_or_refuse_repeat(job, msg.reply):
+        if await self._take_or_refuse_repeat(job, reply):
             return
-        if msg.reply:
-            await self._send(msg.reply, encode(ExecAck(job_id=job.job_id, hostname=self.hostname)))
+        if refusal := job_refusal(job, time.time()):
+            self.counters.refused += 1
+            log.warning("job %r refused: %s", job.job_id, refusal)
+            await self._deliver(job, reply, self._result(job.job_id, ResultStatus.FAILED, refusal))
+            return
+        await self._acknowledge(job, reply)
         stop = self._stops.open(job.job_id)
-        task = asyncio.create_task(self._run_job(job, msg.reply, stop))
+        task = asyncio.create_task(self._run_job(job, reply, stop))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
 
-    def _refusal(self, job: ExecJob, target: Target, msg: Msg) -> str | None:
-        """Why a job addressed to this agent must not run, or None when it may."""
-        if job.deadline > time.time() + MAX_DEADLINE_AHEAD_S:
-            return "invalid job: deadline too far ahead"
-        if self._verifier is None:
-            return None
-        return self._signed_job_refusal(self._verifier, job, target, msg)
+    async def _acknowledge(self, job: ExecJob, reply: str) -> None:
+        """Say that this agent took the job, where its reply route says."""
+        ack = encode(ExecAck(job_id=job.job_id, hostname=self.hostname))
+        if job.reply_route is ReplyRoute.RECORD:
+            await self._send(self._subjects.ack(job.job_id, self.hostname), ack)
+        elif reply:
+            await self._send(reply, ack)
 
     def _signed_job_refusal(
         self, verifier: SignatureVerifier, job: ExecJob, target: Target, msg: Msg
@@ -352,7 +363,7 @@ class Agent:
             # Someone else asks for the answer: a replay, not NATS delivering twice.
             await self._refuse(reply, job.job_id, "replayed job: this job id was taken")
         else:
-            log.warning("job %s delivered again; not run twice", job.job_id)
+            log.warning("job %r delivered again; not run twice", job.job_id)
         return True
 
     async def _on_cancel(self, msg: Msg) -> None:
@@ -363,7 +374,7 @@ class Agent:
             return
         reason = f"cancelled on request of {request.caller or 'unknown'}"
         if self._stops.stop(request.job_id, reason):
-            log.info("job %s: %s", request.job_id, reason)
+            log.info("job %r: %s", request.job_id, reason)
 
     async def _run_job(self, job: ExecJob, reply: str, stop: asyncio.Event) -> None:
         async with self._slots:
@@ -383,7 +394,7 @@ class Agent:
             else:
                 self.counters.started += 1
                 result = await self._execute(job, min(float(job.timeout_s), remaining_s), stop)
-        await self._deliver(reply, result)
+        await self._deliver(job, reply, result)
 
     async def _execute(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         """Run the job; a bug in the executor still yields a result, never silence."""
@@ -392,7 +403,7 @@ class Agent:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("job %s: executor error", job.job_id)
+            log.exception("job %r: executor error", job.job_id)
             return self._result(job.job_id, ResultStatus.FAILED, f"agent error: {exc!r}")
         if result.status is ResultStatus.CANCELLED:
             reason = f"{self._stops.reason(job.job_id)}; process group killed"
@@ -401,15 +412,16 @@ class Agent:
 
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1
-        log.warning("job %s refused: %s", job_id or "?", reason)
+        log.warning("job %r refused: %s", job_id, reason)
         if reply:
             await self._send(reply, encode(self._result(job_id, ResultStatus.FAILED, reason)))
 
     def _result(self, job_id: str, status: ResultStatus, error: str) -> ExecResult:
         return ExecResult(job_id=job_id, hostname=self.hostname, status=status, error=error)
 
-    async def _deliver(self, reply: str, result: ExecResult) -> None:
-        """Record the result in JetStream, then answer the reply subject (if any).
+    async def _deliver(self, job: ExecJob, reply: str, result: ExecResult) -> None:
+        """Record the result in JetStream; then, for the ``reply`` route, answer the
+        reply subject (if any). The ``record`` route's requester reads the record.
 
         Recording first means that once the requester has the answer, so has
         the job record.
@@ -421,8 +433,8 @@ class Agent:
             )
         except (nats.errors.Error, TimeoutError) as exc:
             self.counters.records_lost += 1
-            log.error("result of job %s not recorded: %s", result.job_id, exc or type(exc))
-        if reply:
+            log.error("result of job %r not recorded: %s", result.job_id, exc or type(exc))
+        if reply and job.reply_route is ReplyRoute.REPLY:
             await self._send(reply, data)
 
     def _live_output(self, job: ExecJob) -> LiveOutput:

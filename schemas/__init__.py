@@ -31,6 +31,7 @@ from schemas.messages import (
     JobRecord,
     OutputChunk,
     Reply,
+    ReplyRoute,
     ResultStatus,
     encode,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "JobRecord",
     "OutputChunk",
     "Reply",
+    "ReplyRoute",
     "ResultStatus",
     "ShellRequest",
     "Subjects",

@@ -32,6 +32,20 @@ class ResultStatus(enum.StrEnum):
     """Set by the controller: an expected agent never answered."""
 
 
+class ReplyRoute(enum.StrEnum):
+    """Where an agent sends its answers to a job."""
+
+    REPLY = "reply"
+    """The ack and the result to the message's reply subject (the result is also
+    recorded). For programs that publish jobs themselves; any agent that received
+    the job could answer there, so a reply's hostname is only as trustworthy as
+    every agent that received the job."""
+    RECORD = "record"
+    """The ack on the agent's own ack subject, the result only on its own record
+    subject: both carry the host's token, which NATS lets only that host publish.
+    Controllers use this route."""
+
+
 class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.job"):
     """A command to run, published on an ``exec`` subject with a reply subject."""
 
@@ -57,6 +71,8 @@ class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     if the agent's policy allows shell."""
     env: dict[str, str] = {}
     """Added to the agent's clean base environment, if its policy allows."""
+    reply_route: ReplyRoute = ReplyRoute.REPLY
+    """Where the agent answers: see :class:`ReplyRoute`."""
 
 
 class ExecResult(

@@ -112,6 +112,30 @@ class Subjects:
             return self.exec_any()
         return self.exec_all()
 
+    def ack(self, job_id: str, hostname: str) -> str:
+        """Where an agent acknowledges a job sent with the ``record`` reply route."""
+        return f"{self.prefix}.ack.{encode_token(job_id)}.{encode_token(hostname)}"
+
+    def acks_all(self) -> str:
+        return f"{self.prefix}.ack.*.*"
+
+    def acks_of_host(self, hostname: str) -> str:
+        """Every ack subject of one host (its NATS permission)."""
+        return f"{self.prefix}.ack.*.{encode_token(hostname)}"
+
+    def parse_ack(self, subject: str) -> tuple[str, str]:
+        """The job id and the hostname an ack subject carries.
+
+        Raises:
+            ValueError: ``subject`` is not an ack subject.
+        """
+        return self._job_and_host(subject, ("ack",))
+
+    def is_nexec_subject(self, subject: str) -> bool:
+        """True for a subject under this prefix or a NATS system, JetStream or KV
+        subject (``$...``): never a reply subject an agent may answer on."""
+        return subject.startswith(("$", f"{self.prefix}."))
+
     def cancel(self) -> str:
         """Cancel requests, broadcast to every agent."""
         return f"{self.prefix}.cancel"
