@@ -1,4 +1,4 @@
-"""The audit trail: every exec, shell and cancel request, and every 401 and 403,
+"""The audit trail: every exec, shell, cancel and job delete request, and every 401 and 403,
 appended to a JetStream stream; read back newest first with ``GET /audit``.
 
 Records are appended without holding up the answer (the acknowledgement is
@@ -30,6 +30,17 @@ from schemas.streamwriter import StreamAck, StreamWriter
 log = logging.getLogger("nexec.controller.audit")
 
 AUDITED_PATH_RE = re.compile(r"^/node/[^/]+/command/(exec|shell)$|^/job/[^/]+/cancel$")
+"""POST paths audited whatever their status."""
+AUDITED_DELETE_PATH_RE = re.compile(r"^/job/[^/]+$")
+"""DELETE paths audited whatever their status."""
+
+
+def is_audited(method: str, path: str) -> bool:
+    """Whether a request is audited whatever its status: exec, shell, cancel and job
+    deletion (every 401 and 403 is audited too, decided by the middleware)."""
+    if method == "POST":
+        return AUDITED_PATH_RE.match(path) is not None
+    return method == "DELETE" and AUDITED_DELETE_PATH_RE.match(path) is not None
 
 
 @dataclass
@@ -121,9 +132,9 @@ class AuditLog:
         """
         stream = self._subjects.audit_stream()
         try:
-            walk = await NewestFirst.start(self._js, stream, cursor)
+            walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
             records: list[AuditRecord] = []
-            while len(records) < limit and walk.has_more():
+            while len(records) < limit and walk.can_take():
                 record = await self._read(stream, walk.take())
                 if record is None or record.time > until:
                     continue

@@ -31,22 +31,29 @@ def _seconds(query: dict[str, str], name: str, default: float) -> float:
 @audit_routes.get("/audit")
 async def list_audit(request: web.Request) -> web.Response:
     """Audit records newest first: ``?limit=`` (1-500), ``?cursor=``, ``?key=NAME``,
-    ``?since=`` and ``?until=`` (Unix seconds).
+    ``?since=`` and ``?until=`` (Unix seconds). A key with target patterns sees only
+    its own records. A page may be shorter than ``limit`` (see ``PAGE_READS_PER_ITEM``).
 
     Raises:
         Forbidden, BadRequest, NatsUnavailable (controller.errors).
     """
-    require_permission(request[API_KEY], "audit:read")
+    api_key = request[API_KEY]
+    require_permission(api_key, "audit:read")
     query = dict(request.query)
     limit = parse_page_size(query.get("limit"))
     since = _seconds(query, "since", 0.0)
     until = _seconds(query, "until", float("inf"))
+    key_name = query.get("key")
     require_nats(request)
+    if api_key.targets:
+        if key_name not in (None, api_key.name):
+            return json_response(AuditList(records=[], next_cursor=None))
+        key_name = api_key.name
     try:
         page = await request.app[AUDIT].page(
             limit=limit,
             cursor=query.get("cursor"),
-            key_name=query.get("key"),
+            key_name=key_name,
             since=since,
             until=until,
         )

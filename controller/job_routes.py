@@ -11,6 +11,7 @@ from controller.appkeys import API_KEY, AUDIT_DETAILS, CONFIG, DISPATCHER, JOB_S
 from controller.audit import AuditDetails
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
+from controller.keys import ApiKey
 from controller.live import JobEvent, job_events
 from controller.middleware import json_response
 from controller.records import JobStore
@@ -22,12 +23,22 @@ from schemas.api import JobList, JobState
 job_routes = web.RouteTableDef()
 
 
-async def load_job(store: JobStore, job_id: str) -> JobRecord:
-    """Raises: NotFound when the job has no record; NatsUnavailable."""
+async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
+    """The job's record, if the key may see it (:meth:`ApiKey.may_see_job`).
+
+    Raises:
+        NotFound: the job has no record, or the key may not see it (the same
+            answer, so a key learns nothing about jobs outside its scope).
+        NatsUnavailable: JetStream did not answer.
+    """
     record = await store.load(job_id)
-    if record is None:
-        raise NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    if record is None or not api_key.may_see_job(record):
+        raise job_not_found(job_id)
     return record
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
 
 
 @job_routes.get("/job/{job_id}")
@@ -41,7 +52,7 @@ async def get_job(request: web.Request) -> web.Response:
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id)
+    record = await load_job(store, job_id, request[API_KEY])
     return json_response(job_view(record, await store.results(job_id), time.time()))
 
 
@@ -61,7 +72,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     if last_id is None or last_id >= 2**63:
         raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id)
+    record = await load_job(store, job_id, request[API_KEY])
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     response = web.StreamResponse(
         headers={
@@ -93,16 +104,20 @@ def format_ndjson(event: JobEvent) -> bytes:
 
 @job_routes.get("/job")
 async def list_jobs(request: web.Request) -> web.Response:
-    """Recent jobs, newest first: ``?limit=N`` (1-500, default 50) and ``?cursor=``.
+    """Recent jobs the key may see, newest first: ``?limit=N`` (1-500, default 50) and
+    ``?cursor=``. A page may be shorter than ``limit`` (see ``PAGE_READS_PER_ITEM``).
 
     Raises:
         Forbidden, BadRequest, NatsUnavailable (controller.errors).
     """
-    require_permission(request[API_KEY], "job:read")
+    api_key = request[API_KEY]
+    require_permission(api_key, "job:read")
     limit = parse_page_size(request.query.get("limit"))
     require_nats(request)
     try:
-        page = await request.app[JOB_STORE].page(limit=limit, cursor=request.query.get("cursor"))
+        page = await request.app[JOB_STORE].page(
+            limit=limit, cursor=request.query.get("cursor"), visible=api_key.may_see_job
+        )
     except ValueError as exc:
         raise BadRequest(f"cursor: {exc}") from exc
     jobs = [job_summary(record) for record in page.records]
@@ -123,7 +138,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id)
+    record = await load_job(store, job_id, api_key)
     view = job_view(record, await store.results(job_id), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")
@@ -133,14 +148,19 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @job_routes.delete("/job/{job_id}")
 async def delete_job(request: web.Request) -> web.Response:
-    """Remove the job record and every result. 204, or 404 when there is no such job.
+    """Remove the job record and every result. 204, or 404 when there is no such job
+    (or the key may not see it).
 
     Raises:
         Forbidden, NotFound, NatsUnavailable (controller.errors).
     """
-    require_permission(request[API_KEY], "job:cancel")
-    require_nats(request)
+    api_key = request[API_KEY]
+    require_permission(api_key, "job:cancel")
     job_id = request.match_info["job_id"]
-    if not await request.app[JOB_STORE].delete(job_id):
-        raise NotFound(f"no job {job_id!r}")
+    request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
+    require_nats(request)
+    store = request.app[JOB_STORE]
+    await load_job(store, job_id, api_key)
+    if not await store.delete(job_id):
+        raise job_not_found(job_id)
     return web.Response(status=204)

@@ -23,13 +23,14 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 
-from schemas import Target, TargetKind
+from schemas import JobRecord, Target, TargetKind, TargetSyntaxError, parse_target
 from schemas.targets import ALL, ANY
 
 KEY_PREFIX = "nxk_"
@@ -107,6 +108,29 @@ class ApiKey:
             return any(fnmatch.fnmatchcase(label, p) for label in labels for p in label_patterns)
         name = {TargetKind.ALL: ALL, TargetKind.ANY: ANY}.get(target.kind, target.hostname)
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in host_patterns)
+
+    def may_see_job(self, record: JobRecord) -> bool:
+        """Whether the key may see (read, list, cancel, delete) a job: when it may reach
+        the job's target, by :meth:`may_target`. A target that does not parse is seen
+        only by keys without target patterns."""
+        if not self.targets:
+            return True
+        try:
+            return self.may_target(parse_target(record.job.target))
+        except TargetSyntaxError:
+            return False
+
+    def may_reach_node(self, hostname: str, labels: Mapping[str, str]) -> bool:
+        """Whether some target the key may use addresses this node: its hostname, a
+        selector of its labels, ``_all`` or ``_any`` (each decided by :meth:`may_target`)."""
+        candidates = [
+            Target(TargetKind.HOST, hostname=hostname),
+            Target(TargetKind.ALL),
+            Target(TargetKind.ANY),
+        ]
+        if labels:
+            candidates.append(Target(TargetKind.LABELS, labels=tuple(sorted(labels.items()))))
+        return any(self.may_target(target) for target in candidates)
 
 
 def hash_key(key: str) -> bytes:

@@ -19,7 +19,7 @@ from controller.appkeys import (
     NATS_LINK,
     RATE_LIMITER,
 )
-from controller.audit import AUDITED_PATH_RE, audit_record
+from controller.audit import audit_record, is_audited
 from controller.errors import ApiError, PayloadTooLarge, RateLimited, ShuttingDown, Unauthorized
 from controller.keys import KeyExpired
 from controller.natslink import LinkState
@@ -67,10 +67,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Append every exec, shell and cancel request, and every 401 and 403, to the audit
-    trail, with the status the caller got (errors are already responses here)."""
+    """Append every exec, shell, cancel and job delete request, and every 401 and 403, to
+    the audit trail, with the status the caller got (errors are already responses here)."""
     response = await handler(request)
-    audited = request.method == "POST" and AUDITED_PATH_RE.match(request.path)
+    audited = is_audited(request.method, request.path)
     if audited or response.status in (401, 403):
         api_key = request.get(API_KEY)
         record = audit_record(

@@ -17,27 +17,39 @@ node_routes = web.RouteTableDef()
 
 @node_routes.get("/node")
 async def list_nodes(request: web.Request) -> web.Response:
-    """Every live agent, sorted by hostname. Raises: Forbidden."""
-    require_permission(request[API_KEY], "node:read")
-    nodes = [NodeView.from_heartbeat(hb) for hb in request.app[REGISTRY].live()]
+    """Every live agent the key may reach, sorted by hostname. Raises: Forbidden."""
+    api_key = request[API_KEY]
+    require_permission(api_key, "node:read")
+    nodes = [
+        NodeView.from_heartbeat(hb)
+        for hb in request.app[REGISTRY].live()
+        if api_key.may_reach_node(hb.hostname, hb.labels)
+    ]
     return json_response(NodeList(nodes=nodes))
 
 
 @node_routes.get("/node/{hostname}")
 async def get_nodes(request: web.Request) -> web.Response:
-    """The live agents a target addresses (one hostname, ``_all``, ``_any``, labels).
+    """The live agents a target addresses (one hostname, ``_all``, ``_any``, labels)
+    that the key may reach.
 
     Raises:
-        Forbidden, BadRequest, NotFound (a hostname that is not live).
+        Forbidden (a selector outside the key's targets), BadRequest,
+        NotFound (a hostname that is not live, or that the key may not reach).
     """
     api_key = request[API_KEY]
     require_permission(api_key, "node:read")
     target_text = request.match_info["hostname"]
     target = parse_target_text(target_text)
-    require_target(api_key, target, target_text)
+    if target.kind is not TargetKind.HOST:
+        require_target(api_key, target, target_text)
     registry = request.app[REGISTRY]
     hostnames = set(registry.resolve(target))
-    if target.kind is TargetKind.HOST and not hostnames:
+    nodes = [
+        NodeView.from_heartbeat(hb)
+        for hb in registry.live()
+        if hb.hostname in hostnames and api_key.may_reach_node(hb.hostname, hb.labels)
+    ]
+    if target.kind is TargetKind.HOST and not nodes:
         raise NotFound(f"no registered agent named {target_text!r}")
-    nodes = [NodeView.from_heartbeat(hb) for hb in registry.live() if hb.hostname in hostnames]
     return json_response(NodeList(nodes=nodes))

@@ -29,7 +29,7 @@ ERROR_TEXT = {
     400: "Invalid payload, target or query; details name the field and why.",
     401: "Missing or unknown API key.",
     403: "The key lacks the permission or may not reach the target.",
-    404: "Nothing matches (agent, job or route).",
+    404: "Nothing matches (agent, job or route), or it is outside the key's target patterns.",
     409: "Idempotency-Key reused for a different request.",
     413: "Request body too large.",
     500: "Unexpected error (no stack trace is returned).",

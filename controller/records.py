@@ -9,6 +9,7 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats.errors
@@ -32,9 +33,16 @@ from schemas.streamwriter import StreamWriter
 log = logging.getLogger("nexec.controller.records")
 
 
+PAGE_READS_PER_ITEM = 4
+"""A page of ``limit`` items reads at most this many times ``limit`` stored records:
+a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
+``next_cursor`` to go on from."""
+
+
 @dataclass(slots=True)
 class NewestFirst:
-    """Walks a stream's sequence numbers downwards, from a page cursor or the end.
+    """Walks a stream's sequence numbers downwards, from a page cursor or the end,
+    reading at most ``PAGE_READS_PER_ITEM * limit`` of them.
 
     The cost of a page is one stream-info request plus the reads the caller makes,
     however many messages the stream holds.
@@ -43,22 +51,35 @@ class NewestFirst:
     first_seq: int
     seq: int
     """The next sequence to read."""
+    reads_left: int
 
     @classmethod
-    async def start(cls, js: JetStreamContext, stream: str, cursor: str | None) -> NewestFirst:
+    async def start(
+        cls, js: JetStreamContext, stream: str, cursor: str | None, *, limit: int
+    ) -> NewestFirst:
         """Raises: nats.errors.Error or TimeoutError from JetStream; ValueError for a
         cursor this class did not hand out."""
         info = await js.stream_info(stream)
         last_seq = info.state.last_seq
         seq = last_seq if cursor is None else min(parse_cursor(cursor) - 1, last_seq)
-        return cls(first_seq=max(info.state.first_seq, 1), seq=seq)
+        return cls(
+            first_seq=max(info.state.first_seq, 1),
+            seq=seq,
+            reads_left=PAGE_READS_PER_ITEM * limit,
+        )
 
     def has_more(self) -> bool:
+        """Whether older messages are left in the stream."""
         return self.seq >= self.first_seq
+
+    def can_take(self) -> bool:
+        """Whether this page may read another message: one is left, and the read bound is not."""
+        return self.has_more() and self.reads_left > 0
 
     def take(self) -> int:
         seq = self.seq
         self.seq -= 1
+        self.reads_left -= 1
         return seq
 
     def finish(self) -> None:
@@ -164,11 +185,19 @@ class JobStore:
                 log.warning("job %r: result record %d skipped: %s", job_id, raw.seq, exc)
             seq = (raw.seq or seq) + 1
 
-    async def page(self, *, limit: int, cursor: str | None) -> JobPage:
-        """Up to ``limit`` jobs, newest first, older than ``cursor``.
+    async def page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        visible: Callable[[JobRecord], bool] | None = None,
+    ) -> JobPage:
+        """Up to ``limit`` jobs, newest first, older than ``cursor``; with ``visible``,
+        only the jobs it accepts.
 
         Costs one stream-info request plus one read per job returned (and one
-        per deleted job skipped), however many jobs are stored.
+        per deleted or invisible job skipped), at most ``PAGE_READS_PER_ITEM * limit``
+        reads, however many jobs are stored.
 
         Raises:
             NatsUnavailable: JetStream did not answer.
@@ -176,15 +205,15 @@ class JobStore:
         """
         stream = self._subjects.jobs_stream()
         try:
-            walk = await NewestFirst.start(self._js, stream, cursor)
+            walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
         self.reads += 1
         records: list[JobRecord] = []
-        while len(records) < limit and walk.has_more():
+        while len(records) < limit and walk.can_take():
             raw = await self._direct_get(stream, seq=walk.take())
             record = None if raw is None else _decode_record(raw)
-            if record is not None:
+            if record is not None and (visible is None or visible(record)):
                 records.append(record)
         return JobPage(records, walk.next_cursor())
 
