@@ -159,13 +159,23 @@ class Agent:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect, subscribe to every subject addressed to this agent, start heartbeats.
+        """Connect, send the first heartbeat, subscribe to every subject addressed to
+        this agent, start heartbeats.
 
-        Retries the connection until NATS answers; cancel it to give up.
+        The first heartbeat comes before the job subscriptions: a controller expects
+        only agents in the registry, so an agent that receives a job was expected
+        (one published in between reaches nobody and is ``no_reply``, never run
+        unseen). Retries the connection until NATS answers; cancel it to give up.
         """
         self.state = AgentState.CONNECTING
         if self._owns_connection:
             await self._connect()
+        await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
+        await self._records.open()
+        self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
+        self._registry = await open_registry(self._js, self._subjects)
+        # The first heartbeat before "ready": an agent that says so is in the registry.
+        recorded = await self._publish_heartbeat()
         for subject in self._job_subjects():
             self._job_subscriptions.append(await self._nc.subscribe(subject, cb=self._on_job))
         self._job_subscriptions.append(
@@ -173,13 +183,7 @@ class Agent:
                 self._subjects.exec_any(), queue=ANY_QUEUE_GROUP, cb=self._on_job
             )
         )
-        await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
-        await self._records.open()
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
-        self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
-        self._registry = await open_registry(self._js, self._subjects)
-        # The first heartbeat before "ready": an agent that says so is in the registry.
-        recorded = await self._publish_heartbeat()
         if self.state is not AgentState.CONNECTING:
             return  # stopped while starting
         self.state = AgentState.RUNNING

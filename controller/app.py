@@ -125,7 +125,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
         await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
         await feed.start(js, config.subjects, replicas=replicas)
-        await app[DISPATCHER].attach(nc)
+        await app[DISPATCHER].attach(nc, js)
 
     link = app[NATS_LINK]
     link.start(on_connected)

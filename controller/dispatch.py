@@ -1,11 +1,19 @@
 """Publishing jobs and collecting the agents' acknowledgements and results.
 
-One wildcard inbox subscription per controller receives every reply; each job
-gets its own reply subject under it and a :class:`Collector`. A host must
-acknowledge within the delivery timeout or it is given up as ``no_reply``
-(a dead agent costs seconds, not the command's timeout); a host that
-acknowledged is waited for until the deadline. NATS's "no responders" status
-gives up every host at once.
+Jobs go out with the ``record`` reply route: an agent acknowledges on its own ack
+subject and records its result on its own record subject, both carrying its
+hostname's token, which the NATS permissions let only that host publish. So a host's
+identity comes from the subject, never from the payload. Per controller, one
+subscription takes every ack, one ordered JetStream consumer every result as the
+results stream stores it (so the caller never sees a result that is not recorded),
+and one wildcard inbox the "no responders" status of each job's publish. Each job
+gets a :class:`Collector`. A host must acknowledge within the delivery timeout or
+it is given up as ``no_reply`` (a dead agent costs seconds, not the command's
+timeout); a host that acknowledged is waited for until the deadline.
+
+An ack or result that names another job or host than its subject, or comes from a
+host the job was not sent to, is dropped, logged and counted in
+:attr:`Dispatcher.dropped`.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, missing_results
@@ -31,7 +42,9 @@ from schemas import (
     Subjects,
     Target,
     WireError,
+    decode_ack_from,
     decode_reply,
+    decode_result_from,
     encode,
 )
 from schemas.signing import JobSigner
@@ -39,6 +52,8 @@ from schemas.signing import JobSigner
 log = logging.getLogger("nexec.controller.dispatch")
 
 NO_RESPONDERS_STATUS = "503"
+RESULT_CONSUMER_HEARTBEAT_S = 1.0
+"""Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +68,9 @@ class Collector:
     """The replies to one job.
 
     ``expected`` names the agents that must answer; ``None`` means exactly one
-    answer from any agent (``_any``). Replies from agents not expected (one
-    that joined after the job was published) are kept too.
+    answer from any agent (``_any``). Only expected agents may answer (see
+    :meth:`expects`): an agent subscribes to jobs only after its first heartbeat,
+    so one that receives a job was in the registry when the job was published.
     """
 
     def __init__(self, job_id: str, expected: frozenset[str] | None) -> None:
@@ -64,27 +80,45 @@ class Collector:
         self.acked: set[str] = set()
         self.not_delivered: dict[str, str] = {}
         """Hosts given up on before the deadline, with the reason."""
+        self.unverified: dict[str, str] = {}
+        """Claimed hostname -> what an answer on the reply subject said (not trusted)."""
         self.done = asyncio.Event()
         self._waiting: set[str] = set(expected) if expected is not None else set()
         """Expected hosts neither answered nor given up (kept up to date, so that each
         reply costs O(1) however large the fleet)."""
+
+    def expects(self, hostname: str) -> bool:
+        """Whether ``hostname`` may answer this job."""
+        return self.expected is None or hostname in self.expected
 
     def add_ack(self, ack: ExecAck) -> None:
         self.acked.add(ack.hostname)
 
     def add_result(self, result: ExecResult) -> None:
         if result.hostname in self.results:
-            log.warning("job %s: second result from %s ignored", self.job_id, result.hostname)
+            log.warning("job %r: second result from %r ignored", self.job_id, result.hostname)
             return
         self.results[result.hostname] = result
         self.not_delivered.pop(result.hostname, None)
         self._waiting.discard(result.hostname)
         self._check_done()
 
+    def note_unverified(self, claimed_host: str, text: str) -> None:
+        """Keep what an answer on the job's reply subject said (it proves nothing of who
+        sent it), to explain a ``no_reply``: e.g. an agent refusing the job's signature."""
+        self.unverified.setdefault(claimed_host, text)
+
     def give_up_unacknowledged(self, reason: str) -> None:
         """Give up every expected host that neither acknowledged nor answered."""
         for host in self._pending() - self.acked:
-            self.not_delivered[host] = reason
+            note = self.unverified.get(host)
+            if note is None and self.expected is None and self.unverified:
+                note = next(iter(self.unverified.values()))
+            self.not_delivered[host] = (
+                reason
+                if note is None
+                else f"{reason}; an unverified answer on the reply subject said: {note}"
+            )
             self._waiting.discard(host)
         self._check_done()
 
@@ -113,9 +147,10 @@ class Collector:
         results = [*self.results.values(), *given_up]
         pending = self._pending()
         if deadline_passed and pending:
-            results += missing_results(
-                self.job_id, pending, results, f"no reply within {waited_s:g}s"
-            )
+            took = f"acknowledged, but no result recorded within {waited_s:g}s"
+            results += missing_results(self.job_id, pending & self.acked, results, took)
+            silent = f"no reply within {waited_s:g}s"
+            results += missing_results(self.job_id, pending - self.acked, results, silent)
             pending = set()
         return Collected(sorted(results, key=lambda r: r.hostname), complete=not pending)
 
@@ -142,14 +177,33 @@ class Dispatcher:
         self._collecting: set[asyncio.Task[Collected]] = set()
         self._inbox_prefix = ""
         self._nc: Client | None = None
+        self._listening = False
+        self.dropped: Counter[str] = Counter()
+        """Acks and results dropped, by reason (another host's or job's, unexpected host,
+        malformed, an answer on the reply subject)."""
 
-    async def attach(self, nc: Client) -> None:
-        """Subscribe the reply inbox on a connected client (once per process; later
-        calls do nothing)."""
+    async def attach(self, nc: Client, js: JetStreamContext) -> None:
+        """Listen for acks, results and "no responders" on a connected client (once
+        per process; later calls do nothing). Call it after the results stream exists.
+
+        Raises:
+            nats.errors.Error, TimeoutError: NATS or JetStream failed; call it again.
+        """
         if self._nc is not None:
             return
-        self._inbox_prefix = nc.new_inbox()
-        await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_reply)
+        if not self._listening:
+            self._inbox_prefix = nc.new_inbox()
+            await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_inbox)
+            await nc.subscribe(self._subjects.acks_all(), cb=self._on_ack)
+            self._listening = True
+        await js.subscribe(
+            self._subjects.result_records_all(),
+            stream=self._subjects.results_stream(),
+            cb=self._on_result,
+            ordered_consumer=True,
+            idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
+            deliver_policy=DeliverPolicy.NEW,
+        )
         self._nc = nc
 
     async def close(self) -> None:
@@ -240,11 +294,54 @@ class Dispatcher:
         except nats.errors.Error as exc:
             raise NatsUnavailable(f"publishing the cancel request failed: {exc}") from exc
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
+        self.dropped[reason] += 1
+        log.warning("job %r: %s from %r dropped: %s", job_id, reason, hostname, detail)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        try:
+            job_id, hostname = self._subjects.parse_ack(msg.subject)
+        except ValueError:
+            return  # not a subject this subscription can carry
+        collector = self._collectors.get(job_id)
+        if collector is None:
+            return  # another controller's job, or one whose collection ended
+        if not collector.expects(hostname):
+            self._drop(job_id, hostname, "ack of a host the job was not sent to", "")
+            return
+        try:
+            ack = decode_ack_from(msg.data, job_id=job_id, hostname=hostname)
+        except WireError as exc:
+            self._drop(job_id, hostname, "invalid ack", exc)
+            return
+        collector.add_ack(ack)
+
+    async def _on_result(self, msg: Msg) -> None:
+        try:
+            job_id, hostname = self._subjects.parse_host_record(msg.subject)
+        except ValueError:
+            return  # not a subject this consumer can carry
+        collector = self._collectors.get(job_id)
+        if collector is None:
+            return  # another controller's job, or one whose collection ended
+        if not collector.expects(hostname):
+            self._drop(job_id, hostname, "result of a host the job was not sent to", "")
+            return
+        try:
+            result = decode_result_from(msg.data, job_id=job_id, hostname=hostname)
+        except WireError as exc:
+            self._drop(job_id, hostname, "invalid result", exc)
+            return
+        collector.add_result(result)
+
+    async def _on_inbox(self, msg: Msg) -> None:
+        """NATS's "no responders" status gives up every host at once. Anything else
+        here was sent by an agent on the job's reply subject, which proves nothing of
+        who sent it: logged (it may explain a ``no_reply``: a refused signature, or an
+        agent too old for the ``record`` route) and dropped."""
         job_id = msg.subject.rsplit(".", 1)[-1]
         collector = self._collectors.get(job_id)
         if collector is None:
-            log.debug("job %s: reply after its request ended (recorded by the agent)", job_id)
             return
         if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
             collector.give_up_unacknowledged("no agent is subscribed (NATS: no responders)")
@@ -252,9 +349,9 @@ class Dispatcher:
         try:
             reply = decode_reply(msg.data)
         except WireError as exc:
-            log.warning("job %s: malformed reply ignored: %s", job_id, exc)
+            self._drop(job_id, "?", "answer on the reply subject", exc)
             return
-        if isinstance(reply, ExecAck):
-            collector.add_ack(reply)
-        else:
-            collector.add_result(reply)
+        detail = reply.error if isinstance(reply, ExecResult) else "an ack"
+        self._drop(job_id, reply.hostname, "answer on the reply subject", detail)
+        if isinstance(reply, ExecResult) and reply.error:
+            collector.note_unverified(reply.hostname, reply.error)

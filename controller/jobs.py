@@ -40,11 +40,17 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
 
     Before the deadline a job missing results is ``running``; after it, each
     missing host is a ``no_reply`` result (one ``_any`` placeholder for an
-    ``_any`` job that nobody took).
+    ``_any`` job that nobody took). Results of hosts the job was not sent to are
+    left out, as the collector drops them.
     """
     job = record.job
     expected = record.expected_hosts
-    by_host = {result.hostname: result for result in recorded}
+    expects = None if expected is None else frozenset(expected)
+    by_host = {
+        result.hostname: result
+        for result in recorded
+        if expects is None or result.hostname in expects
+    }
     results = sorted(by_host.values(), key=lambda result: result.hostname)
     if expected is None:
         missing = [] if results else [ANY_PLACEHOLDER_HOSTNAME]

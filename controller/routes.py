@@ -43,6 +43,7 @@ from schemas import (
     ExecResponse,
     HealthResponse,
     JobRecord,
+    ReplyRoute,
     ShellRequest,
     Target,
     TargetKind,
@@ -212,6 +213,7 @@ def new_job(
         created_at=now,
         shell=isinstance(body, ShellRequest),
         env=body.env,
+        reply_route=ReplyRoute.RECORD,
     )
 
 

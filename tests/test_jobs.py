@@ -286,7 +286,7 @@ async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
     os.killpg(orphan, signal.SIGKILL)  # the agent died before it could kill it
     [result] = response.body["results"]
     assert result["status"] == "no_reply"
-    assert result["error"] == "no reply within 4.5s"
+    assert result["error"] == "acknowledged, but no result recorded within 4.5s"
     assert response.body["complete"] is True
     job = await controller.request("GET", f"/job/{response.body['job_id']}")
     assert job.body["state"] == "failed"

@@ -1,6 +1,7 @@
 """When JetStream does not take a record: a job record stops the job (503, nothing
-runs), a result record is counted and the answer still comes, an audit record is
-counted and logged in full. Each stream is deleted under a running system."""
+runs), a result record is counted and the host is no_reply (the caller sees only
+recorded results), an audit record is counted and logged in full. Each stream is
+deleted under a running system."""
 
 from __future__ import annotations
 
@@ -40,18 +41,22 @@ async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
     assert agent.counters.received == 0
 
 
-async def test_a_result_that_cannot_be_recorded_still_answers_and_is_counted(
+async def test_a_result_that_cannot_be_recorded_is_not_reported_and_is_counted(
     nc: Client, make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
     controller, agent = await running_without(
         SUBJECTS.results_stream(), nc, make_controller, make_agent
     )
 
-    response = await controller.exec("a1", {"command": "echo", "args": ["still here"]})
+    response = await controller.exec(
+        "a1", {"command": "echo", "args": ["still here"], "timeout": 1}
+    )
 
+    # The caller sees only recorded results: the host took the job, no result is known.
     assert response.status == 202, response.body
     [result] = response.body["results"]
-    assert (result["status"], result["stdout"]) == ("completed", "still here\n")
+    assert result["status"] == "no_reply"
+    assert result["error"].startswith("acknowledged, but no result recorded within")
     assert agent.counters.records_lost == 1
 
 

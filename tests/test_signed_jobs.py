@@ -100,8 +100,11 @@ async def test_an_unsigned_job_is_refused_and_nothing_runs(
     response = await unsigned.exec("h1", append_line(marker))
     assert response.status == 202
     [result] = response.body["results"]
-    assert result["status"] == "failed"
-    assert result["error"].startswith("unsigned job: this agent runs only jobs signed")
+    # The refusal goes only to the job's reply subject, which proves nothing of who
+    # sent it: the host is no_reply, and the answer quotes the refusal as unverified.
+    assert result["status"] == "no_reply"
+    assert result["error"].startswith("not acknowledged within 2s; an unverified answer")
+    assert "unsigned job: this agent runs only jobs signed" in result["error"]
     assert lines(marker) == 0
 
 
