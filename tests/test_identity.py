@@ -1,0 +1,184 @@
+"""Identity comes from the subject: under the users ``nexec nats-auth`` generates, an
+agent cannot speak for another host (not on its own record subject, not on a job's
+reply subject), and nobody can make an agent answer into a record; and a fleet
+upgraded agents first keeps working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.msg import Msg
+
+from agentd.agent import Agent
+from agentd.config import AgentConfig
+from controller.appkeys import DISPATCHER
+from schemas import Subjects
+from schemas.signing import JobSigner
+from tests.conftest import Controller, MakeController
+from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
+
+__all__ = ["locked_nats"]  # the fixture, used by name
+
+SUBJECTS = Subjects()
+GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
+
+
+@pytest.fixture
+async def fleet(
+    locked_nats: LockedNats, make_controller: MakeController
+) -> AsyncIterator[tuple[Controller, dict[str, Agent]]]:
+    """A controller and the agents web1 and db1, each with its generated NATS user."""
+    controller = await make_controller(
+        nats_url=locked_nats.url, **locked_nats.settings("controller")
+    )
+    agents: dict[str, Agent] = {}
+    for hostname, labels in (("web1", {"role": "web"}), ("db1", {"role": "db"})):
+        config = AgentConfig(
+            nats_url=locked_nats.url,
+            hostname=hostname,
+            labels=labels,
+            kill_grace_s=0.5,
+            **locked_nats.settings(f"agent-{hostname}"),
+        )
+        agents[hostname] = Agent(config)
+        await agents[hostname].start()
+    await controller.wait_for_agents("web1", "db1")
+    yield controller, agents
+    for agent in agents.values():
+        await agent.stop()
+
+
+def signed_job(
+    locked: LockedNats, signer_name: str, target: str, *args: str
+) -> tuple[bytes, dict[str, str]]:
+    """A job for ``echo args`` without ``reply_route``, signed with a generated key."""
+    now = time.time()
+    job = {
+        "type": "nexec.exec.v1.job",
+        "job_id": str(uuid.uuid4()),
+        "command": "echo",
+        "args": list(args),
+        "timeout_s": 5,
+        "deadline": now + 8,
+        "target": target,
+        "caller": signer_name,
+        "created_at": now,
+    }
+    payload = json.dumps(job).encode()
+    signer = JobSigner.from_file(locked.auth.directory / f"{signer_name}.nk")
+    return payload, signer.headers(payload)
+
+
+async def test_web1_cannot_forge_db1s_result(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    controller, _ = fleet
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    forged = asyncio.Event()
+
+    async def forge(msg: Msg) -> None:
+        """What a compromised web1 can do with an _all job it receives."""
+        job_id = json.loads(msg.data)["job_id"]
+        lie = {"job_id": job_id, "hostname": "db1"}
+        result = {"type": "nexec.exec.v1.result", **lie, "status": "completed", "stdout": "forged"}
+        await rogue.publish(SUBJECTS.result_record(job_id, "web1"), json.dumps(result).encode())
+        if msg.reply:
+            ack = {"type": "nexec.exec.v1.ack", **lie}
+            await rogue.publish(msg.reply, json.dumps(ack).encode())
+            await rogue.publish(msg.reply, json.dumps(result).encode())
+        await rogue.flush()
+        forged.set()
+
+    await rogue.subscribe(SUBJECTS.exec_all(), cb=forge)
+    await rogue.flush()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    try:
+        running = asyncio.ensure_future(
+            controller.exec("_all", {"command": "sh", "args": ["-c", GATED, str(gate)]})
+        )
+        await asyncio.wait_for(forged.wait(), 20)
+        gate.rmdir()  # the real results come after the forgeries
+        response = await running
+    finally:
+        await rogue.close()
+
+    assert response.status == 202, response.body
+    answered = {r["hostname"]: (r["status"], r["stdout"]) for r in response.body["results"]}
+    assert answered == {"db1": ("completed", "real\n"), "web1": ("completed", "real\n")}
+    job = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert job.body["results"] == response.body["results"]
+    dropped = controller.app[DISPATCHER].dropped
+    assert dropped["result of a host the job was not sent to"] == 0
+    assert dropped["invalid result"] == 1  # on web1's subject, naming db1
+    assert dropped["answer on the reply subject"] >= 1
+    assert errors.empty()  # the permissions allowed every step: the code refused them
+
+
+async def test_nobody_can_make_an_agent_answer_into_a_record(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
+) -> None:
+    controller, agents = fleet
+    done = await controller.exec("web1", {"command": "echo", "args": ["kept"]})
+    job_id = done.body["job_id"]
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    publisher = await connect_as(locked_nats, "publisher", errors)
+    inbox = publisher.new_inbox()
+    replies = await publisher.subscribe(inbox)
+    try:
+        for reply in (
+            SUBJECTS.result_record(job_id, "web1"),
+            SUBJECTS.ack(job_id, "web1"),
+            f"$KV.{SUBJECTS.registry_bucket()}.web1",
+            "$JS.API.STREAM.DELETE.nexec_results",
+        ):
+            await publisher.publish(SUBJECTS.exec_host("web1"), b"junk", reply=reply)
+        # The agent takes one subject's messages in order: once this job is answered,
+        # the junk before it was handled.
+        payload, headers = signed_job(locked_nats, "publisher", "web1", "after")
+        await publisher.publish(SUBJECTS.exec_host("web1"), payload, reply=inbox, headers=headers)
+        await replies.next_msg(timeout=10)
+    finally:
+        await publisher.close()
+
+    job = await controller.request("GET", f"/job/{job_id}")
+    assert job.body["state"] == "completed"
+    assert [(r["status"], r["stdout"]) for r in job.body["results"]] == [("completed", "kept\n")]
+    assert agents["web1"].counters.refused == 4
+
+
+async def test_agents_upgraded_first_still_serve_an_old_controller(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
+) -> None:
+    """Upgrade order (docs/operations.md): permissions, then agents, then controllers.
+    An old controller publishes jobs without ``reply_route`` and reads its reply
+    subject; an upgraded agent answers it there, ack then result."""
+    controller, _ = fleet
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    old_controller = await connect_as(locked_nats, "controller", errors)
+    payload, headers = signed_job(locked_nats, "controller", "db1", "old")
+    inbox = old_controller.new_inbox()
+    replies = await old_controller.subscribe(inbox)
+    try:
+        await old_controller.publish(
+            SUBJECTS.exec_host("db1"), payload, reply=inbox, headers=headers
+        )
+        ack = json.loads((await replies.next_msg(timeout=10)).data)
+        result = json.loads((await replies.next_msg(timeout=10)).data)
+    finally:
+        await old_controller.close()
+    assert (ack["type"], ack["hostname"]) == ("nexec.exec.v1.ack", "db1")
+    assert (result["status"], result["stdout"]) == ("completed", "old\n")
+    # And the upgraded controller works with the same agents.
+    response = await controller.exec("_all", {"command": "echo", "args": ["new"]})
+    assert [(r["hostname"], r["stdout"]) for r in response.body["results"]] == [
+        ("db1", "new\n"),
+        ("web1", "new\n"),
+    ]
