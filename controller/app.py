@@ -112,7 +112,8 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     """Connect to NATS in the background for the app's lifetime; drain on shutdown.
 
     Once connected: the record streams and the idempotency bucket exist, the
-    registry view follows the registry bucket, and the reply inbox listens.
+    dispatcher listens for acks and results, and then the registry view follows the
+    registry bucket (so an agent it lists can be sent jobs at once).
     """
     config = app[CONFIG]
     feed = RegistryFeed(app[REGISTRY])
@@ -124,8 +125,8 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
         await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
         await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
-        await feed.start(js, config.subjects, replicas=replicas)
         await app[DISPATCHER].attach(nc, js)
+        await feed.start(js, config.subjects, replicas=replicas)
 
     link = app[NATS_LINK]
     link.start(on_connected)
