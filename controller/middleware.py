@@ -27,6 +27,8 @@ from schemas import ErrorBody
 log = logging.getLogger("nexec.controller.http")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+UNLIMITED_PATHS = frozenset({"/healthz"})
+"""Paths no rate limit and no connection cap refuses (``/metrics`` joins when it comes)."""
 
 
 def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
@@ -47,6 +49,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         response = error_response(exc.status, exc.title, exc.details)
         response.headers.update(exc.headers)
+        if exc.close:
+            response.force_close()
         return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
@@ -56,7 +60,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         details = f"{request.method} {request.path}: {exc.reason}"
-        return error_response(exc.status, exc.reason.lower(), details)
+        response = error_response(exc.status, exc.reason.lower(), details)
+        if "Allow" in exc.headers:  # 405: the methods the path takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -115,6 +122,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if api_key is None:
         raise Unauthorized("unknown API key")
     request[API_KEY] = api_key
+    if request.path in UNLIMITED_PATHS:
+        return await handler(request)
     retry_after_s = request.app[RATE_LIMITER].retry_after_s(api_key.name)
     if retry_after_s:
         raise RateLimited(
