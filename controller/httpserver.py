@@ -29,7 +29,7 @@ from aiohttp.web_log import AccessLogger
 
 from controller.appkeys import CONFIG
 from controller.errors import BadRequest, TooManyConnections
-from controller.middleware import UNLIMITED_PATHS, error_response
+from controller.middleware import UNLIMITED_PATHS, error_response, http_error_response
 
 log = logging.getLogger("nexec.controller.http")
 
@@ -69,6 +69,15 @@ class ControllerRequestHandler(web.RequestHandler):
             response = error_response(status, BadRequest.title, f"malformed HTTP: {reason}")
         response.force_close()
         return response
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """Send the answer; an aiohttp error raised before the middlewares ran (``417``
+        for an unknown ``Expect``) leaves in the error shape too."""
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            resp = http_error_response(request, resp)
+        return await super().finish_response(request, resp, start_time)
 
 
 class ControllerServer(web.Server):

@@ -59,16 +59,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        details = f"{request.method} {request.path}: {exc.reason}"
-        response = error_response(exc.status, exc.reason.lower(), details)
-        if "Allow" in exc.headers:  # 405: the methods the path takes
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+        return http_error_response(request, exc)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+def http_error_response(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own error (404, 405, 417...) in the error shape; a 405 keeps ``Allow``."""
+    details = f"{request.method} {request.path}: {exc.reason}"
+    response = error_response(exc.status, exc.reason.lower(), details)
+    if "Allow" in exc.headers:  # 405: the methods the path takes
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 @web.middleware

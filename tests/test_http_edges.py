@@ -240,6 +240,13 @@ async def test_requests_aiohttp_cannot_parse_get_400_in_the_error_shape(
     assert_error_shape(body, 400, "malformed HTTP", fragment)
 
 
+async def test_an_unknown_expectation_gets_417_in_the_error_shape(controller: Controller) -> None:
+    request = head("POST", EXEC_PATH, "Expect: something", "Content-Length: 0")
+    status, _, body = await raw_exchange(controller, request)
+    assert status == 417
+    assert_error_shape(body, 417, f"POST {EXEC_PATH}")
+
+
 async def test_an_http_0_9_request_line_is_refused(controller: Controller) -> None:
     reader, writer = await connect(controller)
     writer.write(b"GET /healthz\r\n\r\n")
