@@ -1,8 +1,8 @@
-"""Reading a request's JSON body: its media type, its read timeout, a client that leaves.
+"""Reading a request's JSON body: its media type and its read timeout.
 
-A client that closes its connection mid-body is a client error, not a fault of the
-controller: one INFO line without a traceback, and the status 499 (``client
-disconnected``) for the audit trail; no answer can reach it.
+A client that closes its connection mid-body makes the read raise
+``ConnectionResetError``; :func:`controller.middleware.error_middleware` turns that
+(and any other sign of a client gone) into ``499 client disconnected``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from aiohttp import hdrs, web
 
 from controller.appkeys import CONFIG
-from controller.errors import BadRequest, ClientDisconnected, RequestTimeout, UnsupportedMediaType
+from controller.errors import BadRequest, RequestTimeout, UnsupportedMediaType
 
 log = logging.getLogger("nexec.controller.http")
 
@@ -40,7 +40,8 @@ async def read_json_body(request: web.Request) -> bytes:
     Raises:
         UnsupportedMediaType: see :func:`require_json`.
         RequestTimeout: the body did not arrive in time (the connection is closed after).
-        ClientDisconnected: the client closed the connection before the body's end.
+        ConnectionResetError, web.RequestPayloadError: the client closed the connection
+            before the body's end.
         BadRequest: the body's framing is broken (bad chunked encoding).
         web.HTTPRequestEntityTooLarge: larger than ``max_body_bytes``.
     """
@@ -53,9 +54,7 @@ async def read_json_body(request: web.Request) -> bytes:
         log.info("body of %s %r from %r not read within %gs", request.method, request.path,
                  request.remote, timeout_s)  # fmt: skip
         raise RequestTimeout(f"the body did not arrive within {timeout_s:g}s", close=True) from exc
-    except (ConnectionError, web.RequestPayloadError) as exc:
-        if isinstance(exc, ConnectionError) or request.transport is None:
-            log.info("client %r disconnected during %s %r", request.remote, request.method,
-                     request.path)  # fmt: skip
-            raise ClientDisconnected("the client closed the connection mid-body") from exc
+    except web.RequestPayloadError as exc:
+        if request.transport is None:
+            raise  # the client left: controller.middleware answers that
         raise BadRequest(f"body: {exc}", close=True) from exc

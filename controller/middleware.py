@@ -20,12 +20,22 @@ from controller.appkeys import (
     RATE_LIMITER,
 )
 from controller.audit import AUDITED_PATH_RE, audit_record
-from controller.errors import ApiError, PayloadTooLarge, RateLimited, ShuttingDown, Unauthorized
+from controller.errors import (
+    ApiError,
+    ClientDisconnected,
+    PayloadTooLarge,
+    RateLimited,
+    ShuttingDown,
+    Unauthorized,
+)
 from controller.natslink import LinkState
 from schemas import ErrorBody
 
 log = logging.getLogger("nexec.controller.http")
 
+CLIENT_GONE_ERRORS = (ConnectionError, web.RequestPayloadError)
+"""What reading a request or writing an answer raises once the client has closed
+its connection (the request's transport is None then)."""
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 UNLIMITED_PATHS = frozenset({"/healthz"})
 """Paths no rate limit and no connection cap refuses (``/metrics`` joins when it comes)."""
@@ -47,24 +57,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.title, exc.details)
-        response.headers.update(exc.headers)
-        if exc.close:
-            response.force_close()
-        return response
+        return api_error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
-        exc_413 = PayloadTooLarge(f"the body is larger than {limit} bytes")
-        return error_response(exc_413.status, exc_413.title, exc_413.details)
+        return api_error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return http_error_response(request, exc)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:
+        if request.transport is None and isinstance(exc, CLIENT_GONE_ERRORS):
+            # A client error, not ours: no traceback, and a 499 for the audit trail.
+            log.info("client %r disconnected during %s %r", request.remote, request.method,
+                     request.path)  # fmt: skip
+            return api_error_response(ClientDisconnected("the client closed the connection"))
+        log.exception("unhandled error on %s %r", request.method, request.path)
         return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+def api_error_response(exc: ApiError) -> web.Response:
+    response = error_response(exc.status, exc.title, exc.details)
+    response.headers.update(exc.headers)
+    if exc.close:
+        response.force_close()
+    return response
 
 
 def http_error_response(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:

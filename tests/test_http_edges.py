@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
 from controller.appkeys import CONFIG
-from tests.conftest import Controller, MakeAgent, MakeController
+from tests.conftest import Controller, Fifo, MakeAgent, MakeController
 
 EXEC_PATH = "/node/agent-1/command/exec"
 SHELL_PATH = "/node/agent-1/command/shell"
@@ -95,6 +97,59 @@ async def test_a_client_leaving_mid_body_is_no_500_and_no_traceback(
     await make_agent("agent-1")
     await controller.wait_for_agents("agent-1")
     assert (await controller.exec("agent-1", {"command": "true"})).status == 202
+
+
+class LogWatch(logging.Handler):
+    """Every record logged while installed; ``seen`` is set by the first that matches."""
+
+    def __init__(self, matches: Callable[[logging.LogRecord], bool]) -> None:
+        super().__init__()
+        self.matches = matches
+        self.records: list[logging.LogRecord] = []
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if self.matches(record):
+            self.seen.set()
+
+
+async def test_a_client_leaving_a_live_output_stream_is_no_500(
+    controller: Controller,
+    make_agent: MakeAgent,
+    started: Fifo,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await make_agent("agent-1")
+    await controller.wait_for_agents("agent-1")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = (
+        f"echo first; echo go > {started.path}; while [ -d {gate} ]; do sleep 0.05; done; echo last"
+    )
+    submitted = await controller.request(
+        "POST", f"{EXEC_PATH}?wait=false", json={"command": "sh", "args": ["-c", script]}
+    )
+    job_id = submitted.body["job_id"]
+    await started.lines(1)
+    reader, writer = await connect(controller)
+    writer.write(head("GET", f"/job/{job_id}/output", f"Authorization: Bearer {controller.api_key}",
+                      "Accept: application/x-ndjson"))  # fmt: skip
+    async with asyncio.timeout(BOUND_S):
+        received = b""
+        while b"first" not in received:
+            received += await reader.read(4096)
+    writer.close()
+    watch = LogWatch(lambda r: "disconnected" in r.getMessage() or r.levelno >= logging.ERROR)
+    caplog.set_level(logging.INFO)
+    logging.getLogger().addHandler(watch)
+    try:
+        gate.rmdir()  # "last" is written to a connection that is gone
+        await asyncio.wait_for(watch.seen.wait(), BOUND_S)
+    finally:
+        logging.getLogger().removeHandler(watch)
+    assert not [r for r in watch.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 async def test_stalled_headers_are_dropped_while_others_are_served(
