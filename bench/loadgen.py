@@ -1,6 +1,6 @@
 """HTTP load from a separate process: ``python -m bench.loadgen URL ...`` prints one JSON line.
 
-Sends ``--requests`` POSTs (or GETs without ``--body``) at ``--concurrency``,
+Sends ``--requests`` POSTs of the JSON ``--body`` (or GETs without one) at ``--concurrency``,
 after ``--warmup`` unmeasured ones, and reports latency percentiles, requests
 per second, HTTP statuses and, for exec answers, the tally of result statuses.
 """
@@ -25,8 +25,9 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    headers = dict(header.split(":", 1) for header in args.header)
     body = args.body.encode() if args.body else None
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    headers.update(header.split(":", 1) for header in args.header)
     method = "POST" if body is not None else "GET"
     statuses: collections.Counter[int] = collections.Counter()
     results: collections.Counter[str] = collections.Counter()

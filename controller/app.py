@@ -26,6 +26,7 @@ from controller.audit import AuditLog
 from controller.audit_routes import audit_routes
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
+from controller.httpserver import connection_middleware
 from controller.idempotency import IdempotencyKeys
 from controller.job_routes import job_routes
 from controller.keyreload import KeysReloader
@@ -65,7 +66,13 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         signer = JobSigner.from_file(config.job_signing_key_file)
         log.info("signing every job as %s", signer.public_key)
     app = web.Application(
-        middlewares=[audit_middleware, error_middleware, lifecycle_middleware, auth_middleware],
+        middlewares=[
+            audit_middleware,
+            error_middleware,
+            connection_middleware,
+            lifecycle_middleware,
+            auth_middleware,
+        ],
         client_max_size=config.max_body_bytes,
     )
     link = NatsLink(

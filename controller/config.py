@@ -42,6 +42,13 @@ class ControllerConfig(NatsClientSettings):
     job_signing_key_file: Path | None = None
     """An nkey seed file (``nexec signing-key create``): sign every job with it, for
     agents that trust its public key (``trusted_signers``)."""
+    http_read_timeout_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 30.0
+    """Time a client has to send a request's headers (from connecting, or from the end
+    of its previous answer) and, separately, its body; a connection idle this long is
+    closed too."""
+    http_max_connections: Annotated[int, pydantic.Field(ge=1)] = 1000
+    """Connections served at once; requests on connections beyond it get 503 (but
+    ``/healthz``), and those connections are closed."""
     access_log: bool = False
     """One INFO line per HTTP request. Off by default: it costs about a fifth of
     the controller's CPU per request (docs/performance.md)."""

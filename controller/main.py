@@ -16,6 +16,7 @@ from aiohttp import web
 from controller.app import create_app
 from controller.appkeys import KEYS_RELOADER, LIFECYCLE
 from controller.config import ControllerConfig
+from controller.httpserver import make_runner
 from controller.keys import KeysFileError, KeyStore
 from schemas.api import MAX_TIMEOUT_S
 from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
@@ -68,6 +69,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests per second per key on this controller (0 = no limit)",
     )
     parser.add_argument(
+        "--http-read-timeout",
+        dest="http_read_timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="time a client has for a request's headers, and for its body (default 30)",
+    )
+    parser.add_argument(
+        "--http-max-connections",
+        dest="http_max_connections",
+        type=int,
+        help="connections served at once; more get 503 (default 1000)",
+    )
+    parser.add_argument(
         "--access-log",
         dest="access_log",
         action="store_const",
@@ -87,7 +101,7 @@ async def serve(config: ControllerConfig, app: web.Application) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, app[KEYS_RELOADER].request_reload)
     access_log = aiohttp.log.access_logger if config.access_log else None
-    runner = web.AppRunner(app, access_log=access_log)
+    runner = make_runner(app, access_log=access_log)
     await runner.setup()
     lifecycle = app[LIFECYCLE]
     try:

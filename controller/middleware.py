@@ -20,14 +20,26 @@ from controller.appkeys import (
     RATE_LIMITER,
 )
 from controller.audit import audit_record, is_audited
-from controller.errors import ApiError, PayloadTooLarge, RateLimited, ShuttingDown, Unauthorized
+from controller.errors import (
+    ApiError,
+    ClientDisconnected,
+    PayloadTooLarge,
+    RateLimited,
+    ShuttingDown,
+    Unauthorized,
+)
 from controller.keys import KeyExpired
 from controller.natslink import LinkState
 from schemas import ErrorBody
 
 log = logging.getLogger("nexec.controller.http")
 
+CLIENT_GONE_ERRORS = (ConnectionError, web.RequestPayloadError)
+"""What reading a request or writing an answer raises once the client has closed
+its connection (the request's transport is None then)."""
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+UNLIMITED_PATHS = frozenset({"/healthz"})
+"""Paths no rate limit and no connection cap refuses (``/metrics`` joins when it comes)."""
 
 
 def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
@@ -46,23 +58,41 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.title, exc.details)
-        response.headers.update(exc.headers)
-        return response
+        return api_error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
-        exc_413 = PayloadTooLarge(f"the body is larger than {limit} bytes")
-        return error_response(exc_413.status, exc_413.title, exc_413.details)
+        return api_error_response(PayloadTooLarge(f"the body is larger than {limit} bytes"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        details = f"{request.method} {request.path}: {exc.reason}"
-        return error_response(exc.status, exc.reason.lower(), details)
+        return http_error_response(request, exc)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:
+        if request.transport is None and isinstance(exc, CLIENT_GONE_ERRORS):
+            # A client error, not ours: no traceback, and a 499 for the audit trail.
+            log.info("client %r disconnected during %s %r", request.remote, request.method,
+                     request.path)  # fmt: skip
+            return api_error_response(ClientDisconnected("the client closed the connection"))
+        log.exception("unhandled error on %s %r", request.method, request.path)
         return error_response(500, "internal error", "unexpected error; see the controller log")
+
+
+def api_error_response(exc: ApiError) -> web.Response:
+    response = error_response(exc.status, exc.title, exc.details)
+    response.headers.update(exc.headers)
+    if exc.close:
+        response.force_close()
+    return response
+
+
+def http_error_response(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own error (404, 405, 417...) in the error shape; a 405 keeps ``Allow``."""
+    details = f"{request.method} {request.path}: {exc.reason}"
+    response = error_response(exc.status, exc.reason.lower(), details)
+    if "Allow" in exc.headers:  # 405: the methods the path takes
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 @web.middleware
@@ -119,6 +149,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if api_key is None:
         raise Unauthorized("unknown API key")
     request[API_KEY] = api_key
+    if request.path in UNLIMITED_PATHS:
+        return await handler(request)
     retry_after_s = request.app[RATE_LIMITER].retry_after_s(api_key.name)
     if retry_after_s:
         raise RateLimited(

@@ -30,10 +30,12 @@ ERROR_TEXT = {
     401: "Missing or unknown API key.",
     403: "The key lacks the permission or may not reach the target.",
     404: "Nothing matches (agent, job or route), or it is outside the key's target patterns.",
+    408: "The body did not arrive within http_read_timeout_s.",
     409: "Idempotency-Key reused for a different request.",
     413: "Request body too large.",
+    415: "The body was not sent as Content-Type: application/json.",
     500: "Unexpected error (no stack trace is returned).",
-    503: "NATS or JetStream unreachable.",
+    503: "NATS or JetStream unreachable, the controller draining, or too many connections.",
 }
 TARGET_PARAMETER = {
     "name": "hostname",
@@ -68,11 +70,11 @@ class Operation:
 
 OPERATIONS = (
     Operation("post", "/node/{hostname}/command/exec", "Run an executable, without a shell",
-              202, ExecResponse, (400, 401, 403, 404, 409, 413, 500, 503),
+              202, ExecResponse, (400, 401, 403, 404, 408, 409, 413, 415, 500, 503),
               [TARGET_PARAMETER, _query("wait", "true (default), false, or seconds 0-300")],
               request_body=ExecRequest),
     Operation("post", "/node/{hostname}/command/shell", "Run one command line with /bin/sh -c",
-              202, ExecResponse, (400, 401, 403, 404, 409, 413, 500, 503),
+              202, ExecResponse, (400, 401, 403, 404, 408, 409, 413, 415, 500, 503),
               [TARGET_PARAMETER, _query("wait", "true (default), false, or seconds 0-300")],
               request_body=ShellRequest),
     Operation("post", "/job/{job_id}/cancel", "Stop the job on every agent still running it",

@@ -24,6 +24,7 @@ from controller.appkeys import (
     REGISTRY,
 )
 from controller.audit import AuditDetails
+from controller.body import read_json_body
 from controller.dispatch import Collected
 from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.jobs import job_view
@@ -92,11 +93,12 @@ async def exec_command(request: web.Request) -> web.Response:
     """Run an executable (no shell) on the target's agents and return their results.
 
     Raises:
-        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
+        (controller.body.read_json_body).
     """
     require_permission(request[API_KEY], "command:exec")
     target_text, target = allowed_target(request)
-    body = parse_exec_request(await request.read())
+    body = parse_exec_request(await read_json_body(request))
     return await submit(request, target_text, target, body)
 
 
@@ -106,11 +108,12 @@ async def shell_command(request: web.Request) -> web.Response:
     runs it only if its policy allows shell).
 
     Raises:
-        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
+        (controller.body.read_json_body).
     """
     require_permission(request[API_KEY], "command:shell")
     target_text, target = allowed_target(request)
-    body = parse_shell_request(await request.read())
+    body = parse_shell_request(await read_json_body(request))
     return await submit(request, target_text, target, body)
 
 

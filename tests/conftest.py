@@ -31,6 +31,7 @@ from agentd.config import AgentConfig
 from agentd.executor import Executor
 from controller import ControllerConfig, KeyStore, create_app, create_key
 from controller.appkeys import NATS_LINK, REGISTRY
+from controller.httpserver import make_runner
 from controller.keys import PERMISSIONS
 from controller.processes import ManagedProcess, start_nats_server
 from controller.registry import Registry
@@ -176,7 +177,10 @@ class Controller:
         key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        all_headers = {"Authorization": f"Bearer {key or self.api_key}", **(headers or {})}
+        all_headers = {"Authorization": f"Bearer {key or self.api_key}"}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
         async with self.session.request(
             method, self.url + path, json=json, data=data, headers=all_headers
         ) as response:
@@ -217,7 +221,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
             **settings,
         )
         app = create_app(config, KeyStore.load(keys_file))
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
