@@ -134,7 +134,8 @@ async def test_a_nested_or_forged_result_record_does_not_break_or_change_the_job
         ("h2", "completed"),
     ]
     events = await output_events(controller, job_id)
-    assert [event["event"] for event in events] == ["output", "output", "result", "result", "end"]
+    kinds = [event["event"] for event in events]
+    assert (kinds.count("output"), kinds.count("result"), kinds[-1]) == (2, 2, "end"), kinds
     assert "forged" not in str(events)
 
 
