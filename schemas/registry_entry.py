@@ -83,7 +83,9 @@ def check_heartbeat_fields(heartbeat: Heartbeat) -> None:
                 f"heartbeat {name}: {len(text)} characters, more than {MAX_TEXT_LENGTH}"
             )
     if len(heartbeat.load_avg) > MAX_LOAD_AVERAGES:
-        raise WireError(f"heartbeat load_avg: {len(heartbeat.load_avg)} numbers, at most 3")
+        raise WireError(
+            f"heartbeat load_avg: {len(heartbeat.load_avg)} numbers, more than {MAX_LOAD_AVERAGES}"
+        )
     numbers = [heartbeat.started_at, heartbeat.sent_at, *heartbeat.load_avg]
     if not all(math.isfinite(number) for number in numbers):
         raise WireError("heartbeat started_at, sent_at and load_avg must be finite numbers")

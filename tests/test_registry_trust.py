@@ -28,7 +28,9 @@ from controller.processes import start_nats_server
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from schemas import Subjects
+from schemas.decoding import WireError
 from schemas.jetstream import registry_entry_subject
+from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
 from tests.test_nats_permissions import LockedNats, connect_as
@@ -95,6 +97,33 @@ async def assert_only_real_agents_run(controller: Controller, target: str, *real
     assert [(r["hostname"], r["status"], r["stdout"]) for r in response.body["results"]] == [
         (hostname, "completed", "hi\n") for hostname in real
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("_5Fall", "not a valid agent hostname"),
+        ("a_2F..", "not a valid agent hostname"),
+        ("h_31", "not the canonical key of 'h1'"),
+        ("h_zz", "not a valid token encoding"),
+        ("h_", "not a valid token encoding"),
+    ],
+)
+def test_a_registry_key_must_be_the_canonical_key_of_a_valid_hostname(key: str, why: str) -> None:
+    assert registry_key_hostname("web1_2Eexample_2Ecom") == "web1.example.com"
+    with pytest.raises(WireError, match=why):
+        registry_key_hostname(key)
+
+
+def test_a_heartbeat_speaks_only_for_its_key_and_shows_untrusted_text_short() -> None:
+    assert decode_heartbeat_from(entry("h1"), hostname="h1").hostname == "h1"
+    with pytest.raises(WireError, match="of 'h1' names host 'ghost'"):
+        decode_heartbeat_from(entry("ghost"), hostname="h1")
+    with pytest.raises(WireError, match=r"\.\.\. \(100000 characters\)") as refused:
+        decode_heartbeat_from(entry("x" * 100_000), hostname="h1")
+    assert len(str(refused.value)) < 200
+    with pytest.raises(WireError, match="nested too deep"):
+        decode_heartbeat_from(NESTED_ENTRY, hostname="h1")
 
 
 @pytest.fixture
