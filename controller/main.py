@@ -14,7 +14,7 @@ import aiohttp.log
 from aiohttp import web
 
 from controller.app import create_app
-from controller.appkeys import LIFECYCLE
+from controller.appkeys import LIFECYCLE, REGISTRY
 from controller.config import ControllerConfig
 from controller.keys import KeysFileError, KeyStore
 from schemas.api import MAX_TIMEOUT_S
@@ -94,7 +94,11 @@ async def serve(config: ControllerConfig, app: web.Application) -> None:
             log.warning("drain timeout: %d request(s) still in flight", lifecycle.in_flight)
     finally:
         await runner.cleanup()
-        log.info("nexec-controller stopped: %s", lifecycle.summary())
+        log.info(
+            "nexec-controller stopped: %s registry_entries_refused=%d",
+            lifecycle.summary(),
+            app[REGISTRY].refused,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,9 +46,10 @@ class Registry:
         """Registry entries refused as invalid since this controller started."""
 
     def observe(self, hostname: str, heartbeat: Heartbeat) -> None:
-        """Record a valid heartbeat read from ``hostname``'s entry (the key's hostname)."""
+        """Record a valid heartbeat read from ``hostname``'s entry: the key's hostname,
+        validated by :func:`schemas.registry_entry.registry_key_hostname` (safe to log)."""
         if hostname not in self._agents:
-            log.info("agent joined: %r", hostname)
+            log.info("agent joined: %s", hostname)  # a validated hostname
         expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
         self._agents[hostname] = AgentEntry(heartbeat, expires_at)
         self._notify()
@@ -63,7 +64,7 @@ class Registry:
     def remove(self, hostname: str, reason: str) -> None:
         """Forget an agent whose entry was deleted or expired."""
         if self._agents.pop(hostname, None) is not None:
-            log.info("agent left: %r (%s)", hostname, reason)
+            log.info("agent left: %s (%s)", hostname, reason)
             self._notify()
 
     def _notify(self) -> None:
@@ -80,7 +81,7 @@ class Registry:
         """Every live agent, sorted by hostname; forgets the expired ones."""
         now = self._clock()
         for hostname in [h for h, entry in self._agents.items() if entry.expires_at <= now]:
-            log.info("agent expired: %r (no heartbeat)", hostname)
+            log.info("agent expired: %s (no heartbeat)", hostname)
             del self._agents[hostname]
         return [self._agents[hostname].heartbeat for hostname in sorted(self._agents)]
 
