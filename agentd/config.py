@@ -8,6 +8,11 @@ from typing import Annotated, Any
 import pydantic
 
 from schemas import DEFAULT_PREFIX, parse_label
+from schemas.registry_entry import (
+    MAX_AGENT_LABELS,
+    MAX_HEARTBEAT_INTERVAL_S,
+    MIN_HEARTBEAT_INTERVAL_S,
+)
 from schemas.settings import NatsClientSettings
 from schemas.signing import decode_public_key
 from schemas.subjects import Subjects
@@ -26,14 +31,16 @@ class AgentConfig(NatsClientSettings):
 
     nats_url: str = "nats://127.0.0.1:4222"
     hostname: str = pydantic.Field(default_factory=socket.gethostname)
-    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    labels: dict[str, str] = pydantic.Field(default_factory=dict, max_length=MAX_AGENT_LABELS)
     subject_prefix: str = DEFAULT_PREFIX
     max_concurrent_jobs: Annotated[int, pydantic.Field(ge=1, le=1024)] = 16
     output_cap_bytes: Annotated[int, pydantic.Field(ge=1024)] = 256 * 1024
     """Bytes kept per stream (stdout, stderr); replies that would still exceed
     the server's max payload are cut further."""
     kill_grace_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    heartbeat_interval_s: Annotated[float, pydantic.Field(gt=0, le=300)] = 5.0
+    heartbeat_interval_s: Annotated[
+        float, pydantic.Field(gt=MIN_HEARTBEAT_INTERVAL_S, le=MAX_HEARTBEAT_INTERVAL_S)
+    ] = 5.0
     drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
     allow_shell: bool = False

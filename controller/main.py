@@ -14,7 +14,7 @@ import aiohttp.log
 from aiohttp import web
 
 from controller.app import create_app
-from controller.appkeys import KEYS_RELOADER, LIFECYCLE
+from controller.appkeys import KEYS_RELOADER, LIFECYCLE, REGISTRY
 from controller.config import ControllerConfig
 from controller.httpserver import make_runner
 from controller.keys import KeysFileError, KeyStore
@@ -116,7 +116,11 @@ async def serve(config: ControllerConfig, app: web.Application) -> None:
             log.warning("drain timeout: %d request(s) still in flight", lifecycle.in_flight)
     finally:
         await runner.cleanup()
-        log.info("nexec-controller stopped: %s", lifecycle.summary())
+        log.info(
+            "nexec-controller stopped: %s registry_entries_refused=%d",
+            lifecycle.summary(),
+            app[REGISTRY].refused,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,24 +1,31 @@
 """The live agents, as a controller sees them: a local view of the registry bucket.
 
-An agent is live from its first heartbeat until its entry is deleted (clean
-stop) or expires (three missed heartbeats; the server removes the entry, and
-this view also forgets an agent on its own after that long). The view is fed
-by :mod:`controller.registry_feed`; nothing here touches NATS.
+An agent is live from its first valid heartbeat until its entry is deleted
+(clean stop) or expires (three missed heartbeats; the server removes the entry,
+and this view also forgets an agent on its own after that long). Expiry goes by
+this controller's monotonic clock when it observed the heartbeat, plus three of
+the heartbeat's (validated) intervals; the times the heartbeat claims are only
+shown. The view is fed by :mod:`controller.registry_feed`, which hands over
+only valid entries and names each by its key; nothing here touches NATS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas import Heartbeat, Target, TargetKind
+from schemas.registry_entry import shown
 
 log = logging.getLogger("nexec.controller.registry")
 
 MISSED_HEARTBEATS_BEFORE_EXPIRY = 3
+EXPIRY_MARGIN_S = 0.01
+"""wait_until re-checks this long after an entry's expiry, so that it has expired by then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +42,23 @@ class Registry:
         self._clock = clock
         self._agents: dict[str, AgentEntry] = {}
         self._changed = asyncio.Event()
+        self.refused = 0
+        """Registry entries refused as invalid since this controller started."""
 
-    def observe(self, heartbeat: Heartbeat) -> None:
-        """Record a heartbeat."""
-        hostname = heartbeat.hostname
+    def observe(self, hostname: str, heartbeat: Heartbeat) -> None:
+        """Record a valid heartbeat read from ``hostname``'s entry: the key's hostname,
+        validated by :func:`schemas.registry_entry.registry_key_hostname` (safe to log)."""
         if hostname not in self._agents:
-            log.info("agent joined: %s", hostname)
+            log.info("agent joined: %s", hostname)  # a validated hostname
         expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
         self._agents[hostname] = AgentEntry(heartbeat, expires_at)
+        self._notify()
+
+    def refuse(self, key: str, reason: str) -> None:
+        """Count and log an invalid entry under ``key``. An agent's earlier valid
+        heartbeat stays, and still expires when it would have."""
+        self.refused += 1
+        log.warning("registry entry %s refused (%d so far): %s", shown(key), self.refused, reason)
         self._notify()
 
     def remove(self, hostname: str, reason: str) -> None:
@@ -76,11 +92,25 @@ class Registry:
         return [hb.hostname for hb in self.live() if target.matches(hb.hostname, hb.labels)]
 
     async def wait_until(self, condition: Callable[[Registry], bool], timeout_s: float) -> None:
-        """Wait until ``condition(self)`` holds, re-checking on every heartbeat.
+        """Wait until ``condition(self)`` holds, re-checking on every change of the
+        bucket and whenever an agent's entry expires here.
 
         Raises:
             TimeoutError: it did not hold within ``timeout_s``.
         """
         async with asyncio.timeout(timeout_s):
             while not condition(self):
-                await self._changed.wait()
+                changed = self._changed
+                until_expiry = self._until_next_expiry()
+                if until_expiry is None:
+                    await changed.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(until_expiry + EXPIRY_MARGIN_S):
+                        await changed.wait()
+
+    def _until_next_expiry(self) -> float | None:
+        """Seconds until the next live agent expires here; None when there is none."""
+        now = self._clock()
+        pending = [entry.expires_at - now for entry in self._agents.values()]
+        return min((left for left in pending if left > 0), default=None)

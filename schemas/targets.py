@@ -80,12 +80,28 @@ def parse_label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition(":")
     if not sep or ":" in value:
         raise TargetSyntaxError(f"invalid label {text!r}: expected key:value")
+    _check_label(key, value, text)
+    return key, value
+
+
+def validate_label(key: str, value: str) -> tuple[str, str]:
+    """Return ``(key, value)`` if both are valid label parts (as :func:`parse_label` checks).
+
+    Raises:
+        TargetSyntaxError: a key or value that is empty, longer than 63
+            characters or outside ``A-Za-z0-9._/-``.
+    """
+    _check_label(key, value, f"{key[:80]}:{value[:80]}")
+    return key, value
+
+
+def _check_label(key: str, value: str, shown: str) -> None:
+    """The one label syntax rule. Raises: TargetSyntaxError: a part breaks it."""
     for part, what in ((key, "key"), (value, "value")):
         if not _LABEL_PART_RE.fullmatch(part):
             raise TargetSyntaxError(
-                f"invalid label {text!r}: the {what} must be 1-63 characters from A-Za-z0-9._/-"
+                f"invalid label {shown!r}: the {what} must be 1-63 characters from A-Za-z0-9._/-"
             )
-    return key, value
 
 
 def parse_target(text: str) -> Target:
