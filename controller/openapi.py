@@ -56,13 +56,16 @@ def _parameter(where: str, name: str, description: str, schema: dict[str, Any]) 
 
 # Each schema below states exactly what the server's parser accepts (see the module each
 # constant comes from), except where noted: there the document is the stricter one, so
-# that every request it allows is accepted.
+# that every request it allows is accepted. Whole numbers in the query and headers are
+# JSON Schema integers; the server also takes leading zeros (``limit=007``).
 TARGET = _parameter(
     "path",
     "hostname",
     "An agent hostname, _any, _all, or labels key:value[,key:value] (each key once).",
     target_json_schema(),
 )
+# The server looks up any job id (404 if unknown); the document allows the ids a job
+# may have on the wire (schemas.messages.ExecJob).
 JOB_ID = _parameter(
     "path",
     "job_id",

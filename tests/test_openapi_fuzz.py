@@ -9,6 +9,7 @@ Nothing runs on the agent: its policy allows only ``/bin/true``, and no shell.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hypothesis
+import jsonschema_rs
 import pytest
+import requests
 import schemathesis
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -25,7 +28,10 @@ from schemathesis.specs.openapi import checks as openapi_checks
 from controller.devstack import CONTROLLER_READY_RE
 from controller.keys import PERMISSIONS, create_key
 from controller.processes import ManagedProcess
-from tests.conftest import STARTUP_TIMEOUT_S, NatsServer, SpawnAgent
+from schemas import TargetSyntaxError, parse_target
+from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
+from schemas.targets import target_json_schema
+from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, NatsServer, SpawnAgent
 
 NATS_CONNECTED_RE = re.compile(r"NATS connected")
 AGENT = "fuzz-1"
@@ -47,10 +53,11 @@ class LiveController:
     process: ManagedProcess
 
 
-@pytest.fixture
-def live_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[LiveController]:
+def start_controller(
+    nats_server: NatsServer, tmp_path: Path, *, rate_limit: str, burst: str = "100"
+) -> Iterator[LiveController]:
     """``nexec-controller`` as a process, with one key that may do everything anywhere,
-    no rate limit (so that every answer is about the request), once NATS is connected."""
+    once NATS is connected."""
     keys_file = tmp_path / "keys.json"
     api_key = create_key(keys_file, name="fuzz", permissions=sorted(PERMISSIONS), targets=[])
     process = ManagedProcess(
@@ -59,9 +66,10 @@ def live_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[LiveCon
             "--nats-url", nats_server.url,
             "--listen", "127.0.0.1:0",
             "--keys-file", str(keys_file),
-            "--rate-limit", "0",
+            "--rate-limit", rate_limit,
         ],
         name="controller",
+        env={**os.environ, "NEXEC_RATE_LIMIT_BURST": burst},
     )  # fmt: skip
     try:
         ready = process.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
@@ -69,6 +77,18 @@ def live_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[LiveCon
         yield LiveController(f"http://{ready['host']}:{ready['port']}", api_key, process)
     finally:
         process.stop()
+
+
+@pytest.fixture
+def live_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[LiveController]:
+    """No rate limit: every answer is about the request."""
+    yield from start_controller(nats_server, tmp_path, rate_limit="0")
+
+
+@pytest.fixture
+def limited_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[LiveController]:
+    """One request, then 429 for a long while."""
+    yield from start_controller(nats_server, tmp_path, rate_limit="0.01", burst="1")
 
 
 def fuzz_operation(operation: schemathesis.APIOperation, headers: dict[str, str]) -> None:
@@ -105,3 +125,91 @@ def test_every_documented_request_gets_a_documented_answer(
             failures[operation.label] = str(exc)
     assert len(operations) == 11
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+
+
+def test_the_middleware_answers_are_documented(limited_controller: LiveController) -> None:
+    """413, 429 and 401 never come from generated requests; each is sent here once."""
+    url = limited_controller.url
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    exec_operation = schema["/node/{hostname}/command/exec"]["POST"]
+    nodes_operation = schema["/node"]["GET"]
+    headers = {"Authorization": f"Bearer {limited_controller.api_key}"}
+    too_large = requests.post(
+        url + "/node/_all/command/exec",
+        json={"command": "true", "args": ["x" * 70_000]},
+        headers=headers,
+        timeout=30,
+    )
+    over_rate = requests.get(url + "/node", headers=headers, timeout=30)
+    no_key = requests.get(url + "/node", timeout=30)
+    for operation, response, status in (
+        (exec_operation, too_large, 413),
+        (nodes_operation, over_rate, 429),
+        (nodes_operation, no_key, 401),
+    ):
+        assert response.status_code == status, response.text
+        assert str(status) in operation.definition.raw["responses"]
+        operation.validate_response(response)
+    assert int(over_rate.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "web1", "web1.example.com", "a-b_c", "-x", "_any", "_all", "_other", "a..b", ".a",
+        "a" * 63, "a" * 64, ".".join(["a" * 63] * 4), "bad host", "wéb", "web1\n",
+        "role:web", "role:web,env:prod", "role:web,role:db", "env:a,role:web,env:b",
+        "ab:1,a:2", "k:a/b.c", "role:", ":web", "a:b:c", "role:web,", "k:" + "v" * 64,
+    ],
+)  # fmt: skip
+def test_the_document_accepts_exactly_the_targets_the_server_does(target: str) -> None:
+    try:
+        parse_target(target)
+        accepted = True
+    except TargetSyntaxError:
+        accepted = False
+    assert jsonschema_rs.validator_for(target_json_schema()).is_valid(target) == accepted
+
+
+def test_blank_means_what_str_strip_removes() -> None:
+    blank = re.compile(f"[{WHITESPACE_CHARS}]")
+    spaces = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    assert all(blank.fullmatch(char) for char in spaces)
+    assert sum(1 for code in range(sys.maxunicode + 1) if blank.fullmatch(chr(code))) == len(spaces)
+    command = jsonschema_rs.validator_for({"type": "string", "pattern": COMMAND_PATTERN})
+    assert not command.is_valid("\u3000\t ") and command.is_valid(" ls ")
+    assert not command.is_valid("ls\x00")
+
+
+@pytest.fixture
+async def ready(controller: Controller, make_agent: MakeAgent) -> Controller:
+    await make_agent("agent-1")
+    await controller.wait_for_agents("agent-1")
+    return controller
+
+
+async def test_a_whole_float_is_a_whole_number(ready: Controller) -> None:
+    """JSON Schema's integer includes 30.0; a body the plain decode refuses is read again."""
+    accepted = await ready.exec("agent-1", {"command": "true", "timeout": 30.0})
+    assert accepted.status == 202, accepted.body
+    cut_short = await ready.request(
+        "POST", "/node/agent-1/command/exec", data=b'{"timeout": "x", garbage'
+    )
+    assert cut_short.status == 400
+    assert cut_short.body["details"].startswith("body: invalid JSON")
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/job?limit=" + "0" * 5000 + "1", 200),
+        ("/job?limit=" + "9" * 5000, 400),
+        ("/job?cursor=" + "1" * 21, 400),
+        ("/audit?cursor=" + "0" * 30 + "1", 200),
+    ],
+)
+async def test_long_numbers_are_numbers_not_500s(
+    controller: Controller, path: str, status: int
+) -> None:
+    response = await controller.request("GET", path)
+    assert response.status == status, response.body
