@@ -1,7 +1,8 @@
 """schemathesis against the live ``/openapi.json`` of a real controller process.
 
 Every request the document allows must be accepted (never a 400, 413 or 415),
-and every answer must be one the document declares, in its declared shape.
+every answer must be one the document declares, in its declared shape, and the
+same request without a key must be refused (schemathesis' ``ignored_auth``).
 The controller runs as its own process: schemathesis calls it synchronously
 (``requests``), which an app on this test's event loop could never answer.
 Nothing runs on the agent: its policy allows only ``/bin/true``, and no shell.
@@ -27,6 +28,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from controller.devstack import CONTROLLER_READY_RE
 from controller.keys import PERMISSIONS, create_key
+from controller.openapi import OPERATIONS
 from controller.processes import ManagedProcess
 from schemas import TargetSyntaxError, parse_target
 from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
@@ -43,6 +45,7 @@ CHECKS: list[CheckFunction] = [
     openapi_checks.response_schema_conformance,
     openapi_checks.response_headers_conformance,
     openapi_checks.positive_data_acceptance,
+    openapi_checks.ignored_auth,
 ]
 
 
@@ -123,7 +126,7 @@ def test_every_documented_request_gets_a_documented_answer(
             fuzz_operation(operation, headers)
         except FailureGroup as exc:  # every operation runs; all failures are reported together
             failures[operation.label] = str(exc)
-    assert len(operations) == 11
+    assert len(operations) == len(OPERATIONS)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
