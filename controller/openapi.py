@@ -21,9 +21,9 @@ from schemas import (
     ShellRequest,
     __version__,
 )
-from schemas.api import MAX_TIMEOUT_S, AuditList, JobList, JobView, NodeList
+from schemas.api import MAX_TIMEOUT_S, AuditList, JobEnd, JobList, JobView, NodeList
 from schemas.jsonschema import HTTP_TYPES
-from schemas.messages import MAX_JOB_ID_LENGTH
+from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, OutputChunk
 from schemas.targets import target_json_schema
 
 REF = "#/components/schemas/{name}"
@@ -116,10 +116,33 @@ LAST_EVENT_ID = _parameter(
     "Resume after this event id.",
     {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
 )
-EVENT_STREAMS = {
-    "text/event-stream": {"schema": {"type": "string"}},
-    "application/x-ndjson": {"schema": {"type": "string"}},
-}
+EVENTS = (("output", OutputChunk), ("result", ExecResult), ("end", JobEnd))
+"""The events of a job's output stream and the body each carries."""
+
+
+def _event_streams() -> dict[str, Any]:
+    """``GET /job/{id}/output``: as OpenAPI 3.1 reads a stream's ``schema``, each one
+    describes one event (an SSE event; an NDJSON line)."""
+    event_id = {"type": "string", "pattern": "^[0-9]+$"}
+    sse = [
+        {"properties": {"event": {"const": kind}, "data": {
+            "type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"$ref": REF.format(name=model.__name__)}}}}
+        for kind, model in EVENTS
+    ]  # fmt: skip
+    ndjson = [
+        {"properties": {"event": {"const": kind},
+                        "data": {"$ref": REF.format(name=model.__name__)}}}
+        for kind, model in EVENTS
+    ]  # fmt: skip
+    return {
+        "text/event-stream": {"schema": {
+            "type": "object", "required": ["event", "data"],
+            "properties": {"id": event_id}, "oneOf": sse}},
+        "application/x-ndjson": {"schema": {
+            "type": "object", "required": ["event", "id", "data"],
+            "properties": {"id": {"type": ["integer", "null"]}}, "oneOf": ndjson}},
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -149,7 +172,7 @@ OPERATIONS = (
               202, JobView, (404, 409), [JOB_ID]),
     Operation("get", "/job/{job_id}/output",
               "Server-sent events (or NDJSON): output chunks, results, end", 200, None,
-              (400, 404), [JOB_ID, LAST_EVENT_ID], ok_content=EVENT_STREAMS),
+              (400, 404), [JOB_ID, LAST_EVENT_ID], ok_content=_event_streams()),
     Operation("get", "/job/{job_id}", "A job: request, state and every host's result",
               200, JobView, (404,), [JOB_ID]),
     Operation("get", "/job", "Recent jobs, newest first", 200, JobList, (400,), [LIMIT, CURSOR]),

@@ -131,6 +131,13 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     results: list[ExecResult]
 
 
+class JobEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """The last event of ``GET /job/{id}/output``: the job's state once it is done."""
+
+    job_id: str
+    state: JobState
+
+
 class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
     """One job in ``GET /job``; its state and results come with ``GET /job/{id}``."""
 

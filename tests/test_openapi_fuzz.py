@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import jsonschema_rs
@@ -94,22 +95,45 @@ def limited_controller(nats_server: NatsServer, tmp_path: Path) -> Iterator[Live
     yield from start_controller(nats_server, tmp_path, rate_limit="0.01", burst="1")
 
 
-def fuzz_operation(operation: schemathesis.APIOperation, headers: dict[str, str]) -> None:
-    """Send ``EXAMPLES_PER_OPERATION`` schema-valid requests; raise on the first failed check."""
+def fuzz_operation(
+    operation: schemathesis.APIOperation,
+    headers: dict[str, str],
+    *,
+    examples: int = EXAMPLES_PER_OPERATION,
+    path_parameters: dict[str, str] | None = None,
+) -> None:
+    """Send ``examples`` schema-valid requests; raise on the first failed check."""
 
     @hypothesis.settings(
-        max_examples=EXAMPLES_PER_OPERATION,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=True,
         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
         suppress_health_check=list(hypothesis.HealthCheck),
     )
-    @hypothesis.given(case=operation.as_strategy(schemathesis.GenerationMode.POSITIVE))
+    @hypothesis.given(
+        case=operation.as_strategy(
+            schemathesis.GenerationMode.POSITIVE, path_parameters=path_parameters
+        )
+    )
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
 
     run()
+
+
+def fuzz_all(
+    operations: list[schemathesis.APIOperation], headers: dict[str, str], **options: Any
+) -> dict[str, str]:
+    """Every operation runs; the failures of all of them, by operation."""
+    failures: dict[str, str] = {}
+    for operation in operations:
+        try:
+            fuzz_operation(operation, headers, **options)
+        except FailureGroup as exc:
+            failures[operation.label] = str(exc)
+    return failures
 
 
 def test_every_documented_request_gets_a_documented_answer(
@@ -117,16 +141,25 @@ def test_every_documented_request_gets_a_documented_answer(
 ) -> None:
     spawn_agent(AGENT, "--allow-command", "/bin/true")
     live_controller.process.wait_for_line(re.compile(rf"agent joined: {AGENT}"), STARTUP_TIMEOUT_S)
-    schema = schemathesis.openapi.from_url(live_controller.url + "/openapi.json")
+    url = live_controller.url
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
     headers = {"Authorization": f"Bearer {live_controller.api_key}"}
-    failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
-    for operation in operations:
-        try:
-            fuzz_operation(operation, headers)
-        except FailureGroup as exc:  # every operation runs; all failures are reported together
-            failures[operation.label] = str(exc)
     assert len(operations) == len(OPERATIONS)
+    failures = fuzz_all(operations, headers)
+    # Generated job ids are all unknown (404): the job operations again, on a real job,
+    # deleting it last.
+    ran = requests.post(
+        f"{url}/node/{AGENT}/command/exec", json={"command": "true"}, headers=headers, timeout=30
+    )
+    assert ran.status_code == 202, ran.text
+    on_a_job = sorted(
+        (operation for operation in operations if "{job_id}" in operation.path),
+        key=lambda operation: operation.method == "delete",
+    )
+    failures |= fuzz_all(
+        on_a_job, headers, examples=10, path_parameters={"job_id": ran.json()["job_id"]}
+    )
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
