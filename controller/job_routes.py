@@ -16,7 +16,7 @@ from controller.live import JobEvent, job_events
 from controller.middleware import json_response
 from controller.records import JobStore
 from controller.routes import require_nats, require_permission
-from controller.validation import parse_page_size, whole_number
+from controller.validation import parse_event_id, parse_page_size
 from schemas import JobRecord
 from schemas.api import JobList, JobState
 
@@ -68,9 +68,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     require_permission(request[API_KEY], "job:read")
     require_nats(request)
     job_id = request.match_info["job_id"]
-    last_id = whole_number(request.headers.get("Last-Event-ID", "0"))
-    if last_id is None or last_id >= 2**63:
-        raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
+    last_id = parse_event_id(request.headers.get("Last-Event-ID", "0"))
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id, request[API_KEY])
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")

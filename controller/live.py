@@ -20,6 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
 from controller.records import JobStore
 from schemas import ExecResult, JobRecord, Subjects, decode_chunk_from, decode_result_from
+from schemas.api import JobEnd
 
 log = logging.getLogger("nexec.controller.live")
 
@@ -74,7 +75,7 @@ async def job_events(
     for result in _missing_at_deadline(record, answered):
         yield JobEvent("result", result)
     view = job_view(record, await store.results(job.job_id), time.time())
-    yield JobEvent("end", {"job_id": job.job_id, "state": view.state})
+    yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
 
 
 async def _subscribe(

@@ -9,6 +9,7 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import NatsUnavailable
-from controller.validation import whole_number
+from controller.validation import CURSOR_PATTERN, whole_number
 from schemas import (
     ExecResult,
     JobRecord,
@@ -31,6 +32,7 @@ from schemas.jetstream import ensure_stream, record_stream_configs
 from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller.records")
+_CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 
 PAGE_READS_PER_ITEM = 4
@@ -287,9 +289,9 @@ def parse_cursor(cursor: str) -> int:
     """A stream sequence given back as a page cursor.
 
     Raises:
-        ValueError: not a positive whole number.
+        ValueError: not a whole number from 1 (CURSOR_PATTERN, as documented).
     """
-    seq = whole_number(cursor)
-    if seq is None or seq < 1:
+    seq = whole_number(cursor) if _CURSOR_RE.fullmatch(cursor) else None
+    if seq is None:
         raise ValueError(f"invalid cursor {cursor!r}")
     return seq

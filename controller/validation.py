@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from typing import Any, TypeVar
 
@@ -11,17 +10,26 @@ import msgspec
 
 from controller.errors import BadRequest
 from schemas import ExecRequest, ShellRequest, Target, TargetSyntaxError, parse_target
+from schemas.api import ABSOLUTE_PATH_PATTERN, COMMAND_PATTERN, ENV_NAME_PATTERN, NO_NUL_PATTERN
 
 _exec_request_decoder = msgspec.json.Decoder(ExecRequest)
 _shell_request_decoder = msgspec.json.Decoder(ShellRequest)
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COMMAND_RE = re.compile(COMMAND_PATTERN)
+_NO_NUL_RE = re.compile(NO_NUL_PATTERN)
+_ABSOLUTE_PATH_RE = re.compile(ABSOLUTE_PATH_PATTERN)
+_ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
 RequestT = TypeVar("RequestT", ExecRequest, ShellRequest)
+MAX_WHOLE_NUMBER_DIGITS = 20
 _VALIDATION_PATH_RE = re.compile(r"^(?P<reason>.*) - at `\$\.?(?P<path>[^`]*)`$")
 
 
 def whole_number(text: str) -> int | None:
-    """The value of ``text`` if it is ASCII digits only (no sign, no space), else None."""
-    return int(text) if text.isascii() and text.isdigit() else None
+    """The value of ``text`` if it is ASCII digits only (no sign, no space; leading zeros
+    allowed) with at most 20 significant digits (a 64-bit number), else None."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_WHOLE_NUMBER_DIGITS else None
 
 
 def parse_target_text(text: str) -> Target:
@@ -40,10 +48,10 @@ def parse_exec_request(body: bytes) -> ExecRequest:
             of range, an unknown field, a blank command, a NUL byte, a
             relative ``cwd`` or an invalid ``env`` name; ``details`` names the field.
     """
-    request = _decode(body, _exec_request_decoder)
+    request = _decode(body, _exec_request_decoder, ExecRequest)
     _check_common(request)
     for index, arg in enumerate(request.args):
-        if "\0" in arg:
+        if not _NO_NUL_RE.fullmatch(arg):
             raise BadRequest(f"args[{index}]: must not contain a NUL byte")
     return request
 
@@ -54,20 +62,24 @@ def parse_shell_request(body: bytes) -> ShellRequest:
     Raises:
         BadRequest: as :func:`parse_exec_request`.
     """
-    request = _decode(body, _shell_request_decoder)
+    request = _decode(body, _shell_request_decoder, ShellRequest)
     _check_common(request)
     return request
 
 
-def _decode(body: bytes, decoder: msgspec.json.Decoder[RequestT]) -> RequestT:
+def _decode(
+    body: bytes, decoder: msgspec.json.Decoder[RequestT], model: type[RequestT]
+) -> RequestT:
     if not body.strip():
         raise BadRequest("body: a JSON object is required")
     try:
         request = decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(describe_validation_error(str(exc))) from exc
+    except msgspec.ValidationError:
+        request = _decode_whole_floats(body, model)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body: invalid JSON ({exc})") from exc
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deep") from None
     reject_duplicate_keys(body)
     return request
 
@@ -83,6 +95,8 @@ def reject_duplicate_keys(body: bytes) -> None:
         json.loads(body, object_pairs_hook=_unique_keys)
     except ValueError as exc:  # JSON msgspec took but the stdlib does not (huge numbers)
         raise BadRequest(f"body: invalid JSON ({exc})") from exc
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deep") from None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -97,6 +111,32 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return unique
 
 
+def _decode_whole_floats(body: bytes, model: type[RequestT]) -> RequestT:
+    """Decode again, reading a float with no fraction (``30.0``) as the integer it is in
+    JSON's one number type (and in JSON Schema's ``integer``), which msgspec refuses for
+    an ``int`` field. Only the top level holds integers. Off the hot path: only after
+    the plain decode failed.
+
+    Raises:
+        BadRequest: the body is not JSON, or still invalid; ``details`` names the field.
+    """
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:  # past the field that failed first
+        raise BadRequest(f"body: invalid JSON ({exc})") from exc
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deep") from None
+    if isinstance(data, dict):
+        data = {
+            name: int(value) if isinstance(value, float) and value.is_integer() else value
+            for name, value in data.items()
+        }
+    try:
+        return msgspec.convert(data, model)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(describe_validation_error(str(exc))) from exc
+
+
 def describe_validation_error(message: str) -> str:
     """``Expected `int`, got `str` - at `$.timeout``` → ``timeout: expected `int`, got `str```."""
     match = _VALIDATION_PATH_RE.match(message)
@@ -109,26 +149,26 @@ def describe_validation_error(message: str) -> str:
 
 
 def _check_common(request: ExecRequest | ShellRequest) -> None:
-    if not request.command.strip():
-        raise BadRequest("command: must not be blank")
-    if "\0" in request.command:
-        raise BadRequest("command: must not contain a NUL byte")
-    if request.cwd is not None:
-        if "\0" in request.cwd:
-            raise BadRequest("cwd: must not contain a NUL byte")
-        if not posixpath.isabs(request.cwd):
-            raise BadRequest("cwd: must be an absolute path")
+    """The patterns of ``schemas.api`` decide; the message says which rule failed."""
+    if not _COMMAND_RE.fullmatch(request.command):
+        rule = "must not contain a NUL byte" if "\0" in request.command else "must not be blank"
+        raise BadRequest(f"command: {rule}")
+    if request.cwd is not None and not _ABSOLUTE_PATH_RE.fullmatch(request.cwd):
+        rule = "must not contain a NUL byte" if "\0" in request.cwd else "must be an absolute path"
+        raise BadRequest(f"cwd: {rule}")
     for name, value in request.env.items():
         if not _ENV_NAME_RE.fullmatch(name):
-            raise BadRequest(
-                f"env: invalid variable name {name!r} (expected [A-Za-z_][A-Za-z0-9_]*)"
-            )
-        if "\0" in value:
+            raise BadRequest(f"env: invalid variable name {name!r} (expected {ENV_NAME_PATTERN})")
+        if not _NO_NUL_RE.fullmatch(value):
             raise BadRequest(f"env.{name}: must not contain a NUL byte")
 
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+CURSOR_PATTERN = r"^0*[1-9][0-9]{0,19}$"
+"""A page cursor: a stream sequence, a 64-bit whole number from 1 (leading zeros allowed)."""
+MAX_EVENT_ID = 2**63 - 1
+"""The largest ``Last-Event-ID`` of a job's output stream (a stream sequence)."""
 
 
 def parse_page_size(text: str | None) -> int:
@@ -143,3 +183,15 @@ def parse_page_size(text: str | None) -> int:
     if size is None or not 1 <= size <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit: expected a whole number from 1 to {MAX_PAGE_SIZE}")
     return size
+
+
+def parse_event_id(text: str) -> int:
+    """``Last-Event-ID`` of a job's output stream: a whole number from 0 to MAX_EVENT_ID.
+
+    Raises:
+        BadRequest: anything else.
+    """
+    event_id = whole_number(text)
+    if event_id is None or event_id > MAX_EVENT_ID:
+        raise BadRequest("Last-Event-ID: expected the id of an event of this stream")
+    return event_id

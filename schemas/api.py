@@ -14,11 +14,30 @@ MAX_TIMEOUT_S = 300
 DEFAULT_TIMEOUT_S = 30
 MAX_ENV_VARS = 64
 
+# The rules of the request strings, as patterns: the OpenAPI document carries them and
+# controller/validation.py enforces them (re.fullmatch, with a message of its own).
+# Explicit character classes only: regex engines disagree on what \s and \d match.
+WHITESPACE_CHARS = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""A character class body: what ``str.isspace`` calls whitespace."""
+NO_NUL_PATTERN = r"^[^\x00]*$"
+COMMAND_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CHARS}][^\x00]*$"
+"""Not blank (something besides whitespace), no NUL byte."""
+ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _pattern(pattern: str, description: str | None = None) -> msgspec.Meta:
+    """A string rule for the document only: msgspec's own check would word the error
+    its way, so the validator checks the same pattern and names the field and rule."""
+    return msgspec.Meta(extra_json_schema={"pattern": pattern}, description=description)
+
 
 class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What the exec and shell bodies share."""
 
-    cwd: Annotated[str | None, msgspec.Meta(description="Working directory (absolute).")] = None
+    cwd: Annotated[str, _pattern(ABSOLUTE_PATH_PATTERN, "Working directory (absolute).")] | None = (
+        None
+    )
     timeout: Annotated[
         int,
         msgspec.Meta(
@@ -40,7 +59,7 @@ class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         | None
     ) = None
     env: Annotated[
-        dict[str, str],
+        dict[Annotated[str, _pattern(ENV_NAME_PATTERN)], Annotated[str, _pattern(NO_NUL_PATTERN)]],
         msgspec.Meta(
             max_length=MAX_ENV_VARS,
             description="Variables added to the agent's clean base environment "
@@ -52,14 +71,21 @@ class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class ExecRequest(_CommandRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /node/{hostname}/command/exec``: one executable, no shell."""
 
-    command: Annotated[str, msgspec.Meta(min_length=1, description="The executable name or path.")]
-    args: Annotated[list[str], msgspec.Meta(description="Command arguments.")] = []
+    command: Annotated[
+        str, msgspec.Meta(min_length=1), _pattern(COMMAND_PATTERN, "The executable name or path.")
+    ]
+    args: Annotated[
+        list[Annotated[str, _pattern(NO_NUL_PATTERN)]],
+        msgspec.Meta(description="Command arguments."),
+    ] = []
 
 
 class ShellRequest(_CommandRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /node/{hostname}/command/shell``: one string for ``/bin/sh -c``."""
 
-    command: Annotated[str, msgspec.Meta(min_length=1, description="The shell command line.")]
+    command: Annotated[
+        str, msgspec.Meta(min_length=1), _pattern(COMMAND_PATTERN, "The shell command line.")
+    ]
 
 
 class ExecResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +129,13 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float
     expected_hosts: list[str] | None
     results: list[ExecResult]
+
+
+class JobEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """The last event of ``GET /job/{id}/output``: the job's state once it is done."""
+
+    job_id: str
+    state: JobState
 
 
 class JobSummary(msgspec.Struct, frozen=True, kw_only=True):

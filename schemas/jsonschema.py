@@ -13,6 +13,7 @@ from schemas.api import (
     ExecRequest,
     ExecResponse,
     HealthResponse,
+    JobEnd,
     JobList,
     JobView,
     NodeList,
@@ -32,6 +33,7 @@ HTTP_TYPES: tuple[type[msgspec.Struct], ...] = (
     AuditList,
     OutputChunk,
     ExecResult,
+    JobEnd,
 )
 """Every body the HTTP API takes or gives, streamed events included."""
 

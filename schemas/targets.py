@@ -20,8 +20,16 @@ ANY = "_any"
 ALL = "_all"
 MAX_HOSTNAME_LENGTH = 253
 
-_HOSTNAME_RE = re.compile(r"^(?!_)[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$")
-_LABEL_PART_RE = re.compile(r"^[A-Za-z0-9._/-]{1,63}$")
+HOSTNAME_PATTERN = r"^[A-Za-z0-9-][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*$"
+"""Dot-separated parts of 1-63 characters of ``A-Za-z0-9_-``, not starting with ``_``."""
+_LABEL_PART = r"[A-Za-z0-9._/-]{1,63}"
+_HOSTNAME_RE = re.compile(HOSTNAME_PATTERN)
+_LABEL_PART_RE = re.compile(rf"^{_LABEL_PART}$")
+_LABEL = rf"{_LABEL_PART}:{_LABEL_PART}"
+# The one rule parse_target checks with a dict: no key twice. The lookahead refuses a
+# selector in which some label's key comes back as the key of a later label.
+_NO_KEY_TWICE = r"(?!(?:[^,]*,)*([^:,]*):[^,]*,(?:[^,]*,)*\1:)"
+LABEL_SELECTOR_PATTERN = rf"^{_NO_KEY_TWICE}{_LABEL}(,{_LABEL})*$"
 
 
 class TargetSyntaxError(ValueError):
@@ -124,3 +132,14 @@ def parse_target(text: str) -> Target:
             raise TargetSyntaxError(f"invalid label selector {text!r}: key {key!r} given twice")
         labels[key] = value
     return Target(TargetKind.LABELS, labels=tuple(sorted(labels.items())))
+
+
+def target_json_schema() -> dict[str, object]:
+    """The JSON Schema of a target exactly as :func:`parse_target` accepts it."""
+    return {
+        "anyOf": [
+            {"type": "string", "enum": [ANY, ALL]},
+            {"type": "string", "pattern": HOSTNAME_PATTERN, "maxLength": MAX_HOSTNAME_LENGTH},
+            {"type": "string", "pattern": LABEL_SELECTOR_PATTERN},
+        ]
+    }
