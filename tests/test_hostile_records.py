@@ -204,3 +204,42 @@ async def test_an_agent_answers_a_bad_job_with_a_refusal(
     assert (await request(nc, Subjects().exec_host("h1"), job("h1", "true")))[
         "status"
     ] == "completed"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"command": "/bin/true\u0000x"},
+        {"args": ["ok", "a\u0000b"]},
+        {"cwd": "/tmp\u0000"},
+        {"env": {"A": "b\u0000"}},
+    ],
+    ids=["command", "args", "cwd", "env"],
+)
+async def test_a_nul_byte_is_answered_failed_by_an_agent_with_an_allowlist(
+    controller: Controller, make_agent: MakeAgent, nc: Client, fields: dict[str, Any]
+) -> None:
+    """(``controller`` makes the results stream the refusal is recorded in.)"""
+    agent = await make_agent("h1", allowed_commands=["/bin/true"], allow_request_env=True)
+    message = job("h1", "/bin/true") | fields
+    reply = await request(nc, Subjects().exec_host("h1"), message)
+    assert reply["status"] == "failed"
+    assert reply["job_id"] == message["job_id"]
+    assert reply["error"].startswith("invalid job: NUL byte in ")
+    assert agent.counters.started == 0
+    recorded = await recorded_result(nc, message["job_id"], "h1")
+    assert recorded["error"] == reply["error"]
+
+
+async def test_untrusted_strings_are_escaped_in_the_log(
+    make_agent: MakeAgent, nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_agent("h1")
+    forged_line = "x\n2026-01-01 00:00:00 INFO nexec.agentd: all is well"
+    message = job("h1", "true", job_id=forged_line, deadline=10**10)
+    reply = await request(nc, Subjects().exec_host("h1"), message)
+    assert reply["error"] == "invalid job: deadline too far ahead"
+    logged = [record.getMessage() for record in caplog.records if "refused" in record.message]
+    assert logged, caplog.text
+    assert all("\n" not in line for line in logged)
+    assert repr(forged_line) in logged[0]
