@@ -20,6 +20,7 @@ from controller.appkeys import (
     NATS_LINK,
     RATE_LIMITER,
     REGISTRY,
+    REGISTRY_FEED,
     STREAM_WRITER,
 )
 from controller.audit import AuditLog
@@ -87,6 +88,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[KEYS] = keys
     app[KEYS_RELOADER] = KeysReloader(keys, config.keys_file, config.keys_reload_interval_s)
     app[REGISTRY] = Registry()
+    app[REGISTRY_FEED] = RegistryFeed(app[REGISTRY])
     writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
@@ -123,7 +125,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     registry bucket (so an agent it lists can be sent jobs at once).
     """
     config = app[CONFIG]
-    feed = RegistryFeed(app[REGISTRY])
+    feed = app[REGISTRY_FEED]
 
     async def on_connected(nc: Client) -> None:
         js = nc.jetstream(timeout=config.jetstream_timeout_s)

@@ -15,12 +15,14 @@ from controller.natslink import NatsLink
 from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
+from controller.registry_feed import RegistryFeed
 from schemas.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
 KEYS = web.AppKey("keys", KeyStore)
 KEYS_RELOADER = web.AppKey("keys_reloader", KeysReloader)
 REGISTRY = web.AppKey("registry", Registry)
+REGISTRY_FEED = web.AppKey("registry_feed", RegistryFeed)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)

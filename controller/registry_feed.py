@@ -42,6 +42,11 @@ class RegistryFeed:
         self._task = asyncio.create_task(self._apply(self._watcher), name="registry watch")
         self._task.add_done_callback(_log_end)
 
+    @property
+    def following(self) -> bool:
+        """True while the watch runs: the registry view follows the bucket."""
+        return self._task is not None and not self._task.done()
+
     async def _apply(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is not None:  # None: the end of the initial values

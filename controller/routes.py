@@ -22,6 +22,7 @@ from controller.appkeys import (
     LIFECYCLE,
     NATS_LINK,
     REGISTRY,
+    REGISTRY_FEED,
 )
 from controller.audit import AuditDetails
 from controller.body import read_json_body
@@ -235,13 +236,24 @@ async def replay(request: web.Request, job_id: str) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 once NATS is connected; 503 before, while it is down, or while draining
-    (so that a load balancer stops sending requests). No authentication."""
+    """200 once NATS is connected and the registry view follows the bucket; 503 before,
+    while NATS is down, when the registry watch stopped (no target would resolve
+    rightly), or while draining (so that a load balancer stops sending requests).
+    No authentication."""
     state = request.app[NATS_LINK].state
     draining = request.app[LIFECYCLE].draining
-    ok = state is LinkState.CONNECTED and not draining
+    connected = state is LinkState.CONNECTED
+    following = request.app[REGISTRY_FEED].following
+    ok = connected and following and not draining
+    status = "ok"
+    if draining:
+        status = "shutting down"
+    elif not connected:
+        status = "unavailable"
+    elif not following:
+        status = "registry not followed"
     body = HealthResponse(
-        status="ok" if ok else ("shutting down" if draining else "unavailable"),
+        status=status,
         nats=state.value,
         agents=len(request.app[REGISTRY].live()),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller.appkeys import NATS_LINK
+from controller.appkeys import NATS_LINK, REGISTRY_FEED
 from controller.processes import (
     NATS_READY_RE,
     ManagedProcess,
@@ -252,6 +252,15 @@ async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
     async with aiohttp.ClientSession() as session, session.get(ready.url + "/healthz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok", "nats": "connected", "agents": 1}
+
+
+async def test_healthz_fails_when_the_registry_view_stops_following(ready: Controller) -> None:
+    """Without the registry watch no target resolves rightly: requests cannot succeed."""
+    await ready.app[REGISTRY_FEED].stop()
+    async with aiohttp.ClientSession() as session, session.get(ready.url + "/healthz") as response:
+        assert response.status == 503
+        body = await response.json()
+    assert body == {"status": "registry not followed", "nats": "connected", "agents": 1}
 
 
 async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
