@@ -316,7 +316,7 @@ class Agent:
             return
         if refusal := job_refusal(job, time.time()):
             self.counters.refused += 1
-            log.warning("job %r refused: %s", job.job_id, refusal)
+            log.warning("job %r refused: %r", job.job_id, refusal)
             await self._deliver(job, reply, self._result(job.job_id, ResultStatus.FAILED, refusal))
             return
         await self._acknowledge(job, reply)
@@ -416,7 +416,7 @@ class Agent:
 
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1
-        log.warning("job %r refused: %s", job_id, reason)
+        log.warning("job %r refused: %r", job_id, reason)
         if reply:
             await self._send(reply, encode(self._result(job_id, ResultStatus.FAILED, reason)))
 

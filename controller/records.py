@@ -146,11 +146,11 @@ class JobStore:
                 )
             except nats.js.errors.APIError as exc:
                 log.debug(
-                    "job %s: %s already has a result: %s", result.job_id, result.hostname, exc
+                    "job %r: %r already has a result: %s", result.job_id, result.hostname, exc
                 )
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning(
-                    "job %s: no_reply of %s not recorded: %s", result.job_id, result.hostname, exc
+                    "job %r: no_reply of %r not recorded: %s", result.job_id, result.hostname, exc
                 )
 
     async def load(self, job_id: str) -> JobRecord | None:
