@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -156,6 +157,7 @@ class Collector:
 
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
+AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
 
 
 class Dispatcher:
@@ -298,41 +300,41 @@ class Dispatcher:
         self.dropped[reason] += 1
         log.warning("job %r: %s from %r dropped: %s", job_id, reason, hostname, detail)
 
-    async def _on_ack(self, msg: Msg) -> None:
+    def _answer(
+        self,
+        msg: Msg,
+        parse: Callable[[str], tuple[str, str]],
+        decode: Callable[..., AnswerT],
+        kind: str,
+    ) -> tuple[Collector, AnswerT] | None:
+        """The collector waiting for the host that ``msg``'s subject names, and what
+        it said; None when no collector waits here, or when it was dropped (counted)."""
         try:
-            job_id, hostname = self._subjects.parse_ack(msg.subject)
+            job_id, hostname = parse(msg.subject)
         except ValueError:
-            return  # not a subject this subscription can carry
+            return None  # not a subject this subscription can carry
         collector = self._collectors.get(job_id)
         if collector is None:
-            return  # another controller's job, or one whose collection ended
+            return None  # another controller's job, or one whose collection ended
         if not collector.expects(hostname):
-            self._drop(job_id, hostname, "ack of a host the job was not sent to", "")
-            return
+            self._drop(job_id, hostname, f"{kind} of a host the job was not sent to", "")
+            return None
         try:
-            ack = decode_ack_from(msg.data, job_id=job_id, hostname=hostname)
+            return collector, decode(msg.data, job_id=job_id, hostname=hostname)
         except WireError as exc:
-            self._drop(job_id, hostname, "invalid ack", exc)
-            return
-        collector.add_ack(ack)
+            self._drop(job_id, hostname, f"invalid {kind}", exc)
+            return None
+
+    async def _on_ack(self, msg: Msg) -> None:
+        if answer := self._answer(msg, self._subjects.parse_ack, decode_ack_from, "ack"):
+            collector, ack = answer
+            collector.add_ack(ack)
 
     async def _on_result(self, msg: Msg) -> None:
-        try:
-            job_id, hostname = self._subjects.parse_host_record(msg.subject)
-        except ValueError:
-            return  # not a subject this consumer can carry
-        collector = self._collectors.get(job_id)
-        if collector is None:
-            return  # another controller's job, or one whose collection ended
-        if not collector.expects(hostname):
-            self._drop(job_id, hostname, "result of a host the job was not sent to", "")
-            return
-        try:
-            result = decode_result_from(msg.data, job_id=job_id, hostname=hostname)
-        except WireError as exc:
-            self._drop(job_id, hostname, "invalid result", exc)
-            return
-        collector.add_result(result)
+        parse = self._subjects.parse_host_record
+        if answer := self._answer(msg, parse, decode_result_from, "result"):
+            collector, result = answer
+            collector.add_result(result)
 
     async def _on_inbox(self, msg: Msg) -> None:
         """NATS's "no responders" status gives up every host at once. Anything else

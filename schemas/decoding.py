@@ -35,6 +35,7 @@ MAX_WIRE_BYTES = 8 * 1024 * 1024
 """No nexec message is larger (NATS's own max_payload is 1 MiB by default, 64 MiB at most)."""
 
 T = TypeVar("T", bound=msgspec.Struct)
+U = TypeVar("U")
 
 
 class WireError(ValueError):
@@ -46,8 +47,20 @@ class _NotThisType(msgspec.Struct, frozen=True, tag_field="type", tag="nexec.inv
     """Sentinel in every decoder's union: it makes msgspec require the ``type`` tag."""
 
 
+def _decode_totally(name: str, decoder: msgspec.json.Decoder[U], data: bytes) -> U:
+    """Raises: WireError: oversize, not JSON, nested too deep, wrong type or fields."""
+    if len(data) > MAX_WIRE_BYTES:
+        raise WireError(f"{name}: {len(data)} bytes, more than {MAX_WIRE_BYTES}")
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise WireError(f"{name}: {exc}") from None
+    except RecursionError:
+        raise WireError(f"{name}: JSON nested too deep") from None
+
+
 class _Decoder(Generic[T]):
-    """Decodes one wire type totally."""
+    """Decodes one wire type totally, its ``type`` tag required."""
 
     def __init__(self, wire_type: type[T]) -> None:
         self._name = wire_type.__name__
@@ -57,34 +70,22 @@ class _Decoder(Generic[T]):
 
     def __call__(self, data: bytes) -> T:
         """Raises: WireError: oversize, not JSON, nested too deep, wrong type or fields."""
-        if len(data) > MAX_WIRE_BYTES:
-            raise WireError(f"{self._name}: {len(data)} bytes, more than {MAX_WIRE_BYTES}")
-        try:
-            message = self._decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise WireError(f"{self._name}: {exc}") from None
-        except RecursionError:
-            raise WireError(f"{self._name}: JSON nested too deep") from None
+        message = _decode_totally(self._name, self._decoder, data)
         if isinstance(message, _NotThisType):
             raise WireError(f"{self._name}: wrong type tag")
         return message
 
 
-class _ReplyDecoder:
-    """An ack or a result (already a tagged union, so the tag is required)."""
+_reply_decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 
-    _decoder: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 
-    def __call__(self, data: bytes) -> Reply:
-        """Raises: WireError: oversize, not JSON, nested too deep, neither an ack nor a result."""
-        if len(data) > MAX_WIRE_BYTES:
-            raise WireError(f"reply: {len(data)} bytes, more than {MAX_WIRE_BYTES}")
-        try:
-            return self._decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise WireError(f"reply: {exc}") from None
-        except RecursionError:
-            raise WireError("reply: JSON nested too deep") from None
+def decode_reply(data: bytes) -> Reply:
+    """An ack or a result (a tagged union already, so the tag is required).
+
+    Raises:
+        WireError: oversize, not JSON, nested too deep, neither an ack nor a result.
+    """
+    return _decode_totally("reply", _reply_decoder, data)
 
 
 decode_job = _Decoder(ExecJob)
@@ -96,45 +97,36 @@ decode_cancel = _Decoder(CancelRequest)
 decode_chunk = _Decoder(OutputChunk)
 decode_audit = _Decoder(AuditRecord)
 decode_idempotency_claim = _Decoder(IdempotencyClaim)
-decode_reply = _ReplyDecoder()
 
 
-def decode_result_from(data: bytes, *, job_id: str, hostname: str) -> ExecResult:
-    """A result read from ``hostname``'s result subject of ``job_id``.
-
-    Raises:
-        WireError: malformed, or the payload names another job or host.
-    """
-    result = decode_result(data)
-    _check_speaker("result", result.job_id, result.hostname, job_id, hostname)
-    return result
+SpokenT = TypeVar("SpokenT", ExecResult, ExecAck, OutputChunk)
 
 
-def decode_ack_from(data: bytes, *, job_id: str, hostname: str) -> ExecAck:
-    """An acknowledgement read from ``hostname``'s ack subject of ``job_id``.
+class _SpeakingFor(Generic[SpokenT]):
+    """Decodes a message that speaks for one host about one job, both taken from the
+    subject it arrived on: the payload must name the same."""
 
-    Raises:
-        WireError: malformed, or the payload names another job or host.
-    """
-    ack = decode_ack(data)
-    _check_speaker("ack", ack.job_id, ack.hostname, job_id, hostname)
-    return ack
+    def __init__(self, decode: _Decoder[SpokenT], kind: str) -> None:
+        self._decode: _Decoder[SpokenT] = decode
+        self._kind = kind
+
+    def __call__(self, data: bytes, *, job_id: str, hostname: str) -> SpokenT:
+        """Raises: WireError: malformed, or the payload names another job or host."""
+        message = self._decode(data)
+        if message.hostname != hostname:
+            raise WireError(
+                f"{self._kind} on {hostname!r}'s subject names host {message.hostname!r}"
+            )
+        if message.job_id != job_id:
+            raise WireError(
+                f"{self._kind} on the subject of job {job_id!r} names job {message.job_id!r}"
+            )
+        return message
 
 
-def decode_chunk_from(data: bytes, *, job_id: str, hostname: str) -> OutputChunk:
-    """An output chunk read from ``hostname``'s output subject of ``job_id``.
-
-    Raises:
-        WireError: malformed, or the payload names another job or host.
-    """
-    chunk = decode_chunk(data)
-    _check_speaker("output chunk", chunk.job_id, chunk.hostname, job_id, hostname)
-    return chunk
-
-
-def _check_speaker(kind: str, said_job: str, said_host: str, job_id: str, hostname: str) -> None:
-    """Raises: WireError: the payload's job or host is not the one its subject carries."""
-    if said_host != hostname:
-        raise WireError(f"{kind} on {hostname!r}'s subject names host {said_host!r}")
-    if said_job != job_id:
-        raise WireError(f"{kind} on the subject of job {job_id!r} names job {said_job!r}")
+decode_result_from = _SpeakingFor(decode_result, "result")
+"""A result read from ``hostname``'s result record subject of ``job_id``."""
+decode_ack_from = _SpeakingFor(decode_ack, "ack")
+"""An acknowledgement read from ``hostname``'s ack subject of ``job_id``."""
+decode_chunk_from = _SpeakingFor(decode_chunk, "output chunk")
+"""An output chunk read from ``hostname``'s output record subject of ``job_id``."""
