@@ -22,8 +22,6 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from agentd.config import AgentConfig
 from agentd.dedupe import RecentJobs
@@ -52,7 +50,7 @@ from schemas import (
     parse_target,
 )
 from schemas.connection import close_within, drain_or_close
-from schemas.jetstream import open_registry, registry_entry_subject
+from schemas.jetstream import KV_DELETE_HEADERS, registry_entry_subject
 from schemas.settings import server_urls
 from schemas.signing import SignatureRejected, SignatureVerifier
 from schemas.streamwriter import MSG_TTL_HEADER, StreamWriter
@@ -122,9 +120,7 @@ class Agent:
         )
         self._owns_connection = connection is None
         self._nc = connection or Client()
-        self._js: JetStreamContext | None = None
         self._records = StreamWriter(self._nc, timeout_s=config.record_timeout_s)
-        self._registry: KeyValue | None = None
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
         self._verifier = signature_verifier(config)
@@ -172,8 +168,6 @@ class Agent:
             await self._connect()
         await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
         await self._records.open()
-        self._js = self._nc.jetstream(timeout=self.config.connect_timeout_s)
-        self._registry = await open_registry(self._js, self._subjects)
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._publish_heartbeat()
         for subject in self._job_subjects():
@@ -494,9 +488,13 @@ class Agent:
         return True
 
     async def _leave_registry(self) -> None:
-        assert self._registry is not None
         try:
-            await self._registry.delete(self._subjects.registry_key(self.hostname))
+            await self._records.write(
+                registry_entry_subject(self._subjects, self.hostname),
+                b"",
+                headers=KV_DELETE_HEADERS,
+                timeout_s=self.config.connect_timeout_s,
+            )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("registry entry not removed: %s", exc or type(exc).__name__)
 

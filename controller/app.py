@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from controller.appkeys import (
     AUDIT,
@@ -21,6 +22,7 @@ from controller.appkeys import (
     RATE_LIMITER,
     REGISTRY,
     REGISTRY_FEED,
+    STATE_KEEPER,
     STREAM_WRITER,
 )
 from controller.audit import AuditLog
@@ -46,6 +48,7 @@ from controller.records import JobStore
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from controller.routes import routes
+from controller.statekeeper import StateKeeper
 from schemas.signing import JobSigner
 from schemas.streamwriter import StreamWriter
 
@@ -105,6 +108,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app.add_routes(node_routes)
     app.add_routes(audit_routes)
     app.cleanup_ctx.append(keys_context)
+    app[STATE_KEEPER] = keep_state(app, js)
     app.cleanup_ctx.append(nats_context)
     return app
 
@@ -126,9 +130,11 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     """
     config = app[CONFIG]
     feed = app[REGISTRY_FEED]
+    link = app[NATS_LINK]
+    js = link.client.jetstream(timeout=config.jetstream_timeout_s)
+    keeper = app[STATE_KEEPER]
 
     async def on_connected(nc: Client) -> None:
-        js = nc.jetstream(timeout=config.jetstream_timeout_s)
         replicas = config.jetstream_replicas
         await app[STREAM_WRITER].open()
         await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
@@ -136,10 +142,41 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
         await app[DISPATCHER].attach(nc, js)
         await feed.start(js, config.subjects, replicas=replicas)
+        keeper.start(js)
 
-    link = app[NATS_LINK]
+    link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
     link.start(on_connected)
     yield
+    await keeper.stop()
     await app[DISPATCHER].close()
     await feed.stop()
     await link.close()
+
+
+def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
+    """What the controller keeps in place, and how each is made again (see
+    :mod:`controller.statekeeper`)."""
+    config = app[CONFIG]
+    subjects = config.subjects
+    replicas = config.jetstream_replicas
+    keeper = StateKeeper(config.state_check_interval_s)
+
+    async def remake_records() -> None:
+        await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
+
+    async def remake_results() -> None:
+        await remake_records()
+        await app[DISPATCHER].read_results_again(js)
+
+    async def remake_idempotency() -> None:
+        await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
+
+    async def remake_audit() -> None:
+        await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
+
+    keeper.keep(subjects.jobs_stream(), remake_records)
+    keeper.keep(subjects.results_stream(), remake_results)
+    keeper.keep(f"KV_{subjects.idempotency_bucket()}", remake_idempotency)
+    keeper.keep(subjects.audit_stream(), remake_audit)
+    keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
+    return keeper

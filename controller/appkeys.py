@@ -16,6 +16,7 @@ from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
+from controller.statekeeper import StateKeeper
 from schemas.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
@@ -23,6 +24,7 @@ KEYS = web.AppKey("keys", KeyStore)
 KEYS_RELOADER = web.AppKey("keys_reloader", KeysReloader)
 REGISTRY = web.AppKey("registry", Registry)
 REGISTRY_FEED = web.AppKey("registry_feed", RegistryFeed)
+STATE_KEEPER = web.AppKey("state_keeper", StateKeeper)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)

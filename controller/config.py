@@ -49,6 +49,8 @@ class ControllerConfig(NatsClientSettings):
     http_max_connections: Annotated[int, pydantic.Field(ge=1)] = 1000
     """Connections served at once; requests on connections beyond it get 503 (but
     ``/healthz``), and those connections are closed."""
+    state_check_interval_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 2.0
+    """How often every stream and bucket is checked, and one that is missing made again."""
     access_log: bool = False
     """One INFO line per HTTP request. Off by default: it costs about a fifth of
     the controller's CPU per request (docs/performance.md)."""

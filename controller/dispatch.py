@@ -180,6 +180,7 @@ class Dispatcher:
         self._inbox_prefix = ""
         self._nc: Client | None = None
         self._listening = False
+        self._results: JetStreamContext.PushSubscription | None = None
         self.dropped: Counter[str] = Counter()
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
@@ -198,7 +199,25 @@ class Dispatcher:
             await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_inbox)
             await nc.subscribe(self._subjects.acks_all(), cb=self._on_ack)
             self._listening = True
-        await js.subscribe(
+        await self._read_results(js)
+        self._nc = nc
+
+    async def read_results_again(self, js: JetStreamContext) -> None:
+        """Read results from a results stream that was made again (its sequence numbers
+        start over, so the old consumer would wait for numbers it will not see soon).
+
+        Raises:
+            nats.errors.Error, TimeoutError: JetStream failed; call it again.
+        """
+        old, self._results = self._results, None
+        if old is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await old.unsubscribe()
+        await self._read_results(js)
+
+    async def _read_results(self, js: JetStreamContext) -> None:
+        """One ordered consumer of every new result (not output chunks)."""
+        self._results = await js.subscribe(
             self._subjects.result_records_all(),
             stream=self._subjects.results_stream(),
             cb=self._on_result,
@@ -206,7 +225,6 @@ class Dispatcher:
             idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
             deliver_policy=DeliverPolicy.NEW,
         )
-        self._nc = nc
 
     async def close(self) -> None:
         """Stop collecting (on shutdown); unanswered hosts stay to be derived at the deadline."""

@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--job-retention", dest="job_retention_s", type=float, metavar="SECONDS")
     parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
+    parser.add_argument(
+        "--state-check-interval",
+        dest="state_check_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="check every stream and bucket this often; make a missing one again",
+    )
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
     parser.add_argument(
         "--job-signing-key-file",

@@ -78,7 +78,6 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
         subjects.acks_of_host(agent.hostname),
         f"{subjects.prefix}.record.result.*.{token}",
         f"{subjects.prefix}.record.output.*.{token}",
-        f"$JS.API.STREAM.INFO.KV_{subjects.registry_bucket()}",
     ]
     return {
         "publish": {"allow": publishes},

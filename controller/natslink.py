@@ -10,7 +10,7 @@ import asyncio
 import enum
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import nats.errors
@@ -57,6 +57,9 @@ class NatsLink:
         self._closing = False
         self.ready = asyncio.Event()
         """Set once connected and ``on_connected`` has run."""
+        self._when_lost: list[Callable[[], None]] = []
+        self._when_back: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._reactions: set[asyncio.Task[None]] = set()
         self.disconnected = asyncio.Event()
         """Set while the connection is down after having been up."""
         self.setup_failed = asyncio.Event()
@@ -133,11 +136,27 @@ class NatsLink:
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)
 
+    def on_connection_change(
+        self, lost: Callable[[], None], back: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Call ``lost()`` when the connection drops, and run ``back()`` in its own
+        task when it is made again (after the setup, if it was lost during it)."""
+        self._when_lost.append(lost)
+        self._when_back.append(back)
+
     async def _on_disconnected(self) -> None:
         if self.ready.is_set() and not self._closing:
             self.disconnected.set()
             log.warning("NATS disconnected: %s", self._url)
+            for lost in self._when_lost:
+                lost()
 
     async def _on_reconnected(self) -> None:
         self.disconnected.clear()
         log.info("NATS reconnected: %s", self._url)
+        if self._closing:
+            return
+        for back in self._when_back:
+            task = asyncio.create_task(back())
+            self._reactions.add(task)
+            task.add_done_callback(self._reactions.discard)

@@ -32,7 +32,7 @@ EXPIRY_MARGIN_S = 0.01
 class AgentEntry:
     heartbeat: Heartbeat
     expires_at: float
-    """``time.monotonic()`` after which the agent counts as gone."""
+    """Watch time (see :meth:`Registry._now`) after which the agent counts as gone."""
 
 
 class Registry:
@@ -42,15 +42,38 @@ class Registry:
         self._clock = clock
         self._agents: dict[str, AgentEntry] = {}
         self._changed = asyncio.Event()
+        self._suspended_at: float | None = None
+        self._suspended_s = 0.0
         self.refused = 0
         """Registry entries refused as invalid since this controller started."""
+
+    def _now(self) -> float:
+        """Watch time: this controller's monotonic clock, stopped while the watch is
+        suspended, so that no agent expires for heartbeats the watch could not see."""
+        now = self._clock() if self._suspended_at is None else self._suspended_at
+        return now - self._suspended_s
+
+    def suspend(self) -> None:
+        """Stop expiring agents: the watch lost NATS and may miss heartbeats (safe to
+        call again)."""
+        if self._suspended_at is None:
+            self._suspended_at = self._clock()
+            log.info("registry view suspended: no agent expires until the watch is back")
+
+    def resume(self) -> None:
+        """Expire agents again, counting only the time the watch was healthy."""
+        if self._suspended_at is not None:
+            self._suspended_s += self._clock() - self._suspended_at
+            self._suspended_at = None
+            log.info("registry view resumed")
+            self._notify()
 
     def observe(self, hostname: str, heartbeat: Heartbeat) -> None:
         """Record a valid heartbeat read from ``hostname``'s entry: the key's hostname,
         validated by :func:`schemas.registry_entry.registry_key_hostname` (safe to log)."""
         if hostname not in self._agents:
             log.info("agent joined: %s", hostname)  # a validated hostname
-        expires_at = self._clock() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
+        expires_at = self._now() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
         self._agents[hostname] = AgentEntry(heartbeat, expires_at)
         self._notify()
 
@@ -73,13 +96,13 @@ class Registry:
 
     def get(self, hostname: str) -> Heartbeat | None:
         entry = self._agents.get(hostname)
-        if entry is None or entry.expires_at <= self._clock():
+        if entry is None or entry.expires_at <= self._now():
             return None
         return entry.heartbeat
 
     def live(self) -> list[Heartbeat]:
         """Every live agent, sorted by hostname; forgets the expired ones."""
-        now = self._clock()
+        now = self._now()
         for hostname in [h for h, entry in self._agents.items() if entry.expires_at <= now]:
             log.info("agent expired: %s (no heartbeat)", hostname)
             del self._agents[hostname]
@@ -111,6 +134,8 @@ class Registry:
 
     def _until_next_expiry(self) -> float | None:
         """Seconds until the next live agent expires here; None when there is none."""
-        now = self._clock()
+        if self._suspended_at is not None:
+            return None
+        now = self._now()
         pending = [entry.expires_at - now for entry in self._agents.values()]
         return min((left for left in pending if left > 0), default=None)

@@ -11,24 +11,44 @@ import asyncio
 import contextlib
 import logging
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from controller.registry import Registry
 from schemas import Subjects, WireError
-from schemas.jetstream import open_registry
+from schemas.jetstream import ensure_registry
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname, shown
 
 log = logging.getLogger("nexec.controller.registry")
 
 
+WATCH_RETRY_FIRST_S = 0.5
+WATCH_RETRY_MAX_S = 5.0
+
+
 class RegistryFeed:
-    """Watches every key of the registry bucket and applies each change to ``registry``."""
+    """Watches every key of the registry bucket and applies each change to ``registry``.
+
+    When NATS is lost the view is suspended (no agent expires for heartbeats the watch
+    cannot see); on reconnection, or when the bucket was made again, the watch starts
+    over (retrying until JetStream answers), and the view resumes once the watch has
+    delivered the bucket's current entries.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
+        self._js: JetStreamContext | None = None
+        self._subjects: Subjects | None = None
+        self._replicas = 1
+        self._stopping = False
+
+    @property
+    def following(self) -> bool:
+        """True while a watch runs: the registry view follows the bucket."""
+        return self._watcher is not None and self._task is not None and not self._task.done()
 
     async def start(self, js: JetStreamContext, subjects: Subjects, *, replicas: int) -> None:
         """Watch the registry bucket (once; later calls do nothing).
@@ -37,19 +57,55 @@ class RegistryFeed:
         """
         if self._task is not None:
             return
-        bucket = await open_registry(js, subjects, replicas=replicas)
-        self._watcher = await bucket.watchall()
-        self._task = asyncio.create_task(self._apply(self._watcher), name="registry watch")
+        self._js, self._subjects, self._replicas = js, subjects, replicas
+        watcher = await self._open_watch()
+        self._task = asyncio.create_task(self._follow(watcher), name="registry watch")
         self._task.add_done_callback(_log_end)
 
-    @property
-    def following(self) -> bool:
-        """True while the watch runs: the registry view follows the bucket."""
-        return self._task is not None and not self._task.done()
+    def suspend(self) -> None:
+        """NATS was lost: stop expiring agents until the watch is back."""
+        self._registry.suspend()
 
-    async def _apply(self, watcher: KeyValue.KeyWatcher) -> None:
+    async def watch_again(self) -> None:
+        """Start the watch over (after a reconnection, or once the bucket was made
+        again), retrying in the background until JetStream answers."""
+        if self._task is None or self._stopping:
+            return
+        self._registry.suspend()
+        await self._cancel_watch()
+        self._task = asyncio.create_task(self._rewatch(), name="registry watch")
+        self._task.add_done_callback(_log_end)
+
+    async def _open_watch(self) -> KeyValue.KeyWatcher:
+        """Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream."""
+        assert self._js is not None and self._subjects is not None
+        bucket = await ensure_registry(self._js, self._subjects, replicas=self._replicas)
+        self._watcher = await bucket.watchall()
+        return self._watcher
+
+    async def _rewatch(self) -> None:
+        delay_s = WATCH_RETRY_FIRST_S
+        while True:
+            try:
+                watcher = await self._open_watch()
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning(
+                    "registry watch not back yet; retrying in %g s: %s",
+                    delay_s,
+                    exc or type(exc).__name__,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(2 * delay_s, WATCH_RETRY_MAX_S)
+                continue
+            log.info("registry watch back")
+            await self._follow(watcher)
+            return
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
-            if entry is not None:  # None: the end of the initial values
+            if entry is None:  # the end of the current values: the view is whole again
+                self._registry.resume()
+            else:
                 self._apply_entry(entry)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
@@ -75,12 +131,22 @@ class RegistryFeed:
             return
         self._registry.observe(hostname, heartbeat)
 
-    async def stop(self) -> None:
+    async def _cancel_watch(self) -> None:
+        """Stop the current watch task and unsubscribe its watcher (bounded)."""
         if self._task is not None:
             self._task.remove_done_callback(_log_end)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                async with asyncio.timeout(WATCH_RETRY_MAX_S):
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py: untyped
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._cancel_watch()
 
 
 def _log_end(task: asyncio.Task[None]) -> None:

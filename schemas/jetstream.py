@@ -8,6 +8,7 @@ idempotency bucket. Nothing is kept only in one process's memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
 import nats.errors
@@ -18,46 +19,56 @@ from nats.js.kv import KeyValue
 
 from schemas.subjects import Subjects
 
+log = logging.getLogger("nexec.jetstream")
+
 # Seconds a delete marker left by an expired registry entry stays visible to watchers.
 REGISTRY_MARKER_TTL_S = 60.0
 # How many times to look for a stream's new leader (about 20 s in all).
 LEADER_ATTEMPTS = 45
 
 
-async def open_registry(
-    js: JetStreamContext, subjects: Subjects, *, replicas: int | None = None
-) -> KeyValue:
-    """Bind the registry bucket, creating it if it does not exist yet.
+async def ensure_registry(js: JetStreamContext, subjects: Subjects, *, replicas: int) -> KeyValue:
+    """Bind the registry bucket, creating it if it does not exist (controllers only:
+    agents never create a stream or a bucket; they retry their heartbeat until one of
+    the controllers made it).
 
-    Entries carry their own TTL (three heartbeat intervals), so the server
-    removes an agent that stopped heartbeating and tells every watcher.
-    ``replicas`` (controllers give it; agents do not) is also applied to a
-    bucket that exists with another number, e.g. one an agent created first.
+    The bucket is file-backed, so it survives a nats-server restart; a memory-backed
+    one from an earlier version is replaced (its entries come back with the agents'
+    next heartbeats). Entries carry their own TTL (three heartbeat intervals), so the
+    server removes an agent that stopped heartbeating and tells every watcher. An
+    existing bucket is brought to ``replicas``.
 
     Raises:
         nats.js.errors.Error: JetStream is not available or refused the bucket.
         nats.errors.TimeoutError: JetStream did not answer in time.
     """
     bucket = subjects.registry_bucket()
+    stream = f"KV_{bucket}"
     try:
-        registry = await js.key_value(bucket)
-    except nats.js.errors.BucketNotFoundError:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        info = None
+    if info is not None and info.config.storage is StorageType.MEMORY:
+        log.warning(
+            "registry bucket %s is memory-backed: replacing it with a file-backed one", bucket
+        )
+        await js.delete_key_value(bucket)
+        info = None
+    if info is None:
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=bucket,
                 description="nexec live agents: hostname token -> heartbeat",
                 history=1,
-                storage=StorageType.MEMORY,
-                replicas=replicas or 1,
+                storage=StorageType.FILE,
+                replicas=replicas,
                 limit_marker_ttl=REGISTRY_MARKER_TTL_S,
             )
         )
-    if replicas is not None:
-        stream = await js.stream_info(f"KV_{bucket}")
-        if stream.config.num_replicas != replicas:
-            await js.update_stream(replace(stream.config, num_replicas=replicas))
-            await wait_for_stream_leader(js, f"KV_{bucket}")
-    return registry
+    if info.config.num_replicas != replicas:
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+        await wait_for_stream_leader(js, stream)
+    return await js.key_value(bucket)
 
 
 async def wait_for_stream_leader(
@@ -101,8 +112,13 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 def registry_entry_subject(subjects: Subjects, hostname: str) -> str:
-    """The subject a heartbeat is published on to set the agent's registry entry."""
+    """The subject a heartbeat is published on to set the agent's registry entry (and
+    an empty message with :data:`KV_DELETE_HEADERS` to delete it)."""
     return f"$KV.{subjects.registry_bucket()}.{subjects.registry_key(hostname)}"
+
+
+KV_DELETE_HEADERS = {"KV-Operation": "DEL"}
+"""Headers that make a write to a key's subject a delete marker (as ``KeyValue.delete``)."""
 
 
 def record_stream_configs(

@@ -23,7 +23,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.processes import ManagedProcess, start_nats_server
 from schemas import Subjects
-from schemas.jetstream import open_registry
+from schemas.jetstream import ensure_registry
 from tests.conftest import MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
 
@@ -96,13 +96,13 @@ async def test_all_works_and_survives_losing_a_node(
     cluster: Cluster, make_controller: MakeController
 ) -> None:
     node1, node2, node3 = cluster.urls
-    # As if an agent had started first: the registry bucket with one replica. The
-    # controller brings it to three (wait_for_stream_leaders checks).
+    # As if an earlier controller had made it: the registry bucket with one replica.
+    # This controller brings it to three (wait_for_stream_leaders checks).
     nc = await nats.connect(node1, **cluster.auth.connect_options("controller"))
 
     async def registry_created() -> bool:
         """the registry bucket was created"""
-        await open_registry(nc.jetstream(timeout=2), Subjects())
+        await ensure_registry(nc.jetstream(timeout=2), Subjects(), replicas=1)
         return True
 
     try:
