@@ -85,7 +85,10 @@ async def test_collect_all_replies_on_an_inbox(nc: Client, make_agent: MakeAgent
     assert {r["status"] for r in results} == {"completed"}
 
 
-async def test_agents_register_in_the_registry_bucket(nc: Client, make_agent: MakeAgent) -> None:
+async def test_agents_register_in_the_registry_bucket(
+    make_controller: MakeController, nc: Client, make_agent: MakeAgent
+) -> None:
+    await make_controller()  # controllers make the bucket; agents never do
     agent = await make_agent("hb-1.example.com", labels={"env": "dev"})
     bucket = await nc.jetstream().key_value("nexec_agents")
     entry = await bucket.get("hb-1_2Eexample_2Ecom")
