@@ -19,6 +19,7 @@ from controller.routes import require_nats, require_permission
 from controller.validation import parse_event_id, parse_page_size
 from schemas import JobRecord
 from schemas.api import JobList, JobState
+from schemas.messages import MAX_JOB_ID_LENGTH
 
 job_routes = web.RouteTableDef()
 
@@ -31,6 +32,10 @@ async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
             answer, so a key learns nothing about jobs outside its scope).
         NatsUnavailable: JetStream did not answer.
     """
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        # No such job can exist, and its subject must never reach NATS: a control
+        # line over the server's limit makes it close the connection.
+        raise job_not_found(job_id)
     record = await store.load(job_id)
     if record is None or not api_key.may_see_job(record):
         raise job_not_found(job_id)
@@ -38,7 +43,8 @@ async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
 
 
 def job_not_found(job_id: str) -> NotFound:
-    return NotFound(f"no job {job_id!r} (never created, deleted, or past its retention)")
+    shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
+    return NotFound(f"no job {shown!r} (never created, deleted, or past its retention)")
 
 
 @job_routes.get("/job/{job_id}")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from controller.appkeys import JOB_STORE
+from controller.appkeys import JOB_STORE, NATS_LINK
+from controller.natslink import LinkState
 from schemas import ExecJob, JobRecord, encode
 from tests.conftest import (
     Controller,
@@ -58,6 +59,24 @@ async def test_unknown_job_is_404(controller: Controller) -> None:
     response = await controller.request("GET", f"/job/{uuid.uuid4()}")
     assert response.status == 404
     assert "no job" in response.body["details"]
+
+
+@pytest.mark.parametrize("job_id", ["a" * 4100, "." * 1400], ids=["long", "escaped"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_a_job_id_too_long_to_exist_is_404_and_never_reaches_nats(
+    controller: Controller, make_agent: MakeAgent, job_id: str, method: str
+) -> None:
+    """A subject over nats-server's control-line limit would make it close the
+    controller's connection for good."""
+    await make_agent("h1")
+    await controller.wait_for_agents("h1")
+    for path in (f"/job/{job_id}", f"/job/{job_id}/output"):
+        response = await controller.request(method if path.endswith(job_id) else "GET", path)
+        assert response.status == 404, response.body
+    cancel = await controller.request("POST", f"/job/{job_id}/cancel")
+    assert cancel.status == 404
+    assert (await controller.exec("h1", {"command": "true"})).status == 202
+    assert controller.app[NATS_LINK].state is LinkState.CONNECTED
 
 
 async def test_wait_false_returns_at_once_and_the_result_lands_in_the_record(
