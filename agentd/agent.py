@@ -155,21 +155,20 @@ class Agent:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect, send the first heartbeat, subscribe to every subject addressed to
-        this agent, start heartbeats.
+        """Connect, subscribe to every subject addressed to this agent, send the first
+        heartbeat, start heartbeats.
 
-        The first heartbeat comes before the job subscriptions: a controller expects
-        only agents in the registry, so an agent that receives a job was expected
-        (one published in between reaches nobody and is ``no_reply``, never run
-        unseen). Retries the connection until NATS answers; cancel it to give up.
+        Jobs are taken only once the first heartbeat was sent (state RUNNING): a
+        controller expects only agents in the registry, so a job that reaches this
+        agent before is dropped unseen, unacknowledged: its requester reports
+        ``no_reply`` and it never runs. Retries the connection until NATS answers;
+        cancel it to give up.
         """
         self.state = AgentState.CONNECTING
         if self._owns_connection:
             await self._connect()
         await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
         await self._records.open()
-        # The first heartbeat before "ready": an agent that says so is in the registry.
-        recorded = await self._publish_heartbeat()
         for subject in self._job_subjects():
             self._job_subscriptions.append(await self._nc.subscribe(subject, cb=self._on_job))
         self._job_subscriptions.append(
@@ -178,6 +177,8 @@ class Agent:
             )
         )
         await self._nc.flush(timeout=max(1, round(self.config.connect_timeout_s)))
+        # The first heartbeat before "ready": an agent that says so is in the registry.
+        recorded = await self._publish_heartbeat()
         if self.state is not AgentState.CONNECTING:
             return  # stopped while starting
         self.state = AgentState.RUNNING
@@ -288,25 +289,15 @@ class Agent:
         write into the record of the job whose id it carries); later ones are answered
         like any result, by the job's reply route."""
         self.counters.received += 1
+        if self.state is AgentState.CONNECTING:
+            return  # not in the registry yet: nobody expects this agent's answer
         reply = usable_reply(self._subjects, msg.reply)
         try:
             job = decode_job(msg.data)
         except WireError as exc:
             await self._refuse(reply, "", f"invalid job message: {exc}")
             return
-        try:
-            target = parse_target(job.target)
-        except TargetSyntaxError as exc:
-            await self._refuse(reply, job.job_id, f"invalid job target: {exc}")
-            return
-        if not target.matches(self.hostname, self.config.labels):
-            return
-        if self._verifier is not None and (
-            refusal := self._signed_job_refusal(self._verifier, job, target, msg)
-        ):
-            await self._refuse(reply, job.job_id, refusal)
-            return
-        if await self._take_or_refuse_repeat(job, reply):
+        if not await self._take(job, msg, reply):
             return
         if refusal := job_refusal(job, time.time()):
             self.counters.refused += 1
@@ -319,6 +310,24 @@ class Agent:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
+
+    async def _take(self, job: ExecJob, msg: Msg, reply: str) -> bool:
+        """Whether this agent takes ``job`` (its id is then taken): it addresses this
+        agent, carries a valid signature where one is required, and is new. Refusals
+        here go to ``reply`` only."""
+        try:
+            target = parse_target(job.target)
+        except TargetSyntaxError as exc:
+            await self._refuse(reply, job.job_id, f"invalid job target: {exc}")
+            return False
+        if not target.matches(self.hostname, self.config.labels):
+            return False
+        if self._verifier is not None and (
+            refusal := self._signed_job_refusal(self._verifier, job, target, msg)
+        ):
+            await self._refuse(reply, job.job_id, refusal)
+            return False
+        return not await self._take_or_refuse_repeat(job, reply)
 
     async def _acknowledge(self, job: ExecJob, reply: str) -> None:
         """Say that this agent took the job, where its reply route says."""

@@ -70,8 +70,9 @@ class Collector:
 
     ``expected`` names the agents that must answer; ``None`` means exactly one
     answer from any agent (``_any``). Only expected agents may answer (see
-    :meth:`expects`): an agent subscribes to jobs only after its first heartbeat,
-    so one that receives a job was in the registry when the job was published.
+    :meth:`expects`): an agent takes jobs only after its first heartbeat, so one
+    that answers was in the registry when the job was published, but for the
+    instant before a controller sees a new agent's first heartbeat.
     """
 
     def __init__(self, job_id: str, expected: frozenset[str] | None) -> None:
