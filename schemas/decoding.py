@@ -30,6 +30,7 @@ from schemas.messages import (
     OutputChunk,
     Reply,
 )
+from schemas.untrusted import SHOWN_CHARS
 
 MAX_WIRE_BYTES = 8 * 1024 * 1024
 """No nexec message is larger (NATS's own max_payload is 1 MiB by default, 64 MiB at most)."""
@@ -62,7 +63,7 @@ class _Decoder(Generic[T]):
         try:
             message = self._decoder.decode(data)
         except msgspec.DecodeError as exc:
-            raise WireError(f"{self._name}: {exc}") from None
+            raise WireError(f"{self._name}: {_why(exc)}") from None
         except RecursionError:
             raise WireError(f"{self._name}: JSON nested too deep") from None
         if isinstance(message, _NotThisType):
@@ -82,9 +83,17 @@ class _ReplyDecoder:
         try:
             return self._decoder.decode(data)
         except msgspec.DecodeError as exc:
-            raise WireError(f"reply: {exc}") from None
+            raise WireError(f"reply: {_why(exc)}") from None
         except RecursionError:
             raise WireError("reply: JSON nested too deep") from None
+
+
+def _why(exc: msgspec.DecodeError) -> str:
+    """msgspec's reason, cut short: it quotes the offending value (e.g. an invalid enum
+    value) whole, and a message may be a megabyte of untrusted text."""
+    reason = str(exc)
+    limit = 4 * SHOWN_CHARS
+    return reason if len(reason) <= limit else f"{reason[:limit]}... ({len(reason)} characters)"
 
 
 decode_job = _Decoder(ExecJob)
