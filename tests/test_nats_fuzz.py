@@ -1,6 +1,7 @@
 """NATS fuzz: thousands of malformed messages of many kinds on every subject nexec reads
 (each agent subject, the registry, the record and ack subjects), then the fleet still
-answers a normal exec, every reader still runs, and nothing ran.
+answers a normal exec, every reader still runs, and nothing ran; and a flood of
+answers on a job's reply subject while the controller waits.
 
 The corpus is deterministic (one seeded ``random.Random``). Every fuzz job that could
 decode would ``touch`` a marker file, which no agent's policy allows; one agent also
@@ -32,7 +33,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentd.agent import Agent
-from controller.appkeys import REGISTRY_FEED
+from controller.appkeys import DISPATCHER, REGISTRY_FEED
 from schemas import Subjects, decode_cancel, parse_target
 from schemas.signing import JobSigner, write_seed_file
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
@@ -312,3 +313,62 @@ async def assert_the_fleet_serves(controller: Controller) -> None:
     assert job_id in [record["job_id"] for record in audit.body["records"]]
     async with controller.session.get(controller.url + "/healthz") as health:
         assert health.status == 200, await health.text()
+
+
+def heartbeat(hostname: str) -> bytes:
+    """A valid registry entry: a host that is listed but never answers."""
+    now = time.time()
+    return dump(
+        {
+            "type": TAGS["heartbeat"], "hostname": hostname, "instance_id": "silent",
+            "labels": {}, "version": "0", "started_at": now, "sent_at": now, "interval_s": 60.0,
+        }
+    )  # fmt: skip
+
+
+async def test_answers_on_a_jobs_reply_subject_are_dropped_and_quoted_short(
+    make_controller: MakeController,
+    make_agent: MakeAgent,
+    nc: Client,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any agent that receives a job may answer on its reply subject: here a rogue one
+    floods it while the controller still waits for a silent host. Every answer is dropped
+    and logged short, the silent host's ``no_reply`` quotes one short, the job completes."""
+    controller = await make_controller()
+    await make_agent("web1", allowed_commands=["echo"])
+    await nc.jetstream().publish(f"$KV.{SUBJECTS.registry_bucket()}.silent1", heartbeat("silent1"))
+    await controller.wait_for_agents("web1", "silent1")
+    spy = await nc.subscribe(SUBJECTS.exec_all())
+    running = asyncio.ensure_future(controller.exec("_all", {"command": "echo", "args": ["hi"]}))
+    job = await spy.next_msg(timeout=STARTUP_TIMEOUT_S)
+    job_id = json.loads(job.data)["job_id"]
+    corpus = Corpus(random.Random(SEED), tmp_path / "ran", write_seed_file(tmp_path / "k.nk"))
+    forged = "x" * 900_000 + "\n2026-01-01 00:00:00 INFO nexec: all is well"
+    claim = {"job_id": job_id, "hostname": "silent1"}
+    first = dump({"type": TAGS["result"], **claim, "status": "failed", "error": forged})
+    messages = corpus.messages(
+        lambda: {"type": TAGS["result"], **claim, "status": "completed"},
+        [{"hostname": "web1"}, {"hostname": forged[-60:]}, {"type": TAGS["ack"]}],
+        PER_TARGET,
+    )
+    for data, headers in [(first, None), *messages]:
+        await nc.publish(job.reply, data, headers=headers)
+    await nc.flush(timeout=30)
+    response = await running
+
+    assert response.status == 202, response.body
+    results = {r["hostname"]: r for r in response.body["results"]}
+    assert results["web1"]["status"] == "completed"
+    assert results["silent1"]["status"] == "no_reply"
+    assert "an unverified answer on the reply subject said: 'xxx" in results["silent1"]["error"]
+    assert len(results["silent1"]["error"]) < MAX_LOG_LINE
+    recorded = await controller.request("GET", f"/job/{job_id}")
+    assert recorded.status == 200, recorded.body
+    assert recorded.body["results"] == response.body["results"]
+    assert controller.app[DISPATCHER].dropped["answer on the reply subject"] >= 1
+    ours = [record for record in caplog.records if record.name.startswith("nexec")]
+    assert [(r.name, r.getMessage()) for r in ours if r.levelno >= logging.ERROR] == []
+    longest = max(ours, key=lambda record: len(record.getMessage())).getMessage()
+    assert len(longest) < MAX_LOG_LINE, longest[:300]
