@@ -49,6 +49,7 @@ from schemas import (
     encode,
 )
 from schemas.signing import JobSigner
+from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.dispatch")
 
@@ -316,8 +317,10 @@ class Dispatcher:
             raise NatsUnavailable(f"publishing the cancel request failed: {exc}") from exc
 
     def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
+        """Count and log a dropped message; ``hostname`` may be untrusted (it is shown
+        short), ``detail`` must not be (callers cut untrusted text with ``shown``)."""
         self.dropped[reason] += 1
-        log.warning("job %r: %s from %r dropped: %s", job_id, reason, hostname, detail)
+        log.warning("job %r: %s from %s dropped: %s", job_id, reason, shown(hostname), detail)
 
     def _answer(
         self,
@@ -372,7 +375,8 @@ class Dispatcher:
         except WireError as exc:
             self._drop(job_id, "?", "answer on the reply subject", exc)
             return
-        detail = reply.error if isinstance(reply, ExecResult) else "an ack"
+        said = shown(reply.error) if isinstance(reply, ExecResult) and reply.error else None
+        detail = "an ack" if isinstance(reply, ExecAck) else said
         self._drop(job_id, reply.hostname, "answer on the reply subject", detail)
-        if isinstance(reply, ExecResult) and reply.error:
-            collector.note_unverified(reply.hostname, reply.error)
+        if said is not None:
+            collector.note_unverified(reply.hostname, said)

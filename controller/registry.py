@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas import Heartbeat, Target, TargetKind
-from schemas.registry_entry import shown
+from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.registry")
 

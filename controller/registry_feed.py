@@ -13,12 +13,13 @@ import logging
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.registry import Registry
 from schemas import Subjects, WireError
 from schemas.jetstream import ensure_registry
-from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname, shown
+from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
+from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.registry")
 
@@ -109,8 +110,13 @@ class RegistryFeed:
                 self._apply_entry(entry)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
-        """One change of the bucket; a bad entry is refused, never raised."""
-        removed = entry.operation is not None
+        """One change of the bucket; a bad entry is refused, never raised.
+
+        Only a ``DEL`` or ``PURGE`` operation removes an agent: any other value of the
+        ``KV-Operation`` header (anyone who may write the key can set one) is a put, as
+        for the server and the other NATS clients, so its value must be a valid heartbeat.
+        """
+        removed = entry.operation in (KV_DEL, KV_PURGE)
         try:
             hostname = registry_key_hostname(entry.key)
         except WireError as exc:
@@ -121,7 +127,7 @@ class RegistryFeed:
             return
         if removed:
             self._registry.remove(
-                hostname, "entry removed" if entry.operation == "DEL" else "expired"
+                hostname, "entry removed" if entry.operation == KV_DEL else "expired"
             )
             return
         try:

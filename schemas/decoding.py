@@ -30,6 +30,7 @@ from schemas.messages import (
     OutputChunk,
     Reply,
 )
+from schemas.untrusted import SHOWN_CHARS
 
 MAX_WIRE_BYTES = 8 * 1024 * 1024
 """No nexec message is larger (NATS's own max_payload is 1 MiB by default, 64 MiB at most)."""
@@ -54,7 +55,7 @@ def _decode_totally(name: str, decoder: msgspec.json.Decoder[U], data: bytes) ->
     try:
         return decoder.decode(data)
     except msgspec.DecodeError as exc:
-        raise WireError(f"{name}: {exc}") from None
+        raise WireError(f"{name}: {_why(exc)}") from None
     except RecursionError:
         raise WireError(f"{name}: JSON nested too deep") from None
 
@@ -86,6 +87,15 @@ def decode_reply(data: bytes) -> Reply:
         WireError: oversize, not JSON, nested too deep, neither an ack nor a result.
     """
     return _decode_totally("reply", _reply_decoder, data)
+
+
+def _why(exc: msgspec.DecodeError) -> str:
+    """msgspec's reason, cut short and with control characters escaped: it quotes the
+    offending value (e.g. an invalid enum value) whole, newlines included, and a
+    message may be a megabyte of untrusted text."""
+    reason = str(exc).encode("unicode_escape").decode("ascii")
+    limit = 4 * SHOWN_CHARS
+    return reason if len(reason) <= limit else f"{reason[:limit]}... ({len(reason)} characters)"
 
 
 decode_job = _Decoder(ExecJob)

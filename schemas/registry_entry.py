@@ -15,6 +15,7 @@ from schemas.decoding import WireError, decode_heartbeat
 from schemas.messages import Heartbeat
 from schemas.subjects import decode_token, encode_token
 from schemas.targets import TargetSyntaxError, validate_hostname, validate_label
+from schemas.untrusted import shown
 
 MIN_HEARTBEAT_INTERVAL_S = 0.0
 """Exclusive lower bound of an agent's heartbeat interval (it must be more than this)."""
@@ -25,7 +26,6 @@ MAX_AGENT_LABELS = 64
 MAX_TEXT_LENGTH = 256
 """Longest ``version`` and ``instance_id``."""
 MAX_LOAD_AVERAGES = 3
-_SHOWN_CHARS = 64
 
 
 def registry_key_hostname(key: str) -> str:
@@ -91,10 +91,3 @@ def check_heartbeat_fields(heartbeat: Heartbeat) -> None:
         raise WireError("heartbeat started_at, sent_at and load_avg must be finite numbers")
     if heartbeat.jobs_running < 0:
         raise WireError(f"heartbeat jobs_running {heartbeat.jobs_running} is negative")
-
-
-def shown(text: str) -> str:
-    """``repr`` of untrusted text, cut to its first characters so that it fits in a log line."""
-    if len(text) <= _SHOWN_CHARS:
-        return repr(text)
-    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"

@@ -29,6 +29,8 @@ import nacl.exceptions
 import nacl.signing
 import nkeys
 
+from schemas.untrusted import shown
+
 SIGNER_HEADER = "Nexec-Signer"
 SIGNATURE_HEADER = "Nexec-Signature"
 
@@ -150,7 +152,7 @@ class SignatureVerifier:
             )
         verify_key = self._trusted.get(signer)
         if verify_key is None:
-            raise SignatureRejected(f"job signed by an untrusted key {signer}")
+            raise SignatureRejected(f"job signed by an untrusted key {shown(signer)}")
         try:
             signature = base64.b64decode(encoded_signature, validate=True)
         except (binascii.Error, ValueError) as exc:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from schemas.untrusted import shown
+
 ANY = "_any"
 ALL = "_all"
 MAX_HOSTNAME_LENGTH = 253
@@ -72,7 +74,7 @@ def validate_hostname(hostname: str) -> str:
     """
     if len(hostname) > MAX_HOSTNAME_LENGTH or not _HOSTNAME_RE.fullmatch(hostname):
         raise TargetSyntaxError(
-            f"invalid hostname {hostname!r}: expected dot-separated parts of 1-63 characters "
+            f"invalid hostname {shown(hostname)}: expected dot-separated parts of 1-63 characters "
             "from A-Za-z0-9_- not starting with '_', at most 253 characters"
         )
     return hostname
@@ -87,7 +89,7 @@ def parse_label(text: str) -> tuple[str, str]:
     """
     key, sep, value = text.partition(":")
     if not sep or ":" in value:
-        raise TargetSyntaxError(f"invalid label {text!r}: expected key:value")
+        raise TargetSyntaxError(f"invalid label {shown(text)}: expected key:value")
     _check_label(key, value, text)
     return key, value
 
@@ -99,16 +101,17 @@ def validate_label(key: str, value: str) -> tuple[str, str]:
         TargetSyntaxError: a key or value that is empty, longer than 63
             characters or outside ``A-Za-z0-9._/-``.
     """
-    _check_label(key, value, f"{key[:80]}:{value[:80]}")
+    _check_label(key, value, f"{key}:{value}")
     return key, value
 
 
-def _check_label(key: str, value: str, shown: str) -> None:
+def _check_label(key: str, value: str, label: str) -> None:
     """The one label syntax rule. Raises: TargetSyntaxError: a part breaks it."""
     for part, what in ((key, "key"), (value, "value")):
         if not _LABEL_PART_RE.fullmatch(part):
             raise TargetSyntaxError(
-                f"invalid label {shown!r}: the {what} must be 1-63 characters from A-Za-z0-9._/-"
+                f"invalid label {shown(label)}: "
+                f"the {what} must be 1-63 characters from A-Za-z0-9._/-"
             )
 
 
@@ -129,7 +132,9 @@ def parse_target(text: str) -> Target:
     for item in text.split(","):
         key, value = parse_label(item)
         if key in labels:
-            raise TargetSyntaxError(f"invalid label selector {text!r}: key {key!r} given twice")
+            raise TargetSyntaxError(
+                f"invalid label selector {shown(text)}: key {key!r} given twice"
+            )
         labels[key] = value
     return Target(TargetKind.LABELS, labels=tuple(sorted(labels.items())))
 

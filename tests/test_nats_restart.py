@@ -96,13 +96,13 @@ async def test_a_stream_or_bucket_lost_under_a_running_system_is_made_again(
             if await exists(js, stream):
                 break
             await asyncio.sleep(0.1)  # the keeper checks every 0.2 s
-    assert controller.app[STATE_KEEPER].remade >= 1
     await exec_all_until_everyone_answers(controller, ["h1"])
     job = await controller.exec("h1", {"command": "echo", "args": ["back"]})
     recorded = await controller.request("GET", f"/job/{job.body['job_id']}")
     assert [r["stdout"] for r in recorded.body["results"]] == ["back\n"]
     nodes = await controller.request("GET", "/node")
     assert [n["hostname"] for n in nodes.body["nodes"]] == ["h1"]
+    assert controller.app[STATE_KEEPER].remade >= 1
 
 
 async def exists(js: JetStreamContext, stream: str) -> bool:

@@ -114,7 +114,7 @@ async def test_a_job_signed_by_an_untrusted_key_is_refused(
     marker = tmp_path / "ran"
     forger = write_seed_file(tmp_path / "forger.nk")
     payload, headers = signed_job(forger, marker)
-    assert_refused(await first_reply(nc, payload, headers), "signed by an untrusted key U")
+    assert_refused(await first_reply(nc, payload, headers), "signed by an untrusted key 'U")
     # Naming the trusted signer does not help without its seed.
     headers[SIGNER_HEADER] = signer.public_key
     assert_refused(await first_reply(nc, payload, headers), "forged or altered job")
