@@ -3,17 +3,21 @@ and gone, children too, after a SIGKILL, its directory removed at the next start
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 
+from controller import pdeathsig
 from controller.devworkdir import dev_work_dir, remove_stale_work_dirs
 from controller.processes import ManagedProcess
 from tests.conftest import wait_gone
@@ -132,3 +136,20 @@ def test_only_directories_of_gone_runs_are_removed(tmp_path: Path) -> None:
         assert mine.name.startswith(f"nexec-dev-{os.getpid()}-")
         assert remove_stale_work_dirs(tmp_path) == [locked]
     assert not mine.exists()
+
+
+def test_the_shim_starts_nothing_once_its_parent_is_gone() -> None:
+    """The parent died between fork and prctl: the child must not run on, unwatched."""
+    not_the_parent = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    argv = [sys.executable, "-I", "-S", pdeathsig.__file__, str(not_the_parent), "true"]
+    ended = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert ended.returncode == 1
+    assert f"parent {not_the_parent} is gone; not starting 'true'" in ended.stderr
+
+
+def test_die_with_parent_refuses_a_thread_other_than_main() -> None:
+    """The kernel would kill the child when that thread ends, not the process."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = pool.submit(ManagedProcess, ["true"], name="x", die_with_parent=True)
+        with pytest.raises(RuntimeError, match="die_with_parent needs the main thread"):
+            started.result()
