@@ -43,7 +43,8 @@ class ManagedProcess:
     ``echo`` receives every line prefixed with ``[name]``. :meth:`stop` is
     safe to call twice. With ``die_with_parent`` the kernel SIGKILLs the child
     when this process dies, however it dies (:mod:`controller.pdeathsig`);
-    without it (the tests' default) the child outlives an unclean end.
+    without it (the default; tests kill children one by one) the child outlives
+    an unclean end of this process.
 
     Raises:
         RuntimeError: ``die_with_parent`` off the main thread: the kernel would
