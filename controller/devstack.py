@@ -2,7 +2,9 @@
 
 Everything listens on 127.0.0.1, keeps its data in a temporary directory that
 is removed at exit, and stops in order (agent, controller, nats-server) on
-Ctrl-C, SIGTERM or SIGHUP, or when any of the three dies.
+Ctrl-C, SIGTERM or SIGHUP, or when any of the three dies. When ``nexec dev``
+is killed instead (SIGKILL), the kernel kills the three (:mod:`controller.pdeathsig`)
+and the next ``nexec dev`` removes the directory (:mod:`controller.devworkdir`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import re
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from controller.devworkdir import dev_work_dir, remove_stale_work_dirs
 from controller.keys import PERMISSIONS, create_key
 from controller.processes import ManagedProcess, start_nats_server
 from schemas import TargetSyntaxError
@@ -74,18 +76,22 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
     """Start the stack, print :func:`banner`, run until a signal or a child's death.
 
     Returns 0 after a requested stop, 1 when a child died or could not start.
+    Must run on the main thread: its children die with it (:mod:`controller.pdeathsig`).
+
+    Raises:
+        ProcessFailed: a child exited or was not ready in time.
+        OSError: a program or the temporary directory failed.
     """
-    stop_requested = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda *_: stop_requested.set())
-    with tempfile.TemporaryDirectory(prefix="nexec-dev-") as tmp, ExitStack() as children:
-        work_dir = Path(tmp)
+    stop_requested = _catch_stop_signals()
+    for stale in remove_stale_work_dirs():
+        print(f"nexec dev: removed {str(stale)!r}, left by a killed nexec dev", file=log)
+    with dev_work_dir() as work_dir, ExitStack() as children:
         api_key = create_key(
             work_dir / "keys.json", name="dev", permissions=sorted(PERMISSIONS), targets=[]
         )
         signing_key_file = work_dir / "controller.nk"
         signer = write_seed_file(signing_key_file)
-        nats, nats_url = start_nats_server(work_dir / "nats", echo=log)
+        nats, nats_url = start_nats_server(work_dir / "nats", echo=log, die_with_parent=True)
         children.callback(nats.stop)
         controller = _start_controller(
             nats_url, port, work_dir / "keys.json", signing_key_file, log
@@ -110,6 +116,14 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         return _supervise(stop_requested, [nats, controller, agent], log)
 
 
+def _catch_stop_signals() -> threading.Event:
+    """An event set by Ctrl-C, SIGTERM or SIGHUP."""
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    return stop_requested
+
+
 def _start_controller(
     nats_url: str, port: int, keys_file: Path, signing_key_file: Path, log: TextIO
 ) -> ManagedProcess:
@@ -121,7 +135,7 @@ def _start_controller(
         "--job-signing-key-file", str(signing_key_file),
         "--access-log",
     ]  # fmt: skip
-    return ManagedProcess(argv, name="controller", echo=log)
+    return ManagedProcess(argv, name="controller", echo=log, die_with_parent=True)
 
 
 def _start_agent(nats_url: str, hostname: str, signer: str, log: TextIO) -> ManagedProcess:
@@ -134,7 +148,7 @@ def _start_agent(nats_url: str, hostname: str, signer: str, log: TextIO) -> Mana
         "--allow-shell",
         "--drain-timeout", str(DEV_AGENT_DRAIN_S),
     ]  # fmt: skip
-    return ManagedProcess(argv, name="agent", echo=log)
+    return ManagedProcess(argv, name="agent", echo=log, die_with_parent=True)
 
 
 def _supervise(

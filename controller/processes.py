@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from controller import pdeathsig
+
 KEPT_LINES = 200
 NATS_LISTENING_RE = re.compile(r"Listening for client connections on (?P<addr>\S+):(?P<port>\d+)")
 NATS_READY_RE = re.compile(r"Server is ready")
@@ -39,7 +41,15 @@ class ManagedProcess:
     """A child process in its own session whose stdout and stderr are read as lines.
 
     ``echo`` receives every line prefixed with ``[name]``. :meth:`stop` is
-    safe to call twice.
+    safe to call twice. With ``die_with_parent`` the kernel SIGKILLs the child
+    when this process dies, however it dies (:mod:`controller.pdeathsig`);
+    without it (the default; tests kill children one by one) the child outlives
+    an unclean end of this process.
+
+    Raises:
+        RuntimeError: ``die_with_parent`` off the main thread: the kernel would
+            kill the child when that thread ends.
+        OSError: the program could not be started.
     """
 
     def __init__(
@@ -49,7 +59,12 @@ class ManagedProcess:
         name: str,
         echo: TextIO | None = None,
         env: dict[str, str] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
+        if die_with_parent:
+            if threading.current_thread() is not threading.main_thread():
+                raise RuntimeError(f"{name}: die_with_parent needs the main thread")
+            argv = pdeathsig.command(argv)
         self.name = name
         self._echo = echo
         self._lines: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
@@ -158,11 +173,13 @@ def start_nats_server(
     config_file: Path | None = None,
     extra_args: Sequence[str] = (),
     timeout_s: float = 20.0,
+    die_with_parent: bool = False,
 ) -> tuple[ManagedProcess, str]:
     """Start nats-server on 127.0.0.1 (port -1: a free one), with JetStream in
     ``store_dir`` — or, given ``config_file``, with that config (which sets JetStream).
 
     Returns the process and its ``nats://`` URL once it says it is ready.
+    ``die_with_parent``: see :class:`ManagedProcess`.
 
     Raises:
         ProcessFailed: it exited or was not ready within ``timeout_s``.
@@ -174,7 +191,7 @@ def start_nats_server(
     else:
         argv += ["--config", str(config_file)]
     argv += extra_args
-    server = ManagedProcess(argv, name="nats-server", echo=echo)
+    server = ManagedProcess(argv, name="nats-server", echo=echo, die_with_parent=die_with_parent)
     try:
         listening = server.wait_for_line(NATS_LISTENING_RE, timeout_s)
         server.wait_for_line(NATS_READY_RE, timeout_s)
