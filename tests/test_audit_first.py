@@ -48,7 +48,9 @@ async def stored_audit_records(nc: Client) -> list[dict[str, Any]]:
     """Every record in the audit stream, oldest first, read from JetStream directly."""
     js = nc.jetstream()
     info = await js.stream_info(SUBJECTS.audit_stream())
-    records = []
+    records: list[dict[str, Any]] = []
+    if info.state.messages == 0:
+        return records
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         records.append(json.loads((await js.get_msg(SUBJECTS.audit_stream(), seq)).data))
     return records
