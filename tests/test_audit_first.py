@@ -24,6 +24,7 @@ from controller.keys import PERMISSIONS
 from controller.processes import ManagedProcess
 from schemas import Subjects
 from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, recorded_result
+from tests.test_live_output import read_events
 from tests.test_lost_writes import running_without
 
 SUBJECTS = Subjects("nexec")
@@ -136,7 +137,7 @@ async def test_a_job_not_published_is_shown_as_not_published(
         SUBJECTS.audit_stream(), nc, make_controller, make_agent
     )
 
-    response = await controller.exec("a1", {"command": "true"})
+    response = await controller.exec("a1", {"command": "true", "timeout": 1})
 
     assert response.status == 503, response.body
     assert agent.counters.received == 0
@@ -150,6 +151,10 @@ async def test_a_job_not_published_is_shown_as_not_published(
     )
     cancel = await controller.request("POST", f"/job/{summary['job_id']}/cancel")
     assert cancel.status == 409, cancel.body
+    events = await read_events(controller, summary["job_id"])
+    assert events == [
+        {"event": "end", "data": {"job_id": summary["job_id"], "state": "not_published"}}
+    ]
 
 
 async def test_a_cancel_whose_audit_record_cannot_be_stored_is_503_and_not_sent(
