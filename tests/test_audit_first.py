@@ -193,3 +193,29 @@ async def test_a_delete_whose_audit_record_cannot_be_stored_is_503_and_keeps_the
 
     assert deleted.status == 503, deleted.body
     assert (await controller.request("GET", f"/job/{job_id}")).status == 200
+
+
+async def test_a_delete_that_fails_after_its_audit_record_gets_a_second_record(
+    nc: Client, controller: Controller, make_agent: MakeAgent
+) -> None:
+    await make_agent("a1")
+    await controller.wait_for_agents("a1")
+    job_id = (await controller.exec("a1", {"command": "true"})).body["job_id"]
+    await nc.jetstream().delete_stream(SUBJECTS.results_stream())  # purging its results fails
+
+    deleted = await controller.request("DELETE", f"/job/{job_id}")
+    await controller.app[AUDIT].flushed()
+
+    assert deleted.status == 503, deleted.body
+    failed, accepted = (await controller.request("GET", "/audit?limit=2")).body["records"]
+    assert (accepted["method"], accepted["status"], accepted["outcome"]) == (
+        "DELETE",
+        204,
+        "accepted",
+    )
+    assert (failed["method"], failed["status"], failed["outcome"]) == (
+        "DELETE",
+        503,
+        "NATS unavailable",
+    )
+    assert failed["job_id"] == accepted["job_id"] == job_id
