@@ -1,9 +1,14 @@
 """The audit trail: every exec, shell, cancel and job delete request, and every 401 and 403,
 appended to a JetStream stream; read back newest first with ``GET /audit``.
 
-Records are appended without holding up the answer (the acknowledgement is
-checked in the background); a record that cannot be written is logged in full
-instead, so it is never silently lost.
+A request that acts (an exec, shell, cancel or delete that passed every check)
+is recorded *before* it acts, with :meth:`AuditLog.write`: JetStream acknowledges
+the record before the job is published, the cancel sent or the job deleted, and
+if it does not, the request fails and nothing happens. If the action then fails,
+a second record with the failure follows. Every other request (refused before
+acting) is appended after its answer without holding it up (the acknowledgement
+is checked in the background); such a record that cannot be written is logged in
+full instead, so it is never silently lost.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class AuditDetails:
     args: tuple[str, ...] = ()
     shell: bool = False
     job_id: str = ""
+    recorded: bool = False
+    """The request's record was stored before it acted (:meth:`AuditLog.write`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,21 @@ class AuditLog:
             return
         self._pending.add(acked)
         acked.add_done_callback(lambda future: self._acknowledged(future, record))
+
+    async def write(self, record: AuditRecord) -> None:
+        """Store the record and wait for JetStream's acknowledgement: the record of a
+        request about to act.
+
+        Raises:
+            NatsUnavailable: not stored (NATS down, no stream, or no acknowledgement
+                within the JetStream timeout); the request must not act.
+        """
+        try:
+            await self._writer.write(self._subjects.audit_record(), encode(record))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailable(
+                f"recording the audit record failed: {exc or type(exc).__name__}"
+            ) from exc
 
     async def flushed(self) -> None:
         """Wait until every record appended so far is acknowledged or given up
@@ -164,20 +186,33 @@ def audit_record(
     request: web.Request, response: web.StreamResponse, key_name: str, details: AuditDetails | None
 ) -> AuditRecord:
     """The record of one request, from what the handler noted and the response."""
-    details = details or AuditDetails(target=request.match_info.get("hostname", ""))
     outcome = "accepted"
     if response.status >= 400 and isinstance(response, web.Response) and response.body:
         try:
             outcome = msgspec.json.decode(response.body, type=ErrorBody).error  # type: ignore[arg-type]
         except msgspec.DecodeError:
             outcome = f"HTTP {response.status}"
+    return request_record(request, key_name, details, status=response.status, outcome=outcome)
+
+
+def request_record(
+    request: web.Request,
+    key_name: str,
+    details: AuditDetails | None,
+    *,
+    status: int,
+    outcome: str,
+) -> AuditRecord:
+    """The record of one request with the given status and outcome (before its answer,
+    the status it answers if its action succeeds)."""
+    details = details or AuditDetails(target=request.match_info.get("hostname", ""))
     return AuditRecord(
         time=time.time(),
         key_name=key_name,
         source=request.remote or "",
         method=request.method,
         path=request.path,
-        status=response.status,
+        status=status,
         outcome=outcome,
         target=details.target,
         command=details.command,

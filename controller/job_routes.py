@@ -13,7 +13,7 @@ from controller.errors import BadRequest, Conflict, NotFound
 from controller.jobs import job_summary, job_view
 from controller.keys import ApiKey
 from controller.live import JobEvent, job_events
-from controller.middleware import json_response
+from controller.middleware import audit_before_action, json_response
 from controller.records import JobStore
 from controller.routes import require_nats, require_permission
 from controller.validation import parse_event_id, parse_page_size
@@ -139,13 +139,14 @@ async def cancel_job(request: web.Request) -> web.Response:
     api_key = request[API_KEY]
     require_permission(api_key, "job:cancel")
     job_id = request.match_info["job_id"]
-    request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
+    details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id, api_key)
     view = job_view(record, await store.results(job_id), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")
+    await audit_before_action(request, details)
     await request.app[DISPATCHER].cancel(job_id, api_key.name)
     return json_response(view, status=202)
 
@@ -161,10 +162,11 @@ async def delete_job(request: web.Request) -> web.Response:
     api_key = request[API_KEY]
     require_permission(api_key, "job:cancel")
     job_id = request.match_info["job_id"]
-    request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
+    details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
     await load_job(store, job_id, api_key)
+    await audit_before_action(request, details, status=204)
     if not await store.delete(job_id):
         raise job_not_found(job_id)
     return web.Response(status=204)

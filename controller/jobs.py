@@ -41,8 +41,11 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
     Before the deadline a job missing results is ``running``; after it, each
     missing host is a ``no_reply`` result (one ``_any`` placeholder for an
     ``_any`` job that nobody took). Results of hosts the job was not sent to are
-    left out, as the collector drops them.
+    left out, as the collector drops them. A job never published is
+    ``not_published``, complete, with no results (no agent got it).
     """
+    if not record.published:
+        return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
     job = record.job
     expected = record.expected_hosts
     expects = None if expected is None else frozenset(expected)
@@ -66,6 +69,13 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
             key=lambda result: result.hostname,
         )
         state = overall_state(results)
+    return _view(record, state, complete=complete, results=results)
+
+
+def _view(
+    record: JobRecord, state: JobState, *, complete: bool, results: list[ExecResult]
+) -> JobView:
+    job = record.job
     return JobView(
         job_id=job.job_id,
         state=state,
@@ -78,7 +88,7 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
         caller=job.caller,
         created_at=job.created_at,
         deadline=job.deadline,
-        expected_hosts=expected,
+        expected_hosts=record.expected_hosts,
         results=results,
     )
 

@@ -20,7 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from controller.jobs import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
 from controller.records import JobStore
 from schemas import ExecResult, JobRecord, Subjects, decode_chunk_from, decode_result_from
-from schemas.api import JobEnd
+from schemas.api import JobEnd, JobState
 
 log = logging.getLogger("nexec.controller.live")
 
@@ -40,12 +40,16 @@ async def job_events(
     js: JetStreamContext, subjects: Subjects, store: JobStore, record: JobRecord, *, after: int
 ) -> AsyncIterator[JobEvent]:
     """Every event of the job recorded after stream sequence ``after``, then live ones,
-    until every expected host has a result or the deadline passes; then ``end``.
+    until every expected host has a result or the deadline passes; then ``end``. A job
+    never published has only its ``end`` (``not_published``): no agent got it.
 
     Raises:
         nats.errors.Error, TimeoutError: JetStream failed mid-stream.
     """
     job = record.job
+    if not record.published:
+        yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
+        return
     answered = {result.hostname for result in await store.results(job.job_id)}
     subscription = await _subscribe(js, subjects, job.job_id, after)
     try:

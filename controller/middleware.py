@@ -19,7 +19,7 @@ from controller.appkeys import (
     NATS_LINK,
     RATE_LIMITER,
 )
-from controller.audit import audit_record, is_audited
+from controller.audit import AuditDetails, audit_record, is_audited, request_record
 from controller.errors import (
     ApiError,
     ClientDisconnected,
@@ -98,17 +98,38 @@ def http_error_response(request: web.BaseRequest, exc: web.HTTPException) -> web
 @web.middleware
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Append every exec, shell, cancel and job delete request, and every 401 and 403, to
-    the audit trail, with the status the caller got (errors are already responses here)."""
+    the audit trail, with the status the caller got (errors are already responses here).
+
+    A request recorded before it acted (:func:`audit_before_action`) is not appended
+    again when it succeeded; when it failed, its failure is appended as a second record
+    with the same job id."""
     response = await handler(request)
-    audited = is_audited(request.method, request.path)
-    if audited or response.status in (401, 403):
+    details = request.get(AUDIT_DETAILS)
+    if details is not None and details.recorded and response.status < 400:
+        return response
+    if is_audited(request.method, request.path) or response.status in (401, 403):
         api_key = request.get(API_KEY)
-        record = audit_record(
-            request, response, api_key.name if api_key else "", request.get(AUDIT_DETAILS)
-        )
+        record = audit_record(request, response, api_key.name if api_key else "", details)
         connected = request.app[NATS_LINK].state is LinkState.CONNECTED
         await request.app[AUDIT].append(record, connected=connected)
     return response
+
+
+async def audit_before_action(
+    request: web.Request, details: AuditDetails, *, status: int = 202
+) -> None:
+    """Store the request's audit record (outcome ``accepted``, ``status`` the answer if
+    its action succeeds), acknowledged, before the request acts.
+
+    Raises:
+        NatsUnavailable: the record was not stored; the request must not act.
+    """
+    request[AUDIT_DETAILS] = details
+    record = request_record(
+        request, request[API_KEY].name, details, status=status, outcome="accepted"
+    )
+    await request.app[AUDIT].write(record)
+    details.recorded = True
 
 
 @web.middleware

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -129,6 +130,21 @@ class JobStore:
             await self._writer.write(self._subjects.job_record(record.job.job_id), encode(record))
         except (nats.errors.Error, TimeoutError) as exc:
             raise NatsUnavailable(f"recording the job failed: {exc or type(exc).__name__}") from exc
+
+    async def mark_not_published(self, record: JobRecord) -> None:
+        """Rewrite the record as never published (its job was not sent), so that no view
+        shows a job that never ran as ``failed``. Called whenever a save may have stored
+        the record (even one that timed out) but the job was not published. A failure
+        is logged: nothing more can be done then (docs/jobs.md)."""
+        marked = msgspec.structs.replace(record, published=False)
+        try:
+            await self._writer.write(self._subjects.job_record(record.job.job_id), encode(marked))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.error(
+                "job %r was not published, and marking its record so failed: %s",
+                record.job.job_id,
+                exc or type(exc).__name__,
+            )
 
     async def record_missing(self, results: list[ExecResult]) -> None:
         """Record results the controller decided (``no_reply``) for hosts without one.

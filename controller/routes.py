@@ -6,6 +6,7 @@ permission and target, then works.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -30,7 +31,7 @@ from controller.dispatch import Collected
 from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.jobs import job_view
 from controller.keys import ApiKey
-from controller.middleware import json_response
+from controller.middleware import audit_before_action, json_response
 from controller.natslink import LinkState
 from controller.openapi import openapi_document
 from controller.validation import (
@@ -185,20 +186,37 @@ async def record_and_dispatch(
     body: ExecRequest | ShellRequest,
     wait_s: float | None,
 ) -> Collected:
-    """Record the job, publish it and collect its replies.
+    """Store the request's audit record and the job record (both in flight at once, both
+    acknowledged), then publish the job and collect its replies. A job record stored for
+    a job that was then not published is marked so (``not_published``).
 
     Raises:
-        NatsUnavailable: the record or the publish failed.
+        NatsUnavailable: the audit record, the job record or the publish failed; no
+            agent got the job.
     """
-    await request.app[JOB_STORE].save(JobRecord(job=job, expected_hosts=expected_hosts))
-    return await request.app[DISPATCHER].run(
-        job,
-        target,
-        None if expected_hosts is None else frozenset(expected_hosts),
-        deadline_s=job.deadline - job.created_at,
-        delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
-        return_after_s=wait_s,
+    store = request.app[JOB_STORE]
+    record = JobRecord(job=job, expected_hosts=expected_hosts)
+    written = await asyncio.gather(
+        audit_before_action(request, request[AUDIT_DETAILS]),
+        store.save(record),
+        return_exceptions=True,
     )
+    failure = next((error for error in written if isinstance(error, BaseException)), None)
+    if failure is not None:  # the job record may be stored even if its write failed
+        await store.mark_not_published(record)
+        raise failure
+    try:
+        return await request.app[DISPATCHER].run(
+            job,
+            target,
+            None if expected_hosts is None else frozenset(expected_hosts),
+            deadline_s=job.deadline - job.created_at,
+            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
+            return_after_s=wait_s,
+        )
+    except NatsUnavailable:  # raised before the job went out
+        await store.mark_not_published(record)
+        raise
 
 
 def new_job(

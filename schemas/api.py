@@ -111,6 +111,9 @@ class JobState(enum.StrEnum):
     """No host completed."""
     CANCELLED = "cancelled"
     """Every host that did not complete was cancelled."""
+    NOT_PUBLISHED = "not_published"
+    """The job was recorded but never published (the publish or its audit record
+    failed): no agent got it, and it has no results."""
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):

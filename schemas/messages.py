@@ -130,7 +130,9 @@ class OutputChunk(
 class AuditRecord(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.audit.v1.record"
 ):
-    """One audited HTTP request: every exec, shell and cancel, and every 401 and 403.
+    """One audited HTTP request: every exec, shell, cancel and job delete, and every 401
+    and 403. A request that acts is recorded before it acts; if the action then fails, a
+    second record with the failure follows, with the same ``job_id``.
 
     Never holds a key or a secret: the caller is the key's name.
     """
@@ -164,12 +166,17 @@ class CancelRequest(
 class JobRecord(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.job.v1.record"
 ):
-    """What a controller stores about a job when it publishes it."""
+    """What a controller stores about a job before it publishes it (rewritten with
+    ``published: false`` when the publish did not happen)."""
 
     job: ExecJob
     expected_hosts: list[str] | None
     """The agents the job was expected on (from the registry at publish time);
     null for ``_any`` (any one agent)."""
+    published: bool = True
+    """False when the controller wrote the record but never published the job (the
+    publish or the audit record failed): no agent got it, and the job view shows it
+    as ``not_published``."""
 
 
 class Heartbeat(

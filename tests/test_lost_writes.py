@@ -1,7 +1,8 @@
 """When JetStream does not take a record: a job record stops the job (503, nothing
 runs), a result record is counted and the host is no_reply (the caller sees only
-recorded results), an audit record is counted and logged in full. Each stream is
-deleted under a running system."""
+recorded results), an audit record stops the request that would act (503, nothing
+runs) and is counted and logged in full for a request refused before acting. Each
+stream is deleted under a running system."""
 
 from __future__ import annotations
 
@@ -60,7 +61,21 @@ async def test_a_result_that_cannot_be_recorded_is_not_reported_and_is_counted(
     assert agent.counters.records_lost == 1
 
 
-async def test_an_audit_record_that_cannot_be_stored_is_counted_and_logged(
+async def test_an_exec_whose_audit_record_cannot_be_stored_is_503_and_nothing_runs(
+    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller, agent = await running_without(
+        SUBJECTS.audit_stream(), nc, make_controller, make_agent
+    )
+
+    response = await controller.exec("a1", {"command": "true"})
+
+    assert response.status == 503, response.body
+    assert "recording the audit record failed" in response.body["details"]
+    assert agent.counters.received == 0
+
+
+async def test_a_refusal_whose_audit_record_cannot_be_stored_is_counted_and_logged(
     nc: Client,
     make_controller: MakeController,
     make_agent: MakeAgent,
@@ -68,10 +83,10 @@ async def test_an_audit_record_that_cannot_be_stored_is_counted_and_logged(
 ) -> None:
     controller, _ = await running_without(SUBJECTS.audit_stream(), nc, make_controller, make_agent)
 
-    response = await controller.exec("a1", {"command": "true"})
+    response = await controller.exec("a1", {"command": "true"}, key="nxk_unknown")
     await controller.app[AUDIT].flushed()
 
-    assert response.status == 202, response.body
+    assert response.status == 401, response.body
     assert controller.app[AUDIT].lost == 1
     [logged] = [r.getMessage() for r in caplog.records if "audit record not stored" in r.message]
-    assert response.body["job_id"] in logged  # the whole record, in the log
+    assert '"status":401' in logged  # the whole record, in the log
