@@ -81,6 +81,8 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         name="nexec-controller",
         connect_timeout_s=config.connect_timeout_s,
         options=config.nats_connect_options(),
+        probe_interval_s=config.health_probe_interval_s,
+        probe_timeout_s=config.health_probe_timeout_s,
     )
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config
@@ -131,14 +133,31 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         js = nc.jetstream(timeout=config.jetstream_timeout_s)
         replicas = config.jetstream_replicas
         await app[STREAM_WRITER].open()
-        await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
-        await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
-        await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
+        await app[JOB_STORE].ensure_streams(
+            retention_s=config.job_retention_s,
+            replicas=replicas,
+            jobs_max_bytes=config.jobs_max_bytes,
+            results_max_bytes=config.results_max_bytes,
+        )
+        await app[IDEMPOTENCY].open(
+            retention_s=config.job_retention_s,
+            replicas=replicas,
+            max_bytes=config.idempotency_max_bytes,
+        )
+        await app[AUDIT].ensure_stream(
+            retention_s=config.audit_retention_s,
+            replicas=replicas,
+            max_bytes=config.audit_max_bytes,
+        )
         await app[DISPATCHER].attach(nc, js)
-        await feed.start(js, config.subjects, replicas=replicas)
+        await feed.start(
+            js, config.subjects, replicas=replicas, max_bytes=config.registry_max_bytes
+        )
 
     link = app[NATS_LINK]
-    link.start(on_connected)
+    probe_js = link.client.jetstream(timeout=config.health_probe_timeout_s)
+    jobs_stream = config.subjects.jobs_stream()
+    link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
     yield
     await app[DISPATCHER].close()
     await feed.stop()

@@ -30,14 +30,22 @@ class RegistryFeed:
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
 
-    async def start(self, js: JetStreamContext, subjects: Subjects, *, replicas: int) -> None:
-        """Watch the registry bucket (once; later calls do nothing).
+    async def start(
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        *,
+        replicas: int,
+        max_bytes: int | None = None,
+    ) -> None:
+        """Watch the registry bucket (once; later calls do nothing), bringing it to
+        ``replicas`` and ``max_bytes``.
 
         Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream.
         """
         if self._task is not None:
             return
-        bucket = await open_registry(js, subjects, replicas=replicas)
+        bucket = await open_registry(js, subjects, replicas=replicas, max_bytes=max_bytes)
         self._watcher = await bucket.watchall()
         self._task = asyncio.create_task(self._apply(self._watcher), name="registry watch")
         self._task.add_done_callback(_log_end)

@@ -13,7 +13,7 @@ from dataclasses import replace
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from schemas.subjects import Subjects
@@ -22,17 +22,35 @@ from schemas.subjects import Subjects
 REGISTRY_MARKER_TTL_S = 60.0
 # How many times to look for a stream's new leader (about 20 s in all).
 LEADER_ATTEMPTS = 45
+# JetStream API error codes that mean "no room": insufficient resources (server or
+# account storage exhausted), account resource limits exceeded, and a store failure,
+# which with our limits is a stream's max_bytes ("maximum bytes exceeded").
+_NO_ROOM_ERR_CODES = frozenset({10023, 10002, 10047, 10028})
+_NO_ROOM_TEXTS = ("maximum bytes exceeded", "insufficient", "resource limits exceeded")
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether JetStream refused a write because the stream, the account or the server
+    has no room left (as opposed to being unreachable or refusing it for another reason)."""
+    if not isinstance(exc, nats.js.errors.APIError):
+        return False
+    description = (exc.description or "").lower()
+    return exc.err_code in _NO_ROOM_ERR_CODES or any(t in description for t in _NO_ROOM_TEXTS)
 
 
 async def open_registry(
-    js: JetStreamContext, subjects: Subjects, *, replicas: int | None = None
+    js: JetStreamContext,
+    subjects: Subjects,
+    *,
+    replicas: int | None = None,
+    max_bytes: int | None = None,
 ) -> KeyValue:
     """Bind the registry bucket, creating it if it does not exist yet.
 
     Entries carry their own TTL (three heartbeat intervals), so the server
     removes an agent that stopped heartbeating and tells every watcher.
-    ``replicas`` (controllers give it; agents do not) is also applied to a
-    bucket that exists with another number, e.g. one an agent created first.
+    ``replicas`` and ``max_bytes`` (controllers give them; agents do not) are also
+    applied to a bucket that exists with other values, e.g. one an agent created first.
 
     Raises:
         nats.js.errors.Error: JetStream is not available or refused the bucket.
@@ -49,15 +67,36 @@ async def open_registry(
                 history=1,
                 storage=StorageType.MEMORY,
                 replicas=replicas or 1,
+                max_bytes=max_bytes or -1,
                 limit_marker_ttl=REGISTRY_MARKER_TTL_S,
             )
         )
-    if replicas is not None:
-        stream = await js.stream_info(f"KV_{bucket}")
-        if stream.config.num_replicas != replicas:
-            await js.update_stream(replace(stream.config, num_replicas=replicas))
-            await wait_for_stream_leader(js, f"KV_{bucket}")
+    await bring_stream_to(js, f"KV_{bucket}", replicas=replicas, max_bytes=max_bytes)
     return registry
+
+
+async def bring_stream_to(
+    js: JetStreamContext, stream: str, *, replicas: int | None, max_bytes: int | None
+) -> None:
+    """Update an existing stream (a KV bucket's) to the replicas and ``max_bytes`` given
+    (None: leave as is); wait for its leader when the replicas changed.
+
+    Raises:
+        nats.js.errors.Error: JetStream refused the change or the stream does not exist.
+        nats.errors.TimeoutError: JetStream did not answer in time.
+    """
+    if replicas is None and max_bytes is None:
+        return
+    config = (await js.stream_info(stream)).config
+    wanted = replace(
+        config,
+        num_replicas=config.num_replicas if replicas is None else replicas,
+        max_bytes=config.max_bytes if max_bytes is None else max_bytes,
+    )
+    if wanted != config:
+        await js.update_stream(wanted)
+        if wanted.num_replicas != config.num_replicas:
+            await wait_for_stream_leader(js, stream)
 
 
 async def wait_for_stream_leader(
@@ -106,9 +145,19 @@ def registry_entry_subject(subjects: Subjects, hostname: str) -> str:
 
 
 def record_stream_configs(
-    subjects: Subjects, *, retention_s: float, replicas: int
+    subjects: Subjects,
+    *,
+    retention_s: float,
+    replicas: int,
+    jobs_max_bytes: int,
+    results_max_bytes: int,
 ) -> list[StreamConfig]:
-    """The job-record stream and the results stream, both kept for ``retention_s``.
+    """The job-record stream and the results stream, both kept for ``retention_s``
+    and at most their ``max_bytes``.
+
+    Both refuse new messages when full (``DiscardPolicy.NEW``) rather than drop the
+    oldest: a record the caller saw never disappears before its retention, and the
+    controller answers new jobs ``503 storage full`` (docs/operations.md).
 
     The results stream holds each host's result and its live output chunks, so
     that one consumer reads a job's events in the order they were recorded. A
@@ -121,6 +170,8 @@ def record_stream_configs(
             description="nexec job records",
             subjects=[subjects.job_records_all()],
             max_age=retention_s,
+            max_bytes=jobs_max_bytes,
+            discard=DiscardPolicy.NEW,
             max_msgs_per_subject=1,
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -131,6 +182,8 @@ def record_stream_configs(
             description="nexec per-host results and live output",
             subjects=[subjects.result_records_all(), subjects.output_records_all()],
             max_age=retention_s,
+            max_bytes=results_max_bytes,
+            discard=DiscardPolicy.NEW,
             storage=StorageType.FILE,
             num_replicas=replicas,
             allow_direct=True,
