@@ -75,6 +75,8 @@ class NatsLink:
         """Set while the connection is down after having been up."""
         self.setup_failed = asyncio.Event()
         """Set once a setup attempt failed (it is retried)."""
+        self.setup_error: str | None = None
+        """Why the last setup attempt failed; None once one succeeded."""
 
     @property
     def state(self) -> LinkState:
@@ -98,7 +100,7 @@ class NatsLink:
 
     async def _probe_loop(self, probe: Probe) -> None:
         await self.ready.wait()
-        while True:
+        while not self._closing:  # also ends a loop whose cancel a timeout swallowed
             if self.client.is_connected:
                 await self._probe_once(probe)
             await asyncio.sleep(self._probe_interval_s)
@@ -144,6 +146,7 @@ class NatsLink:
                 if self._closing or self.client.is_closed:
                     return
                 self.setup_failed.set()
+                self.setup_error = str(exc) or type(exc).__name__
                 # JetStream may not be ready yet (a cluster electing its leader,
                 # a server restarting): try again rather than 503 until a restart.
                 delay_s = min(SETUP_RETRY_MAX_S, SETUP_RETRY_FIRST_S * 2**attempt)
@@ -153,6 +156,7 @@ class NatsLink:
                     exc or type(exc).__name__,
                 )
                 await asyncio.sleep(delay_s)
+        self.setup_error = None
         self.ready.set()
         log.info("NATS connected: %s", self._url)
 
@@ -161,7 +165,7 @@ class NatsLink:
         self._closing = True
         if self._probe_task is not None:
             self._probe_task.cancel()
-            await asyncio.wait({self._probe_task})
+            await asyncio.wait({self._probe_task}, timeout=self._connect_timeout_s)
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
             # nats-py's retry loop can swallow a cancel: never wait for it unbounded.

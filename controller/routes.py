@@ -260,6 +260,8 @@ def health_reasons(app: web.Application) -> list[str]:
         reasons.append("shutting down")
     if link.state is not LinkState.CONNECTED:
         reasons.append(f"NATS not connected ({link.state.value})")
+        if link.setup_error is not None:
+            reasons.append(f"NATS setup failed, retrying: {link.setup_error}")
     elif link.probe_failure is not None:
         reasons.append(link.probe_failure)
     if app[JOB_STORE].storage_full is not None:
