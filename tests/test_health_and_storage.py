@@ -17,7 +17,7 @@ from nats.js.api import DiscardPolicy
 
 from agentd.dedupe import RecentJobs
 from schemas import Subjects
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, Response
 from tests.test_frozen_nats import frozen
 
 # Far above what the settings below need (probe every 0.2 s, 0.5 s timeout), and
@@ -74,22 +74,46 @@ async def test_livez_needs_no_key(controller: Controller) -> None:
     assert "/livez" in openapi.body["paths"]
 
 
-async def test_full_job_stream_is_503_storage_full(
+async def exec_until_refused(controller: Controller, key_prefix: str = "") -> Response:
+    """Run ``true`` on agent-1 until a request is refused (each with its own
+    ``Idempotency-Key`` given ``key_prefix``); that answer."""
+    for n in range(TINY_BYTES // 100):  # every record is far above 100 bytes
+        headers = {"Idempotency-Key": f"{key_prefix}{n}"} if key_prefix else None
+        response = await controller.request(
+            "POST", "/node/agent-1/command/exec", json={"command": "true"}, headers=headers
+        )
+        if response.status != 202:
+            return response
+    raise AssertionError(f"{TINY_BYTES} bytes held more than {TINY_BYTES // 100} requests")
+
+
+async def test_full_job_stream_is_503_storage_full_until_there_is_room(
     make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
     controller = await make_controller(jobs_max_bytes=TINY_BYTES)
     await make_agent("agent-1")
     await controller.wait_for_agents("agent-1")
-    for _ in range(TINY_BYTES // 100):  # a job record is far above 100 bytes
-        response = await controller.exec("agent-1", {"command": "true"})
-        if response.status != 202:
-            break
+    response = await exec_until_refused(controller)
     assert response.status == 503, response
     assert response.body["error"] == "storage full"
     assert response.body["code"] == 503
     body = await health_until(controller, 503)
     assert any(reason.startswith("storage full") for reason in body["reasons"]), body
     assert body["status"].startswith("storage full")
+    await make_controller(jobs_max_bytes=4 * TINY_BYTES)  # brings the stream to more room
+    assert (await controller.exec("agent-1", {"command": "true"})).status == 202
+    assert (await health_until(controller, 200))["reasons"] == []
+
+
+async def test_full_idempotency_bucket_is_503_storage_full(
+    make_controller: MakeController, make_agent: MakeAgent
+) -> None:
+    controller = await make_controller(idempotency_max_bytes=TINY_BYTES // 2)
+    await make_agent("agent-1")
+    await controller.wait_for_agents("agent-1")
+    response = await exec_until_refused(controller, key_prefix="key-")
+    assert response.status == 503, response
+    assert response.body["error"] == "storage full"
 
 
 async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
