@@ -84,6 +84,8 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         name="nexec-controller",
         connect_timeout_s=config.connect_timeout_s,
         options=config.nats_connect_options(),
+        probe_interval_s=config.health_probe_interval_s,
+        probe_timeout_s=config.health_probe_timeout_s,
     )
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config
@@ -135,17 +137,23 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     keeper = app[STATE_KEEPER]
 
     async def on_connected(nc: Client) -> None:
-        replicas = config.jetstream_replicas
         await app[STREAM_WRITER].open()
-        await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
-        await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
-        await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
+        await ensure_records(app)
+        await ensure_idempotency(app)
+        await ensure_audit(app)
         await app[DISPATCHER].attach(nc, js)
-        await feed.start(js, config.subjects, replicas=replicas)
+        await feed.start(
+            js,
+            config.subjects,
+            replicas=config.jetstream_replicas,
+            max_bytes=config.registry_max_bytes,
+        )
         keeper.start(js)
 
     link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
-    link.start(on_connected)
+    probe_js = link.client.jetstream(timeout=config.health_probe_timeout_s)
+    jobs_stream = config.subjects.jobs_stream()
+    link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
     yield
     await keeper.stop()
     await app[DISPATCHER].close()
@@ -153,30 +161,54 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     await link.close()
 
 
+async def ensure_records(app: web.Application) -> None:
+    """The job and results streams, as configured (made, or brought to the settings).
+
+    Raises:
+        NatsUnavailable: JetStream is unavailable or refused the configuration.
+    """
+    config = app[CONFIG]
+    await app[JOB_STORE].ensure_streams(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        jobs_max_bytes=config.jobs_max_bytes,
+        results_max_bytes=config.results_max_bytes,
+    )
+
+
+async def ensure_idempotency(app: web.Application) -> None:
+    """The idempotency bucket, as configured. Raises: NatsUnavailable."""
+    config = app[CONFIG]
+    await app[IDEMPOTENCY].open(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        max_bytes=config.idempotency_max_bytes,
+    )
+
+
+async def ensure_audit(app: web.Application) -> None:
+    """The audit stream, as configured. Raises: NatsUnavailable."""
+    config = app[CONFIG]
+    await app[AUDIT].ensure_stream(
+        retention_s=config.audit_retention_s,
+        replicas=config.jetstream_replicas,
+        max_bytes=config.audit_max_bytes,
+    )
+
+
 def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     """What the controller keeps in place, and how each is made again (see
     :mod:`controller.statekeeper`)."""
-    config = app[CONFIG]
-    subjects = config.subjects
-    replicas = config.jetstream_replicas
-    keeper = StateKeeper(config.state_check_interval_s)
-
-    async def remake_records() -> None:
-        await app[JOB_STORE].ensure_streams(retention_s=config.job_retention_s, replicas=replicas)
+    subjects = app[CONFIG].subjects
+    keeper = StateKeeper(app[CONFIG].state_check_interval_s)
 
     async def remake_results() -> None:
-        await remake_records()
+        await ensure_records(app)
         await app[DISPATCHER].read_results_again(js)
 
-    async def remake_idempotency() -> None:
-        await app[IDEMPOTENCY].open(retention_s=config.job_retention_s, replicas=replicas)
-
-    async def remake_audit() -> None:
-        await app[AUDIT].ensure_stream(retention_s=config.audit_retention_s, replicas=replicas)
-
-    keeper.keep(subjects.jobs_stream(), remake_records)
+    keeper.keep(subjects.jobs_stream(), lambda: ensure_records(app))
     keeper.keep(subjects.results_stream(), remake_results)
-    keeper.keep(f"KV_{subjects.idempotency_bucket()}", remake_idempotency)
-    keeper.keep(subjects.audit_stream(), remake_audit)
+    keeper.keep(f"KV_{subjects.idempotency_bucket()}", lambda: ensure_idempotency(app))
+    keeper.keep(subjects.audit_stream(), lambda: ensure_audit(app))
     keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
     return keeper

@@ -24,7 +24,7 @@ import nats.errors
 import nats.js.errors
 from aiohttp import web
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from controller.errors import NatsUnavailable
 from controller.records import NewestFirst
@@ -78,13 +78,20 @@ class AuditLog:
         self.lost = 0
         self.reads = 0
 
-    async def ensure_stream(self, *, retention_s: float, replicas: int) -> None:
-        """Raises: NatsUnavailable when the stream cannot be created or updated."""
+    async def ensure_stream(
+        self, *, retention_s: float, replicas: int, max_bytes: int | None = None
+    ) -> None:
+        """Kept ``retention_s``, at most ``max_bytes``; when full, new records are refused
+        (and logged whole), never the oldest dropped: a trail with holes proves nothing.
+
+        Raises: NatsUnavailable when the stream cannot be created or updated."""
         config = StreamConfig(
             name=self._subjects.audit_stream(),
             description="nexec audit trail",
             subjects=[self._subjects.audit_record()],
             max_age=retention_s,
+            max_bytes=max_bytes or -1,
+            discard=DiscardPolicy.NEW,
             storage=StorageType.FILE,
             num_replicas=replicas,
             allow_direct=True,

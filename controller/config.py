@@ -11,6 +11,9 @@ from controller.validation import whole_number
 from schemas import DEFAULT_PREFIX, Subjects
 from schemas.settings import NatsClientSettings
 
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
 
 class ControllerConfig(NatsClientSettings):
     """Settings of ``nexec-controller``; each is also ``NEXEC_<NAME>`` and a config-file key."""
@@ -33,6 +36,21 @@ class ControllerConfig(NatsClientSettings):
     """How long job records, results and idempotency keys are kept."""
     audit_retention_s: Annotated[float, pydantic.Field(ge=60)] = 90 * 24 * 3600.0
     """How long audit records are kept (default 90 days)."""
+    jobs_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 512 * MIB
+    """Most bytes the job-record stream holds; when full, new jobs get 503 storage full."""
+    results_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 2 * GIB
+    """Most bytes the results stream (results and live output) holds; when full, agents'
+    results are refused (logged by the agent, reported by ``/healthz``)."""
+    audit_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 2 * GIB
+    """Most bytes the audit stream holds; when full, audit records are refused (and logged)."""
+    idempotency_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 128 * MIB
+    """Most bytes the idempotency-key bucket holds; when full, keyed requests get 503."""
+    registry_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * MIB
+    """Most bytes (of memory) the registry bucket holds; when full, new agents cannot register."""
+    health_probe_interval_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
+    """How often ``/healthz`` checks that JetStream answers (one stream-info request)."""
+    health_probe_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
+    """How long that check may take before ``/healthz`` says JetStream is not answering."""
     jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
     jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0

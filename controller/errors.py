@@ -11,6 +11,7 @@
     ├── UnsupportedMediaType 415 a body that is not Content-Type: application/json
     ├── ClientDisconnected   499 the client went away mid-request (recorded, never sent)
     ├── NatsUnavailable      503 NATS unreachable
+    ├── StorageFull          503 a JetStream stream or bucket has no room left (max_bytes)
     ├── TooManyConnections   503 the connection is over http_max_connections
     └── ShuttingDown         503 the controller is draining (SIGTERM)
 
@@ -96,6 +97,14 @@ class RateLimited(ApiError):
 class NatsUnavailable(ApiError):
     status = 503
     title = "NATS unavailable"
+
+
+class StorageFull(ApiError):
+    """JetStream refused a write for want of room: a stream at its ``max_bytes``, or
+    the server's or account's storage exhausted. Nothing was run."""
+
+    status = 503
+    title = "storage full"
 
 
 class TooManyConnections(ApiError):

@@ -17,8 +17,9 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from controller.errors import Conflict, NatsUnavailable
+from controller.errors import Conflict, NatsUnavailable, StorageFull
 from schemas import IdempotencyClaim, Subjects, WireError, decode_idempotency_claim, encode
+from schemas.jetstream import bring_stream_to, is_storage_full
 
 log = logging.getLogger("nexec.controller.idempotency")
 
@@ -31,12 +32,18 @@ class IdempotencyKeys:
         self._subjects = subjects
         self._bucket: KeyValue | None = None
 
-    async def open(self, *, retention_s: float, replicas: int) -> None:
-        """Raises: NatsUnavailable when the bucket cannot be bound or created."""
+    async def open(
+        self, *, retention_s: float, replicas: int, max_bytes: int | None = None
+    ) -> None:
+        """Bind the bucket, brought to ``max_bytes`` (refusing new claims when full), or
+        create it.
+
+        Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
         name = self._subjects.idempotency_bucket()
         try:
             try:
                 self._bucket = await self._js.key_value(name)
+                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
             except nats.js.errors.BucketNotFoundError:
                 self._bucket = await self._js.create_key_value(
                     KeyValueConfig(
@@ -45,6 +52,7 @@ class IdempotencyKeys:
                         ttl=retention_s,
                         storage=StorageType.FILE,
                         replicas=replicas,
+                        max_bytes=max_bytes or -1,
                     )
                 )
         except (nats.errors.Error, TimeoutError) as exc:
@@ -69,6 +77,10 @@ class IdempotencyKeys:
             except nats.js.errors.KeyWrongLastSequenceError:
                 entry = await self._bucket.get(entry_key)
         except (nats.errors.Error, TimeoutError) as exc:
+            if is_storage_full(exc):
+                raise StorageFull(
+                    f"the idempotency key was not stored, nothing ran: {exc}"
+                ) from exc
             raise NatsUnavailable(f"idempotency check failed: {exc or type(exc).__name__}") from exc
         try:
             earlier = decode_idempotency_claim(entry.value or b"")

@@ -37,8 +37,8 @@ log = logging.getLogger("nexec.controller.http")
 CLIENT_GONE_ERRORS = (ConnectionError, web.RequestPayloadError)
 """What reading a request or writing an answer raises once the client has closed
 its connection (the request's transport is None then)."""
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
-UNLIMITED_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/openapi.json"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/livez"})
 """Paths no rate limit and no connection cap refuses (``/metrics`` joins when it comes)."""
 
 
@@ -140,7 +140,7 @@ async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.St
         ShuttingDown: the controller is draining.
     """
     lifecycle = request.app[LIFECYCLE]
-    if lifecycle.draining and request.path != "/healthz":
+    if lifecycle.draining and request.path not in UNLIMITED_PATHS:
         lifecycle.refused_while_draining += 1
         raise ShuttingDown("the controller is shutting down; retry on another controller")
     lifecycle.request_started()

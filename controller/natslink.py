@@ -1,7 +1,10 @@
 """The controller's one NATS connection, made in the background and kept forever.
 
 The HTTP server starts at once; until NATS answers, requests that need it get
-503 and ``/healthz`` says so.
+503 and ``/healthz`` says so. Once connected, a probe makes one bounded JetStream
+request every interval: a server that stopped answering while its TCP connection
+stays open (frozen, overloaded) is noticed within the interval plus the timeout,
+long before the client's own pings would notice it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ log = logging.getLogger("nexec.controller.nats")
 SETUP_RETRY_FIRST_S = 0.5
 SETUP_RETRY_MAX_S = 10.0
 
+Probe = Callable[[], Awaitable[object]]
+"""One JetStream round trip; raises nats-py's errors when it fails."""
+
 
 class LinkState(enum.StrEnum):
     CONNECTING = "connecting"
@@ -44,8 +50,11 @@ class NatsLink:
         name: str,
         connect_timeout_s: float,
         options: dict[str, Any] | None = None,
+        probe_interval_s: float = 2.0,
+        probe_timeout_s: float = 3.0,
     ) -> None:
-        """``options``: extra ``connect`` arguments (credentials, TLS)."""
+        """``options``: extra ``connect`` arguments (credentials, TLS). The probe given to
+        :meth:`start` runs every ``probe_interval_s`` and fails after ``probe_timeout_s``."""
         self.client = Client()
         self._url = url
         self._name = name
@@ -55,6 +64,11 @@ class NatsLink:
         self._connect_task: asyncio.Task[None] | None = None
         self._connect_called = False
         self._closing = False
+        self._probe_interval_s = probe_interval_s
+        self._probe_timeout_s = probe_timeout_s
+        self._probe_task: asyncio.Task[None] | None = None
+        self.probe_failure: str | None = None
+        """Why the last probe failed; None when it succeeded (or none ran yet)."""
         self.ready = asyncio.Event()
         """Set once connected and ``on_connected`` has run."""
         self._when_lost: list[Callable[[], None]] = []
@@ -64,6 +78,8 @@ class NatsLink:
         """Set while the connection is down after having been up."""
         self.setup_failed = asyncio.Event()
         """Set once a setup attempt failed (it is retried)."""
+        self.setup_error: str | None = None
+        """Why the last setup attempt failed; None once one succeeded."""
 
     @property
     def state(self) -> LinkState:
@@ -73,11 +89,39 @@ class NatsLink:
             return LinkState.CONNECTED
         return LinkState.DISCONNECTED if self.ready.is_set() else LinkState.CONNECTING
 
-    def start(self, on_connected: Callable[[Client], Awaitable[None]]) -> None:
-        """Connect in the background; ``on_connected`` sets up subscriptions and streams."""
+    def start(
+        self, on_connected: Callable[[Client], Awaitable[None]], probe: Probe | None = None
+    ) -> None:
+        """Connect in the background; ``on_connected`` sets up subscriptions and streams.
+        Once that succeeded, ``probe`` runs every interval while connected."""
         self._on_connected = on_connected
         self._connect_task = asyncio.create_task(self._connect())
         self._connect_task.add_done_callback(self._log_failure)
+        if probe is not None:
+            self._probe_task = asyncio.create_task(self._probe_loop(probe), name="nats probe")
+            self._probe_task.add_done_callback(self._log_failure)
+
+    async def _probe_loop(self, probe: Probe) -> None:
+        await self.ready.wait()
+        while not self._closing:  # also ends a loop whose cancel a timeout swallowed
+            if self.client.is_connected:
+                await self._probe_once(probe)
+            await asyncio.sleep(self._probe_interval_s)
+
+    async def _probe_once(self, probe: Probe) -> None:
+        """Run ``probe`` once within the timeout; set or clear :attr:`probe_failure`."""
+        failure: str | None = None
+        try:
+            async with asyncio.timeout(self._probe_timeout_s):
+                await probe()
+        except TimeoutError:
+            failure = f"JetStream did not answer within {self._probe_timeout_s:g} s"
+        except nats.errors.Error as exc:
+            failure = f"JetStream request failed: {exc or type(exc).__name__}"
+        if failure != self.probe_failure:
+            log_at = logging.INFO if failure is None else logging.WARNING
+            log.log(log_at, "NATS probe: %s", failure or "JetStream answers again")
+        self.probe_failure = failure
 
     def _log_failure(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -105,6 +149,7 @@ class NatsLink:
                 if self._closing or self.client.is_closed:
                     return
                 self.setup_failed.set()
+                self.setup_error = str(exc) or type(exc).__name__
                 # JetStream may not be ready yet (a cluster electing its leader,
                 # a server restarting): try again rather than 503 until a restart.
                 delay_s = min(SETUP_RETRY_MAX_S, SETUP_RETRY_FIRST_S * 2**attempt)
@@ -114,12 +159,16 @@ class NatsLink:
                     exc or type(exc).__name__,
                 )
                 await asyncio.sleep(delay_s)
+        self.setup_error = None
         self.ready.set()
         log.info("NATS connected: %s", self._url)
 
     async def close(self) -> None:
-        """Stop connecting, or drain the connection. Safe to call twice."""
+        """Stop probing and connecting, or drain the connection. Safe to call twice."""
         self._closing = True
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            await asyncio.wait({self._probe_task}, timeout=self._connect_timeout_s)
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
             # nats-py's retry loop can swallow a cancel: never wait for it unbounded.

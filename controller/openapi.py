@@ -39,8 +39,18 @@ ERROR_TEXT = {
     415: "The body is not sent as Content-Type: application/json.",
     429: "The key is over its request rate; retry after Retry-After seconds.",
     500: "Unexpected error (no stack trace is returned).",
-    503: "NATS or JetStream unreachable, the controller draining, or too many connections.",
+    503: "NATS or JetStream unreachable, storage full, draining, or too many connections.",
 }
+LIVE_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "alive"}},
+        }
+    }
+}
+"""``GET /livez``'s body: ``{"status": "alive"}``."""
 AUTHENTICATED_ERRORS = (401, 403, 429, 500, 503)
 """What every operation behind an API key can answer: the middleware's statuses."""
 RETRY_AFTER = {
@@ -184,8 +194,10 @@ OPERATIONS = (
               (400, 404), [TARGET]),
     Operation("get", "/audit", "The audit trail, newest first", 200, AuditList, (400,),
               [LIMIT, CURSOR, KEY_NAME, SINCE, UNTIL]),
-    Operation("get", "/healthz", "200 once NATS is connected, else 503", 200, HealthResponse,
-              (503,), public=True),
+    Operation("get", "/healthz", "Readiness: 200 while requests can succeed, else 503 with reasons",
+              200, HealthResponse, (503,), public=True),
+    Operation("get", "/livez", "Liveness: 200 while the process runs", 200, None, (),
+              public=True, ok_content=LIVE_CONTENT),
 )  # fmt: skip
 
 

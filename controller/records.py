@@ -18,7 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from controller.errors import NatsUnavailable
+from controller.errors import NatsUnavailable, StorageFull
 from controller.validation import CURSOR_PATTERN, whole_number
 from schemas import (
     ExecResult,
@@ -29,7 +29,7 @@ from schemas import (
     decode_result_from,
     encode,
 )
-from schemas.jetstream import ensure_stream, record_stream_configs
+from schemas.jetstream import ensure_stream, is_storage_full, record_stream_configs
 from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller.records")
@@ -109,15 +109,24 @@ class JobStore:
         self._writer = writer
         self._subjects = subjects
         self.reads = 0
+        self.storage_full: str | None = None
+        """Why the last job record write was refused for want of room; None once one
+        was stored again (``/healthz`` reports it)."""
 
-    async def ensure_streams(self, *, retention_s: float, replicas: int) -> None:
+    async def ensure_streams(
+        self, *, retention_s: float, replicas: int, jobs_max_bytes: int, results_max_bytes: int
+    ) -> None:
         """Create the record streams, or bring an existing one to this configuration.
 
         Raises:
             NatsUnavailable: JetStream is unavailable or refused the configuration.
         """
         for config in record_stream_configs(
-            self._subjects, retention_s=retention_s, replicas=replicas
+            self._subjects,
+            retention_s=retention_s,
+            replicas=replicas,
+            jobs_max_bytes=jobs_max_bytes,
+            results_max_bytes=results_max_bytes,
         ):
             try:
                 await ensure_stream(self._js, config)
@@ -125,11 +134,18 @@ class JobStore:
                 raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
 
     async def save(self, record: JobRecord) -> None:
-        """Raises: NatsUnavailable when JetStream does not confirm the write."""
+        """Raises: StorageFull when the job stream (or JetStream's storage) has no room;
+        NatsUnavailable when JetStream does not confirm the write otherwise."""
         try:
             await self._writer.write(self._subjects.job_record(record.job.job_id), encode(record))
         except (nats.errors.Error, TimeoutError) as exc:
+            if is_storage_full(exc):
+                self.storage_full = (
+                    f"stream {self._subjects.jobs_stream()} refused a job record: {exc}"
+                )
+                raise StorageFull(f"the job was not recorded, nothing ran: {exc}") from exc
             raise NatsUnavailable(f"recording the job failed: {exc or type(exc).__name__}") from exc
+        self.storage_full = None
 
     async def mark_not_published(self, record: JobRecord) -> None:
         """Rewrite the record as never published (its job was not sent), so that no view

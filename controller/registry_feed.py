@@ -44,6 +44,7 @@ class RegistryFeed:
         self._js: JetStreamContext | None = None
         self._subjects: Subjects | None = None
         self._replicas = 1
+        self._max_bytes: int | None = None
         self._stopping = False
 
     @property
@@ -51,14 +52,23 @@ class RegistryFeed:
         """True while a watch runs: the registry view follows the bucket."""
         return self._watcher is not None and self._task is not None and not self._task.done()
 
-    async def start(self, js: JetStreamContext, subjects: Subjects, *, replicas: int) -> None:
-        """Watch the registry bucket (once; later calls do nothing).
+    async def start(
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        *,
+        replicas: int,
+        max_bytes: int | None = None,
+    ) -> None:
+        """Watch the registry bucket (once; later calls do nothing), bringing it to
+        ``replicas`` and ``max_bytes``.
 
         Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream.
         """
         if self._task is not None:
             return
-        self._js, self._subjects, self._replicas = js, subjects, replicas
+        self._js, self._subjects = js, subjects
+        self._replicas, self._max_bytes = replicas, max_bytes
         watcher = await self._open_watch()
         self._task = asyncio.create_task(self._follow(watcher), name="registry watch")
         self._task.add_done_callback(_log_end)
@@ -80,7 +90,9 @@ class RegistryFeed:
     async def _open_watch(self) -> KeyValue.KeyWatcher:
         """Raises: nats.js.errors.Error or nats.errors.TimeoutError from JetStream."""
         assert self._js is not None and self._subjects is not None
-        bucket = await ensure_registry(self._js, self._subjects, replicas=self._replicas)
+        bucket = await ensure_registry(
+            self._js, self._subjects, replicas=self._replicas, max_bytes=self._max_bytes
+        )
         self._watcher = await bucket.watchall()
         return self._watcher
 

@@ -28,7 +28,7 @@ from controller.appkeys import (
 from controller.audit import AuditDetails
 from controller.body import read_json_body
 from controller.dispatch import Collected
-from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
+from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound, StorageFull
 from controller.jobs import job_view
 from controller.keys import ApiKey
 from controller.middleware import audit_before_action, json_response
@@ -137,7 +137,7 @@ async def submit(
     """Resolve the target, honour ``Idempotency-Key``, record, publish and collect.
 
     Raises:
-        BadRequest, NotFound, Conflict, NatsUnavailable (controller.errors).
+        BadRequest, NotFound, Conflict, NatsUnavailable, StorageFull (controller.errors).
     """
     api_key = request[API_KEY]
     details = AuditDetails(
@@ -167,7 +167,7 @@ async def submit(
         collected = await record_and_dispatch(
             request, job, target=target, expected_hosts=expected_hosts, body=body, wait_s=wait_s
         )
-    except NatsUnavailable:
+    except (NatsUnavailable, StorageFull):
         if idempotency_key:  # nothing ran: a retry with the same key must run it
             await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)
         raise
@@ -191,6 +191,7 @@ async def record_and_dispatch(
     a job that was then not published is marked so (``not_published``).
 
     Raises:
+        StorageFull: the job stream has no room for the record (nothing published).
         NatsUnavailable: the audit record, the job record or the publish failed; no
             agent got the job.
     """
@@ -254,28 +255,45 @@ async def replay(request: web.Request, job_id: str) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 once NATS is connected and the registry view follows the bucket; 503 before,
-    while NATS is down, when the registry watch stopped (no target would resolve
-    rightly), or while draining (so that a load balancer stops sending requests).
+    """Readiness: 200 while requests can succeed, else 503 with every reason they cannot
+    (:func:`health_reasons`). No live agent is not a reason: ``agents`` says 0.
     No authentication."""
-    state = request.app[NATS_LINK].state
-    draining = request.app[LIFECYCLE].draining
-    connected = state is LinkState.CONNECTED
-    following = request.app[REGISTRY_FEED].following
-    ok = connected and following and not draining
-    status = "ok"
-    if draining:
-        status = "shutting down"
-    elif not connected:
-        status = "unavailable"
-    elif not following:
-        status = "registry not followed"
+    reasons = health_reasons(request.app)
     body = HealthResponse(
-        status=status,
-        nats=state.value,
+        status=reasons[0] if reasons else "ok",
+        nats=request.app[NATS_LINK].state.value,
         agents=len(request.app[REGISTRY].live()),
+        reasons=reasons,
     )
-    return json_response(body, status=200 if ok else 503)
+    return json_response(body, status=503 if reasons else 200)
+
+
+def health_reasons(app: web.Application) -> list[str]:
+    """Why requests cannot succeed now: draining, NATS not connected, JetStream not
+    answering the probe (controller.natslink), the job stream refusing writes for want
+    of room, the registry watch stopped. Empty when ready."""
+    link = app[NATS_LINK]
+    reasons = []
+    if app[LIFECYCLE].draining:
+        reasons.append("shutting down")
+    if link.state is not LinkState.CONNECTED:
+        reasons.append(f"NATS not connected ({link.state.value})")
+        if link.setup_error is not None:
+            reasons.append(f"NATS setup failed, retrying: {link.setup_error}")
+    elif link.probe_failure is not None:
+        reasons.append(link.probe_failure)
+    if app[JOB_STORE].storage_full is not None:
+        reasons.append(f"storage full: {app[JOB_STORE].storage_full}")
+    if link.state is LinkState.CONNECTED and not app[REGISTRY_FEED].following:
+        reasons.append("registry not followed")
+    return reasons
+
+
+@routes.get("/livez")
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process runs and serves HTTP, whatever NATS does.
+    No authentication."""
+    return web.json_response({"status": "alive"})
 
 
 @routes.get("/openapi.json")

@@ -201,8 +201,10 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /healthz``: 200 with ``status: ok`` once NATS is connected, else 503."""
+    """``GET /healthz`` (readiness): 200 with ``status: ok`` while requests can succeed,
+    else 503 with every reason they cannot in ``reasons``. No live agent is not a reason."""
 
     status: str
     nats: str
     agents: int
+    reasons: list[str] = msgspec.field(default_factory=list)

@@ -14,7 +14,7 @@ from dataclasses import replace
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from schemas.subjects import Subjects
@@ -25,18 +25,36 @@ log = logging.getLogger("nexec.jetstream")
 REGISTRY_MARKER_TTL_S = 60.0
 # How many times to look for a stream's new leader (about 20 s in all).
 LEADER_ATTEMPTS = 45
+# JetStream API error codes that mean "no room": insufficient resources (server or
+# account storage exhausted), account resource limits exceeded, and a store failure,
+# which with our limits is a stream's max_bytes ("maximum bytes exceeded").
+_NO_ROOM_ERR_CODES = frozenset({10023, 10002, 10047, 10028})
+_NO_ROOM_TEXTS = ("maximum bytes exceeded", "insufficient", "resource limits exceeded")
 
 
-async def ensure_registry(js: JetStreamContext, subjects: Subjects, *, replicas: int) -> KeyValue:
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether JetStream refused a write because the stream, the account or the server
+    has no room left (as opposed to being unreachable or refusing it for another reason)."""
+    if not isinstance(exc, nats.js.errors.APIError):
+        return False
+    description = (exc.description or "").lower()
+    return exc.err_code in _NO_ROOM_ERR_CODES or any(t in description for t in _NO_ROOM_TEXTS)
+
+
+async def ensure_registry(
+    js: JetStreamContext, subjects: Subjects, *, replicas: int, max_bytes: int | None = None
+) -> KeyValue:
     """Bind the registry bucket, creating it if it does not exist (controllers only:
     agents never create a stream or a bucket; they retry their heartbeat until one of
     the controllers made it).
 
-    The bucket is file-backed, so it survives a nats-server restart; a memory-backed
-    one from an earlier version is replaced (its entries come back with the agents'
-    next heartbeats). Entries carry their own TTL (three heartbeat intervals), so the
-    server removes an agent that stopped heartbeating and tells every watcher. An
-    existing bucket is brought to ``replicas``.
+    The bucket is file-backed, so it survives a nats-server restart, and refuses
+    rollup headers, so that an agent, which may write its own key, cannot purge the
+    others' with one ``Nats-Rollup: all`` write. A bucket without these properties
+    (an earlier version's) is replaced: its entries come back with the agents' next
+    heartbeats. Entries carry their own TTL (three heartbeat intervals), so the server
+    removes an agent that stopped heartbeating and tells every watcher. An existing
+    bucket is brought to ``replicas`` and ``max_bytes``.
 
     Raises:
         nats.js.errors.Error: JetStream is not available or refused the bucket.
@@ -48,27 +66,65 @@ async def ensure_registry(js: JetStreamContext, subjects: Subjects, *, replicas:
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError:
         info = None
-    if info is not None and info.config.storage is StorageType.MEMORY:
-        log.warning(
-            "registry bucket %s is memory-backed: replacing it with a file-backed one", bucket
-        )
-        await js.delete_key_value(bucket)
+    if info is not None and (
+        info.config.storage is StorageType.MEMORY or info.config.allow_rollup_hdrs
+    ):
+        log.warning("registry bucket %s replaced: file-backed, without rollups", bucket)
+        await js.delete_stream(stream)
         info = None
     if info is None:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket,
-                description="nexec live agents: hostname token -> heartbeat",
-                history=1,
-                storage=StorageType.FILE,
-                replicas=replicas,
-                limit_marker_ttl=REGISTRY_MARKER_TTL_S,
-            )
-        )
-    if info.config.num_replicas != replicas:
-        await js.update_stream(replace(info.config, num_replicas=replicas))
-        await wait_for_stream_leader(js, stream)
+        await js.add_stream(registry_stream_config(subjects, replicas, max_bytes))
+    else:
+        await bring_stream_to(js, stream, replicas=replicas, max_bytes=max_bytes)
     return await js.key_value(bucket)
+
+
+def registry_stream_config(
+    subjects: Subjects, replicas: int, max_bytes: int | None
+) -> StreamConfig:
+    """The registry bucket's stream: what ``create_key_value`` makes for a bucket of
+    history 1, but file-backed and without rollup headers."""
+    bucket = subjects.registry_bucket()
+    return StreamConfig(
+        name=f"KV_{bucket}",
+        description="nexec live agents: hostname token -> heartbeat",
+        subjects=[f"$KV.{bucket}.>"],
+        allow_direct=True,
+        allow_rollup_hdrs=False,
+        allow_msg_ttl=True,
+        deny_delete=True,
+        deny_purge=True,
+        discard=DiscardPolicy.NEW,
+        max_msgs_per_subject=1,
+        max_bytes=max_bytes or -1,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        subject_delete_marker_ttl=REGISTRY_MARKER_TTL_S,
+    )
+
+
+async def bring_stream_to(
+    js: JetStreamContext, stream: str, *, replicas: int | None, max_bytes: int | None
+) -> None:
+    """Update an existing stream (a KV bucket's) to the replicas and ``max_bytes`` given
+    (None: leave as is); wait for its leader when the replicas changed.
+
+    Raises:
+        nats.js.errors.Error: JetStream refused the change or the stream does not exist.
+        nats.errors.TimeoutError: JetStream did not answer in time.
+    """
+    if replicas is None and max_bytes is None:
+        return
+    config = (await js.stream_info(stream)).config
+    wanted = replace(
+        config,
+        num_replicas=config.num_replicas if replicas is None else replicas,
+        max_bytes=config.max_bytes if max_bytes is None else max_bytes,
+    )
+    if wanted != config:
+        await js.update_stream(wanted)
+        if wanted.num_replicas != config.num_replicas:
+            await wait_for_stream_leader(js, stream)
 
 
 async def wait_for_stream_leader(
@@ -122,9 +178,19 @@ KV_DELETE_HEADERS = {"KV-Operation": "DEL"}
 
 
 def record_stream_configs(
-    subjects: Subjects, *, retention_s: float, replicas: int
+    subjects: Subjects,
+    *,
+    retention_s: float,
+    replicas: int,
+    jobs_max_bytes: int,
+    results_max_bytes: int,
 ) -> list[StreamConfig]:
-    """The job-record stream and the results stream, both kept for ``retention_s``.
+    """The job-record stream and the results stream, both kept for ``retention_s``
+    and at most their ``max_bytes``.
+
+    Both refuse new messages when full (``DiscardPolicy.NEW``) rather than drop the
+    oldest: a record the caller saw never disappears before its retention, and the
+    controller answers new jobs ``503 storage full`` (docs/operations.md).
 
     The results stream holds each host's result and its live output chunks, so
     that one consumer reads a job's events in the order they were recorded. A
@@ -137,6 +203,8 @@ def record_stream_configs(
             description="nexec job records",
             subjects=[subjects.job_records_all()],
             max_age=retention_s,
+            max_bytes=jobs_max_bytes,
+            discard=DiscardPolicy.NEW,
             max_msgs_per_subject=1,
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -147,6 +215,8 @@ def record_stream_configs(
             description="nexec per-host results and live output",
             subjects=[subjects.result_records_all(), subjects.output_records_all()],
             max_age=retention_s,
+            max_bytes=results_max_bytes,
+            discard=DiscardPolicy.NEW,
             storage=StorageType.FILE,
             num_replicas=replicas,
             allow_direct=True,

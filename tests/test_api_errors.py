@@ -236,6 +236,10 @@ async def test_setup_is_retried_until_jetstream_answers(
         await asyncio.wait_for(link.setup_failed.wait(), 20)
         response = await controller.exec("agent-1", {"command": "true"})
         assert_error(response, 503, "not connected to NATS")
+        async with controller.session.get(controller.url + "/healthz") as health:
+            assert health.status == 503
+            reasons = (await health.json())["reasons"]
+        assert any(reason.startswith("NATS setup failed") for reason in reasons), reasons
     finally:
         no_jetstream.stop()
     server, _ = start_nats_server(tmp_path / "jetstream", port=unused_tcp_port)
@@ -251,7 +255,12 @@ async def test_setup_is_retried_until_jetstream_answers(
 async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
     async with aiohttp.ClientSession() as session, session.get(ready.url + "/healthz") as response:
         assert response.status == 200
-        assert await response.json() == {"status": "ok", "nats": "connected", "agents": 1}
+        assert await response.json() == {
+            "status": "ok",
+            "nats": "connected",
+            "agents": 1,
+            "reasons": [],
+        }
 
 
 async def test_healthz_fails_when_the_registry_view_stops_following(ready: Controller) -> None:
@@ -260,7 +269,12 @@ async def test_healthz_fails_when_the_registry_view_stops_following(ready: Contr
     async with aiohttp.ClientSession() as session, session.get(ready.url + "/healthz") as response:
         assert response.status == 503
         body = await response.json()
-    assert body == {"status": "registry not followed", "nats": "connected", "agents": 1}
+    assert body == {
+        "status": "registry not followed",
+        "nats": "connected",
+        "agents": 1,
+        "reasons": ["registry not followed"],
+    }
 
 
 async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
@@ -283,7 +297,7 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
     assert documented == served - {("get", "/openapi.json")}
     for path, item in document["paths"].items():
         for method, spec in item.items():
-            if path != "/healthz":
+            if path not in ("/healthz", "/livez"):
                 assert "Retry-After" in spec["responses"]["429"]["headers"], (method, path)
     schemas = document["components"]["schemas"]
     timeout = schemas["ExecRequest"]["properties"]["timeout"]
