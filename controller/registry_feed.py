@@ -98,7 +98,7 @@ class RegistryFeed:
 
     async def _rewatch(self) -> None:
         delay_s = WATCH_RETRY_FIRST_S
-        while True:
+        while not self._stopping:
             try:
                 watcher = await self._open_watch()
             except (nats.errors.Error, TimeoutError) as exc:
@@ -154,8 +154,9 @@ class RegistryFeed:
         if self._task is not None:
             self._task.remove_done_callback(_log_end)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: nats-py can swallow a cancel that meets a reply; the retry loop
+            # then ends on ``_stopping``, or the task is left to a closed connection.
+            await asyncio.wait({self._task}, timeout=WATCH_RETRY_MAX_S)
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             with contextlib.suppress(nats.errors.Error, TimeoutError):

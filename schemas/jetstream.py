@@ -21,8 +21,6 @@ from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.jetstream")
 
-# Seconds a delete marker left by an expired registry entry stays visible to watchers.
-REGISTRY_MARKER_TTL_S = 60.0
 # How many times to look for a stream's new leader (about 20 s in all).
 LEADER_ATTEMPTS = 45
 # JetStream API error codes that mean "no room": insufficient resources (server or
@@ -53,8 +51,9 @@ async def ensure_registry(
     others' with one ``Nats-Rollup: all`` write. A bucket without these properties
     (an earlier version's) is replaced: its entries come back with the agents' next
     heartbeats. Entries carry their own TTL (three heartbeat intervals), so the server
-    removes an agent that stopped heartbeating and tells every watcher. An existing
-    bucket is brought to ``replicas`` and ``max_bytes``.
+    removes an agent that stopped heartbeating; it leaves no delete marker (those
+    would need rollups), and a controller's view expires the agent by its own clock
+    anyway. An existing bucket is brought to ``replicas`` and ``max_bytes``.
 
     Raises:
         nats.js.errors.Error: JetStream is not available or refused the bucket.
@@ -99,7 +98,6 @@ def registry_stream_config(
         max_bytes=max_bytes or -1,
         storage=StorageType.FILE,
         num_replicas=replicas,
-        subject_delete_marker_ttl=REGISTRY_MARKER_TTL_S,
     )
 
 
