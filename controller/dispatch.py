@@ -42,6 +42,7 @@ from schemas import (
     ResultStatus,
     Subjects,
     Target,
+    TargetKind,
     WireError,
     decode_ack_from,
     decode_reply,
@@ -76,9 +77,14 @@ class Collector:
     instant before a controller sees a new agent's first heartbeat.
     """
 
-    def __init__(self, job_id: str, expected: frozenset[str] | None) -> None:
+    def __init__(
+        self, job_id: str, expected: frozenset[str] | None, *, single_receiver: bool
+    ) -> None:
+        """``single_receiver``: at most one agent receives the job (a host, or
+        ``_any``'s queue group), so only that agent could answer on its reply subject."""
         self.job_id = job_id
         self.expected = expected
+        self.single_receiver = single_receiver
         self.results: dict[str, ExecResult] = {}
         self.acked: set[str] = set()
         self.not_delivered: dict[str, str] = {}
@@ -110,6 +116,12 @@ class Collector:
         """Keep what an answer on the job's reply subject said (it proves nothing of who
         sent it), to explain a ``no_reply``: e.g. an agent refusing the job's signature."""
         self.unverified.setdefault(claimed_host, text)
+
+    def no_responders(self) -> None:
+        """NATS said nobody is subscribed; believed only for a single receiver (an
+        agent that received an ``_all`` or label job can forge the status)."""
+        if self.single_receiver:
+            self.give_up_unacknowledged("no agent is subscribed (NATS: no responders)")
 
     def give_up_unacknowledged(self, reason: str) -> None:
         """Give up every expected host that neither acknowledged nor answered."""
@@ -254,7 +266,9 @@ class Dispatcher:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise NatsUnavailable("the controller is not connected to NATS")
-        collector = Collector(job.job_id, expected)
+        collector = Collector(
+            job.job_id, expected, single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY)
+        )
         self._collectors[job.job_id] = collector
         payload = encode(job)
         try:
@@ -362,13 +376,18 @@ class Dispatcher:
         """NATS's "no responders" status gives up every host at once. Anything else
         here was sent by an agent on the job's reply subject, which proves nothing of
         who sent it: logged (it may explain a ``no_reply``: a refused signature, or an
-        agent too old for the ``record`` route) and dropped."""
+        agent too old for the ``record`` route) and dropped.
+
+        Any agent that received the job may publish here, a status header included.
+        So both are believed only when at most one agent receives the job (a host,
+        ``_any``): for ``_all`` and labels, a forged status would give up hosts that
+        run the command, and the delivery timeout decides instead."""
         job_id = msg.subject.rsplit(".", 1)[-1]
         collector = self._collectors.get(job_id)
         if collector is None:
             return
         if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
-            collector.give_up_unacknowledged("no agent is subscribed (NATS: no responders)")
+            collector.no_responders()
             return
         try:
             reply = decode_reply(msg.data)
@@ -378,5 +397,5 @@ class Dispatcher:
         said = shown(reply.error) if isinstance(reply, ExecResult) and reply.error else None
         detail = "an ack" if isinstance(reply, ExecAck) else said
         self._drop(job_id, reply.hostname, "answer on the reply subject", detail)
-        if said is not None:
+        if said is not None and collector.single_receiver:
             collector.note_unverified(reply.hostname, said)

