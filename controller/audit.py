@@ -189,6 +189,15 @@ class AuditLog:
             return None
 
 
+MAX_AUDITED_PATH = 256
+"""Characters of a request's path kept in its audit record (ids and targets are far
+shorter; anything longer is cut, so a caller cannot grow the trail at will)."""
+
+
+def shown_path(path: str) -> str:
+    return path if len(path) <= MAX_AUDITED_PATH else f"{path[:MAX_AUDITED_PATH]}..."
+
+
 def audit_record(
     request: web.Request, response: web.StreamResponse, key_name: str, details: AuditDetails | None
 ) -> AuditRecord:
@@ -218,7 +227,7 @@ def request_record(
         key_name=key_name,
         source=request.remote or "",
         method=request.method,
-        path=request.path,
+        path=shown_path(request.path),
         status=status,
         outcome=outcome,
         target=details.target,

@@ -59,7 +59,7 @@ async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id, request[API_KEY])
-    return json_response(job_view(record, await store.results(job_id), time.time()))
+    return json_response(job_view(record, await store.results(record), time.time()))
 
 
 @job_routes.get("/job/{job_id}/output")
@@ -143,7 +143,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     require_nats(request)
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id, api_key)
-    view = job_view(record, await store.results(job_id), time.time())
+    view = job_view(record, await store.results(record), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")
     await audit_before_action(request, details)

@@ -51,7 +51,7 @@ async def job_events(
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
     sent_to = None if record.expected_hosts is None else frozenset(record.expected_hosts)
-    answered = {result.hostname for result in await store.results(job.job_id)}
+    answered = {result.hostname for result in await store.results(record)}
     subscription = await _subscribe(js, subjects, job.job_id, after)
     try:
         # Replay what is recorded already, then follow live until the job is done.
@@ -81,7 +81,7 @@ async def job_events(
         await subscription.unsubscribe()
     for result in _missing_at_deadline(record, answered):
         yield JobEvent("result", result)
-    view = job_view(record, await store.results(job.job_id), time.time())
+    view = job_view(record, await store.results(record), time.time())
     yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
 
 

@@ -28,7 +28,7 @@ from controller.errors import (
     ShuttingDown,
     Unauthorized,
 )
-from controller.keys import KeyExpired
+from controller.keys import ApiKey, KeyExpired
 from controller.natslink import LinkState
 from schemas import ErrorBody
 
@@ -156,19 +156,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
     Raises:
         Unauthorized: no key, a key the controller does not know, or an expired key.
-        RateLimited: the key is over its request rate.
+        RateLimited: the key is over its request rate, or the client's address over the
+            same rate of requests without a valid key (each 401 is audited: a flood of
+            them must not fill the audit trail).
     """
     if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)
-    presented = presented_key(request)
-    if presented is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
     try:
-        api_key = request.app[KEYS].authenticate(presented)
-    except KeyExpired as exc:
-        raise Unauthorized(str(exc)) from exc
-    if api_key is None:
-        raise Unauthorized("unknown API key")
+        api_key = authenticate(request)
+    except Unauthorized:
+        retry_after_s = request.app[RATE_LIMITER].retry_after_s(f"\0from {request.remote}")
+        if retry_after_s:
+            raise RateLimited(
+                f"too many requests without a valid key from {request.remote}; "
+                f"retry after {retry_after_s}s",
+                headers={"Retry-After": str(retry_after_s)},
+            ) from None
+        raise
     request[API_KEY] = api_key
     if request.path in UNLIMITED_PATHS:
         return await handler(request)
@@ -179,6 +183,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             headers={"Retry-After": str(retry_after_s)},
         )
     return await handler(request)
+
+
+def authenticate(request: web.Request) -> ApiKey:
+    """The key the request presents.
+
+    Raises:
+        Unauthorized: no key, a key the controller does not know, or an expired key.
+    """
+    presented = presented_key(request)
+    if presented is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    try:
+        api_key = request.app[KEYS].authenticate(presented)
+    except KeyExpired as exc:
+        raise Unauthorized(str(exc)) from exc
+    if api_key is None:
+        raise Unauthorized("unknown API key")
+    return api_key
 
 
 def presented_key(request: web.Request) -> str | None:

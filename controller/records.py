@@ -36,6 +36,11 @@ log = logging.getLogger("nexec.controller.records")
 _CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 
+MAX_ANY_RESULT_RECORDS = 16
+"""Result records read for an ``_any`` job (one host answers it; a few more are a
+controller's ``no_reply`` or a replayed job's): the read is bounded whatever hosts
+write on their own subjects."""
+
 PAGE_READS_PER_ITEM = 4
 """A page of ``limit`` items reads at most this many times ``limit`` stored records:
 a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
@@ -196,28 +201,70 @@ class JobStore:
         )
         return None if raw is None else _decode_record(raw)
 
-    async def results(self, job_id: str) -> list[ExecResult]:
-        """Every host's recorded result of ``job_id``, in the order they were recorded
-        (a host may have two: a controller's ``no_reply``, then the agent's).
+    async def results(self, record: JobRecord) -> list[ExecResult]:
+        """Each host's last valid result of the job: for every expected host, the last
+        record on its own subject (one read per host, however many records a host
+        wrote); for ``_any``, the first :data:`MAX_ANY_RESULT_RECORDS` records.
 
         Raises:
             NatsUnavailable: JetStream did not answer.
         """
+        job_id = record.job.job_id
+        if record.expected_hosts is None:
+            raws = await self._first_records(self._subjects.result_records(job_id))
+            return self._valid_results(job_id, raws)
         results: list[ExecResult] = []
-        seq = 1
-        while True:
-            raw = await self._direct_get(
-                self._subjects.results_stream(),
-                subject=self._subjects.result_records(job_id),
-                from_seq=seq,
-            )
-            if raw is None:
-                return results
+        for host in record.expected_hosts:
+            result = await self._host_result(job_id, host)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def _host_result(self, job_id: str, hostname: str) -> ExecResult | None:
+        """The host's last valid result: its last record, or, if that one is not valid
+        (only the host itself can write there), the last valid of its first records.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        subject = self._subjects.result_record(job_id, hostname)
+        last = await self._direct_get(self._subjects.results_stream(), subject=subject)
+        if last is None:
+            return None
+        valid = self._valid_results(job_id, [last])
+        if not valid:
+            valid = self._valid_results(job_id, await self._first_records(subject))
+        return valid[-1] if valid else None
+
+    def _valid_results(self, job_id: str, raws: list[nats.js.api.RawStreamMsg]) -> list[ExecResult]:
+        """The results in ``raws`` that name the host and job of their subject; the
+        others are logged and left out."""
+        results: list[ExecResult] = []
+        for raw in raws:
             try:
                 results.append(_decode_result(self._subjects, raw))
             except WireError as exc:
                 log.warning("job %r: result record %d skipped: %s", job_id, raw.seq, exc)
+        return results
+
+    async def _first_records(self, subject: str) -> list[nats.js.api.RawStreamMsg]:
+        """The first :data:`MAX_ANY_RESULT_RECORDS` records on ``subject`` (a wildcard).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raws: list[nats.js.api.RawStreamMsg] = []
+        seq = 1
+        while len(raws) < MAX_ANY_RESULT_RECORDS:
+            raw = await self._direct_get(
+                self._subjects.results_stream(), subject=subject, from_seq=seq
+            )
+            if raw is None:
+                return raws
+            raws.append(raw)
             seq = (raw.seq or seq) + 1
+        log.warning("%s: more than %d records, the rest not read", subject, MAX_ANY_RESULT_RECORDS)
+        return raws
 
     async def page(
         self,

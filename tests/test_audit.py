@@ -86,3 +86,23 @@ async def test_audit_needs_audit_read(make_controller: MakeController) -> None:
     assert "audit:read" in response.body["details"]
     bad = await controller.request("GET", "/audit?since=yesterday")
     assert bad.status == 400
+
+
+async def test_requests_without_a_valid_key_are_rate_limited_by_address_and_cut_short(
+    make_controller: MakeController,
+) -> None:
+    """Each 401 is audited: a flood from one address stops being audited at the
+    address's rate, and a long path is kept short."""
+    controller = await make_controller(rate_limit_per_s=0.01, rate_limit_burst=3)
+    statuses = [
+        (await controller.request("GET", "/job/" + "a" * 5000, key="nxk_wrong")).status
+        for _ in range(10)
+    ]
+    assert statuses[:3] == [401, 401, 401]
+    assert set(statuses[3:]) == {429}
+    records = (await audit_page(controller))["records"]
+    assert [r["status"] for r in records] == [401, 401, 401]
+    assert all(len(r["path"]) <= 260 for r in records)
+    # A valid key is limited on its own: it still gets through (its burst is 3 too;
+    # audit_page above took one).
+    assert (await controller.request("GET", "/job")).status == 200

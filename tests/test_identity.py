@@ -17,8 +17,9 @@ from nats.aio.msg import Msg
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.appkeys import DISPATCHER
+from controller.appkeys import DISPATCHER, JOB_STORE
 from controller.dispatch import Collector
+from controller.records import MAX_ANY_RESULT_RECORDS
 from schemas import Subjects
 from schemas.signing import JobSigner
 from tests.conftest import Controller, MakeController
@@ -281,3 +282,27 @@ def test_no_responders_is_believed_only_where_one_agent_receives_the_job(
     collector = Collector("j", frozenset({"db1", "web1"}), single_receiver=single_receiver)
     collector.no_responders()
     assert bool(collector.not_delivered) is given_up
+
+
+async def test_records_a_host_piles_on_its_own_subject_cost_a_job_view_nothing_more(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
+) -> None:
+    controller, _ = fleet
+    response = await controller.exec("_all", {"command": "echo", "args": ["real"]})
+    job_id = response.body["job_id"]
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    try:
+        js = rogue.jetstream()
+        for index in range(300):
+            await js.publish(SUBJECTS.result_record(job_id, "web1"), b'{"junk": %d}' % index)
+    finally:
+        await rogue.close()
+    store = controller.app[JOB_STORE]
+    reads = store.reads
+    view = await controller.request("GET", f"/job/{job_id}")
+    assert [(r["hostname"], r["stdout"]) for r in view.body["results"]] == [
+        ("db1", "real\n"),
+        ("web1", "real\n"),  # its first record, found among its first few
+    ]
+    assert store.reads - reads <= 1 + 2 + MAX_ANY_RESULT_RECORDS

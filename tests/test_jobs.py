@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
@@ -245,8 +246,10 @@ async def test_two_controllers_share_jobs_and_a_restart_loses_nothing(
     assert deleted.status == 204
     assert (await second.request("GET", f"/job/{ran.body['job_id']}")).status == 404
     assert (await second.request("DELETE", f"/job/{ran.body['job_id']}")).status == 404
-    results_left = await second.app[JOB_STORE].results(ran.body["job_id"])
-    assert results_left == []
+    with pytest.raises(nats.js.errors.NotFoundError):  # its results went with it
+        await nc.jetstream().get_last_msg(
+            "nexec_results", f"nexec.record.result.{ran.body['job_id']}.h1"
+        )
 
 
 async def test_listing_10000_jobs_costs_per_page_not_per_job(
