@@ -89,6 +89,11 @@ class ManagedProcess:
     def pid(self) -> int:
         return self.popen.pid
 
+    def output_tail(self) -> str:
+        """The last lines the process wrote (for a failure message)."""
+        with self._changed:
+            return "\n".join(self._lines)
+
     def _read(self) -> None:
         assert self.popen.stdout is not None
         for raw_line in self.popen.stdout:

@@ -10,7 +10,6 @@ Agents never make streams or buckets: they retry their writes until it is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from controller.errors import NatsUnavailable
 log = logging.getLogger("nexec.controller.state")
 
 Remake = Callable[[], Awaitable[None]]
+STOP_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class StateKeeper:
         self.remade += 1
 
     async def stop(self) -> None:
+        """Stop checking. Bounded: nats-py can swallow a cancel that meets a reply."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=self._interval_s + STOP_WAIT_S)

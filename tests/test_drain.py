@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,7 +65,11 @@ async def test_controller_drains_on_sigterm(
         }
         assert status == 202
         assert answer["results"][0]["stdout"] == "done\n"  # type: ignore[index]
-        assert await asyncio.to_thread(controller.popen.wait, 30) == 0
+        try:
+            exit_code = await asyncio.to_thread(controller.popen.wait, 30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(controller.output_tail()) from None
+        assert exit_code == 0
         summary = re.compile(r"stopped: served=\d+ in_flight=0 refused_while_draining=1")
         controller.wait_for_line(summary, 10)
     finally:

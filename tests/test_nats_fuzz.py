@@ -335,7 +335,8 @@ async def test_answers_on_a_jobs_reply_subject_are_dropped_and_quoted_short(
 ) -> None:
     """Any agent that receives a job may answer on its reply subject: here a rogue one
     floods it while the controller still waits for a silent host. Every answer is dropped
-    and logged short, the silent host's ``no_reply`` quotes one short, the job completes."""
+    and logged short, the silent host's ``no_reply`` quotes none of them (any agent that
+    received the job could have sent them), the job completes."""
     controller = await make_controller()
     await make_agent("web1", allowed_commands=["echo"])
     await nc.jetstream().publish(f"$KV.{SUBJECTS.registry_bucket()}.silent1", heartbeat("silent1"))
@@ -362,7 +363,8 @@ async def test_answers_on_a_jobs_reply_subject_are_dropped_and_quoted_short(
     results = {r["hostname"]: r for r in response.body["results"]}
     assert results["web1"]["status"] == "completed"
     assert results["silent1"]["status"] == "no_reply"
-    assert "an unverified answer on the reply subject said: 'xxx" in results["silent1"]["error"]
+    # Any agent that received an _all job could have sent those answers: none is quoted.
+    assert results["silent1"]["error"] == "not acknowledged within 2s"
     assert len(results["silent1"]["error"]) < MAX_LOG_LINE
     recorded = await controller.request("GET", f"/job/{job_id}")
     assert recorded.status == 200, recorded.body
