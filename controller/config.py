@@ -46,7 +46,7 @@ class ControllerConfig(NatsClientSettings):
     idempotency_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 128 * MIB
     """Most bytes the idempotency-key bucket holds; when full, keyed requests get 503."""
     registry_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * MIB
-    """Most bytes (of memory) the registry bucket holds; when full, new agents cannot register."""
+    """Most bytes the registry bucket holds; when full, new agents cannot register."""
     health_probe_interval_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
     """How often ``/healthz`` checks that JetStream answers (one stream-info request)."""
     health_probe_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
