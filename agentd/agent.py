@@ -29,6 +29,7 @@ from agentd.executor import Executor, ProcessExecutor
 from agentd.intake import job_refusal, usable_reply
 from agentd.live import LiveOutput
 from agentd.policy import Policy
+from agentd.recorder import ResultRecorder
 from agentd.replies import encode_to_fit
 from agentd.stops import StopSignals
 from schemas import (
@@ -83,7 +84,6 @@ class AgentCounters:
     duplicates: int = 0
     refused: int = 0
     replies_lost: int = 0
-    records_lost: int = 0
 
 
 class Agent:
@@ -121,6 +121,7 @@ class Agent:
         self._owns_connection = connection is None
         self._nc = connection or Client()
         self._records = StreamWriter(self._nc, timeout_s=config.record_timeout_s)
+        self._results = ResultRecorder(self._records, retry_for_s=config.result_retry_s)
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._recent_jobs = RecentJobs()
         self._verifier = signature_verifier(config)
@@ -142,6 +143,16 @@ class Agent:
         """The NATS server this agent is connected to now ("" when it is not)."""
         url = self._nc.connected_url
         return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else ""
+
+    @property
+    def records_lost(self) -> int:
+        """Results given up on: JetStream did not take them within ``result_retry_s``."""
+        return self._results.lost
+
+    @property
+    def records_retried(self) -> int:
+        """Results JetStream took only on a later try."""
+        return self._results.retried
 
     @property
     def jobs_running(self) -> int:
@@ -231,6 +242,7 @@ class Agent:
             await self._leave_registry()  # first: new requests no longer expect this agent
             await self._drain_job_subscriptions()
             await self._finish_running_jobs()
+            await self._results.close(self.config.connect_timeout_s)
             if self._owns_connection:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
             else:
@@ -244,14 +256,15 @@ class Agent:
         counters = self.counters
         log.info(
             "nexec-agentd stopped: hostname=%s received=%d started=%d duplicates=%d "
-            "refused=%d replies_lost=%d records_lost=%d",
+            "refused=%d replies_lost=%d records_retried=%d records_lost=%d",
             self.hostname,
             counters.received,
             counters.started,
             counters.duplicates,
             counters.refused,
             counters.replies_lost,
-            counters.records_lost,
+            self._results.retried,
+            self._results.lost,
         )
 
     async def _drain_job_subscriptions(self) -> None:
@@ -427,20 +440,19 @@ class Agent:
         return ExecResult(job_id=job_id, hostname=self.hostname, status=status, error=error)
 
     async def _deliver(self, job: ExecJob, reply: str, result: ExecResult) -> None:
-        """Record the result in JetStream; then, for the ``reply`` route, answer the
-        reply subject (if any). The ``record`` route's requester reads the record.
+        """Record the result in JetStream (retried in the background until it is, see
+        :mod:`agentd.recorder`); then, for the ``reply`` route, answer the reply subject
+        (if any). The ``record`` route's requester reads the record.
 
-        Recording first means that once the requester has the answer, so has
-        the job record.
+        Recording first means that once the requester has the answer, so has the job
+        record, or it will as soon as JetStream takes it.
         """
         data = encode_to_fit(result, self._nc.max_payload)
-        try:
-            await self._records.write(
-                self._subjects.result_record(result.job_id, self.hostname), data
-            )
-        except (nats.errors.Error, TimeoutError) as exc:
-            self.counters.records_lost += 1
-            log.error("result of job %r not recorded: %s", result.job_id, exc or type(exc))
+        await self._results.record(
+            self._subjects.result_record(result.job_id, self.hostname),
+            data,
+            msg_id=f"{result.job_id}/{self.hostname}",
+        )
         if reply and job.reply_route is ReplyRoute.REPLY:
             await self._send(reply, data)
 

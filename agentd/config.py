@@ -56,6 +56,9 @@ class AgentConfig(NatsClientSettings):
     """User (name or id) to run jobs as; needs the agent to run as root."""
     run_as_group: str | None = None
     record_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
+    result_retry_s: Annotated[float, pydantic.Field(gt=0, le=7 * 24 * 3600)] = 3600.0
+    """How long a result JetStream did not take is written again (with backoff) before
+    it is given up and counted in ``records_lost``."""
     """How long recording a result in JetStream may take before the agent gives up
     on the record (the reply is still sent)."""
     trusted_signers: list[str] = pydantic.Field(default_factory=list)

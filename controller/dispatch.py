@@ -227,9 +227,13 @@ class Dispatcher:
         if old is not None:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await old.unsubscribe()
-        await self._read_results(js)
+        # All of it: every message in a stream made again is new (agents retrying may
+        # have written in it before this consumer was made).
+        await self._read_results(js, DeliverPolicy.ALL)
 
-    async def _read_results(self, js: JetStreamContext) -> None:
+    async def _read_results(
+        self, js: JetStreamContext, deliver: DeliverPolicy = DeliverPolicy.NEW
+    ) -> None:
         """One ordered consumer of every new result (not output chunks)."""
         self._results = await js.subscribe(
             self._subjects.result_records_all(),
@@ -237,7 +241,7 @@ class Dispatcher:
             cb=self._on_result,
             ordered_consumer=True,
             idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
-            deliver_policy=DeliverPolicy.NEW,
+            deliver_policy=deliver,
         )
 
     async def close(self) -> None:

@@ -1,0 +1,88 @@
+"""Recording results durably: a result JetStream did not acknowledge is written again,
+with backoff, until it is or ``result_retry_s`` has passed.
+
+Every write carries ``Nats-Msg-Id`` (the job id and hostname), so a write that landed
+but whose acknowledgement was lost is taken as a duplicate when written again: it is
+never recorded twice within the stream's duplicate window, and never counted lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import nats.errors
+
+from schemas.streamwriter import StreamWriter
+
+log = logging.getLogger("nexec.agentd.recorder")
+
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+class ResultRecorder:
+    """Writes results to their record subjects until JetStream takes them."""
+
+    def __init__(self, writer: StreamWriter, *, retry_for_s: float) -> None:
+        self._writer = writer
+        self._retry_for_s = retry_for_s
+        self._retrying: set[asyncio.Task[None]] = set()
+        self.retried = 0
+        """Results recorded only on a later try."""
+        self.lost = 0
+        """Results given up on: not taken within ``retry_for_s``, or still pending at close."""
+
+    @property
+    def pending(self) -> int:
+        return len(self._retrying)
+
+    async def record(self, subject: str, data: bytes, msg_id: str) -> bool:
+        """Write ``data`` to ``subject``; True once JetStream took it. On failure, keep
+        trying in the background and return False at once."""
+        headers = {MSG_ID_HEADER: msg_id}
+        try:
+            await self._writer.write(subject, data, headers=headers)
+            return True
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "result %r not recorded yet, trying again for up to %g s: %s",
+                msg_id,
+                self._retry_for_s,
+                exc or type(exc).__name__,
+            )
+        task = asyncio.create_task(self._retry(subject, data, headers))
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+        return False
+
+    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        give_up_at = time.monotonic() + self._retry_for_s
+        delay_s = RETRY_FIRST_S
+        tries = 1
+        while time.monotonic() + delay_s < give_up_at:
+            await asyncio.sleep(delay_s)
+            tries += 1
+            try:
+                await self._writer.write(subject, data, headers=headers)
+            except (nats.errors.Error, TimeoutError):
+                delay_s = min(2 * delay_s, RETRY_MAX_S)
+                continue
+            self.retried += 1
+            log.info("result %r recorded at try %d", headers[MSG_ID_HEADER], tries)
+            return
+        self.lost += 1
+        log.error("result %r not recorded after %d tries: given up", headers[MSG_ID_HEADER], tries)
+
+    async def close(self, timeout_s: float) -> None:
+        """Give pending results up to ``timeout_s`` more, then count the rest lost."""
+        if not self._retrying:
+            return
+        _, still = await asyncio.wait(set(self._retrying), timeout=timeout_s)
+        for task in still:
+            task.cancel()
+        if still:
+            self.lost += len(still)
+            log.error("%d result(s) not recorded before the agent stopped", len(still))
