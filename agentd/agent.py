@@ -312,7 +312,7 @@ class Agent:
             return
         if not await self._take(job, msg, reply):
             return
-        if refusal := job_refusal(job, time.time()):
+        if refusal := job_refusal(job, time.time(), clock_skew_s=self.config.max_clock_skew_s):
             self.counters.refused += 1
             log.warning("job %r refused: %r", job.job_id, refusal)
             await self._deliver(job, reply, self._result(job.job_id, ResultStatus.FAILED, refusal))

@@ -10,10 +10,12 @@ MAX_DEADLINE_AHEAD_S = MAX_JOB_TIMEOUT_S + 60
 """A job's deadline may be at most this far ahead: the longest timeout plus margin."""
 
 
-def job_refusal(job: ExecJob, now: float) -> str | None:
+def job_refusal(job: ExecJob, now: float, *, clock_skew_s: float) -> str | None:
     """Why the agent must refuse ``job`` whatever its policy, or None."""
     if job.deadline > now + MAX_DEADLINE_AHEAD_S:
         return "invalid job: deadline too far ahead"
+    if job.deliver_by is not None and now > job.deliver_by + clock_skew_s:
+        return "not started: it reached this agent after its deliver_by (the requester gave up)"
     if field := _field_with_nul(job):
         return f"invalid job: NUL byte in {field}"
     return None

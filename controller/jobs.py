@@ -54,6 +54,9 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
         for result in recorded
         if expects is None or result.hostname in expects
     }
+    if expected is None and len(by_host) > 1:
+        # A host's own answer replaces the placeholder no_reply of an _any job.
+        by_host.pop(ANY_PLACEHOLDER_HOSTNAME, None)
     results = sorted(by_host.values(), key=lambda result: result.hostname)
     if expected is None:
         missing = [] if results else [ANY_PLACEHOLDER_HOSTNAME]

@@ -237,6 +237,7 @@ def new_job(
         shell=isinstance(body, ShellRequest),
         env=body.env,
         reply_route=ReplyRoute.RECORD,
+        deliver_by=now + (body.delivery_timeout or request.app[CONFIG].delivery_timeout_s),
     )
 
 

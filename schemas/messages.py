@@ -73,6 +73,11 @@ class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     """Added to the agent's clean base environment, if its policy allows."""
     reply_route: ReplyRoute = ReplyRoute.REPLY
     """Where the agent answers: see :class:`ReplyRoute`."""
+    deliver_by: float | None = None
+    """Unix time (seconds) after which the requester no longer waits for an agent to
+    take the job (publish time plus the delivery timeout): an agent that receives it
+    later than this (plus its ``max_clock_skew_s``) refuses it, so a host reported
+    ``no_reply`` never runs it. None: no such check (direct publishers)."""
 
 
 class ExecResult(
