@@ -9,10 +9,11 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentd.agent import Agent
@@ -22,7 +23,7 @@ from controller.dispatch import Collector
 from controller.records import MAX_ANY_RESULT_RECORDS
 from schemas import Subjects
 from schemas.signing import JobSigner
-from tests.conftest import Controller, MakeController
+from tests.conftest import Controller, MakeController, Response
 from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
 
 __all__ = ["locked_nats"]  # the fixture, used by name
@@ -77,28 +78,24 @@ def signed_job(
     return payload, signer.headers(payload)
 
 
-async def test_web1_cannot_forge_db1s_result(
-    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
-) -> None:
-    controller, _ = fleet
+Forge = Callable[[Client, Msg], Awaitable[None]]
+
+
+async def exec_all_while_web1_forges(
+    controller: Controller, locked: LockedNats, tmp_path: Path, forge: Forge
+) -> Response:
+    """Exec on ``_all``, gated so that every real result comes after what a
+    compromised web1 (its generated NATS user) sends as it receives the job."""
     errors: asyncio.Queue[str] = asyncio.Queue()
-    rogue = await connect_as(locked_nats, "agent-web1", errors)
+    rogue = await connect_as(locked, "agent-web1", errors)
     forged = asyncio.Event()
 
-    async def forge(msg: Msg) -> None:
-        """What a compromised web1 can do with an _all job it receives."""
-        job_id = json.loads(msg.data)["job_id"]
-        lie = {"job_id": job_id, "hostname": "db1"}
-        result = {"type": "nexec.exec.v1.result", **lie, "status": "completed", "stdout": "forged"}
-        await rogue.publish(SUBJECTS.result_record(job_id, "web1"), json.dumps(result).encode())
-        if msg.reply:
-            ack = {"type": "nexec.exec.v1.ack", **lie}
-            await rogue.publish(msg.reply, json.dumps(ack).encode())
-            await rogue.publish(msg.reply, json.dumps(result).encode())
+    async def on_job(msg: Msg) -> None:
+        await forge(rogue, msg)
         await rogue.flush()
         forged.set()
 
-    await rogue.subscribe(SUBJECTS.exec_all(), cb=forge)
+    await rogue.subscribe(SUBJECTS.exec_all(), cb=on_job)
     await rogue.flush()
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -111,8 +108,27 @@ async def test_web1_cannot_forge_db1s_result(
         response = await running
     finally:
         await rogue.close()
-
+    assert errors.empty()  # the permissions allowed every step: the code refused them
     assert response.status == 202, response.body
+    return response
+
+
+async def test_web1_cannot_forge_db1s_result(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    controller, _ = fleet
+
+    async def forge(rogue: Client, msg: Msg) -> None:
+        """On its own record subject, and on the job's reply subject, naming db1."""
+        job_id = json.loads(msg.data)["job_id"]
+        lie = {"job_id": job_id, "hostname": "db1"}
+        result = {"type": "nexec.exec.v1.result", **lie, "status": "completed", "stdout": "forged"}
+        await rogue.publish(SUBJECTS.result_record(job_id, "web1"), json.dumps(result).encode())
+        await rogue.publish(msg.reply, json.dumps({"type": "nexec.exec.v1.ack", **lie}).encode())
+        await rogue.publish(msg.reply, json.dumps(result).encode())
+
+    response = await exec_all_while_web1_forges(controller, locked_nats, tmp_path, forge)
+
     answered = {r["hostname"]: (r["status"], r["stdout"]) for r in response.body["results"]}
     assert answered == {"db1": ("completed", "real\n"), "web1": ("completed", "real\n")}
     job = await controller.request("GET", f"/job/{response.body['job_id']}")
@@ -121,7 +137,6 @@ async def test_web1_cannot_forge_db1s_result(
     assert dropped["result of a host the job was not sent to"] == 0
     assert dropped["invalid result"] == 1  # on web1's subject, naming db1
     assert dropped["answer on the reply subject"] >= 1
-    assert errors.empty()  # the permissions allowed every step: the code refused them
 
 
 async def test_nobody_can_make_an_agent_answer_into_a_record(
@@ -192,33 +207,16 @@ async def test_a_forged_no_responders_status_does_not_give_up_other_hosts(
     """Any agent that received an _all job may publish on its reply subject, a
     'Status: 503' header included: for such jobs the status is not believed."""
     controller, _ = fleet
-    errors: asyncio.Queue[str] = asyncio.Queue()
-    rogue = await connect_as(locked_nats, "agent-web1", errors)
-    forged = asyncio.Event()
 
-    async def forge(msg: Msg) -> None:
+    async def forge(rogue: Client, msg: Msg) -> None:
         job_id = json.loads(msg.data)["job_id"]
         lie = {"type": "nexec.exec.v1.result", "job_id": job_id, "hostname": "db1"}
-        await rogue.publish(
-            msg.reply, json.dumps({**lie, "status": "failed", "error": "x"}).encode()
-        )
+        refusal = {**lie, "status": "failed", "error": "disk on fire"}
+        await rogue.publish(msg.reply, json.dumps(refusal).encode())
         await rogue.publish(msg.reply, b"", headers={"Status": "503"})
-        await rogue.flush()
-        forged.set()
 
-    await rogue.subscribe(SUBJECTS.exec_all(), cb=forge)
-    await rogue.flush()
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    try:
-        running = asyncio.ensure_future(
-            controller.exec("_all", {"command": "sh", "args": ["-c", GATED, str(gate)]})
-        )
-        await asyncio.wait_for(forged.wait(), 20)
-        gate.rmdir()
-        response = await running
-    finally:
-        await rogue.close()
+    response = await exec_all_while_web1_forges(controller, locked_nats, tmp_path, forge)
+
     answered = {r["hostname"]: (r["status"], r["error"]) for r in response.body["results"]}
     assert answered == {"db1": ("completed", None), "web1": ("completed", None)}
 
