@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PUBLIC_NKEY",
         help="run only jobs signed by these keys (repeatable; U...)",
     )
+    parser.add_argument(
+        "--state-dir", dest="state_dir", type=Path, help="where running jobs are noted"
+    )
     parser.add_argument("--run-as-user", dest="run_as_user")
     parser.add_argument("--run-as-group", dest="run_as_group")
     parser.add_argument("--log-level", default="INFO")
