@@ -14,6 +14,7 @@ import nats.errors
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
+from agentd.orphans import RunningJobs
 from agentd.policy import Policy, PolicyError
 from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
 
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         Policy.from_config(config)
     except PolicyError as exc:
         print(f"nexec-agentd: {exc}", file=sys.stderr)
+        return 2
+    try:
+        RunningJobs(config.state_dir, config.hostname)
+    except OSError as exc:
+        print(f"nexec-agentd: state_dir {str(config.state_dir)!r} unusable: {exc}", file=sys.stderr)
         return 2
     install_child_watcher()
     try:

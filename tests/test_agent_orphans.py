@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -62,6 +64,20 @@ async def test_a_restarted_agent_kills_the_job_a_killed_agent_left_running(
     job = await controller.request("GET", f"/job/{job_id}")
     assert job.body["state"] == "failed"
     assert [item["error"] for item in job.body["results"]] == [KILLED]
+
+
+def test_an_unusable_state_dir_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    completed = subprocess.run(
+        [sys.executable, "-m", "agentd", "--state-dir", str(not_a_directory)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert f"state_dir {str(not_a_directory)!r} unusable" in completed.stderr
 
 
 async def test_a_leftover_whose_process_is_not_the_same_kills_nothing(
