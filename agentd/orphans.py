@@ -102,7 +102,9 @@ class RunningJobs:
         self._boot_id = boot_id()
 
     def _path(self, job_id: str) -> Path:
-        return self._dir / (hashlib.sha256(job_id.encode()).hexdigest()[:32] + SUFFIX)
+        # Agents of other hostnames may share the directory, and run the same job.
+        name = hashlib.sha256(f"{self._hostname}/{job_id}".encode()).hexdigest()[:32]
+        return self._dir / (name + SUFFIX)
 
     def started(self, job_id: str, pid: int) -> None:
         """Note that ``job_id``'s process ``pid`` (leader of its group) runs. Never
@@ -129,11 +131,12 @@ class RunningJobs:
     def reap(self) -> list[Orphan]:
         """Kill the process groups that the files left by a previous agent name, if
         they are still the same processes; unreadable files are logged and removed.
-        The files of the orphans returned stay until :meth:`Orphan.forget`."""
+        Files of other hostnames (agents sharing the directory) are left alone. The
+        files of the orphans returned stay until :meth:`Orphan.forget`."""
         orphans: list[Orphan] = []
         for path in sorted(self._dir.iterdir()):
             job = self._read(path)
-            if job is None:
+            if job is None or job.hostname != self._hostname:
                 continue
             orphans.append(Orphan(job, self._kill(job), path))
         return orphans
@@ -148,7 +151,7 @@ class RunningJobs:
             if path.suffix != SUFFIX:
                 raise ValueError("not a state file")
         except (OSError, ValueError, TypeError) as exc:
-            log.warning("removing unusable state file %r: %s", str(path), exc)
+            log.warning("removing unusable state file %r: %r", str(path), str(exc))
             with contextlib.suppress(OSError):
                 path.unlink()
             return None

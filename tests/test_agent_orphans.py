@@ -85,7 +85,8 @@ async def test_a_leftover_whose_process_is_not_the_same_kills_nothing(
 ) -> None:
     """A pid reused by another process (its start time differs), a file of an earlier
     boot and a corrupt file: nothing is killed, each job is recorded failed, every
-    file is removed. (The controller makes the results stream.)"""
+    file is removed. The running job of another agent sharing the directory is
+    left alone. (The controller makes the results stream.)"""
     state_dir = agent_state_dir / "leftovers"
     state_dir.mkdir(parents=True)
     bystander = await asyncio.create_subprocess_exec("sleep", "300", start_new_session=True)
@@ -100,6 +101,11 @@ async def test_a_leftover_whose_process_is_not_the_same_kills_nothing(
             entry = {"job_id": job_id, "hostname": "leftovers", "pgid": bystander.pid}
             (state_dir / f"{job_id}.job").write_text(json.dumps({**entry, **identity}))
         (state_dir / "corrupt.job").write_text("{not json")
+        other_agent = state_dir / "other-agent.job"
+        running_elsewhere = {"job_id": "j", "hostname": "other", "pgid": bystander.pid}
+        other_agent.write_text(
+            json.dumps({**running_elsewhere, "start_time": start_time, "boot_id": boot_id()})
+        )
 
         await make_agent("leftovers", state_dir=state_dir)
 
@@ -107,7 +113,7 @@ async def test_a_leftover_whose_process_is_not_the_same_kills_nothing(
             result = await recorded_result(nc, job_id, "leftovers")
             assert (result["status"], result["error"]) == ("failed", ALREADY_ENDED)
         assert running(bystander.pid), "an agent killed a process it did not start"
-        assert list(state_dir.iterdir()) == []
+        assert list(state_dir.iterdir()) == [other_agent]  # not this agent's job
     finally:
         bystander.kill()
         await bystander.wait()
