@@ -28,6 +28,7 @@ from agentd.dedupe import RecentJobs
 from agentd.executor import Executor, ProcessExecutor
 from agentd.intake import job_refusal, usable_reply
 from agentd.live import LiveOutput
+from agentd.orphans import RunningJobs
 from agentd.policy import Policy
 from agentd.recorder import ResultRecorder
 from agentd.replies import encode_to_fit
@@ -105,18 +106,24 @@ class Agent:
 
         Raises:
             PolicyError: the policy in ``config`` cannot be applied.
+            OSError: ``state_dir`` cannot be made, or ``/proc`` cannot be read.
         """
         self.config = config
         self.counters = AgentCounters()
         self.state = AgentState.NEW
         self._subjects = config.subjects
         self._policy = Policy.from_config(config)
+        # Only processes this agent starts itself are noted (a fake executor starts none).
+        self._running_jobs = (
+            RunningJobs(config.state_dir, config.hostname) if executor is None else None
+        )
         self._executor = executor or ProcessExecutor(
             hostname=config.hostname,
             output_cap_bytes=config.output_cap_bytes,
             kill_grace_s=config.kill_grace_s,
             policy=self._policy,
             live_output=self._live_output,
+            on_start=self._on_process_start,
         )
         self._owns_connection = connection is None
         self._nc = connection or Client()
@@ -174,12 +181,20 @@ class Agent:
         agent before is dropped unseen, unacknowledged: its requester reports
         ``no_reply`` and it never runs. Retries the connection until NATS answers;
         cancel it to give up.
+
+        First of all, the process groups of jobs that a killed agent left running are
+        killed (:mod:`agentd.orphans`); their ``failed`` results are recorded before
+        any job is taken.
         """
         self.state = AgentState.CONNECTING
+        orphans = self._running_jobs.reap() if self._running_jobs is not None else []
         if self._owns_connection:
             await self._connect()
         await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
         await self._records.open()
+        for orphan in orphans:
+            await self._record(orphan.result())
+            orphan.forget()
         for subject in self._job_subjects():
             self._job_subscriptions.append(await self._nc.subscribe(subject, cb=self._on_job))
         self._job_subscriptions.append(
@@ -430,6 +445,10 @@ class Agent:
             result = msgspec.structs.replace(result, error=reason)
         return result
 
+    def _on_process_start(self, job: ExecJob, pid: int) -> None:
+        if self._running_jobs is not None:
+            self._running_jobs.started(job.job_id, pid)
+
     async def _refuse(self, reply: str, job_id: str, reason: str) -> None:
         self.counters.refused += 1
         log.warning("job %r refused: %r", job_id, reason)
@@ -447,14 +466,21 @@ class Agent:
         Recording first means that once the requester has the answer, so has the job
         record, or it will as soon as JetStream takes it.
         """
-        data = encode_to_fit(result, self._nc.max_payload)
-        await self._results.record(
-            self._subjects.result_record(result.job_id, self.hostname),
-            data,
-            msg_id=f"{result.job_id}/{self.hostname}",
-        )
+        data = await self._record(result)
         if reply and job.reply_route is ReplyRoute.REPLY:
             await self._send(reply, data)
+        if self._running_jobs is not None:
+            self._running_jobs.ended(job.job_id)
+
+    async def _record(self, result: ExecResult) -> bytes:
+        """Record ``result`` (see :mod:`agentd.recorder`); returns it encoded."""
+        data = encode_to_fit(result, self._nc.max_payload)
+        await self._results.record(
+            self._subjects.result_record(result.job_id, result.hostname),
+            data,
+            msg_id=f"{result.job_id}/{result.hostname}",
+        )
+        return data
 
     def _live_output(self, job: ExecJob) -> LiveOutput:
         subject = self._subjects.output_record(job.job_id, self.hostname)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
@@ -65,6 +66,9 @@ class AgentConfig(NatsClientSettings):
     """Public nkeys (``U...``) whose job signatures this agent accepts. When any is
     set, every job must be signed by one of them: unsigned, forged, altered and
     replayed jobs are refused with a ``failed`` result and nothing runs."""
+    state_dir: Path = Path("/var/lib/nexec-agent")
+    """Where the agent notes the processes of its running jobs, to kill those a killed
+    agent left behind when it starts again (:mod:`agentd.orphans`)."""
     max_clock_skew_s: Annotated[float, pydantic.Field(ge=0, le=300)] = 5.0
     """With signatures on, a job created more than this long before the agent
     started is refused as a replay (it cannot have been sent to this agent)."""

@@ -52,6 +52,8 @@ class ProcessExecutor:
     policy: Policy
     live_output: Callable[[ExecJob], LiveOutput] | None = None
     """Makes the sender of a job's live output chunks; None sends none."""
+    on_start: Callable[[ExecJob, int], None] | None = None
+    """Told each job's process id (its group's id) as soon as it started."""
 
     async def run(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         started = time.monotonic()
@@ -71,6 +73,8 @@ class ProcessExecutor:
                 duration_ms=_elapsed_ms(started),
             )
         try:
+            if self.on_start is not None:
+                self.on_start(job, process.pid)
             output_done = asyncio.gather(stdout.closed, stderr.closed)
             status, error = await self._wait(process, timeout_s, stop, output_done)
         except asyncio.CancelledError:

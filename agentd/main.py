@@ -14,6 +14,7 @@ import nats.errors
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
+from agentd.orphans import RunningJobs
 from agentd.policy import Policy, PolicyError
 from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
 
@@ -60,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         metavar="PUBLIC_NKEY",
         help="run only jobs signed by these keys (repeatable; U...)",
+    )
+    parser.add_argument(
+        "--state-dir", dest="state_dir", type=Path, help="where running jobs are noted"
     )
     parser.add_argument("--run-as-user", dest="run_as_user")
     parser.add_argument("--run-as-group", dest="run_as_group")
@@ -124,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         Policy.from_config(config)
     except PolicyError as exc:
         print(f"nexec-agentd: {exc}", file=sys.stderr)
+        return 2
+    try:
+        RunningJobs(config.state_dir, config.hostname)
+    except OSError as exc:
+        print(f"nexec-agentd: state_dir {str(config.state_dir)!r} unusable: {exc}", file=sys.stderr)
         return 2
     install_child_watcher()
     try:

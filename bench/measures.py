@@ -30,6 +30,8 @@ class Stack:
     nats_url: str
     key: str
     controller: ManagedProcess
+    work: Path
+    """The stack's temporary directory."""
 
     @property
     def auth(self) -> list[str]:
@@ -67,7 +69,7 @@ def nexec_stack() -> Iterator[Stack]:
         )  # fmt: skip
         children.callback(controller.stop)
         ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
-        stack = Stack(f"http://127.0.0.1:{ready['port']}", nats_url, key, controller)
+        stack = Stack(f"http://127.0.0.1:{ready['port']}", nats_url, key, controller, work)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             try:
@@ -88,7 +90,7 @@ def measure_one_host(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     """N1, N5 (1 MB from one host) and the idle agent of N4, on one real agent."""
     agent = ManagedProcess(
         [sys.executable, "-m", "agentd", "--nats-url", stack.nats_url, "--hostname", "bench-1",
-         "--log-level", "WARNING"],
+         "--log-level", "WARNING", "--state-dir", str(stack.work / "agent-state")],
         name="agent",
     )  # fmt: skip
     try:

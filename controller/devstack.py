@@ -99,7 +99,7 @@ def run_dev(port: int, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr) ->
         children.callback(controller.stop)
         ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
         hostname = local_hostname()
-        agent = _start_agent(nats_url, hostname, signer.public_key, log)
+        agent = _start_agent(nats_url, hostname, signer.public_key, work_dir, log)
         # Time to drain, kill what is left (SIGTERM, grace, SIGKILL) and report.
         children.callback(agent.stop, DEV_AGENT_DRAIN_S + 10)
         agent.wait_for_line(AGENT_READY_RE, STARTUP_TIMEOUT_S)
@@ -138,7 +138,9 @@ def _start_controller(
     return ManagedProcess(argv, name="controller", echo=log, die_with_parent=True)
 
 
-def _start_agent(nats_url: str, hostname: str, signer: str, log: TextIO) -> ManagedProcess:
+def _start_agent(
+    nats_url: str, hostname: str, signer: str, work_dir: Path, log: TextIO
+) -> ManagedProcess:
     argv = [
         sys.executable, "-m", "agentd",
         "--nats-url", nats_url,
@@ -147,6 +149,7 @@ def _start_agent(nats_url: str, hostname: str, signer: str, log: TextIO) -> Mana
         "--trusted-signer", signer,
         "--allow-shell",
         "--drain-timeout", str(DEV_AGENT_DRAIN_S),
+        "--state-dir", str(work_dir / "agent-state"),
     ]  # fmt: skip
     return ManagedProcess(argv, name="agent", echo=log, die_with_parent=True)
 

@@ -80,8 +80,17 @@ async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, A
 MakeAgent = Callable[..., Awaitable[Agent]]
 
 
+@pytest.fixture(autouse=True)
+def agent_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The agents' ``state_dir`` in this test (also for agent processes it starts):
+    never the real ``/var/lib/nexec-agent``."""
+    path = tmp_path / "agent-state"
+    monkeypatch.setenv("NEXEC_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
-async def make_agent(nats_server: NatsServer) -> AsyncIterator[MakeAgent]:
+async def make_agent(nats_server: NatsServer, agent_state_dir: Path) -> AsyncIterator[MakeAgent]:
     """Start in-process agents: ``await make_agent("web1", labels={"role": "web"})``."""
     agents: list[Agent] = []
 
@@ -93,6 +102,7 @@ async def make_agent(nats_server: NatsServer) -> AsyncIterator[MakeAgent]:
     ) -> Agent:
         settings.setdefault("heartbeat_interval_s", 30.0)
         settings.setdefault("kill_grace_s", 0.5)
+        settings.setdefault("state_dir", agent_state_dir / hostname)
         config = AgentConfig(
             nats_url=nats_server.url, hostname=hostname, labels=labels or {}, **settings
         )
@@ -110,8 +120,9 @@ SpawnAgent = Callable[..., ManagedProcess]
 
 
 @pytest.fixture
-def spawn_agent(nats_server: NatsServer) -> Iterator[SpawnAgent]:
-    """Start real ``nexec-agentd`` processes; each is stopped (or already killed) at the end."""
+def spawn_agent(nats_server: NatsServer, agent_state_dir: Path) -> Iterator[SpawnAgent]:
+    """Start real ``nexec-agentd`` processes; each is stopped (or already killed) at the end.
+    An agent started again with the same hostname has the same ``state_dir``."""
     processes: list[ManagedProcess] = []
 
     def factory(hostname: str, *extra_args: str) -> ManagedProcess:
@@ -121,6 +132,7 @@ def spawn_agent(nats_server: NatsServer) -> Iterator[SpawnAgent]:
                 "--nats-url", nats_server.url,
                 "--hostname", hostname,
                 "--heartbeat-interval", "30",
+                "--state-dir", str(agent_state_dir / hostname),
                 *extra_args,
             ],
             name=f"agent {hostname}",

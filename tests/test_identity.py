@@ -34,7 +34,7 @@ GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
 
 @pytest.fixture
 async def fleet(
-    locked_nats: LockedNats, make_controller: MakeController
+    locked_nats: LockedNats, make_controller: MakeController, agent_state_dir: Path
 ) -> AsyncIterator[tuple[Controller, dict[str, Agent]]]:
     """A controller and the agents web1 and db1, each with its generated NATS user."""
     controller = await make_controller(
@@ -47,6 +47,7 @@ async def fleet(
             hostname=hostname,
             labels=labels,
             kill_grace_s=0.5,
+            state_dir=agent_state_dir / hostname,
             **locked_nats.settings(f"agent-{hostname}"),
         )
         agents[hostname] = Agent(config)

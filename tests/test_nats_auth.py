@@ -25,11 +25,15 @@ def locked_nats(tmp_path: Path) -> Iterator[str]:
 
 
 async def test_credentials_from_settings_are_used(
-    locked_nats: str, make_controller: MakeController
+    locked_nats: str, make_controller: MakeController, agent_state_dir: Path
 ) -> None:
     credentials = {"nats_user": "nexec", "nats_password": "s3cret"}
     controller = await make_controller(nats_url=locked_nats, **credentials)
-    agent = Agent(AgentConfig(nats_url=locked_nats, hostname="auth-1", **credentials))
+    agent = Agent(
+        AgentConfig(
+            nats_url=locked_nats, hostname="auth-1", state_dir=agent_state_dir, **credentials
+        )
+    )
     await agent.start()
     try:
         await controller.wait_for_agents("auth-1")

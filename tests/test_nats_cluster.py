@@ -93,7 +93,7 @@ async def wait_for_stream_leaders(cluster: Cluster, url: str) -> None:
 
 
 async def test_all_works_and_survives_losing_a_node(
-    cluster: Cluster, make_controller: MakeController
+    cluster: Cluster, make_controller: MakeController, agent_state_dir: Path
 ) -> None:
     node1, node2, node3 = cluster.urls
     # As if an earlier controller had made it: the registry bucket with one replica.
@@ -114,8 +114,10 @@ async def test_all_works_and_survives_losing_a_node(
     )
     agents = [
         Agent(AgentConfig(nats_url=node2, hostname="a2", heartbeat_interval_s=30,
+                          state_dir=agent_state_dir / "a2",
                           **cluster.auth.settings("agent-a2"))),
         Agent(AgentConfig(nats_url=node3, hostname="a3", heartbeat_interval_s=30,
+                          state_dir=agent_state_dir / "a3",
                           **cluster.auth.settings("agent-a3"))),
     ]  # fmt: skip
     for agent in agents:

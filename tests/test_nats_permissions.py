@@ -65,7 +65,7 @@ async def as_agent(locked_nats: LockedNats) -> AsyncIterator[tuple[Client, async
 
 
 async def test_the_system_works_with_the_generated_users(
-    locked_nats: LockedNats, make_controller: MakeController
+    locked_nats: LockedNats, make_controller: MakeController, agent_state_dir: Path
 ) -> None:
     controller = await make_controller(
         nats_url=locked_nats.url, **locked_nats.settings("controller")
@@ -75,6 +75,7 @@ async def test_the_system_works_with_the_generated_users(
             nats_url=locked_nats.url,
             hostname="web1",
             labels={"role": "web"},
+            state_dir=agent_state_dir,
             **locked_nats.settings("agent-web1"),
         )
     )

@@ -52,7 +52,11 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
         controller = await make_controller(nats_url=url)
         for hostname in ("h1", "h2"):
             config = AgentConfig(
-                nats_url=url, hostname=hostname, heartbeat_interval_s=0.2, kill_grace_s=0.5
+                nats_url=url,
+                hostname=hostname,
+                heartbeat_interval_s=0.2,
+                kill_grace_s=0.5,
+                state_dir=tmp_path / "agent-state" / hostname,
             )
             agents.append(Agent(config))
             await agents[-1].start()

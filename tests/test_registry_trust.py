@@ -139,7 +139,7 @@ def locked_h1(tmp_path: Path) -> Iterator[LockedNats]:
 
 
 async def test_a_nested_entry_from_an_agent_under_auth_does_not_blind_the_controller(
-    locked_h1: LockedNats, make_controller: MakeController
+    locked_h1: LockedNats, make_controller: MakeController, agent_state_dir: Path
 ) -> None:
     controller = await make_controller(nats_url=locked_h1.url, **locked_h1.settings("controller"))
     settings = locked_h1.settings("agent-h1")
@@ -149,6 +149,7 @@ async def test_a_nested_entry_from_an_agent_under_auth_does_not_blind_the_contro
             hostname="h1",
             labels={"role": "web"},
             heartbeat_interval_s=INTERVAL_S,
+            state_dir=agent_state_dir,
             **settings,
         )
     )
