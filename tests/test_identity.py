@@ -6,6 +6,7 @@ upgraded agents first keeps working."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -77,6 +78,16 @@ def signed_job(
     payload = json.dumps(job).encode()
     signer = JobSigner.from_file(locked.auth.directory / f"{signer_name}.nk")
     return payload, signer.headers(payload)
+
+
+@contextlib.asynccontextmanager
+async def connected_as(locked: LockedNats, user: str) -> AsyncIterator[Client]:
+    """A plain nats-py client as one of the generated users, closed afterwards."""
+    client = await connect_as(locked, user, asyncio.Queue())
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 Forge = Callable[[Client, Msg], Awaitable[None]]
@@ -225,23 +236,14 @@ async def test_a_forged_no_responders_status_does_not_give_up_other_hosts(
 async def test_an_agent_cannot_purge_the_other_registry_entries(
     fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats
 ) -> None:
-    errors: asyncio.Queue[str] = asyncio.Queue()
-    rogue = await connect_as(locked_nats, "agent-web1", errors)
-    try:
+    async with connected_as(locked_nats, "agent-web1") as rogue:
         await rogue.publish(
-            f"$KV.{SUBJECTS.registry_bucket()}.web1",
-            b"{}",
-            headers={"Nats-Rollup": "all"},
+            f"$KV.{SUBJECTS.registry_bucket()}.web1", b"{}", headers={"Nats-Rollup": "all"}
         )
         await rogue.flush()
-    finally:
-        await rogue.close()
-    reader = await connect_as(locked_nats, "controller", errors)
-    try:
+    async with connected_as(locked_nats, "controller") as reader:
         bucket = await reader.jetstream().key_value(SUBJECTS.registry_bucket())
         assert "db1" in await bucket.keys()
-    finally:
-        await reader.close()
 
 
 async def test_live_output_leaves_out_hosts_the_job_was_not_sent_to(
@@ -250,9 +252,7 @@ async def test_live_output_leaves_out_hosts_the_job_was_not_sent_to(
     controller, _ = fleet
     response = await controller.exec("db1", {"command": "echo", "args": ["real"]})
     job_id = response.body["job_id"]
-    errors: asyncio.Queue[str] = asyncio.Queue()
-    rogue = await connect_as(locked_nats, "agent-web1", errors)
-    try:
+    async with connected_as(locked_nats, "agent-web1") as rogue:
         chunk = {
             "type": "nexec.exec.v1.output",
             "job_id": job_id,
@@ -263,8 +263,6 @@ async def test_live_output_leaves_out_hosts_the_job_was_not_sent_to(
         }
         await rogue.publish(SUBJECTS.output_record(job_id, "web1"), json.dumps(chunk).encode())
         await rogue.flush()
-    finally:
-        await rogue.close()
     headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
     async with controller.session.get(
         f"{controller.url}/job/{job_id}/output", headers=headers
@@ -289,14 +287,10 @@ async def test_records_a_host_piles_on_its_own_subject_cost_a_job_view_nothing_m
     controller, _ = fleet
     response = await controller.exec("_all", {"command": "echo", "args": ["real"]})
     job_id = response.body["job_id"]
-    errors: asyncio.Queue[str] = asyncio.Queue()
-    rogue = await connect_as(locked_nats, "agent-web1", errors)
-    try:
+    async with connected_as(locked_nats, "agent-web1") as rogue:
         js = rogue.jetstream()
         for index in range(300):
             await js.publish(SUBJECTS.result_record(job_id, "web1"), b'{"junk": %d}' % index)
-    finally:
-        await rogue.close()
     store = controller.app[JOB_STORE]
     reads = store.reads
     view = await controller.request("GET", f"/job/{job_id}")
