@@ -50,11 +50,11 @@ from schemas import (
     encode,
 )
 from schemas.signing import JobSigner
+from schemas.streamwriter import is_no_responders
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.dispatch")
 
-NO_RESPONDERS_STATUS = "503"
 RESULT_CONSUMER_HEARTBEAT_S = 1.0
 """Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
 
@@ -390,7 +390,7 @@ class Dispatcher:
         collector = self._collectors.get(job_id)
         if collector is None:
             return
-        if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+        if is_no_responders(msg):
             collector.no_responders()
             return
         try:

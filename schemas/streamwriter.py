@@ -26,6 +26,13 @@ NO_RESPONDERS_STATUS = "503"
 MSG_TTL_HEADER = "Nats-TTL"
 
 
+def is_no_responders(msg: Msg) -> bool:
+    """Whether ``msg`` is NATS's "no responders" status: nobody was subscribed to the
+    subject a request (or a publish with a reply subject) went to."""
+    headers = msg.headers or {}
+    return not msg.data and headers.get("Status") == NO_RESPONDERS_STATUS
+
+
 class StreamAck(msgspec.Struct, frozen=True):
     """JetStream's acknowledgement of a stored message."""
 
@@ -147,7 +154,7 @@ class StreamWriter:
         if entry is None or entry[0].done():
             return  # late: the write already timed out
         acknowledged = entry[0]
-        if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+        if is_no_responders(msg):
             acknowledged.set_exception(nats.js.errors.NoStreamResponseError())
             return
         try:
