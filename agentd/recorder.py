@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import nats.errors
 
+from schemas.retry import keep_trying
 from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.agentd.recorder")
 
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 10.0
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
@@ -59,22 +57,17 @@ class ResultRecorder:
         return False
 
     async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        give_up_at = time.monotonic() + self._retry_for_s
-        delay_s = RETRY_FIRST_S
-        tries = 1
-        while time.monotonic() + delay_s < give_up_at:
-            await asyncio.sleep(delay_s)
-            tries += 1
-            try:
-                await self._writer.write(subject, data, headers=headers)
-            except (nats.errors.Error, TimeoutError):
-                delay_s = min(2 * delay_s, RETRY_MAX_S)
-                continue
-            self.retried += 1
-            log.info("result %r recorded at try %d", headers[MSG_ID_HEADER], tries)
+        tries = await keep_trying(
+            lambda: self._writer.write(subject, data, headers=headers),
+            retry_for_s=self._retry_for_s,
+            errors=(nats.errors.Error, TimeoutError),
+        )
+        if tries is None:
+            self.lost += 1
+            log.error("result %r not recorded: given up", headers[MSG_ID_HEADER])
             return
-        self.lost += 1
-        log.error("result %r not recorded after %d tries: given up", headers[MSG_ID_HEADER], tries)
+        self.retried += 1
+        log.info("result %r recorded at try %d", headers[MSG_ID_HEADER], tries)
 
     async def close(self, timeout_s: float) -> None:
         """Give pending results up to ``timeout_s`` more, then count the rest lost."""

@@ -24,6 +24,7 @@ from controller.appkeys import (
     REGISTRY_FEED,
     STATE_KEEPER,
     STREAM_WRITER,
+    VERDICTS,
 )
 from controller.audit import AuditLog
 from controller.audit_routes import audit_routes
@@ -49,6 +50,7 @@ from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from controller.routes import routes
 from controller.statekeeper import StateKeeper
+from controller.verdicts import VerdictRecorder
 from schemas.signing import JobSigner
 from schemas.streamwriter import StreamWriter
 
@@ -97,8 +99,9 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
+    app[VERDICTS] = VerdictRecorder(job_store, retry_for_s=config.job_retention_s)
     app[DISPATCHER] = Dispatcher(
-        config.subjects, record_no_replies=job_store.record_missing, signer=signer
+        config.subjects, record_no_replies=app[VERDICTS].record, signer=signer
     )
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store
@@ -157,6 +160,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await keeper.stop()
     await app[DISPATCHER].close()
+    await app[VERDICTS].close()
     await feed.stop()
     await link.close()
 

@@ -17,6 +17,7 @@ from controller.records import JobStore
 from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from controller.statekeeper import StateKeeper
+from controller.verdicts import VerdictRecorder
 from schemas.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
@@ -28,6 +29,7 @@ STATE_KEEPER = web.AppKey("state_keeper", StateKeeper)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)
+VERDICTS = web.AppKey("verdicts", VerdictRecorder)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)

@@ -41,6 +41,9 @@ MAX_ANY_RESULT_RECORDS = 16
 controller's ``no_reply`` or a replayed job's): the read is bounded whatever hosts
 write on their own subjects."""
 
+REWRITE_TRIES = 3
+"""Reads and conditional writes of a job record that another writer keeps changing."""
+
 PAGE_READS_PER_ITEM = 4
 """A page of ``limit`` items reads at most this many times ``limit`` stored records:
 a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
@@ -167,13 +170,17 @@ class JobStore:
                 exc or type(exc).__name__,
             )
 
-    async def record_missing(self, results: list[ExecResult]) -> None:
-        """Record results the controller decided (``no_reply``) for hosts without one.
+    async def record_no_replies(self, job_id: str, results: list[ExecResult]) -> None:
+        """Record the controller's ``no_reply`` verdicts on the job's hosts: in the job
+        record (``no_replies``, what the job view shows next to any result recorded
+        later), then on each host's result subject where nothing is recorded yet (so
+        live output sees the host decided). A job record deleted or expired meanwhile
+        is left so.
 
-        Written only where no result is recorded yet, so an agent's real result
-        always wins; failures are logged, since the job view derives the same
-        outcome at the deadline anyway.
+        Raises:
+            NatsUnavailable: JetStream did not take the job record's verdicts.
         """
+        await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results})
         for result in results:
             try:
                 await self._writer.write(
@@ -182,13 +189,38 @@ class JobStore:
                     headers={"Nats-Expected-Last-Subject-Sequence": "0"},
                 )
             except nats.js.errors.APIError as exc:
-                log.debug(
-                    "job %r: %r already has a result: %s", result.job_id, result.hostname, exc
-                )
+                log.debug("job %r: %r already has a result: %s", job_id, result.hostname, exc)
             except (nats.errors.Error, TimeoutError) as exc:
-                log.warning(
-                    "job %r: no_reply of %r not recorded: %s", result.job_id, result.hostname, exc
+                log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
+
+    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> None:
+        """Rewrite the job record with ``no_replies`` added, unless it changed or went
+        away since it was read (then read it again, a few times at most).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer or did not take the write.
+        """
+        subject = self._subjects.job_record(job_id)
+        for _ in range(REWRITE_TRIES):
+            raw = await self._direct_get(self._subjects.jobs_stream(), subject=subject)
+            record = None if raw is None else _decode_record(raw)
+            if raw is None or record is None or no_replies.items() <= record.no_replies.items():
+                return
+            marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
+            try:
+                await self._writer.write(
+                    subject,
+                    encode(marked),
+                    headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
                 )
+                return
+            except nats.js.errors.APIError as exc:
+                log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
+            except (nats.errors.Error, TimeoutError) as exc:
+                raise NatsUnavailable(
+                    f"recording the verdicts of job {job_id} failed: {exc}"
+                ) from exc
+        log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
 
     async def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when there is none (never made, expired, deleted).

@@ -132,6 +132,10 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float
     expected_hosts: list[str] | None
     results: list[ExecResult]
+    late: dict[str, str] = {}
+    """Hosts whose own result (in ``results``) was recorded after the controller had
+    decided them ``no_reply`` and told the caller so, each with that verdict's error:
+    the record keeps both."""
 
 
 class JobEnd(msgspec.Struct, frozen=True, kw_only=True):

@@ -182,6 +182,11 @@ class JobRecord(
     """False when the controller wrote the record but never published the job (the
     publish or the audit record failed): no agent got it, and the job view shows it
     as ``not_published``."""
+    no_replies: dict[str, str] = {}
+    """The controller's verdicts: each host it decided ``no_reply`` when the job's
+    collection ended, with the error it gave the caller (``_any`` for an ``_any`` job
+    nobody took). Written before the caller is answered; a result the host records
+    later is shown marked late, next to this verdict (docs/jobs.md)."""
 
 
 class Heartbeat(

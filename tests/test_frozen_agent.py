@@ -56,6 +56,10 @@ async def test_an_agent_frozen_past_the_delivery_timeout_never_runs_the_job(
     refusal = next(r for r in records if r["status"] == "failed")
     assert "after its deliver_by" in refusal["error"]
     assert not marker.exists()
+    # The record keeps both: the refusal, and the no_reply the caller was given.
+    view = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert [r["status"] for r in view.body["results"]] == ["failed"]
+    assert view.body["late"] == {"frozen": "not acknowledged within 0.5s"}
 
 
 def test_an_any_jobs_placeholder_gives_way_to_the_hosts_answer() -> None:
