@@ -26,7 +26,7 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
-from controller.errors import NatsUnavailable
+from controller.errors import nats_errors
 from controller.records import NewestFirst
 from schemas import AuditRecord, ErrorBody, Subjects, WireError, decode_audit, encode
 from schemas.jetstream import ensure_stream
@@ -98,10 +98,8 @@ class AuditLog:
             deny_delete=True,
             deny_purge=True,
         )
-        try:
+        with nats_errors(f"setting up stream {config.name}"):
             await ensure_stream(self._js, config)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
 
     async def append(self, record: AuditRecord, *, connected: bool) -> None:
         """Publish the record; if that is impossible, log it whole at ERROR."""
@@ -124,12 +122,8 @@ class AuditLog:
             NatsUnavailable: not stored (NATS down, no stream, or no acknowledgement
                 within the JetStream timeout); the request must not act.
         """
-        try:
+        with nats_errors("recording the audit record"):
             await self._writer.write(self._subjects.audit_record(), encode(record))
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(
-                f"recording the audit record failed: {exc or type(exc).__name__}"
-            ) from exc
 
     async def flushed(self) -> None:
         """Wait until every record appended so far is acknowledged or given up
@@ -160,7 +154,7 @@ class AuditLog:
             ValueError: ``cursor`` is not one this method returned.
         """
         stream = self._subjects.audit_stream()
-        try:
+        with nats_errors("reading the audit trail"):
             walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
             records: list[AuditRecord] = []
             while len(records) < limit and walk.can_take():
@@ -172,8 +166,6 @@ class AuditLog:
                     break
                 if key_name is None or record.key_name == key_name:
                     records.append(record)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(f"reading the audit trail failed: {exc}") from exc
         return AuditPage(records, walk.next_cursor())
 
     async def _read(self, stream: str, seq: int) -> AuditRecord | None:

@@ -22,7 +22,13 @@ traceback goes to the log only.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
+
+import nats.errors
+
+from schemas.jetstream import is_storage_full
 
 
 class ApiError(Exception):
@@ -115,3 +121,26 @@ class TooManyConnections(ApiError):
 class ShuttingDown(ApiError):
     status = 503
     title = "shutting down"
+
+
+@contextlib.contextmanager
+def nats_errors(operation: str, *, when_full: str | None = None) -> Iterator[None]:
+    """Translate what NATS raises inside the block into the controller's errors: the
+    one place where NATS and timeout errors become answers.
+
+    ``operation`` names what was tried (``"recording the job"``); with ``when_full``,
+    a write refused for want of room is :class:`StorageFull` with that text instead.
+
+    Raises:
+        NatsUnavailable: ``"<operation> failed: <reason>"``, for any NATS error or
+            timeout raised inside.
+        StorageFull: ``"<when_full>: <reason>"``, for a full store when ``when_full``
+            is given.
+    """
+    try:
+        yield
+    except (nats.errors.Error, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if when_full is not None and is_storage_full(exc):
+            raise StorageFull(f"{when_full}: {reason}") from exc
+        raise NatsUnavailable(f"{operation} failed: {reason}") from exc

@@ -17,9 +17,9 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from controller.errors import Conflict, NatsUnavailable, StorageFull
+from controller.errors import Conflict, NatsUnavailable, nats_errors
 from schemas import IdempotencyClaim, Subjects, WireError, decode_idempotency_claim, encode
-from schemas.jetstream import bring_stream_to, is_storage_full
+from schemas.jetstream import bring_stream_to
 
 log = logging.getLogger("nexec.controller.idempotency")
 
@@ -40,7 +40,7 @@ class IdempotencyKeys:
 
         Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
         name = self._subjects.idempotency_bucket()
-        try:
+        with nats_errors(f"setting up bucket {name}"):
             try:
                 self._bucket = await self._js.key_value(name)
                 await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
@@ -55,8 +55,6 @@ class IdempotencyKeys:
                         max_bytes=max_bytes or -1,
                     )
                 )
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(f"cannot open bucket {name}: {exc}") from exc
 
     async def claim(self, key_name: str, idempotency_key: str, request: bytes, job_id: str) -> str:
         """Claim the pair for ``job_id``; return the job id that owns it (``job_id`` if new).
@@ -70,18 +68,14 @@ class IdempotencyKeys:
             raise NatsUnavailable("the idempotency bucket is not open yet")
         entry_key = _entry_key(key_name, idempotency_key)
         claim = IdempotencyClaim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
-        try:
+        with nats_errors(
+            "idempotency check", when_full="the idempotency key was not stored, nothing ran"
+        ):
             try:
                 await self._bucket.create(entry_key, encode(claim))
                 return job_id
             except nats.js.errors.KeyWrongLastSequenceError:
                 entry = await self._bucket.get(entry_key)
-        except (nats.errors.Error, TimeoutError) as exc:
-            if is_storage_full(exc):
-                raise StorageFull(
-                    f"the idempotency key was not stored, nothing ran: {exc}"
-                ) from exc
-            raise NatsUnavailable(f"idempotency check failed: {exc or type(exc).__name__}") from exc
         try:
             earlier = decode_idempotency_claim(entry.value or b"")
         except WireError as exc:

@@ -18,7 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from controller.errors import NatsUnavailable, StorageFull
+from controller.errors import StorageFull, nats_errors
 from controller.validation import CURSOR_PATTERN, whole_number
 from schemas import (
     ExecResult,
@@ -29,7 +29,7 @@ from schemas import (
     decode_result_from,
     encode,
 )
-from schemas.jetstream import ensure_stream, is_storage_full, record_stream_configs
+from schemas.jetstream import ensure_stream, record_stream_configs
 from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller.records")
@@ -136,23 +136,25 @@ class JobStore:
             jobs_max_bytes=jobs_max_bytes,
             results_max_bytes=results_max_bytes,
         ):
-            try:
+            with nats_errors(f"setting up stream {config.name}"):
                 await ensure_stream(self._js, config)
-            except (nats.errors.Error, TimeoutError) as exc:
-                raise NatsUnavailable(f"cannot set up stream {config.name}: {exc}") from exc
 
     async def save(self, record: JobRecord) -> None:
         """Raises: StorageFull when the job stream (or JetStream's storage) has no room;
         NatsUnavailable when JetStream does not confirm the write otherwise."""
         try:
-            await self._writer.write(self._subjects.job_record(record.job.job_id), encode(record))
-        except (nats.errors.Error, TimeoutError) as exc:
-            if is_storage_full(exc):
-                self.storage_full = (
-                    f"stream {self._subjects.jobs_stream()} refused a job record: {exc}"
+            with nats_errors(
+                "recording the job", when_full="the job was not recorded, nothing ran"
+            ):
+                await self._writer.write(
+                    self._subjects.job_record(record.job.job_id), encode(record)
                 )
-                raise StorageFull(f"the job was not recorded, nothing ran: {exc}") from exc
-            raise NatsUnavailable(f"recording the job failed: {exc or type(exc).__name__}") from exc
+        except StorageFull as exc:
+            cause = exc.__cause__
+            self.storage_full = (
+                f"stream {self._subjects.jobs_stream()} refused a job record: {cause}"
+            )
+            raise
         self.storage_full = None
 
     async def mark_not_published(self, record: JobRecord) -> None:
@@ -207,19 +209,16 @@ class JobStore:
             if raw is None or record is None or no_replies.items() <= record.no_replies.items():
                 return
             marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
-            try:
-                await self._writer.write(
-                    subject,
-                    encode(marked),
-                    headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
-                )
-                return
-            except nats.js.errors.APIError as exc:
-                log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
-            except (nats.errors.Error, TimeoutError) as exc:
-                raise NatsUnavailable(
-                    f"recording the verdicts of job {job_id} failed: {exc}"
-                ) from exc
+            with nats_errors(f"recording the verdicts of job {job_id}"):
+                try:
+                    await self._writer.write(
+                        subject,
+                        encode(marked),
+                        headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
+                    )
+                    return
+                except nats.js.errors.APIError as exc:  # changed or gone since it was read
+                    log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
 
     async def load(self, job_id: str) -> JobRecord | None:
@@ -317,10 +316,8 @@ class JobStore:
             ValueError: ``cursor`` is not one this method returned.
         """
         stream = self._subjects.jobs_stream()
-        try:
+        with nats_errors("reading the job list"):
             walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(f"reading the job list failed: {exc}") from exc
         self.reads += 1
         records: list[JobRecord] = []
         while len(records) < limit and walk.can_take():
@@ -339,7 +336,7 @@ class JobStore:
         raw = await self._direct_get(
             self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
         )
-        try:
+        with nats_errors(f"deleting job {job_id}"):
             for subject in (
                 self._subjects.result_records(job_id),
                 self._subjects.output_records(job_id),
@@ -347,8 +344,6 @@ class JobStore:
                 await self._js.purge_stream(self._subjects.results_stream(), subject=subject)
             if raw is not None and raw.seq is not None:
                 await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(f"deleting job {job_id} failed: {exc}") from exc
         return raw is not None
 
     async def _direct_get(
@@ -360,18 +355,15 @@ class JobStore:
         from_seq: int | None = None,
     ) -> nats.js.api.RawStreamMsg | None:
         self.reads += 1
-        try:
-            if from_seq is not None:
-                return await self._js.get_msg(
-                    stream, seq=from_seq, subject=subject, direct=True, next=True
-                )
-            return await self._js.get_msg(stream, seq=seq, subject=subject, direct=True)
-        except nats.js.errors.NotFoundError:
-            return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailable(
-                f"reading from {stream} failed: {exc or type(exc).__name__}"
-            ) from exc
+        with nats_errors(f"reading from {stream}"):
+            try:
+                if from_seq is not None:
+                    return await self._js.get_msg(
+                        stream, seq=from_seq, subject=subject, direct=True, next=True
+                    )
+                return await self._js.get_msg(stream, seq=seq, subject=subject, direct=True)
+            except nats.js.errors.NotFoundError:
+                return None
 
 
 def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord | None:
