@@ -9,10 +9,11 @@ import aiohttp
 import pytest
 
 from controller.app import API
-from controller.appkeys import OPENAPI_DOCUMENT, OPERATIONS
+from controller.appkeys import OPERATIONS
 from controller.keys import PERMISSIONS
 from controller.openapi import openapi_document
 from controller.operations import Operation, Operations
+from schemas.jsonschema import HTTP_TYPES
 from tests.conftest import Controller, MakeController
 
 PATH_VALUES = {"{hostname}": "_all", "{job_id}": "00000000-0000-4000-8000-000000000000"}
@@ -31,7 +32,8 @@ def key_name(permission: str) -> str:
 async def test_the_document_has_exactly_the_routes_of_the_router(controller: Controller) -> None:
     """Every route is documented with its method and path, and every documented
     operation is routed; HEAD is routed only as the companion of a GET."""
-    document = json.loads(controller.app[OPENAPI_DOCUMENT])
+    async with controller.session.get(controller.url + "/openapi.json") as response:
+        document = await response.json()
     documented = {(method.upper(), path) for path, item in document["paths"].items()
                   for method in item}  # fmt: skip
     routed = {
@@ -99,6 +101,13 @@ def test_every_keyed_operation_declares_its_429_and_the_document_says_so() -> No
     for operation in API:
         if operation.public:
             assert 429 not in operation.error_statuses, operation.label
+
+
+def test_every_declared_body_is_exported_as_json_schema() -> None:
+    """The document's components (and schemas/jsonschema.py's export) are HTTP_TYPES."""
+    for operation in API:
+        for model in (operation.request_body, operation.ok_body, operation.error_body):
+            assert model is None or model in HTTP_TYPES, (operation.label, model)
 
 
 async def handler(request: object) -> object:
