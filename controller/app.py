@@ -19,6 +19,8 @@ from controller.appkeys import (
     KEYS_RELOADER,
     LIFECYCLE,
     NATS_LINK,
+    OPENAPI_DOCUMENT,
+    OPERATIONS,
     RATE_LIMITER,
     REGISTRY,
     REGISTRY_FEED,
@@ -44,6 +46,8 @@ from controller.middleware import (
 )
 from controller.natslink import NatsLink
 from controller.node_routes import node_routes
+from controller.openapi import openapi_document
+from controller.operations import Operations
 from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
@@ -55,6 +59,9 @@ from schemas.signing import JobSigner
 from schemas.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
+
+API = Operations(routes, job_routes, node_routes, audit_routes)
+"""Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]
 
@@ -108,10 +115,9 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
-    app.add_routes(routes)
-    app.add_routes(job_routes)
-    app.add_routes(node_routes)
-    app.add_routes(audit_routes)
+    app[OPERATIONS] = API
+    app[OPENAPI_DOCUMENT] = openapi_document(API)
+    API.add_to(app)
     app.cleanup_ctx.append(keys_context)
     app[STATE_KEEPER] = keep_state(app, js)
     app.cleanup_ctx.append(nats_context)

@@ -12,6 +12,7 @@ from controller.keyreload import KeysReloader
 from controller.keys import ApiKey, KeyStore
 from controller.lifecycle import Lifecycle
 from controller.natslink import NatsLink
+from controller.operations import Operations
 from controller.ratelimit import RateLimiter
 from controller.records import JobStore
 from controller.registry import Registry
@@ -35,6 +36,9 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
+OPERATIONS = web.AppKey("operations", Operations)
+"""Every HTTP operation the app serves (controller.operations)."""
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 AUDIT_DETAILS = web.RequestKey("audit_details", AuditDetails)

@@ -8,14 +8,14 @@ if it does not, the request fails and nothing happens. If the action then fails,
 a second record with the failure follows. Every other request (refused before
 acting) is appended after its answer without holding it up (the acknowledgement
 is checked in the background); such a record that cannot be written is logged in
-full instead, so it is never silently lost.
+full instead, so it is never silently lost. Which operations are audited whatever
+their status is declared with each route (``audited``, controller.operations).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -33,19 +33,6 @@ from schemas.jetstream import ensure_stream
 from schemas.streamwriter import StreamAck, StreamWriter
 
 log = logging.getLogger("nexec.controller.audit")
-
-AUDITED_PATH_RE = re.compile(r"^/node/[^/]+/command/(exec|shell)$|^/job/[^/]+/cancel$")
-"""POST paths audited whatever their status."""
-AUDITED_DELETE_PATH_RE = re.compile(r"^/job/[^/]+$")
-"""DELETE paths audited whatever their status."""
-
-
-def is_audited(method: str, path: str) -> bool:
-    """Whether a request is audited whatever its status: exec, shell, cancel and job
-    deletion (every 401 and 403 is audited too, decided by the middleware)."""
-    if method == "POST":
-        return AUDITED_PATH_RE.match(path) is not None
-    return method == "DELETE" and AUDITED_DELETE_PATH_RE.match(path) is not None
 
 
 @dataclass

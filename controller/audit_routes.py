@@ -7,11 +7,23 @@ from aiohttp import web
 from controller.appkeys import API_KEY, AUDIT
 from controller.errors import BadRequest
 from controller.middleware import json_response
-from controller.routes import require_nats, require_permission
+from controller.openapi import CURSOR, LIMIT
+from controller.operations import Operations, parameter
+from controller.routes import require_nats
 from controller.validation import parse_page_size
 from schemas.api import AuditList
 
-audit_routes = web.RouteTableDef()
+audit_routes = Operations()
+
+# The server reads since/until with float(): it also takes "inf" and "1_0"; the document
+# allows plain numbers only.
+SINCE = parameter(
+    "query", "since", "Unix seconds: records at or after.", {"type": "number", "minimum": 0}
+)
+UNTIL = parameter(
+    "query", "until", "Unix seconds: records at or before.", {"type": "number", "minimum": 0}
+)
+KEY_NAME = parameter("query", "key", "Only the records of this key name.", {"type": "string"})
 
 
 def _seconds(query: dict[str, str], name: str, default: float) -> float:
@@ -28,7 +40,10 @@ def _seconds(query: dict[str, str], name: str, default: float) -> float:
     return value
 
 
-@audit_routes.get("/audit")
+@audit_routes.route(
+    "GET", "/audit", permission="audit:read", summary="The audit trail, newest first",
+    ok_body=AuditList, errors=(400,), parameters=(LIMIT, CURSOR, KEY_NAME, SINCE, UNTIL),
+)  # fmt: skip
 async def list_audit(request: web.Request) -> web.Response:
     """Audit records newest first: ``?limit=`` (1-500), ``?cursor=``, ``?key=NAME``,
     ``?since=`` and ``?until=`` (Unix seconds). A key with target patterns sees only
@@ -38,7 +53,6 @@ async def list_audit(request: web.Request) -> web.Response:
         Forbidden, BadRequest, NatsUnavailable (controller.errors).
     """
     api_key = request[API_KEY]
-    require_permission(api_key, "audit:read")
     query = dict(request.query)
     limit = parse_page_size(query.get("limit"))
     since = _seconds(query, "since", 0.0)

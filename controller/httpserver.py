@@ -7,7 +7,8 @@ the controller's runner builds a ``Server`` that makes :class:`ControllerRequest
 instead, which answers in the error shape. The same server admits at most
 ``http_max_connections`` connections: a request on a connection opened beyond that
 gets ``503 too many connections`` and the connection is closed
-(:func:`connection_middleware`), except on :data:`~controller.middleware.UNLIMITED_PATHS`.
+(:func:`connection_middleware`), except on the operations declared ``unlimited``
+(controller.operations).
 
 Read timeouts: aiohttp's keep-alive timer starts when a connection opens and again
 after every answer, and closes the connection if no whole request head has arrived
@@ -27,9 +28,9 @@ from aiohttp.http import HttpVersion10
 from aiohttp.typedefs import Handler
 from aiohttp.web_log import AccessLogger
 
-from controller.appkeys import CONFIG
+from controller.appkeys import CONFIG, OPERATIONS
 from controller.errors import BadRequest, TooManyConnections
-from controller.middleware import UNLIMITED_PATHS, error_response, http_error_response
+from controller.middleware import error_response, http_error_response
 
 log = logging.getLogger("nexec.controller.http")
 
@@ -140,7 +141,7 @@ def make_runner(app: web.Application, *, access_log: logging.Logger | None) -> w
 @web.middleware
 async def connection_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse HTTP/0.9 requests, and requests on a connection over the cap (but on
-    :data:`UNLIMITED_PATHS`); both answers close the connection.
+    the paths of operations declared ``unlimited``); both answers close the connection.
 
     Raises:
         BadRequest: an HTTP/0.9 request line (no version).
@@ -150,7 +151,7 @@ async def connection_middleware(request: web.Request, handler: Handler) -> web.S
         raise BadRequest("malformed HTTP: the request line has no HTTP version", close=True)
     protocol = request.protocol
     admitted = not isinstance(protocol, ControllerRequestHandler) or protocol.admitted
-    if not admitted and request.path not in UNLIMITED_PATHS:
+    if not admitted and request.path not in request.app[OPERATIONS].unlimited_paths:
         limit = request.app[CONFIG].http_max_connections
         raise TooManyConnections(
             f"the controller serves at most {limit} connections at once; retry later",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -14,14 +15,58 @@ from controller.jobs import job_summary, job_view
 from controller.keys import ApiKey
 from controller.live import JobEvent, job_events
 from controller.middleware import audit_before_action, json_response
+from controller.openapi import CURSOR, LIMIT, REF
+from controller.operations import Operations, parameter
 from controller.records import JobStore
-from controller.routes import require_nats, require_permission
-from controller.validation import parse_event_id, parse_page_size
+from controller.routes import require_nats
+from controller.validation import MAX_EVENT_ID, parse_event_id, parse_page_size
 from schemas import JobRecord
-from schemas.api import JobList, JobState
-from schemas.messages import MAX_JOB_ID_LENGTH
+from schemas.api import JobEnd, JobList, JobState, JobView
+from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, OutputChunk
 
-job_routes = web.RouteTableDef()
+job_routes = Operations()
+
+# The server looks up any job id (404 if unknown); the document allows the ids a job
+# may have on the wire (schemas.messages.ExecJob).
+JOB_ID = parameter(
+    "path",
+    "job_id",
+    "A job id (the server mints UUIDs).",
+    {"type": "string", "minLength": 1, "maxLength": MAX_JOB_ID_LENGTH},
+)
+LAST_EVENT_ID = parameter(
+    "header",
+    "Last-Event-ID",
+    "Resume after this event id.",
+    {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
+)
+EVENTS = (("output", OutputChunk), ("result", ExecResult), ("end", JobEnd))
+"""The events of a job's output stream and the body each carries."""
+
+
+def event_streams() -> dict[str, Any]:
+    """``GET /job/{id}/output``'s media types: as OpenAPI 3.1 reads a stream's
+    ``schema``, each one describes one event (an SSE event; an NDJSON line)."""
+    event_id = {"type": "string", "pattern": "^[0-9]+$"}
+    sse = [
+        {"properties": {"event": {"const": kind}, "data": {
+            "type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"$ref": REF.format(name=model.__name__)}}}}
+        for kind, model in EVENTS
+    ]  # fmt: skip
+    ndjson = [
+        {"properties": {"event": {"const": kind},
+                        "data": {"$ref": REF.format(name=model.__name__)}}}
+        for kind, model in EVENTS
+    ]  # fmt: skip
+    return {
+        "text/event-stream": {"schema": {
+            "type": "object", "required": ["event", "data"],
+            "properties": {"id": event_id}, "oneOf": sse}},
+        "application/x-ndjson": {"schema": {
+            "type": "object", "required": ["event", "id", "data"],
+            "properties": {"id": {"type": ["integer", "null"]}}, "oneOf": ndjson}},
+    }  # fmt: skip
 
 
 async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
@@ -47,14 +92,17 @@ def job_not_found(job_id: str) -> NotFound:
     return NotFound(f"no job {shown!r} (never created, deleted, or past its retention)")
 
 
-@job_routes.get("/job/{job_id}")
+@job_routes.route(
+    "GET", "/job/{job_id}", permission="job:read",
+    summary="A job: request, state and every host's result", ok_body=JobView,
+    errors=(404,), parameters=(JOB_ID,),
+)  # fmt: skip
 async def get_job(request: web.Request) -> web.Response:
     """The job's request, state and every host's result.
 
     Raises:
         Forbidden, NotFound, NatsUnavailable (controller.errors).
     """
-    require_permission(request[API_KEY], "job:read")
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
@@ -62,7 +110,11 @@ async def get_job(request: web.Request) -> web.Response:
     return json_response(job_view(record, await store.results(record), time.time()))
 
 
-@job_routes.get("/job/{job_id}/output")
+@job_routes.route(
+    "GET", "/job/{job_id}/output", permission="job:read",
+    summary="Server-sent events (or NDJSON): output chunks, results, end",
+    ok_content=event_streams(), errors=(400, 404), parameters=(JOB_ID, LAST_EVENT_ID),
+)  # fmt: skip
 async def job_output(request: web.Request) -> web.StreamResponse:
     """The job's output chunks, each host's result, then an end event, as server-sent
     events (or NDJSON with ``Accept: application/x-ndjson``), live and from the start
@@ -71,7 +123,6 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     Raises:
         Forbidden, BadRequest, NotFound, NatsUnavailable (controller.errors).
     """
-    require_permission(request[API_KEY], "job:read")
     require_nats(request)
     job_id = request.match_info["job_id"]
     last_id = parse_event_id(request.headers.get("Last-Event-ID", "0"))
@@ -106,7 +157,10 @@ def format_ndjson(event: JobEvent) -> bytes:
     return msgspec.json.encode(line) + b"\n"
 
 
-@job_routes.get("/job")
+@job_routes.route(
+    "GET", "/job", permission="job:read", summary="Recent jobs, newest first",
+    ok_body=JobList, errors=(400,), parameters=(LIMIT, CURSOR),
+)  # fmt: skip
 async def list_jobs(request: web.Request) -> web.Response:
     """Recent jobs the key may see, newest first: ``?limit=N`` (1-500, default 50) and
     ``?cursor=``. A page may be shorter than ``limit`` (see ``PAGE_READS_PER_ITEM``).
@@ -115,7 +169,6 @@ async def list_jobs(request: web.Request) -> web.Response:
         Forbidden, BadRequest, NatsUnavailable (controller.errors).
     """
     api_key = request[API_KEY]
-    require_permission(api_key, "job:read")
     limit = parse_page_size(request.query.get("limit"))
     require_nats(request)
     try:
@@ -128,7 +181,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(JobList(jobs=jobs, next_cursor=page.next_cursor))
 
 
-@job_routes.post("/job/{job_id}/cancel")
+@job_routes.route(
+    "POST", "/job/{job_id}/cancel", permission="job:cancel", audited=True,
+    summary="Stop the job on every agent still running it", ok_status=202, ok_body=JobView,
+    errors=(404, 409), parameters=(JOB_ID,),
+)  # fmt: skip
 async def cancel_job(request: web.Request) -> web.Response:
     """Ask every agent still holding the job to stop it; answers 202 with the job
     as recorded now. Hosts that finished keep their results.
@@ -137,7 +194,6 @@ async def cancel_job(request: web.Request) -> web.Response:
         Forbidden, NotFound, Conflict (the job has ended), NatsUnavailable.
     """
     api_key = request[API_KEY]
-    require_permission(api_key, "job:cancel")
     job_id = request.match_info["job_id"]
     details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
@@ -151,7 +207,11 @@ async def cancel_job(request: web.Request) -> web.Response:
     return json_response(view, status=202)
 
 
-@job_routes.delete("/job/{job_id}")
+@job_routes.route(
+    "DELETE", "/job/{job_id}", permission="job:cancel", audited=True,
+    summary="Remove a job's record and results", ok_status=204, errors=(404,),
+    parameters=(JOB_ID,),
+)  # fmt: skip
 async def delete_job(request: web.Request) -> web.Response:
     """Remove the job record and every result. 204, or 404 when there is no such job
     (or the key may not see it).
@@ -160,7 +220,6 @@ async def delete_job(request: web.Request) -> web.Response:
         Forbidden, NotFound, NatsUnavailable (controller.errors).
     """
     api_key = request[API_KEY]
-    require_permission(api_key, "job:cancel")
     job_id = request.match_info["job_id"]
     details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)

@@ -1,4 +1,5 @@
-"""Request middleware: errors to JSON in one place, and API-key authentication."""
+"""Request middleware: errors to JSON in one place, API-key authentication and each
+operation's permission (from its declaration, controller.operations), and the audit."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from controller.appkeys import (
     KEYS,
     LIFECYCLE,
     NATS_LINK,
+    OPERATIONS,
     RATE_LIMITER,
 )
-from controller.audit import AuditDetails, audit_record, is_audited, request_record
+from controller.audit import AuditDetails, audit_record, request_record
 from controller.errors import (
     ApiError,
     ClientDisconnected,
+    Forbidden,
     PayloadTooLarge,
     RateLimited,
     ShuttingDown,
@@ -37,9 +40,6 @@ log = logging.getLogger("nexec.controller.http")
 CLIENT_GONE_ERRORS = (ConnectionError, web.RequestPayloadError)
 """What reading a request or writing an answer raises once the client has closed
 its connection (the request's transport is None then)."""
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/openapi.json"})
-UNLIMITED_PATHS = frozenset({"/healthz", "/livez"})
-"""Paths no rate limit and no connection cap refuses (``/metrics`` joins when it comes)."""
 
 
 def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
@@ -97,8 +97,9 @@ def http_error_response(request: web.BaseRequest, exc: web.HTTPException) -> web
 
 @web.middleware
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Append every exec, shell, cancel and job delete request, and every 401 and 403, to
-    the audit trail, with the status the caller got (errors are already responses here).
+    """Append every request to an operation declared ``audited`` (exec, shell, cancel and
+    job delete), and every 401 and 403, to the audit trail, with the status the caller got
+    (errors are already responses here).
 
     A request recorded before it acted (:func:`audit_before_action`) is not appended
     again when it succeeded; when it failed, its failure is appended as a second record
@@ -107,7 +108,9 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     details = request.get(AUDIT_DETAILS)
     if details is not None and details.recorded and response.status < 400:
         return response
-    if is_audited(request.method, request.path) or response.status in (401, 403):
+    operation = request.app[OPERATIONS].of(request)
+    audited = operation is not None and operation.audited
+    if audited or response.status in (401, 403):
         api_key = request.get(API_KEY)
         record = audit_record(request, response, api_key.name if api_key else "", details)
         connected = request.app[NATS_LINK].state is LinkState.CONNECTED
@@ -140,7 +143,7 @@ async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.St
         ShuttingDown: the controller is draining.
     """
     lifecycle = request.app[LIFECYCLE]
-    if lifecycle.draining and request.path not in UNLIMITED_PATHS:
+    if lifecycle.draining and request.path not in request.app[OPERATIONS].unlimited_paths:
         lifecycle.refused_while_draining += 1
         raise ShuttingDown("the controller is shutting down; retry on another controller")
     lifecycle.request_started()
@@ -152,15 +155,18 @@ async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.St
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every request to an existing, non-public route before its body is read.
+    """Authenticate every request to an existing, non-public route before its body is
+    read, then check the permission its declaration names (controller.operations).
 
     Raises:
         Unauthorized: no key, a key the controller does not know, or an expired key.
         RateLimited: the key is over its request rate, or the client's address over the
             same rate of requests without a valid key (each 401 is audited: a flood of
             them must not fill the audit trail).
+        Forbidden: the key lacks the operation's permission.
     """
-    if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
+    operation = request.app[OPERATIONS].of(request)
+    if operation is None or operation.public:
         return await handler(request)
     try:
         api_key = authenticate(request)
@@ -174,15 +180,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             ) from None
         raise
     request[API_KEY] = api_key
-    if request.path in UNLIMITED_PATHS:
-        return await handler(request)
-    retry_after_s = request.app[RATE_LIMITER].retry_after_s(api_key.name)
-    if retry_after_s:
-        raise RateLimited(
-            f"key {api_key.name!r} is over its request rate; retry after {retry_after_s}s",
-            headers={"Retry-After": str(retry_after_s)},
-        )
+    if not operation.unlimited:
+        retry_after_s = request.app[RATE_LIMITER].retry_after_s(api_key.name)
+        if retry_after_s:
+            raise RateLimited(
+                f"key {api_key.name!r} is over its request rate; retry after {retry_after_s}s",
+                headers={"Retry-After": str(retry_after_s)},
+            )
+    if operation.permission is not None:
+        require_permission(api_key, operation.permission)
     return await handler(request)
+
+
+def require_permission(api_key: ApiKey, permission: str) -> None:
+    """Raises: Forbidden when the key lacks ``permission``."""
+    if not api_key.has_permission(permission):
+        raise Forbidden(f"key {api_key.name!r} lacks the permission {permission!r}")
 
 
 def authenticate(request: web.Request) -> ApiKey:

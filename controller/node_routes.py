@@ -7,19 +7,22 @@ from aiohttp import web
 from controller.appkeys import API_KEY, REGISTRY
 from controller.errors import NotFound
 from controller.middleware import json_response
-from controller.routes import require_permission, require_target
+from controller.openapi import TARGET
+from controller.operations import Operations
+from controller.routes import require_target
 from controller.validation import parse_target_text
 from schemas import TargetKind
 from schemas.api import NodeList, NodeView
 
-node_routes = web.RouteTableDef()
+node_routes = Operations()
 
 
-@node_routes.get("/node")
+@node_routes.route(
+    "GET", "/node", permission="node:read", summary="Every live agent", ok_body=NodeList
+)
 async def list_nodes(request: web.Request) -> web.Response:
     """Every live agent the key may reach, sorted by hostname. Raises: Forbidden."""
     api_key = request[API_KEY]
-    require_permission(api_key, "node:read")
     nodes = [
         NodeView.from_heartbeat(hb)
         for hb in request.app[REGISTRY].live()
@@ -28,7 +31,11 @@ async def list_nodes(request: web.Request) -> web.Response:
     return json_response(NodeList(nodes=nodes))
 
 
-@node_routes.get("/node/{hostname}")
+@node_routes.route(
+    "GET", "/node/{hostname}", permission="node:read",
+    summary="The live agents a target addresses", ok_body=NodeList, errors=(400, 404),
+    parameters=(TARGET,),
+)  # fmt: skip
 async def get_nodes(request: web.Request) -> web.Response:
     """The live agents a target addresses (one hostname, ``_all``, ``_any``, labels)
     that the key may reach.
@@ -38,7 +45,6 @@ async def get_nodes(request: web.Request) -> web.Response:
         NotFound (a hostname that is not live, or that the key may not reach).
     """
     api_key = request[API_KEY]
-    require_permission(api_key, "node:read")
     target_text = request.match_info["hostname"]
     target = parse_target_text(target_text)
     if target.kind is not TargetKind.HOST:

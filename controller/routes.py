@@ -1,7 +1,8 @@
 """The exec endpoint, health and the OpenAPI document.
 
-Authentication happened in the middleware; each handler checks its
-permission and target, then works.
+Authentication and each operation's permission are checked in the middleware, from
+the declarations here (controller.operations); each handler checks its target, then
+works.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from controller.appkeys import (
     JOB_STORE,
     LIFECYCLE,
     NATS_LINK,
+    OPENAPI_DOCUMENT,
     REGISTRY,
     REGISTRY_FEED,
 )
@@ -33,7 +35,8 @@ from controller.jobs import job_view
 from controller.keys import ApiKey
 from controller.middleware import audit_before_action, json_response
 from controller.natslink import LinkState
-from controller.openapi import openapi_document
+from controller.openapi import TARGET
+from controller.operations import Operations, parameter
 from controller.validation import (
     parse_exec_request,
     parse_shell_request,
@@ -53,13 +56,36 @@ from schemas import (
 )
 from schemas.api import MAX_TIMEOUT_S, JobState
 
-routes = web.RouteTableDef()
+routes = Operations()
 
-
-def require_permission(api_key: ApiKey, permission: str) -> None:
-    """Raises: Forbidden when the key lacks ``permission``."""
-    if not api_key.has_permission(permission):
-        raise Forbidden(f"key {api_key.name!r} lacks the permission {permission!r}")
+WAIT = parameter(
+    "query",
+    "wait",
+    f"true (default: until every host answered), false, or whole seconds 0-{MAX_TIMEOUT_S}.",
+    {
+        "anyOf": [
+            {"type": "string", "enum": ["true", "false"]},
+            {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT_S},
+        ]
+    },
+)
+IDEMPOTENCY_KEY = parameter(
+    "header",
+    "Idempotency-Key",
+    "Repeat a request without running it twice: the same key and request return the first job.",
+    {"type": "string"},
+)
+LIVE_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "alive"}},
+        }
+    }
+}
+"""``GET /livez``'s body: ``{"status": "alive"}``."""
+OPENAPI_CONTENT = {"application/json": {"schema": {"type": "object"}}}
 
 
 def require_target(api_key: ApiKey, target: Target, target_text: str) -> None:
@@ -90,7 +116,12 @@ def parse_wait(query_value: str | None) -> float | None:
     raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
 
 
-@routes.post("/node/{hostname}/command/exec")
+@routes.route(
+    "POST", "/node/{hostname}/command/exec", permission="command:exec", audited=True,
+    summary="Run an executable, without a shell", request_body=ExecRequest,
+    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
+    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+)  # fmt: skip
 async def exec_command(request: web.Request) -> web.Response:
     """Run an executable (no shell) on the target's agents and return their results.
 
@@ -98,13 +129,17 @@ async def exec_command(request: web.Request) -> web.Response:
         Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
         (controller.body.read_json_body).
     """
-    require_permission(request[API_KEY], "command:exec")
     target_text, target = allowed_target(request)
     body = parse_exec_request(await read_json_body(request))
     return await submit(request, target_text, target, body)
 
 
-@routes.post("/node/{hostname}/command/shell")
+@routes.route(
+    "POST", "/node/{hostname}/command/shell", permission="command:shell", audited=True,
+    summary="Run one command line with /bin/sh -c", request_body=ShellRequest,
+    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
+    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+)  # fmt: skip
 async def shell_command(request: web.Request) -> web.Response:
     """Run one command line with ``/bin/sh -c`` (permission ``command:shell``; each agent
     runs it only if its policy allows shell).
@@ -113,7 +148,6 @@ async def shell_command(request: web.Request) -> web.Response:
         Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
         (controller.body.read_json_body).
     """
-    require_permission(request[API_KEY], "command:shell")
     target_text, target = allowed_target(request)
     body = parse_shell_request(await read_json_body(request))
     return await submit(request, target_text, target, body)
@@ -254,7 +288,11 @@ async def replay(request: web.Request, job_id: str) -> web.Response:
     return json_response(response, status=202)
 
 
-@routes.get("/healthz")
+@routes.route(
+    "GET", "/healthz", public=True, unlimited=True,
+    summary="Readiness: 200 while requests can succeed, else 503 with reasons",
+    ok_body=HealthResponse, errors=(503,), error_body=HealthResponse,
+)  # fmt: skip
 async def healthz(request: web.Request) -> web.Response:
     """Readiness: 200 while requests can succeed, else 503 with every reason they cannot
     (:func:`health_reasons`). No live agent is not a reason: ``agents`` says 0.
@@ -290,14 +328,21 @@ def health_reasons(app: web.Application) -> list[str]:
     return reasons
 
 
-@routes.get("/livez")
+@routes.route(
+    "GET", "/livez", public=True, unlimited=True,
+    summary="Liveness: 200 while the process runs", ok_content=LIVE_CONTENT,
+)  # fmt: skip
 async def livez(request: web.Request) -> web.Response:
     """Liveness: 200 while the process runs and serves HTTP, whatever NATS does.
     No authentication."""
     return web.json_response({"status": "alive"})
 
 
-@routes.get("/openapi.json")
+@routes.route(
+    "GET", "/openapi.json", public=True, summary="This OpenAPI document",
+    ok_content=OPENAPI_CONTENT, errors=(503,),
+)  # fmt: skip
 async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 document, generated from the request and response models."""
-    return web.Response(body=openapi_document(), content_type="application/json")
+    """The OpenAPI 3.1 document, generated from the route declarations and the request
+    and response models (controller.openapi)."""
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")
