@@ -52,7 +52,7 @@ from schemas import (
     parse_target,
 )
 from schemas.connection import close_within, drain_or_close
-from schemas.jetstream import KV_DELETE_HEADERS, registry_entry_subject
+from schemas.jetstream import KV_DELETE_HEADERS
 from schemas.settings import server_urls
 from schemas.signing import SignatureRejected, SignatureVerifier
 from schemas.streamwriter import MSG_TTL_HEADER, StreamWriter
@@ -524,7 +524,7 @@ class Agent:
         )
         try:
             await self._records.write(
-                registry_entry_subject(self._subjects, self.hostname),
+                self._subjects.registry_entry(self.hostname),
                 encode(heartbeat),
                 headers={MSG_TTL_HEADER: str(math.ceil(3 * self.config.heartbeat_interval_s))},
                 timeout_s=self.config.connect_timeout_s,
@@ -537,7 +537,7 @@ class Agent:
     async def _leave_registry(self) -> None:
         try:
             await self._records.write(
-                registry_entry_subject(self._subjects, self.hostname),
+                self._subjects.registry_entry(self.hostname),
                 b"",
                 headers=KV_DELETE_HEADERS,
                 timeout_s=self.config.connect_timeout_s,

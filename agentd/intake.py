@@ -4,10 +4,7 @@ and its id), and where the agent may send answers."""
 from __future__ import annotations
 
 from schemas import ExecJob, Subjects
-from schemas.messages import MAX_JOB_TIMEOUT_S
-
-MAX_DEADLINE_AHEAD_S = MAX_JOB_TIMEOUT_S + 60
-"""A job's deadline may be at most this far ahead: the longest timeout plus margin."""
+from schemas.limits import MAX_DEADLINE_AHEAD_S
 
 
 def job_refusal(job: ExecJob, now: float, *, clock_skew_s: float) -> str | None:

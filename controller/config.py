@@ -9,6 +9,7 @@ import pydantic
 
 from controller.validation import whole_number
 from schemas import DEFAULT_PREFIX, Subjects
+from schemas.limits import MAX_DELIVERY_MARGIN_S
 from schemas.settings import NatsClientSettings
 
 MIB = 1024 * 1024
@@ -27,7 +28,7 @@ class ControllerConfig(NatsClientSettings):
     keys_reload_interval_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 2.0
     """How often the keys file is checked for a change (one ``stat``); SIGHUP reloads at once."""
     subject_prefix: str = DEFAULT_PREFIX
-    delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
+    delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=MAX_DELIVERY_MARGIN_S)] = 3.0
     """Added to a request's timeout: how long replies may take to arrive."""
     max_body_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * 1024
     delivery_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0

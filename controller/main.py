@@ -18,7 +18,7 @@ from controller.appkeys import KEYS_RELOADER, LIFECYCLE, REGISTRY
 from controller.config import ControllerConfig
 from controller.httpserver import make_runner
 from controller.keys import KeysFileError, KeyStore
-from schemas.api import MAX_TIMEOUT_S
+from schemas.limits import MAX_TIMEOUT_S
 from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
 from schemas.signing import SigningKeyError
 

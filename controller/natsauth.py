@@ -34,13 +34,13 @@ from pathlib import Path
 from controller.files import write_file
 from controller.tlsgen import TlsSetup, write_tls_setup
 from schemas import Subjects, encode_token, parse_label
-from schemas.jetstream import registry_entry_subject
+from schemas.limits import MAX_DEADLINE_AHEAD_S
 from schemas.signing import JobSigner, create_seed
 from schemas.subjects import ANY_QUEUE_GROUP
 from schemas.targets import validate_hostname
 
 # Replies to a job: its ack and its result, within the longest timeout and margin.
-AGENT_RESPONSES = {"max": 2, "expires": "6m"}
+AGENT_RESPONSES = {"max": 2, "expires": f"{MAX_DEADLINE_AHEAD_S}s"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,25 +59,20 @@ class AgentSpec:
         return cls(validate_hostname(hostname), dict(parse_label(label) for label in labels))
 
 
-def agent_inbox_prefix(hostname: str) -> str:
-    return f"_INBOX_{encode_token(hostname)}"
-
-
 def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]:
-    token = encode_token(agent.hostname)
     listens = [
         subjects.exec_host(agent.hostname),
         *(subjects.exec_label(key, value) for key, value in sorted(agent.labels.items())),
         subjects.exec_all(),
         f"{subjects.exec_any()} {ANY_QUEUE_GROUP}",
         subjects.cancel(),
-        f"{agent_inbox_prefix(agent.hostname)}.>",
+        f"{subjects.agent_inbox_prefix(agent.hostname)}.>",
     ]
     publishes = [
-        registry_entry_subject(subjects, agent.hostname),
+        subjects.registry_entry(agent.hostname),
         subjects.acks_of_host(agent.hostname),
-        f"{subjects.prefix}.record.result.*.{token}",
-        f"{subjects.prefix}.record.output.*.{token}",
+        subjects.result_records_of_host(agent.hostname),
+        subjects.output_records_of_host(agent.hostname),
     ]
     return {
         "publish": {"allow": publishes},
@@ -88,9 +83,13 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
 
 def publisher_permissions(subjects: Subjects) -> dict[str, object]:
     return {
-        "publish": {"allow": [f"{subjects.prefix}.exec.>"]},
+        "publish": {"allow": [subjects.exec_every()]},
         "subscribe": {
-            "allow": ["_INBOX_publisher.>", subjects.acks_all(), subjects.result_records_all()]
+            "allow": [
+                f"{subjects.publisher_inbox_prefix()}.>",
+                subjects.acks_all(),
+                subjects.result_records_all(),
+            ]
         },
     }
 
@@ -138,11 +137,11 @@ def write_nats_auth(
         settings = {"NEXEC_NATS_USER": name, "NEXEC_NATS_PASSWORD": password}
         if agent is not None:
             user["permissions"] = agent_permissions(subjects, agent)
-            settings["NEXEC_NATS_INBOX_PREFIX"] = agent_inbox_prefix(agent.hostname)
+            settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.agent_inbox_prefix(agent.hostname)
             settings["NEXEC_TRUSTED_SIGNERS"] = trusted
         elif name == "publisher":
             user["permissions"] = publisher_permissions(subjects)
-            settings["NEXEC_NATS_INBOX_PREFIX"] = "_INBOX_publisher"
+            settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.publisher_inbox_prefix()
         else:
             settings["NEXEC_JOB_SIGNING_KEY_FILE"] = str(out_dir / "controller.nk")
         settings |= {

@@ -15,9 +15,10 @@ from typing import Any
 import msgspec
 
 from controller.operations import Operation, parameter
-from controller.validation import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from controller.validation import CURSOR_PATTERN
 from schemas import __version__
 from schemas.jsonschema import HTTP_TYPES
+from schemas.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from schemas.targets import target_json_schema
 
 REF = "#/components/schemas/{name}"

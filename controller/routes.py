@@ -54,7 +54,8 @@ from schemas import (
     Target,
     TargetKind,
 )
-from schemas.api import MAX_TIMEOUT_S, JobState
+from schemas.api import JobState
+from schemas.limits import MAX_TIMEOUT_S
 
 routes = Operations()
 

@@ -11,6 +11,7 @@ import msgspec
 from controller.errors import BadRequest
 from schemas import ExecRequest, ShellRequest, Target, TargetSyntaxError, parse_target
 from schemas.api import ABSOLUTE_PATH_PATTERN, COMMAND_PATTERN, ENV_NAME_PATTERN, NO_NUL_PATTERN
+from schemas.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 _exec_request_decoder = msgspec.json.Decoder(ExecRequest)
 _shell_request_decoder = msgspec.json.Decoder(ShellRequest)
@@ -163,8 +164,6 @@ def _check_common(request: ExecRequest | ShellRequest) -> None:
             raise BadRequest(f"env.{name}: must not contain a NUL byte")
 
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 CURSOR_PATTERN = r"^0*[1-9][0-9]{0,19}$"
 """A page cursor: a stream sequence, a 64-bit whole number from 1 (leading zeros allowed)."""
 MAX_EVENT_ID = 2**63 - 1

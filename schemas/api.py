@@ -7,11 +7,9 @@ from typing import Annotated
 
 import msgspec
 
+from schemas.limits import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from schemas.messages import AuditRecord, ExecResult, Heartbeat
 
-MIN_TIMEOUT_S = 1
-MAX_TIMEOUT_S = 300
-DEFAULT_TIMEOUT_S = 30
 MAX_ENV_VARS = 64
 
 # The rules of the request strings, as patterns: the OpenAPI document carries them and

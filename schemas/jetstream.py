@@ -87,7 +87,7 @@ def registry_stream_config(
     return StreamConfig(
         name=f"KV_{bucket}",
         description="nexec live agents: hostname token -> heartbeat",
-        subjects=[f"$KV.{bucket}.>"],
+        subjects=[subjects.registry_entries_all()],
         allow_direct=True,
         allow_rollup_hdrs=False,
         allow_msg_ttl=True,
@@ -163,12 +163,6 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
     except nats.js.errors.BadRequestError:
         await js.update_stream(config)
-
-
-def registry_entry_subject(subjects: Subjects, hostname: str) -> str:
-    """The subject a heartbeat is published on to set the agent's registry entry (and
-    an empty message with :data:`KV_DELETE_HEADERS` to delete it)."""
-    return f"$KV.{subjects.registry_bucket()}.{subjects.registry_key(hostname)}"
 
 
 KV_DELETE_HEADERS = {"KV-Operation": "DEL"}

@@ -13,8 +13,9 @@ from typing import Annotated
 
 import msgspec
 
+from schemas.limits import MAX_TIMEOUT_S
+
 MAX_JOB_ID_LENGTH = 128
-MAX_JOB_TIMEOUT_S = 300
 
 
 class ResultStatus(enum.StrEnum):
@@ -55,7 +56,7 @@ class ExecJob(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     """The executable: a name looked up on the agent's PATH, or a path."""
     args: list[str] = []
     cwd: str | None = None
-    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_JOB_TIMEOUT_S)] = 30
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_TIMEOUT_S)] = 30
     """Seconds the process may run before it is killed (1-300)."""
     deadline: float
     """Unix time (seconds) after which nobody waits for the result: an agent

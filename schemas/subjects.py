@@ -97,6 +97,10 @@ class Subjects:
         """Jobs for exactly one agent, chosen by the queue group :data:`ANY_QUEUE_GROUP`."""
         return f"{self.prefix}.exec.any"
 
+    def exec_every(self) -> str:
+        """Every job subject (a direct publisher's NATS permission)."""
+        return f"{self.prefix}.exec.>"
+
     def exec_target(self, target: Target) -> str:
         """The one subject a job for ``target`` is published on.
 
@@ -152,6 +156,15 @@ class Subjects:
     def registry_key(self, hostname: str) -> str:
         return encode_token(hostname)
 
+    def registry_entry(self, hostname: str) -> str:
+        """The subject a heartbeat is published on to set the agent's registry entry (an
+        empty message with a ``KV-Operation: DEL`` header deletes it)."""
+        return f"$KV.{self.registry_bucket()}.{self.registry_key(hostname)}"
+
+    def registry_entries_all(self) -> str:
+        """Every key of the registry bucket: the subjects of its stream."""
+        return f"$KV.{self.registry_bucket()}.>"
+
     def jobs_stream(self) -> str:
         """Stream of job records, one message per job on :meth:`job_record`."""
         return f"{self._stem}_jobs"
@@ -176,6 +189,10 @@ class Subjects:
 
     def result_records_all(self) -> str:
         return f"{self.prefix}.record.result.*.*"
+
+    def result_records_of_host(self, hostname: str) -> str:
+        """Every result record subject of one host (its NATS permission)."""
+        return f"{self.prefix}.record.result.*.{encode_token(hostname)}"
 
     def output_record(self, job_id: str, hostname: str) -> str:
         """Where an agent records live output chunks of a job (several per host)."""
@@ -215,6 +232,21 @@ class Subjects:
 
     def output_records_all(self) -> str:
         return f"{self.prefix}.record.output.*.*"
+
+    def output_records_of_host(self, hostname: str) -> str:
+        """Every output record subject of one host (its NATS permission)."""
+        return f"{self.prefix}.record.output.*.{encode_token(hostname)}"
+
+    @staticmethod
+    def agent_inbox_prefix(hostname: str) -> str:
+        """The agent's reply subjects start with this instead of ``_INBOX`` (its NATS
+        permission lets it read only its own)."""
+        return f"_INBOX_{encode_token(hostname)}"
+
+    @staticmethod
+    def publisher_inbox_prefix() -> str:
+        """The direct publishers' reply subjects start with this."""
+        return "_INBOX_publisher"
 
     def audit_stream(self) -> str:
         """Stream of audit records, one message per audited request."""

@@ -29,7 +29,6 @@ from controller.registry import Registry
 from controller.registry_feed import RegistryFeed
 from schemas import Subjects
 from schemas.decoding import WireError
-from schemas.jetstream import registry_entry_subject
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
@@ -158,7 +157,7 @@ async def test_a_nested_entry_from_an_agent_under_auth_does_not_blind_the_contro
     as_h1 = await connect_as(locked_h1, "agent-h1", errors)
     try:
         await controller.wait_for_agents("h1")
-        await as_h1.jetstream().publish(registry_entry_subject(SUBJECTS, "h1"), NESTED_ENTRY)
+        await as_h1.jetstream().publish(SUBJECTS.registry_entry("h1"), NESTED_ENTRY)
         assert errors.empty()  # the agent's own user may write its entry
         await settle(controller, "h1")
         assert await listed(controller) == ["h1"]
