@@ -63,7 +63,7 @@ class AgentConfig(NatsClientSettings):
         2.0,
         gt=0,
         le=60,
-        help="SIGTERM -> SIGKILL on timeout or cancel",
+        help="SIGTERM → SIGKILL on timeout or cancel",
         aliases=["--kill-grace"],
     )
     heartbeat_interval_s: float = setting(

@@ -131,6 +131,13 @@ def shown_default(info: FieldInfo) -> str:
     return str(value)
 
 
+def help_line(name: str, info: FieldInfo) -> str:
+    """The one-line help, with the unit its name says unless the help says it already."""
+    text = info.description or ""
+    unit = unit_of(name)
+    return f"{text} ({unit})" if unit and unit not in text else text
+
+
 def is_repeatable(info: FieldInfo) -> bool:
     """A list or table setting: its flag is given once per item."""
     return typing.get_origin(info.annotation) in (list, dict)
@@ -151,11 +158,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, model: type[pydantic.Base
     for name, info in model.model_fields.items():
         group = groups[name in NatsClientSettings.model_fields]
         options = [flag_of(name), *declared(info).get("aliases", [])]
-        unit = unit_of(name)
-        help_text = (
-            f"{info.description or ''}{f' ({unit})' if unit else ''}; "
-            f"default {shown_default(info)}; {env_of(name)}"
-        ).replace("%", "%%")
+        help_text = f"{help_line(name, info)}; default {shown_default(info)}; {env_of(name)}"
+        help_text = help_text.replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
         if info.annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
