@@ -150,6 +150,9 @@ def add_setting_flags(parser: argparse.ArgumentParser, model: type[pydantic.Base
     command line set. Booleans also get ``--no-<flag>``; list and table settings are
     repeated, one item each. The NATS client settings get their own ``--help`` section
     (prefer the environment or the file for the password: flags show in the process list).
+
+    Raises:
+        argparse.ArgumentError: two fields or aliases claim the same flag.
     """
     groups = {
         False: parser.add_argument_group("settings"),
@@ -191,7 +194,7 @@ def load_settings(
     if config_file is not None:
         values.update(_read_toml(config_file))
     for name in model.model_fields:
-        env_value = environ.get(ENV_PREFIX + name.upper())
+        env_value = environ.get(env_of(name))
         if env_value is not None:
             values[name] = env_value
     values.update(flags)

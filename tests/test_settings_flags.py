@@ -12,7 +12,7 @@ from agentd.config import AgentConfig
 from agentd.main import parse_args as agent_args
 from controller.config import ControllerConfig
 from controller.main import parse_args as controller_args
-from schemas.settings import given_flags
+from schemas.settings import declared, given_flags
 from schemas.signing import JobSigner, create_seed
 
 NATS_OLD_FLAGS: list[tuple[list[str], str, Any]] = [
@@ -159,3 +159,14 @@ def test_help_names_unit_default_and_environment(
     assert "--connect-timeout-s SECONDS" in text
     assert "NEXEC_CONNECT_TIMEOUT_S" in text
     assert "--nats-tls-key-file FILE, --nats-tls-key FILE" in text
+
+
+@pytest.mark.parametrize("model", [ControllerConfig, AgentConfig])
+def test_every_setting_is_declared_with_its_help(model: type[pydantic.BaseModel]) -> None:
+    """A field added without ``setting(..., help=...)`` has no --help line nor docs meaning."""
+    undeclared = [
+        name
+        for name, info in model.model_fields.items()
+        if not info.description or "aliases" not in declared(info)
+    ]
+    assert not undeclared, f"declare these with schemas.settings.setting(): {undeclared}"
