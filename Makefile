@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest bench schemas nats-auth clean
+.PHONY: install run test lint typecheck pytest bench schemas docs nats-auth clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ nats-auth: install
 
 schemas: install
 	$(BIN)/python -m schemas docs/schemas
+
+# The settings tables of docs/operations.md and deploy/examples/*.toml, from the settings models.
+docs: install
+	$(BIN)/python -m tests.settings_docs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pydantic
 
@@ -14,7 +14,7 @@ from schemas.registry_entry import (
     MAX_HEARTBEAT_INTERVAL_S,
     MIN_HEARTBEAT_INTERVAL_S,
 )
-from schemas.settings import NatsClientSettings
+from schemas.settings import NatsClientSettings, setting
 from schemas.signing import decode_public_key
 from schemas.subjects import Subjects
 from schemas.targets import validate_hostname
@@ -26,52 +26,154 @@ DEFAULT_BASE_ENV = {
 
 
 class AgentConfig(NatsClientSettings):
-    """Settings of ``nexec-agentd``; each is also ``NEXEC_<NAME>`` and a config-file key."""
+    """Settings of ``nexec-agentd``: each field, declared with :func:`setting`, is also
+    ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    nats_url: str = "nats://127.0.0.1:4222"
-    hostname: str = pydantic.Field(default_factory=socket.gethostname)
-    labels: dict[str, str] = pydantic.Field(default_factory=dict, max_length=MAX_AGENT_LABELS)
-    subject_prefix: str = DEFAULT_PREFIX
-    max_concurrent_jobs: Annotated[int, pydantic.Field(ge=1, le=1024)] = 16
-    output_cap_bytes: Annotated[int, pydantic.Field(ge=1024)] = 256 * 1024
-    """Bytes kept per stream (stdout, stderr); replies that would still exceed
-    the server's max payload are cut further."""
-    kill_grace_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    heartbeat_interval_s: Annotated[
-        float, pydantic.Field(gt=MIN_HEARTBEAT_INTERVAL_S, le=MAX_HEARTBEAT_INTERVAL_S)
-    ] = 5.0
-    drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
-    connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
-    allow_shell: bool = False
-    """Run shell jobs (``/bin/sh -c``); on in ``nexec dev``."""
-    allowed_commands: list[str] = pydantic.Field(default_factory=list)
-    """Executables allowed (absolute paths, or names resolved on the base PATH);
-    empty allows all. Shell jobs are not checked against it: keep allow_shell off."""
-    base_env: dict[str, str] = pydantic.Field(default_factory=lambda: dict(DEFAULT_BASE_ENV))
-    """The whole environment of every job; nothing of the agent's own leaks in."""
-    allow_request_env: bool = True
-    """Add a request's ``env`` to the base environment (else refuse such jobs)."""
-    run_as_user: str | None = None
-    """User (name or id) to run jobs as; needs the agent to run as root."""
-    run_as_group: str | None = None
-    record_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    result_retry_s: Annotated[float, pydantic.Field(gt=0, le=7 * 24 * 3600)] = 3600.0
-    """How long a result JetStream did not take is written again (with backoff) before
-    it is given up and counted in ``records_lost``."""
-    """How long recording a result in JetStream may take before the agent gives up
-    on the record (the reply is still sent)."""
-    trusted_signers: list[str] = pydantic.Field(default_factory=list)
-    """Public nkeys (``U...``) whose job signatures this agent accepts. When any is
-    set, every job must be signed by one of them: unsigned, forged, altered and
-    replayed jobs are refused with a ``failed`` result and nothing runs."""
-    state_dir: Path = Path("/var/lib/nexec-agent")
-    """Where the agent notes the processes of its running jobs, to kill those a killed
-    agent left behind when it starts again (:mod:`agentd.orphans`)."""
-    max_clock_skew_s: Annotated[float, pydantic.Field(ge=0, le=300)] = 5.0
-    """With signatures on, a job created more than this long before the agent
-    started is refused as a replay (it cannot have been sent to this agent)."""
+    nats_url: str = setting("nats://127.0.0.1:4222", help="one URL or several, comma-separated")
+    hostname: str = setting(
+        default_factory=socket.gethostname,
+        help="the agent's name and its subject token",
+        shown_default="this machine's hostname",
+        example="web1.example.com",
+    )
+    labels: dict[str, str] = setting(
+        default_factory=dict,
+        max_length=MAX_AGENT_LABELS,
+        help="labels that `key:value` targets select; repeat the flag for each",
+        details='In the file: a list of `"k:v"` or a table; in the environment: comma-separated',
+        aliases=["--label"],
+        metavar="KEY:VALUE",
+        example=["env:prod", "role:web"],
+    )
+    subject_prefix: str = setting(
+        DEFAULT_PREFIX, help="first token of every subject; must be the controllers' prefix"
+    )
+    max_concurrent_jobs: int = setting(
+        16, ge=1, le=1024, help="jobs run at once; more wait for a slot"
+    )
+    output_cap_bytes: int = setting(
+        256 * 1024,
+        ge=1024,
+        help="bytes kept per stream (stdout, stderr), head and tail",
+        details="Replies that would still exceed the server's max payload are cut further",
+    )
+    kill_grace_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="SIGTERM → SIGKILL on timeout or cancel",
+        aliases=["--kill-grace"],
+    )
+    heartbeat_interval_s: float = setting(
+        5.0,
+        gt=MIN_HEARTBEAT_INTERVAL_S,
+        le=MAX_HEARTBEAT_INTERVAL_S,
+        help="how often the registry entry is renewed; it expires after 3 intervals",
+        aliases=["--heartbeat-interval"],
+    )
+    drain_timeout_s: float = setting(
+        10.0,
+        ge=0,
+        help="on SIGTERM, how long running jobs may finish",
+        aliases=["--drain-timeout"],
+    )
+    connect_timeout_s: float = setting(
+        5.0,
+        gt=0,
+        help="limit for each attempt at connecting to NATS, and for closing the connection",
+        details="Rounded to whole seconds (at least 1) for the connection attempt",
+    )
+    allow_shell: bool = setting(False, help="run shell jobs (`/bin/sh -c`)")
+    allowed_commands: list[str] = setting(
+        default_factory=list,
+        help="executables allowed (absolute paths, or names on the base `PATH`); empty "
+        "allows all; repeat the flag for each",
+        details="Compared by real path. With a list, a job's command must be a name or an "
+        "absolute path (`./x` and `bin/x` are refused), and the agent runs the very file it "
+        "checked. In the environment: comma-separated. Shell jobs are not checked against "
+        "this list, so keep `allow_shell` off when you use it",
+        aliases=["--allow-command"],
+        metavar="COMMAND",
+    )
+    base_env: dict[str, str] = setting(
+        default_factory=lambda: dict(DEFAULT_BASE_ENV),
+        help="the whole environment of every job; repeat the flag for each variable",
+        details="Nothing from the agent's own environment is passed on. In the file: a "
+        "table. Not from the environment (`NEXEC_BASE_ENV` is refused: values may hold "
+        "commas)",
+        metavar="NAME=VALUE",
+        example=dict(DEFAULT_BASE_ENV),
+    )
+    allow_request_env: bool = setting(
+        True,
+        help="add a request's `env` to `base_env`; false refuses such jobs",
+        details="Even when true, a request may not set a name that is in `base_env`, "
+        "starts with `LD_`, or is one of `PATH`, `IFS`, `ENV`, `BASH_ENV`, `SHELLOPTS`, "
+        "`PS4`, `PYTHONPATH`",
+    )
+    run_as_user: str | None = setting(
+        None,
+        help="user (name or id) to run jobs as",
+        details="The agent must run as root, or it does not start",
+        example="nexec-run",
+    )
+    run_as_group: str | None = setting(
+        None,
+        help="group (name or id) to run jobs as",
+        details="The agent must run as root, or it does not start",
+        example="nexec-run",
+    )
+    record_timeout_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="limit for one try at recording a result in JetStream",
+        details="The reply (`reply` route) is sent anyway",
+    )
+    result_retry_s: float = setting(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        help="how long a result JetStream did not take is written again, with backoff",
+        details="Backoff 0.5 s doubling to 10 s; then it is given up and counted in "
+        "`records_lost`. Each write carries `Nats-Msg-Id` (job id and hostname), so a write "
+        "that landed but whose acknowledgement was lost is a duplicate, never recorded "
+        "twice nor counted lost",
+    )
+    trusted_signers: list[str] = setting(
+        default_factory=list,
+        help="public nkeys (`U...`) whose job signatures this agent accepts; repeat the "
+        "flag for each",
+        details="Those of the controller and direct publishers. When set, every job must "
+        "carry a valid signature from one of them; unsigned, forged, altered and replayed "
+        "jobs get a `failed` result and nothing runs (docs/security.md). In the "
+        "environment: comma-separated",
+        aliases=["--trusted-signer"],
+        metavar="PUBLIC_NKEY",
+    )
+    state_dir: Path = setting(
+        Path("/var/lib/nexec-agent"),
+        help="where the agent notes its running jobs, to kill what a killed agent left running",
+        details="`nexec dev`: `agent-state` in its temporary directory. One small file per "
+        "running job (job id, hostname, process group, the process's start time, the boot "
+        "id), written when its process starts and removed once its result is sent; with "
+        'it, an agent started again kills what a killed agent left running (see "What '
+        'happens when…"). Made (mode 0700) if missing; the agent does not start without '
+        "it. The systemd unit makes it (`StateDirectory=`)",
+    )
+    max_clock_skew_s: float = setting(
+        5.0,
+        ge=0,
+        le=300,
+        help="how far this host's clock may be from the controllers'",
+        details="A job that reaches the agent more than this after its `deliver_by` is "
+        "refused (its requester reported the host `no_reply`); with `trusted_signers`, a "
+        "job created more than this long before the agent started is refused as a replay. "
+        "Keep clocks in NTP sync and this small: a host frozen or cut off for less than "
+        "the delivery timeout plus this may still run a job its requester gave up on",
+    )
 
     @pydantic.field_validator("hostname")
     @classmethod
@@ -100,10 +202,16 @@ class AgentConfig(NatsClientSettings):
 
     @pydantic.field_validator("base_env", mode="before")
     @classmethod
-    def _refuse_text_env(cls, value: Any) -> Any:
-        """A string (as from NEXEC_BASE_ENV) cannot be split safely: values may hold commas."""
+    def _parse_env(cls, value: Any) -> Any:
+        """Accept a list of ``NAME=VALUE`` (as from flags); refuse a string (as from
+        NEXEC_BASE_ENV): it cannot be split safely, since values may hold commas."""
         if isinstance(value, str):
             raise ValueError("set base_env as a table in the config file, not as text")
+        if isinstance(value, list):
+            pairs = [str(item).partition("=") for item in value]
+            if any(not name or not sep for name, sep, _ in pairs):
+                raise ValueError("expected NAME=VALUE")
+            return {name: item for name, _, item in pairs}
         return value
 
     @pydantic.field_validator("trusted_signers")

@@ -16,7 +16,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.orphans import RunningJobs
 from agentd.policy import Policy, PolicyError
-from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
+from schemas.settings import SettingsError, add_setting_flags, given_flags, load_settings
 
 log = logging.getLogger("nexec.agentd")
 
@@ -24,51 +24,13 @@ log = logging.getLogger("nexec.agentd")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="nexec-agentd",
-        description="Run nexec jobs addressed to this host. Every flag is also "
-        "NEXEC_<FIELD> in the environment and <field> in the TOML config file.",
+        description="Run nexec jobs addressed to this host. Every setting is a flag "
+        "--<field> (older spellings kept), NEXEC_<FIELD> in the environment and <field> in "
+        "the TOML config file; flags beat the environment, which beats the file.",
     )
     parser.add_argument("--config", type=Path, help="TOML config file")
-    parser.add_argument("--nats-url", dest="nats_url")
-    parser.add_argument("--hostname", help="agent name (default: this machine's hostname)")
-    parser.add_argument(
-        "--label", dest="labels", action="append", metavar="KEY:VALUE", help="repeatable"
-    )
-    parser.add_argument("--subject-prefix", dest="subject_prefix")
-    parser.add_argument("--max-concurrent-jobs", dest="max_concurrent_jobs", type=int)
-    parser.add_argument("--output-cap-bytes", dest="output_cap_bytes", type=int)
-    parser.add_argument("--kill-grace", dest="kill_grace_s", type=float, metavar="SECONDS")
-    parser.add_argument(
-        "--heartbeat-interval", dest="heartbeat_interval_s", type=float, metavar="SECONDS"
-    )
-    parser.add_argument("--drain-timeout", dest="drain_timeout_s", type=float, metavar="SECONDS")
-    parser.add_argument(
-        "--allow-shell",
-        dest="allow_shell",
-        action="store_const",
-        const=True,
-        help="run shell jobs (/bin/sh -c)",
-    )
-    parser.add_argument(
-        "--allow-command",
-        dest="allowed_commands",
-        action="append",
-        metavar="COMMAND",
-        help="allow only these executables (repeatable; path or name on the base PATH)",
-    )
-    parser.add_argument(
-        "--trusted-signer",
-        dest="trusted_signers",
-        action="append",
-        metavar="PUBLIC_NKEY",
-        help="run only jobs signed by these keys (repeatable; U...)",
-    )
-    parser.add_argument(
-        "--state-dir", dest="state_dir", type=Path, help="where running jobs are noted"
-    )
-    parser.add_argument("--run-as-user", dest="run_as_user")
-    parser.add_argument("--run-as-group", dest="run_as_group")
     parser.add_argument("--log-level", default="INFO")
-    add_nats_client_flags(parser)
+    add_setting_flags(parser, AgentConfig)
     return parser.parse_args(argv)
 
 

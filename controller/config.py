@@ -3,76 +3,183 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import pydantic
 
 from controller.validation import whole_number
 from schemas import DEFAULT_PREFIX, Subjects
 from schemas.limits import MAX_DELIVERY_MARGIN_S
-from schemas.settings import NatsClientSettings
+from schemas.settings import NatsClientSettings, setting
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
 class ControllerConfig(NatsClientSettings):
-    """Settings of ``nexec-controller``; each is also ``NEXEC_<NAME>`` and a config-file key."""
+    """Settings of ``nexec-controller``: each field, declared with :func:`setting`, is also
+    ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    nats_url: str = "nats://127.0.0.1:4222"
-    listen: str = "127.0.0.1:8080"
-    """``HOST:PORT`` of the HTTP server; port 0 picks a free one."""
-    keys_file: Path = Path("keys.json")
-    keys_reload_interval_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 2.0
-    """How often the keys file is checked for a change (one ``stat``); SIGHUP reloads at once."""
-    subject_prefix: str = DEFAULT_PREFIX
-    delivery_margin_s: Annotated[float, pydantic.Field(gt=0, le=MAX_DELIVERY_MARGIN_S)] = 3.0
-    """Added to a request's timeout: how long replies may take to arrive."""
-    max_body_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * 1024
-    delivery_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    """How long a host has to acknowledge a job before it is reported no_reply."""
-    job_retention_s: Annotated[float, pydantic.Field(ge=60)] = 24 * 3600.0
-    """How long job records, results and idempotency keys are kept."""
-    audit_retention_s: Annotated[float, pydantic.Field(ge=60)] = 90 * 24 * 3600.0
-    """How long audit records are kept (default 90 days)."""
-    jobs_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 512 * MIB
-    """Most bytes the job-record stream holds; when full, new jobs get 503 storage full."""
-    results_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 2 * GIB
-    """Most bytes the results stream (results and live output) holds; when full, agents'
-    results are refused (logged by the agent, reported by ``/healthz``)."""
-    audit_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 2 * GIB
-    """Most bytes the audit stream holds; when full, audit records are refused (and logged)."""
-    idempotency_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 128 * MIB
-    """Most bytes the idempotency-key bucket holds; when full, keyed requests get 503."""
-    registry_max_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * MIB
-    """Most bytes the registry bucket holds; when full, new agents cannot register."""
-    health_probe_interval_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    """How often ``/healthz`` checks that JetStream answers (one stream-info request)."""
-    health_probe_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
-    """How long that check may take before ``/healthz`` says JetStream is not answering."""
-    jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
-    jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
-    connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
-    rate_limit_per_s: Annotated[float, pydantic.Field(ge=0)] = 50.0
-    """Requests per second each key may make on this controller; 0 disables."""
-    rate_limit_burst: Annotated[int, pydantic.Field(ge=1)] = 100
-    job_signing_key_file: Path | None = None
-    """An nkey seed file (``nexec signing-key create``): sign every job with it, for
-    agents that trust its public key (``trusted_signers``)."""
-    http_read_timeout_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 30.0
-    """Time a client has to send a request's headers (from connecting, or from the end
-    of its previous answer) and, separately, its body; a connection idle this long is
-    closed too."""
-    http_max_connections: Annotated[int, pydantic.Field(ge=1)] = 1000
-    """Connections served at once; requests on connections beyond it get 503 (but
-    ``/healthz``), and those connections are closed."""
-    state_check_interval_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 2.0
-    """How often every stream and bucket is checked, and one that is missing made again."""
-    access_log: bool = False
-    """One INFO line per HTTP request. Off by default: it costs about a fifth of
-    the controller's CPU per request (docs/performance.md)."""
+    nats_url: str = setting(
+        "nats://127.0.0.1:4222",
+        help="one URL, or several separated by commas",
+        details="Cluster nodes; the client learns the others from the first it reaches",
+    )
+    listen: str = setting(
+        "127.0.0.1:8080",
+        help="`HOST:PORT` of the HTTP server; port 0 picks a free one (the ready line logs it)",
+        metavar="HOST:PORT",
+    )
+    keys_file: Path = setting(
+        Path("keys.json"),
+        help="the API keys file (`nexec keys create`)",
+        details="Read at start (invalid: exit 2), then reloaded on SIGHUP and when it "
+        'changes (see "API keys")',
+        example="/etc/nexec/keys.json",
+        metavar="FILE",
+    )
+    keys_reload_interval_s: float = setting(
+        2.0,
+        gt=0,
+        le=3600,
+        help="how often the keys file is checked for a change; SIGHUP reloads it at once",
+        details="One `stat` (inode, size, times); the file is read only when they differ",
+        aliases=["--keys-reload-interval"],
+    )
+    subject_prefix: str = setting(
+        DEFAULT_PREFIX, help="first token of every subject; must be the agents' prefix"
+    )
+    delivery_margin_s: float = setting(
+        3.0,
+        gt=0,
+        le=MAX_DELIVERY_MARGIN_S,
+        help="added to each request's timeout to make the job's deadline",
+        aliases=["--delivery-margin"],
+    )
+    max_body_bytes: int = setting(65536, ge=1024, help="larger request bodies get `413`")
+    delivery_timeout_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="a host must acknowledge a job within this, or it is `no_reply`",
+        aliases=["--delivery-timeout"],
+    )
+    job_retention_s: float = setting(
+        24 * 3600.0,
+        ge=60,
+        help="how long job records, results and idempotency keys are kept",
+        aliases=["--job-retention"],
+    )
+    audit_retention_s: float = setting(
+        90 * 24 * 3600.0, ge=60, help="how long audit records are kept (90 days)"
+    )
+    jobs_max_bytes: int = setting(
+        512 * MIB,
+        ge=1024,
+        help="most bytes of the job-record stream; when full, exec and shell get "
+        "`503 storage full`",
+        details='About 450 B per job (see "Storage: bounds and sizing")',
+    )
+    results_max_bytes: int = setting(
+        2 * GIB,
+        ge=1024,
+        help="most bytes of the results stream (results and live output)",
+        details="When full, agents' results are refused (logged by the agent, reported "
+        "by `/healthz`). About 800 B per host and job, plus output",
+    )
+    audit_max_bytes: int = setting(
+        2 * GIB,
+        ge=1024,
+        help="most bytes of the audit stream; when full, audit records are refused",
+        details="A refused record is logged whole at ERROR. About 350 B per record",
+    )
+    idempotency_max_bytes: int = setting(
+        128 * MIB,
+        ge=1024,
+        help="most bytes of the idempotency-key bucket; when full, requests with "
+        "`Idempotency-Key` get `503 storage full`",
+        details="About 340 B per key",
+    )
+    registry_max_bytes: int = setting(
+        64 * MIB,
+        ge=1024,
+        help="most bytes of the registry bucket; when full, new agents cannot register",
+        details="About 400 B per host",
+    )
+    health_probe_interval_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="how often `/healthz` checks that JetStream answers",
+        details="One stream-info request on the job stream",
+    )
+    health_probe_timeout_s: float = setting(
+        3.0,
+        gt=0,
+        le=60,
+        help="how long that check may take; longer, and `/healthz` answers `503` until "
+        "the next check succeeds",
+    )
+    jetstream_replicas: int = setting(
+        1,
+        ge=1,
+        le=5,
+        help="replicas of the streams and buckets it creates; 3 on a 3-node cluster",
+    )
+    jetstream_timeout_s: float = setting(5.0, gt=0, le=60, help="limit for each JetStream request")
+    connect_timeout_s: float = setting(
+        5.0,
+        gt=0,
+        help="limit for each attempt at connecting to NATS, and for closing the connection",
+        details="Rounded to whole seconds (at least 1) for the connection attempt",
+    )
+    rate_limit_per_s: float = setting(
+        50.0,
+        ge=0,
+        help="requests per second each key may make on this controller; 0 turns the limit off",
+        aliases=["--rate-limit"],
+    )
+    rate_limit_burst: int = setting(
+        100, ge=1, help="requests a key may make at once before the rate applies"
+    )
+    job_signing_key_file: Path | None = setting(
+        None,
+        help="an nkey seed file: every job is signed with it",
+        details="Made by `nexec signing-key create`, or `controller.nk` from "
+        "`nexec nats-auth`. Agents with `trusted_signers` refuse unsigned jobs, so set "
+        "this before you turn signing on in the agents",
+        example="/etc/nexec/controller.nk",
+    )
+    http_read_timeout_s: float = setting(
+        30.0,
+        gt=0,
+        le=3600,
+        help="time a client has to send a request's headers (from connecting, or from the "
+        "end of the previous answer), and then its body",
+        details="Stalled headers and idle connections are closed, a stalled body gets `408`",
+        aliases=["--http-read-timeout"],
+    )
+    http_max_connections: int = setting(
+        1000,
+        ge=1,
+        help="connections served at once; requests on connections beyond it get `503` "
+        "and the connection is closed, except `/healthz`",
+    )
+    state_check_interval_s: float = setting(
+        2.0,
+        gt=0,
+        le=3600,
+        help="how often every stream and bucket is checked; a missing one is made again",
+        details='See "Registry"',
+        aliases=["--state-check-interval"],
+    )
+    access_log: bool = setting(
+        False,
+        help="one INFO line per HTTP request",
+        details="Off by default because it costs about a fifth of the controller's CPU "
+        "per request (docs/performance.md)",
+    )
 
     @pydantic.field_validator("listen")
     @classmethod

@@ -19,7 +19,7 @@ from controller.config import ControllerConfig
 from controller.httpserver import make_runner
 from controller.keys import KeysFileError, KeyStore
 from schemas.limits import MAX_TIMEOUT_S
-from schemas.settings import SettingsError, add_nats_client_flags, given_flags, load_settings
+from schemas.settings import SettingsError, add_setting_flags, given_flags, load_settings
 from schemas.signing import SigningKeyError
 
 log = logging.getLogger("nexec.controller")
@@ -30,73 +30,13 @@ READY_MESSAGE = "nexec-controller listening on http://%s:%d"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="nexec-controller",
-        description="The nexec HTTP gateway. Every flag is also NEXEC_<FIELD> in the "
-        "environment and <field> in the TOML config file.",
+        description="The nexec HTTP gateway. Every setting is a flag --<field> (older "
+        "spellings kept), NEXEC_<FIELD> in the environment and <field> in the TOML config "
+        "file; flags beat the environment, which beats the file.",
     )
     parser.add_argument("--config", type=Path, help="TOML config file")
-    parser.add_argument("--nats-url", dest="nats_url")
-    parser.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080; port 0 = any)")
-    parser.add_argument("--keys-file", dest="keys_file", type=Path)
-    parser.add_argument(
-        "--keys-reload-interval",
-        dest="keys_reload_interval_s",
-        type=float,
-        metavar="SECONDS",
-        help="check the keys file for changes this often (SIGHUP reloads it at once)",
-    )
-    parser.add_argument("--subject-prefix", dest="subject_prefix")
-    parser.add_argument(
-        "--delivery-margin", dest="delivery_margin_s", type=float, metavar="SECONDS"
-    )
-    parser.add_argument(
-        "--delivery-timeout", dest="delivery_timeout_s", type=float, metavar="SECONDS"
-    )
-    parser.add_argument("--job-retention", dest="job_retention_s", type=float, metavar="SECONDS")
-    parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
-    parser.add_argument(
-        "--state-check-interval",
-        dest="state_check_interval_s",
-        type=float,
-        metavar="SECONDS",
-        help="check every stream and bucket this often; make a missing one again",
-    )
-    parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
-    parser.add_argument(
-        "--job-signing-key-file",
-        dest="job_signing_key_file",
-        type=Path,
-        metavar="FILE",
-        help="nkey seed file: sign every job (nexec signing-key create)",
-    )
-    parser.add_argument(
-        "--rate-limit",
-        dest="rate_limit_per_s",
-        type=float,
-        metavar="PER_SECOND",
-        help="requests per second per key on this controller (0 = no limit)",
-    )
-    parser.add_argument(
-        "--http-read-timeout",
-        dest="http_read_timeout_s",
-        type=float,
-        metavar="SECONDS",
-        help="time a client has for a request's headers, and for its body (default 30)",
-    )
-    parser.add_argument(
-        "--http-max-connections",
-        dest="http_max_connections",
-        type=int,
-        help="connections served at once; more get 503 (default 1000)",
-    )
-    parser.add_argument(
-        "--access-log",
-        dest="access_log",
-        action="store_const",
-        const=True,
-        help="log one line per HTTP request",
-    )
     parser.add_argument("--log-level", default="INFO")
-    add_nats_client_flags(parser)
+    add_setting_flags(parser, ControllerConfig)
     return parser.parse_args(argv)
 
 

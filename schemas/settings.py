@@ -1,9 +1,14 @@
-"""Loading a process's typed settings from a TOML file, ``NEXEC_*`` variables and flags.
+"""Each process's settings: declared once, loaded from a TOML file, ``NEXEC_*`` variables and flags.
 
-Each process (controller, agent) declares one pydantic model of its settings
-and calls :func:`load_settings` once in ``main``. Later sources win:
-defaults < config file < environment < command-line flags. It lives here
-because ``schemas`` is the one package both processes share.
+Each process (controller, agent) declares one pydantic model of its settings, every
+field through :func:`setting` (type, default, constraints, one-line help, old flag
+spellings), and calls :func:`load_settings` once in ``main``. Later sources win:
+defaults < config file < environment < command-line flags. From each field come its
+TOML key (the field name), its variable (``NEXEC_`` + the name in upper case), its
+flag (``--`` + the name with dashes, :func:`add_setting_flags`) with its ``--help``
+text, and its rows in docs/operations.md and deploy/examples (:mod:`schemas.settings_docs`).
+The unit follows from the name: ``_s`` seconds, ``_per_s`` per second, ``_bytes`` bytes.
+It lives here because ``schemas`` is the one package both processes share.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import argparse
 import ssl
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 ENV_PREFIX = "NEXEC_"
 
@@ -24,6 +32,147 @@ SettingsT = TypeVar("SettingsT", bound=pydantic.BaseModel)
 
 class SettingsError(ValueError):
     """The settings are invalid or the config file cannot be read; the message says which."""
+
+
+def setting(
+    default: Any = PydanticUndefined,
+    *,
+    help: str,
+    details: str | None = None,
+    aliases: Sequence[str] = (),
+    metavar: str | None = None,
+    shown_default: str | None = None,
+    example: Any = None,
+    default_factory: Callable[[], Any] | None = None,
+    **constraints: Any,
+) -> Any:
+    """Declare one setting: the only place it is written down.
+
+    ``help`` is the one-line ``--help`` text (lower case, no final period); ``details``
+    adds to it in docs/operations.md. ``aliases`` are older flag spellings that keep
+    working. ``shown_default`` replaces the default where it depends on the machine
+    (then the example file shows ``example`` commented out). ``example`` is the value
+    the example file shows instead of the default. ``constraints`` go to
+    :func:`pydantic.Field` (``gt``, ``le``, ``max_length``...).
+    """
+    extra: dict[str, Any] = {"aliases": list(aliases)}
+    for key, value in (
+        ("details", details),
+        ("metavar", metavar),
+        ("shown_default", shown_default),
+        ("example", example),
+    ):
+        if value is not None:
+            extra[key] = value
+    if default_factory is not None:
+        return pydantic.Field(
+            default_factory=default_factory,
+            description=help,
+            json_schema_extra=extra,
+            **constraints,
+        )
+    return pydantic.Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+def declared(info: FieldInfo) -> dict[str, Any]:
+    """What :func:`setting` noted beyond pydantic's own arguments (empty if not used)."""
+    extra = info.json_schema_extra
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
+def flag_of(name: str) -> str:
+    """The flag of a setting: ``rate_limit_per_s`` -> ``--rate-limit-per-s``."""
+    return "--" + name.replace("_", "-")
+
+
+def env_of(name: str) -> str:
+    """The environment variable of a setting: ``NEXEC_`` and the name in upper case."""
+    return ENV_PREFIX + name.upper()
+
+
+def unit_of(name: str) -> str | None:
+    """The unit a setting's name says, by its suffix (None: no unit)."""
+    for suffix, unit in (("_per_s", "per second"), ("_s", "seconds"), ("_bytes", "bytes")):
+        if name.endswith(suffix):
+            return unit
+    return None
+
+
+def _metavar(name: str, info: FieldInfo) -> str | None:
+    explicit = declared(info).get("metavar")
+    if explicit is not None:
+        return str(explicit)
+    for suffix, metavar in (
+        ("_per_s", "PER_SECOND"),
+        ("_s", "SECONDS"),
+        ("_bytes", "BYTES"),
+        ("_file", "FILE"),
+        ("_dir", "DIR"),
+    ):
+        if name.endswith(suffix):
+            return metavar
+    return None
+
+
+def shown_default(info: FieldInfo) -> str:
+    """The default as the docs and ``--help`` show it."""
+    explicit = declared(info).get("shown_default")
+    if explicit is not None:
+        return str(explicit)
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict) and not value:
+        return "empty"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
+
+
+def help_line(name: str, info: FieldInfo) -> str:
+    """The one-line help, with the unit its name says unless the help says it already."""
+    text = info.description or ""
+    unit = unit_of(name)
+    return f"{text} ({unit})" if unit and unit not in text else text
+
+
+def is_repeatable(info: FieldInfo) -> bool:
+    """A list or table setting: its flag is given once per item."""
+    return typing.get_origin(info.annotation) in (list, dict)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, model: type[pydantic.BaseModel]) -> None:
+    """One flag per field of ``model``, with its older spellings, help, unit and variable.
+
+    Every flag defaults to None (not given), so :func:`given_flags` sees only what the
+    command line set. Booleans also get ``--no-<flag>``; list and table settings are
+    repeated, one item each. The NATS client settings get their own ``--help`` section
+    (prefer the environment or the file for the password: flags show in the process list).
+
+    Raises:
+        argparse.ArgumentError: two fields or aliases claim the same flag.
+    """
+    groups = {
+        False: parser.add_argument_group("settings"),
+        True: parser.add_argument_group("NATS authentication and TLS"),
+    }
+    for name, info in model.model_fields.items():
+        group = groups[name in NatsClientSettings.model_fields]
+        options = [flag_of(name), *declared(info).get("aliases", [])]
+        help_text = f"{help_line(name, info)}; default {shown_default(info)}; {env_of(name)}"
+        help_text = help_text.replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if info.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = _metavar(name, info)
+            if is_repeatable(info):
+                kwargs["action"] = "append"
+            elif info.annotation in (int, float):
+                kwargs["type"] = info.annotation
+        group.add_argument(*options, **kwargs)
 
 
 def load_settings(
@@ -45,7 +194,7 @@ def load_settings(
     if config_file is not None:
         values.update(_read_toml(config_file))
     for name in model.model_fields:
-        env_value = environ.get(ENV_PREFIX + name.upper())
+        env_value = environ.get(env_of(name))
         if env_value is not None:
             values[name] = env_value
     values.update(flags)
@@ -90,17 +239,54 @@ class NatsClientSettings(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    nats_user: str | None = None
-    nats_password: str | None = None
-    nats_creds_file: Path | None = None
-    """A ``.creds`` file (user JWT and nkey seed) for decentralized auth."""
-    nats_nkey_seed_file: Path | None = None
-    nats_tls_ca_file: Path | None = None
-    nats_tls_cert_file: Path | None = None
-    nats_tls_key_file: Path | None = None
-    nats_inbox_prefix: str | None = None
-    """Reply subjects start with this instead of ``_INBOX``: lets NATS permissions give
-    each agent an inbox nobody else may read (``nexec nats-auth`` sets it)."""
+    nats_user: str | None = setting(
+        None,
+        help="user name, given with nats_password",
+        example="agent-web1",
+    )
+    nats_password: str | None = setting(
+        None,
+        help="password of nats_user",
+        details="Give it through the environment or the file: flags show in the process list",
+        example="...",
+    )
+    nats_creds_file: Path | None = setting(
+        None,
+        help="a `.creds` file (user JWT and nkey seed) for decentralized auth",
+        aliases=["--nats-creds"],
+        example="/etc/nexec/nats.creds",
+    )
+    nats_nkey_seed_file: Path | None = setting(
+        None,
+        help="an nkey seed file",
+        aliases=["--nats-nkey-seed"],
+        example="/etc/nexec/nats.nk",
+    )
+    nats_tls_ca_file: Path | None = setting(
+        None,
+        help="CA that verifies the server; setting it turns TLS on",
+        aliases=["--nats-tls-ca"],
+        example="/etc/nexec/tls/ca.pem",
+    )
+    nats_tls_cert_file: Path | None = setting(
+        None,
+        help="client certificate, given with nats_tls_key_file",
+        aliases=["--nats-tls-cert"],
+        example="/etc/nexec/tls/client.pem",
+    )
+    nats_tls_key_file: Path | None = setting(
+        None,
+        help="key of the client certificate",
+        aliases=["--nats-tls-key"],
+        example="/etc/nexec/tls/client-key.pem",
+    )
+    nats_inbox_prefix: str | None = setting(
+        None,
+        help="reply subjects start with this instead of `_INBOX`",
+        details="`nexec nats-auth` sets it for agents and the publisher, so that their inbox "
+        "is private: NATS permissions give each one an inbox nobody else may read",
+        example="_INBOX_agent_web1",
+    )
 
     @pydantic.model_validator(mode="after")
     def _check_pairs(self) -> NatsClientSettings:
@@ -134,16 +320,3 @@ class NatsClientSettings(pydantic.BaseModel):
                 context.load_cert_chain(str(self.nats_tls_cert_file), str(self.nats_tls_key_file))
             options["tls"] = context
         return options
-
-
-def add_nats_client_flags(parser: argparse.ArgumentParser) -> None:
-    """The command-line flags of :class:`NatsClientSettings` (prefer the environment or the
-    config file for the password: flags show in the process list)."""
-    group = parser.add_argument_group("NATS authentication and TLS")
-    group.add_argument("--nats-user", dest="nats_user")
-    group.add_argument("--nats-password", dest="nats_password")
-    group.add_argument("--nats-creds", dest="nats_creds_file", type=Path, metavar="FILE")
-    group.add_argument("--nats-nkey-seed", dest="nats_nkey_seed_file", type=Path, metavar="FILE")
-    group.add_argument("--nats-tls-ca", dest="nats_tls_ca_file", type=Path, metavar="FILE")
-    group.add_argument("--nats-tls-cert", dest="nats_tls_cert_file", type=Path, metavar="FILE")
-    group.add_argument("--nats-tls-key", dest="nats_tls_key_file", type=Path, metavar="FILE")
