@@ -40,6 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--heartbeat-interval", dest="heartbeat_interval_s", type=float, metavar="SECONDS"
     )
+    parser.add_argument(
+        "--running-report-interval",
+        dest="running_report_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="while jobs run, report them this often (default 2)",
+    )
     parser.add_argument("--drain-timeout", dest="drain_timeout_s", type=float, metavar="SECONDS")
     parser.add_argument(
         "--allow-shell",

@@ -32,6 +32,11 @@ class ControllerConfig(NatsClientSettings):
     max_body_bytes: Annotated[int, pydantic.Field(ge=1024)] = 64 * 1024
     delivery_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
     """How long a host has to acknowledge a job before it is reported no_reply."""
+    agent_lost_after_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 6.0
+    """A host that acknowledged a job and then was not heard of (no running report
+    listing the job) for this long is given up as ``no_reply``, "agent lost while
+    running", before the deadline; only while this controller's NATS connection was
+    healthy all that time and other agents were heard (controller/agent_watch.py)."""
     job_retention_s: Annotated[float, pydantic.Field(ge=60)] = 24 * 3600.0
     """How long job records, results and idempotency keys are kept."""
     audit_retention_s: Annotated[float, pydantic.Field(ge=60)] = 90 * 24 * 3600.0

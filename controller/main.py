@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--delivery-timeout", dest="delivery_timeout_s", type=float, metavar="SECONDS"
     )
+    parser.add_argument(
+        "--agent-lost-after",
+        dest="agent_lost_after_s",
+        type=float,
+        metavar="SECONDS",
+        help="give up on a host not heard of this long mid-job (default 6)",
+    )
     parser.add_argument("--job-retention", dest="job_retention_s", type=float, metavar="SECONDS")
     parser.add_argument("--jetstream-replicas", dest="jetstream_replicas", type=int)
     parser.add_argument(
