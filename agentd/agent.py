@@ -135,9 +135,10 @@ class Agent:
         self._verifier = signature_verifier(config)
         self._running: set[asyncio.Task[None]] = set()
         self._stops = StopSignals()
-        self.reporter = RunningReporter(
+        # Reported while held, and until JetStream took the result (the requester waits).
+        self._reporter = RunningReporter(
             self._nc, self._subjects, config.hostname, config.running_report_interval_s,
-            self._stops.held,
+            lambda: [*self._stops.held(), *self._results.retrying_jobs()],
         )  # fmt: skip
         self._job_subscriptions: list[Subscription] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -213,7 +214,7 @@ class Agent:
         if self.state is not AgentState.CONNECTING:
             return  # stopped while starting
         self.state = AgentState.RUNNING
-        self.reporter.start()
+        self._reporter.start()
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(recorded))
         log.info(
             "nexec-agentd ready: hostname=%s labels=%s nats=%s",
@@ -263,8 +264,8 @@ class Agent:
             await self._leave_registry()  # first: new requests no longer expect this agent
             await self._drain_job_subscriptions()
             await self._finish_running_jobs()
-            await self.reporter.stop()
             await self._results.close(self.config.connect_timeout_s)
+            await self._reporter.stop()
             if self._owns_connection:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
             else:
@@ -345,7 +346,7 @@ class Agent:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
-        self.reporter.wake()
+        self._reporter.wake()
 
     async def _take(self, job: ExecJob, msg: Msg, reply: str) -> bool:
         """Whether this agent takes ``job`` (its id is then taken): it addresses this
@@ -487,6 +488,7 @@ class Agent:
             self._subjects.result_record(result.job_id, result.hostname),
             data,
             msg_id=f"{result.job_id}/{result.hostname}",
+            job_id=result.job_id,
         )
         return data
 

@@ -44,8 +44,9 @@ class AgentConfig(NatsClientSettings):
     ] = 5.0
     drain_timeout_s: Annotated[float, pydantic.Field(ge=0)] = 10.0
     running_report_interval_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 2.0
-    """While the agent holds any job: one report of the jobs it holds this often
-    (controllers give up on a host that falls silent mid-job). An idle agent sends none."""
+    """While the agent holds any job (queued, running, or its result not yet taken by
+    JetStream): one report of them all this often (controllers give up on a host that
+    falls silent mid-job). An idle agent sends none."""
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0
     allow_shell: bool = False
     """Run shell jobs (``/bin/sh -c``); on in ``nexec dev``."""

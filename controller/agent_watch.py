@@ -97,10 +97,12 @@ class AgentWatch:
         self._echo_subject = nc.new_inbox()
         await nc.subscribe(self._echo_subject, cb=self._on_echo)
         self._task = asyncio.create_task(self._check_loop(nc), name="agent watch")
+        self._task.add_done_callback(_log_end)
 
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            task.remove_done_callback(_log_end)
             task.cancel()
             await asyncio.wait({task})
 
@@ -200,3 +202,12 @@ class AgentWatch:
             return True
         own_heartbeat = self._registry.heard_at(host)
         return own_heartbeat is None or own_heartbeat < window_start
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    """The checks run for the controller's lifetime: any end before ``close`` is an error
+    (hosts are then waited for until the deadline, as without running reports)."""
+    if task.cancelled():
+        log.error("agent watch cancelled: silent hosts wait for the deadline")
+    elif (exc := task.exception()) is not None:
+        log.error("agent watch failed: silent hosts wait for the deadline", exc_info=exc)

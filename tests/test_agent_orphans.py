@@ -17,7 +17,7 @@ import psutil
 from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
-from agentd.orphans import ALREADY_ENDED, KILLED, boot_id, process_start_time
+from agentd.orphans import ALREADY_ENDED, KILLED, SUFFIX, boot_id, process_start_time
 from controller.agent_watch import AGENT_LOST
 from schemas import Subjects
 from tests.conftest import (
@@ -29,6 +29,7 @@ from tests.conftest import (
     recorded_result,
     wait_gone,
 )
+from tests.test_agent_lost import until
 
 
 async def agents_own_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
@@ -53,11 +54,13 @@ def running(pid: int) -> bool:
 
 
 async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_restarts(
+    *,
     make_controller: MakeController,
     spawn_agent: SpawnAgent,
     make_agent: MakeAgent,
     nc: Client,
     started: Fifo,
+    agent_state_dir: Path,
 ) -> None:
     """Killed mid-job (SIGKILL), the host is answered ``no_reply``, "agent lost while
     running", long before the job's deadline, and the other host's result stands;
@@ -78,6 +81,8 @@ async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_r
     group = psutil.Process(shell)  # is_running() below knows a reused pid
 
     try:
+        # The agent notes the process just after it started: after that, kill it.
+        await until(lambda: any((agent_state_dir / "orphan-1").glob(f"*{SUFFIX}")))
         agent.stop(signum=signal.SIGKILL)
         assert running(shell) and running(child), "the job died with its agent"
         response = await answer
