@@ -32,6 +32,7 @@ from agentd.orphans import RunningJobs
 from agentd.policy import Policy
 from agentd.recorder import ResultRecorder
 from agentd.replies import encode_to_fit
+from agentd.running_report import RunningReporter
 from agentd.stops import StopSignals
 from schemas import (
     ANY_QUEUE_GROUP,
@@ -134,6 +135,11 @@ class Agent:
         self._verifier = signature_verifier(config)
         self._running: set[asyncio.Task[None]] = set()
         self._stops = StopSignals()
+        # Reported while held, and until JetStream took the result (the requester waits).
+        self._reporter = RunningReporter(
+            self._nc, self._subjects, config.hostname, config.running_report_interval_s,
+            lambda: [*self._stops.held(), *self._results.retrying_jobs()],
+        )  # fmt: skip
         self._job_subscriptions: list[Subscription] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.reconnected = asyncio.Event()
@@ -208,6 +214,7 @@ class Agent:
         if self.state is not AgentState.CONNECTING:
             return  # stopped while starting
         self.state = AgentState.RUNNING
+        self._reporter.start()
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(recorded))
         log.info(
             "nexec-agentd ready: hostname=%s labels=%s nats=%s",
@@ -258,6 +265,7 @@ class Agent:
             await self._drain_job_subscriptions()
             await self._finish_running_jobs()
             await self._results.close(self.config.connect_timeout_s)
+            await self._reporter.stop()
             if self._owns_connection:
                 await drain_or_close(self._nc, self.config.connect_timeout_s)
             else:
@@ -338,6 +346,7 @@ class Agent:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._stops.close(job.job_id))
+        self._reporter.wake()
 
     async def _take(self, job: ExecJob, msg: Msg, reply: str) -> bool:
         """Whether this agent takes ``job`` (its id is then taken): it addresses this
@@ -479,6 +488,7 @@ class Agent:
             self._subjects.result_record(result.job_id, result.hostname),
             data,
             msg_id=f"{result.job_id}/{result.hostname}",
+            job_id=result.job_id,
         )
         return data
 

@@ -73,6 +73,15 @@ class AgentConfig(NatsClientSettings):
         help="how often the registry entry is renewed; it expires after 3 intervals",
         aliases=["--heartbeat-interval"],
     )
+    running_report_interval_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="while the agent holds any job, one report of them all this often",
+        details="Jobs queued, running, or whose result JetStream has not taken yet; an idle "
+        "agent sends none. Controllers give up on a host that falls silent mid-job",
+        aliases=["--running-report-interval"],
+    )
     drain_timeout_s: float = setting(
         10.0,
         ge=0,

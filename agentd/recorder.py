@@ -27,7 +27,8 @@ class ResultRecorder:
     def __init__(self, writer: StreamWriter, *, retry_for_s: float) -> None:
         self._writer = writer
         self._retry_for_s = retry_for_s
-        self._retrying: set[asyncio.Task[None]] = set()
+        self._retrying: dict[asyncio.Task[None], str] = {}
+        """Each background retry, and the id of the job whose result it writes."""
         self.retried = 0
         """Results recorded only on a later try."""
         self.lost = 0
@@ -37,9 +38,13 @@ class ResultRecorder:
     def pending(self) -> int:
         return len(self._retrying)
 
-    async def record(self, subject: str, data: bytes, msg_id: str) -> bool:
-        """Write ``data`` to ``subject``; True once JetStream took it. On failure, keep
-        trying in the background and return False at once."""
+    def retrying_jobs(self) -> list[str]:
+        """The jobs whose result is being written again (not taken by JetStream yet)."""
+        return list(self._retrying.values())
+
+    async def record(self, subject: str, data: bytes, msg_id: str, *, job_id: str) -> bool:
+        """Write ``data`` (``job_id``'s result) to ``subject``; True once JetStream took
+        it. On failure, keep trying in the background and return False at once."""
         headers = {MSG_ID_HEADER: msg_id}
         try:
             await self._writer.write(subject, data, headers=headers)
@@ -52,8 +57,8 @@ class ResultRecorder:
                 exc or type(exc).__name__,
             )
         task = asyncio.create_task(self._retry(subject, data, headers))
-        self._retrying.add(task)
-        task.add_done_callback(self._retrying.discard)
+        self._retrying[task] = job_id
+        task.add_done_callback(lambda done: self._retrying.pop(done, None))
         return False
 
     async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:

@@ -34,5 +34,9 @@ class StopSignals:
         for job_id in list(self._events):
             self.stop(job_id, reason)
 
+    def held(self) -> list[str]:
+        """The ids of every job held now (queued or running)."""
+        return list(self._events)
+
     def reason(self, job_id: str) -> str:
         return self._reasons.get(job_id, "cancelled")

@@ -9,7 +9,9 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from controller.agent_watch import AgentWatch
 from controller.appkeys import (
+    AGENT_WATCH,
     AUDIT,
     CONFIG,
     DISPATCHER,
@@ -44,7 +46,7 @@ from controller.middleware import (
     error_middleware,
     lifecycle_middleware,
 )
-from controller.natslink import NatsLink
+from controller.natslink import LinkState, NatsLink
 from controller.node_routes import node_routes
 from controller.openapi import openapi_document
 from controller.operations import Operations
@@ -110,6 +112,13 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[DISPATCHER] = Dispatcher(
         config.subjects, record_no_replies=app[VERDICTS].record, signer=signer
     )
+    app[AGENT_WATCH] = AgentWatch(
+        config.subjects,
+        app[DISPATCHER].collectors,
+        app[REGISTRY],
+        lost_after_s=config.agent_lost_after_s,
+        connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
+    )
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
@@ -144,6 +153,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     link = app[NATS_LINK]
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     keeper = app[STATE_KEEPER]
+    watch = app[AGENT_WATCH]
 
     async def on_connected(nc: Client) -> None:
         await app[STREAM_WRITER].open()
@@ -151,6 +161,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_idempotency(app)
         await ensure_audit(app)
         await app[DISPATCHER].attach(nc, js)
+        await watch.attach(nc)
         await feed.start(
             js,
             config.subjects,
@@ -160,11 +171,13 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         keeper.start(js)
 
     link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
+    link.on_connection_change(lost=watch.restart_clocks, back=watch.connection_back)
     probe_js = link.client.jetstream(timeout=config.health_probe_timeout_s)
     jobs_stream = config.subjects.jobs_stream()
     link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
     yield
     await keeper.stop()
+    await watch.close()
     await app[DISPATCHER].close()
     await app[VERDICTS].close()
     await feed.stop()

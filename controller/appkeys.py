@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from controller.agent_watch import AgentWatch
 from controller.audit import AuditDetails, AuditLog
 from controller.config import ControllerConfig
 from controller.dispatch import Dispatcher
@@ -28,6 +29,7 @@ REGISTRY = web.AppKey("registry", Registry)
 REGISTRY_FEED = web.AppKey("registry_feed", RegistryFeed)
 STATE_KEEPER = web.AppKey("state_keeper", StateKeeper)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+AGENT_WATCH = web.AppKey("agent_watch", AgentWatch)
 NATS_LINK = web.AppKey("nats_link", NatsLink)
 JOB_STORE = web.AppKey("job_store", JobStore)
 VERDICTS = web.AppKey("verdicts", VerdictRecorder)

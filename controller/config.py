@@ -65,6 +65,18 @@ class ControllerConfig(NatsClientSettings):
         help="a host must acknowledge a job within this, or it is `no_reply`",
         aliases=["--delivery-timeout"],
     )
+    agent_lost_after_s: float = setting(
+        6.0,
+        gt=0,
+        le=3600,
+        help="a host not heard of this long mid-job is `no_reply`, agent lost while running",
+        details="Heard of: its ack, then each running report listing the job. Decided "
+        "before the deadline only while this controller's NATS connection was healthy all "
+        "that time and other agents (or that host's own heartbeats) show that NATS delivers "
+        "(docs/jobs.md). Keep it above three of the agents' `running_report_interval_s`, "
+        "and above their `heartbeat_interval_s`",
+        aliases=["--agent-lost-after"],
+    )
     job_retention_s: float = setting(
         24 * 3600.0,
         ge=60,

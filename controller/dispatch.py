@@ -9,7 +9,8 @@ results stream stores it (so the caller never sees a result that is not recorded
 and one wildcard inbox the "no responders" status of each job's publish. Each job
 gets a :class:`Collector`. A host must acknowledge within the delivery timeout or
 it is given up as ``no_reply`` (a dead agent costs seconds, not the command's
-timeout); a host that acknowledged is waited for until the deadline.
+timeout); a host that acknowledged is waited for until the deadline, unless it
+falls silent mid-job (:mod:`controller.agent_watch`).
 
 An ack or result that names another job or host than its subject, or comes from a
 host the job was not sent to, is dropped, logged and counted in
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -87,6 +89,9 @@ class Collector:
         self.single_receiver = single_receiver
         self.results: dict[str, ExecResult] = {}
         self.acked: set[str] = set()
+        self.heard_at: dict[str, float] = {}
+        """Acknowledged host -> when (``time.monotonic``) it was last heard of: its ack,
+        then each running report listing this job."""
         self.not_delivered: dict[str, str] = {}
         """Hosts given up on before the deadline, with the reason."""
         self.unverified: dict[str, str] = {}
@@ -102,6 +107,28 @@ class Collector:
 
     def add_ack(self, ack: ExecAck) -> None:
         self.acked.add(ack.hostname)
+        self.heard_at[ack.hostname] = time.monotonic()
+
+    def heard(self, hostname: str, now: float) -> None:
+        """``hostname`` reported this job running (only an acknowledged host counts)."""
+        if hostname in self.heard_at:
+            self.heard_at[hostname] = now
+
+    def silent(self, now: float, silent_s: float) -> list[tuple[str, float]]:
+        """Acknowledged hosts still waited for and not heard of for ``silent_s``, with
+        when each was last heard of."""
+        return [
+            (host, self.heard_at[host])
+            for host in self._pending() & self.acked
+            if host in self.heard_at and now - self.heard_at[host] >= silent_s
+        ]
+
+    def give_up_lost(self, hostname: str, reason: str) -> None:
+        """Give up a host that acknowledged and then fell silent (``no_reply``)."""
+        if hostname in self._pending():
+            self.not_delivered[hostname] = reason
+            self._waiting.discard(hostname)
+            self._check_done()
 
     def add_result(self, result: ExecResult) -> None:
         if result.hostname in self.results:
@@ -141,7 +168,7 @@ class Collector:
         """Hosts still waited for. For ``_any``: the host that acknowledged, or a
         placeholder until one does."""
         if self.expected is None:
-            if self.results or ANY_PLACEHOLDER_HOSTNAME in self.not_delivered:
+            if self.results or self.not_delivered:  # the placeholder, or the lost host
                 return set()
             return set(self.acked) or {ANY_PLACEHOLDER_HOSTNAME}
         return self._waiting
@@ -198,6 +225,11 @@ class Dispatcher:
         self.dropped: Counter[str] = Counter()
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
+
+    @property
+    def collectors(self) -> Mapping[str, Collector]:
+        """The jobs being collected, by job id."""
+        return self._collectors
 
     async def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Listen for acks, results and "no responders" on a connected client (once

@@ -16,9 +16,9 @@ Writes, into a directory git ignores (everything secret with mode 0600):
 
 An agent's user may subscribe only to its own host subject, its labels'
 subjects, the all and any subjects, cancel requests and its private inbox; it
-may publish only its registry entry, its acks, its results and output records
-(each subject carrying its own hostname's token), and answers to the jobs it
-received. It cannot publish a job, read another host's subject or speak on
+may publish only its registry entry, its acks, its running reports, its results
+and output records (each subject carrying its own hostname's token), and answers to
+the jobs it received. It cannot publish a job, read another host's subject or speak on
 another host's subject. The publisher may publish jobs, read its own inbox, and
 read the ack and result subjects (to collect ``record``-route answers whose
 sender NATS vouches for). Controllers are trusted with every subject.
@@ -71,6 +71,7 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
     publishes = [
         subjects.registry_entry(agent.hostname),
         subjects.acks_of_host(agent.hostname),
+        subjects.running(agent.hostname),
         subjects.result_records_of_host(agent.hostname),
         subjects.output_records_of_host(agent.hostname),
     ]

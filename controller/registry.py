@@ -33,6 +33,8 @@ class AgentEntry:
     heartbeat: Heartbeat
     expires_at: float
     """Watch time (see :meth:`Registry._now`) after which the agent counts as gone."""
+    heard_at: float = 0.0
+    """This controller's clock when the heartbeat was observed."""
 
 
 class Registry:
@@ -74,7 +76,7 @@ class Registry:
         if hostname not in self._agents:
             log.info("agent joined: %s", hostname)  # a validated hostname
         expires_at = self._now() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
-        self._agents[hostname] = AgentEntry(heartbeat, expires_at)
+        self._agents[hostname] = AgentEntry(heartbeat, expires_at, self._clock())
         self._notify()
 
     def refuse(self, key: str, reason: str) -> None:
@@ -99,6 +101,20 @@ class Registry:
         if entry is None or entry.expires_at <= self._now():
             return None
         return entry.heartbeat
+
+    def heard_at(self, hostname: str) -> float | None:
+        """When (this controller's clock) the agent's last heartbeat was observed."""
+        entry = self._agents.get(hostname)
+        return None if entry is None else entry.heard_at
+
+    def heard_since(self, since: float, *, besides: str) -> bool:
+        """Whether a heartbeat of an agent other than ``besides`` was observed at or
+        after ``since`` (this controller's clock)."""
+        return any(
+            entry.heard_at >= since
+            for hostname, entry in self._agents.items()
+            if hostname != besides
+        )
 
     def live(self) -> list[Heartbeat]:
         """Every live agent, sorted by hostname; forgets the expired ones."""

@@ -19,6 +19,8 @@ from schemas.decoding import (
     decode_reply,
     decode_result,
     decode_result_from,
+    decode_running_report,
+    decode_running_report_from,
 )
 from schemas.messages import (
     AuditRecord,
@@ -33,6 +35,7 @@ from schemas.messages import (
     Reply,
     ReplyRoute,
     ResultStatus,
+    RunningReport,
     encode,
 )
 from schemas.subjects import ANY_QUEUE_GROUP, DEFAULT_PREFIX, Subjects, encode_token
@@ -59,6 +62,7 @@ __all__ = [
     "Reply",
     "ReplyRoute",
     "ResultStatus",
+    "RunningReport",
     "ShellRequest",
     "Subjects",
     "Target",
@@ -79,6 +83,8 @@ __all__ = [
     "decode_reply",
     "decode_result",
     "decode_result_from",
+    "decode_running_report",
+    "decode_running_report_from",
     "encode",
     "encode_token",
     "parse_label",

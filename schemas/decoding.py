@@ -29,8 +29,9 @@ from schemas.messages import (
     JobRecord,
     OutputChunk,
     Reply,
+    RunningReport,
 )
-from schemas.untrusted import SHOWN_CHARS
+from schemas.untrusted import SHOWN_CHARS, shown
 
 MAX_WIRE_BYTES = 8 * 1024 * 1024
 """No nexec message is larger (NATS's own max_payload is 1 MiB by default, 64 MiB at most)."""
@@ -107,6 +108,7 @@ decode_cancel = _Decoder(CancelRequest)
 decode_chunk = _Decoder(OutputChunk)
 decode_audit = _Decoder(AuditRecord)
 decode_idempotency_claim = _Decoder(IdempotencyClaim)
+decode_running_report = _Decoder(RunningReport)
 
 
 SpokenT = TypeVar("SpokenT", ExecResult, ExecAck, OutputChunk)
@@ -140,3 +142,17 @@ decode_ack_from = _SpeakingFor(decode_ack, "ack")
 """An acknowledgement read from ``hostname``'s ack subject of ``job_id``."""
 decode_chunk_from = _SpeakingFor(decode_chunk, "output chunk")
 """An output chunk read from ``hostname``'s output record subject of ``job_id``."""
+
+
+def decode_running_report_from(data: bytes, *, hostname: str) -> RunningReport:
+    """A running report read from ``hostname``'s running subject.
+
+    Raises:
+        WireError: malformed (see above), or the payload names another host.
+    """
+    report = decode_running_report(data)
+    if report.hostname != hostname:
+        raise WireError(
+            f"running report on {hostname!r}'s subject names host {shown(report.hostname)}"
+        )
+    return report

@@ -209,6 +209,28 @@ class Heartbeat(
     """1, 5 and 15 minute load averages of the host."""
 
 
+MAX_RUNNING_JOB_IDS = 10_000
+"""Most job ids one running report lists (~400 KB of UUIDs); an agent holding more
+sends several reports."""
+
+
+class RunningReport(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.agent.v1.running"
+):
+    """An agent saying which jobs it holds (taken and not yet answered: running, or
+    waiting for a slot), one message per agent every ``interval_s`` while it holds any.
+    A controller gives up on a host that acknowledged a job and then fell silent."""
+
+    hostname: str
+    job_ids: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_JOB_ID_LENGTH)]],
+        msgspec.Meta(max_length=MAX_RUNNING_JOB_IDS),
+    ]
+    interval_s: float = 2.0
+    """Seconds until the next report (while any job is held)."""
+    sent_at: float = 0.0
+
+
 class IdempotencyClaim(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.idempotency.v1.claim"
 ):
@@ -229,6 +251,7 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     OutputChunk,
     AuditRecord,
     IdempotencyClaim,
+    RunningReport,
 )
 
 Reply = ExecAck | ExecResult

@@ -144,6 +144,28 @@ class Subjects:
         """Cancel requests, broadcast to every agent."""
         return f"{self.prefix}.cancel"
 
+    def running(self, hostname: str) -> str:
+        """Where an agent reports the jobs it is running (its NATS permission too)."""
+        return f"{self.prefix}.running.{encode_token(hostname)}"
+
+    def running_all(self) -> str:
+        return f"{self.prefix}.running.*"
+
+    def parse_running(self, subject: str) -> str:
+        """The hostname a running-report subject carries: the report's only identity.
+
+        Raises:
+            ValueError: ``subject`` is not a running-report subject, or its token is
+                not the one encoding of the name it decodes to.
+        """
+        stem, _, host_token = subject.rpartition(".")
+        if stem != f"{self.prefix}.running" or not host_token:
+            raise ValueError(f"not a running-report subject: {subject!r}")
+        hostname = decode_token(host_token)
+        if encode_token(hostname) != host_token:
+            raise ValueError(f"not the one encoding of its name: {subject!r}")
+        return hostname
+
     @property
     def _stem(self) -> str:
         """The prefix as one name token, for JetStream stream and bucket names."""

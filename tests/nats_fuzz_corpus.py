@@ -36,6 +36,7 @@ TAGS = {
     "record": "nexec.job.v1.record",
     "audit": "nexec.audit.v1.record",
     "heartbeat": "nexec.agent.v1.heartbeat",
+    "running": "nexec.agent.v1.running",
 }
 
 
@@ -180,6 +181,20 @@ def templates(
             [*others, {"stream": "stdin"}, {"offset": -1}, {"offset": 2**64}],
         ),
         "ack": (lambda: {"type": TAGS["ack"], **speaker()}, [*others, {"extra": [1] * 100}]),
+        "running": (
+            lambda: {
+                "type": TAGS["running"],
+                "hostname": speaker()["hostname"],
+                "job_ids": [job_id()],
+            },
+            [
+                {"hostname": "ghost"},
+                {"hostname": ""},
+                {"job_ids": [""]},
+                {"job_ids": "x"},
+                {"job_ids": ["x"] * 10_001},
+            ],
+        ),
         "record": (
             lambda: {"type": TAGS["record"], "job": corpus.job("_all"), "expected_hosts": ["web1"]},
             [

@@ -11,19 +11,39 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 from nats.aio.client import Client
 
-from agentd.orphans import ALREADY_ENDED, KILLED, boot_id, process_start_time
+from agentd.config import DEFAULT_BASE_ENV
+from agentd.orphans import ALREADY_ENDED, KILLED, SUFFIX, boot_id, process_start_time
+from controller.agent_watch import AGENT_LOST
+from schemas import Subjects
 from tests.conftest import (
     Controller,
     Fifo,
     MakeAgent,
+    MakeController,
     SpawnAgent,
     recorded_result,
     wait_gone,
 )
+from tests.test_agent_lost import until
+
+
+async def agents_own_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
+    """The first result record of the host that is not a controller's ``no_reply``."""
+    subscription = await nc.jetstream().subscribe(
+        Subjects().result_record(job_id, hostname), ordered_consumer=True
+    )
+    try:
+        while True:
+            result: dict[str, Any] = json.loads((await subscription.next_msg(timeout=20)).data)
+            if result["status"] != "no_reply":
+                return result
+    finally:
+        await subscription.unsubscribe()
 
 
 def running(pid: int) -> bool:
@@ -33,24 +53,47 @@ def running(pid: int) -> bool:
         return False
 
 
-async def test_a_restarted_agent_kills_the_job_a_killed_agent_left_running(
-    controller: Controller, spawn_agent: SpawnAgent, nc: Client, started: Fifo
+async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_restarts(
+    *,
+    make_controller: MakeController,
+    spawn_agent: SpawnAgent,
+    make_agent: MakeAgent,
+    nc: Client,
+    started: Fifo,
+    agent_state_dir: Path,
 ) -> None:
-    agent = spawn_agent("orphan-1")
-    await controller.wait_for_agents("orphan-1")
-    script = f"sleep 300 & echo $$ $! > {started.path}; wait"
-    submitted = await controller.request(
-        "POST", "/node/orphan-1/command/exec?wait=false",
-        json={"command": "sh", "args": ["-c", script], "timeout": 300},
-    )  # fmt: skip
-    job_id = submitted.body["job_id"]
+    """Killed mid-job (SIGKILL), the host is answered ``no_reply``, "agent lost while
+    running", long before the job's deadline, and the other host's result stands;
+    started again, the agent kills the job it left and records it ``failed``."""
+    controller = await make_controller(agent_lost_after_s=1.0)
+    victim_config = started.path.parent / "victim.toml"
+    victim_config.write_text(f'[base_env]\nPATH = "{DEFAULT_BASE_ENV["PATH"]}"\nROLE = "victim"\n')
+    agent = spawn_agent(
+        "orphan-1", "--config", str(victim_config), "--running-report-interval", "0.2"
+    )
+    await make_agent("survivor", heartbeat_interval_s=0.2, running_report_interval_s=0.2)
+    await controller.wait_for_agents("orphan-1", "survivor")
+    script = f'[ "$ROLE" = victim ] || exit 0; sleep 300 & echo $$ $! > {started.path}; wait'
+    body = {"command": "sh", "args": ["-c", script], "timeout": 300}
+    answer = asyncio.create_task(controller.exec("_all", body))
     [line] = await started.lines(1)
     shell, child = (int(pid) for pid in line.split())
     group = psutil.Process(shell)  # is_running() below knows a reused pid
 
     try:
+        # The agent notes the process just after it started: after that, kill it.
+        await until(lambda: any((agent_state_dir / "orphan-1").glob(f"*{SUFFIX}")))
         agent.stop(signum=signal.SIGKILL)
         assert running(shell) and running(child), "the job died with its agent"
+        response = await answer
+        results = {item["hostname"]: item for item in response.body["results"]}
+        assert (results["survivor"]["status"], results["survivor"]["exit_code"]) == (
+            "completed",
+            0,
+        )
+        lost = results["orphan-1"]
+        assert lost["status"] == "no_reply"
+        assert lost["error"].startswith(AGENT_LOST), lost  # not the deadline's words
 
         spawn_agent("orphan-1")  # the same state_dir
         assert wait_gone(shell), "the restarted agent left the job's process running"
@@ -58,12 +101,12 @@ async def test_a_restarted_agent_kills_the_job_a_killed_agent_left_running(
     finally:
         if group.is_running():
             os.killpg(shell, signal.SIGKILL)
-    result = await recorded_result(nc, job_id, "orphan-1")
-    assert result["status"] == "failed"
-    assert result["error"] == KILLED
+    job_id = response.body["job_id"]
+    result = await agents_own_result(nc, job_id, "orphan-1")
+    assert (result["status"], result["error"]) == ("failed", KILLED)
     job = await controller.request("GET", f"/job/{job_id}")
-    assert job.body["state"] == "failed"
-    assert [item["error"] for item in job.body["results"]] == [KILLED]
+    orphan = [item for item in job.body["results"] if item["hostname"] == "orphan-1"]
+    assert ("failed", KILLED) in [(item["status"], item["error"]) for item in orphan]
 
 
 def test_an_unusable_state_dir_exits_2_with_a_clear_message(tmp_path: Path) -> None:

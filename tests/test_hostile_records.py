@@ -26,6 +26,8 @@ from schemas import (
     decode_reply,
     decode_result,
     decode_result_from,
+    decode_running_report,
+    decode_running_report_from,
 )
 from schemas.decoding import MAX_WIRE_BYTES
 from tests.conftest import Controller, MakeAgent, recorded_result
@@ -42,6 +44,7 @@ DECODERS = [
     decode_audit,
     decode_idempotency_claim,
     decode_reply,
+    decode_running_report,
 ]
 
 
@@ -94,6 +97,21 @@ def test_a_record_speaks_only_for_the_host_and_job_of_its_subject() -> None:
     ack = b'{"type":"nexec.exec.v1.ack","job_id":"j1","hostname":"h2"}'
     with pytest.raises(WireError):
         decode_ack_from(ack, job_id="j1", hostname="h1")
+
+
+def test_a_running_report_speaks_only_for_the_host_of_its_subject() -> None:
+    report = b'{"type":"nexec.agent.v1.running","hostname":"h2","job_ids":["j1"]}'
+    assert decode_running_report_from(report, hostname="h2").job_ids == ["j1"]
+    with pytest.raises(WireError, match="names host 'h2'"):
+        decode_running_report_from(report, hostname="h1")
+    empty_id = b'{"type":"nexec.agent.v1.running","hostname":"h2","job_ids":[""]}'
+    with pytest.raises(WireError):
+        decode_running_report_from(empty_id, hostname="h2")
+    subjects = Subjects()
+    assert subjects.parse_running(subjects.running("web1.example.com")) == "web1.example.com"
+    for subject in ("nexec.running", "nexec.running.h_31", "nexec.ack.j.h1", "nexec.running.a.b"):
+        with pytest.raises(ValueError):
+            subjects.parse_running(subject)
 
 
 async def output_events(controller: Controller, job_id: str) -> list[dict[str, Any]]:

@@ -46,8 +46,10 @@ async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
 async def test_a_result_that_cannot_be_recorded_yet_is_retried_until_it_is(
     nc: Client, make_controller: MakeController, make_agent: MakeAgent
 ) -> None:
-    controller = await make_controller(state_check_interval_s=3600)  # the test remakes it
-    agent = await make_agent("a1", result_retry_s=60)
+    # The test remakes the stream. The agent, reporting the job until its result is
+    # recorded, is never given up as lost meanwhile.
+    controller = await make_controller(state_check_interval_s=3600, agent_lost_after_s=0.5)
+    agent = await make_agent("a1", result_retry_s=60, running_report_interval_s=0.1)
     await controller.wait_for_agents("a1")
     await nc.jetstream().delete_stream(SUBJECTS.results_stream())
 

@@ -33,7 +33,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentd.agent import Agent
-from controller.appkeys import DISPATCHER, REGISTRY_FEED
+from controller.appkeys import AGENT_WATCH, DISPATCHER, REGISTRY_FEED
 from schemas import Subjects, decode_cancel, parse_target
 from schemas.signing import JobSigner, write_seed_file
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
@@ -192,7 +192,7 @@ async def fuzz_agents(nc: Client, corpus: Corpus) -> int:
 
 
 async def fuzz_records(nc: Client, corpus: Corpus) -> None:
-    """``PER_TARGET`` messages to each kind of record subject and to the ack subjects,
+    """``PER_TARGET`` messages to each kind of record subject, to the ack and running subjects,
     on the subjects of real and unknown hosts and jobs, and on malformed tokens."""
     rng = corpus.rng
     hosts = [*sorted(AGENTS), "ghost"]
@@ -204,6 +204,7 @@ async def fuzz_records(nc: Client, corpus: Corpus) -> None:
         "result": lambda: SUBJECTS.result_record(job_id(), rng.choice(hosts)),
         "chunk": lambda: SUBJECTS.output_record(job_id(), rng.choice(hosts)),
         "ack": lambda: SUBJECTS.ack(job_id(), rng.choice(hosts)),
+        "running": lambda: SUBJECTS.running(rng.choice(hosts)),
         "record": lambda: SUBJECTS.job_record(job_id()),
         "audit": SUBJECTS.audit_record,
     }
@@ -260,6 +261,7 @@ async def test_the_fleet_survives_a_fuzz_of_every_subject(
     assert forbidden == []
     assert controller.app[REGISTRY_FEED].following
     assert controller.registry.refused > PER_TARGET // 2  # the rest were replaced or refused
+    assert controller.app[AGENT_WATCH].dropped["invalid running report"] > 0
     assert [r.getMessage() for r in caplog.records if "agent left" in r.getMessage()] == []
     nodes = await controller.request("GET", "/node")
     assert nodes.status == 200, nodes.body

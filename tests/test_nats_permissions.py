@@ -172,3 +172,15 @@ async def test_clients_without_a_certificate_are_refused(locked_nats: LockedNats
         assert with_certificate.is_connected
     finally:
         await with_certificate.close()
+
+
+async def test_an_agent_reports_running_jobs_only_on_its_own_subject(
+    as_agent: tuple[Client, asyncio.Queue[str]],
+) -> None:
+    client, errors = as_agent
+    await client.publish("nexec.running.web1", b"{}")
+    await client.publish("nexec.running.db1", b"{}")
+    await client.flush()
+    error = await asyncio.wait_for(errors.get(), 10)
+    assert 'permissions violation for publish to "nexec.running.db1"' in error.lower()
+    assert errors.empty()  # its own subject was allowed

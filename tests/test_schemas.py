@@ -41,6 +41,7 @@ def test_subjects_follow_the_documented_tree() -> None:
     assert subjects.registry_key("h1.example.com") == "h1_2Eexample_2Ecom"
     assert subjects.job_record("j-1") == "nexec.record.job.j-1"
     assert subjects.result_record("j-1", "h.x") == "nexec.record.result.j-1.h_2Ex"
+    assert subjects.running("h.x") == "nexec.running.h_2Ex"
     assert Subjects("acme.nexec").jobs_stream() == "acme_nexec_jobs"
     assert subjects.exec_target(parse_target("role:web,env:dev")) == "nexec.exec.label.env.dev"
     with pytest.raises(ValueError, match="invalid subject prefix"):
@@ -78,6 +79,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
     assert written == [
         "http-api.json",
         "nexec.agent.v1.heartbeat.json",
+        "nexec.agent.v1.running.json",
         "nexec.audit.v1.record.json",
         "nexec.exec.v1.ack.json",
         "nexec.exec.v1.job.json",

@@ -1,0 +1,152 @@
+"""A dead agent is known in seconds, even mid-job, and only a dead agent: agents report
+the jobs they hold, a controller gives up on a host that fell silent (``no_reply``,
+"agent lost while running") before the deadline, but never while NATS is frozen, never
+while the host keeps reporting, and never on the word of another host. (The agent
+killed with SIGKILL, and its orphan, are in test_agent_orphans.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from controller.agent_watch import AGENT_LOST, AgentWatch
+from controller.appkeys import AGENT_WATCH, DISPATCHER
+from schemas import RunningReport, Subjects, encode
+from tests.conftest import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    MakeAgent,
+    MakeController,
+    NatsServer,
+    Response,
+    SpawnAgent,
+)
+from tests.test_frozen_nats import frozen
+
+LOST_AFTER_S = 1.0
+REPORT_INTERVAL_S = 0.1
+GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
+SUBJECTS = Subjects()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Poll ``condition`` until it holds. Raises: TimeoutError: not within ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+def watch_of(controller: Controller) -> AgentWatch:
+    return controller.app[AGENT_WATCH]
+
+
+def acked_job(controller: Controller, hostname: str) -> str | None:
+    """The id of a job being collected that ``hostname`` acknowledged, if any."""
+    collectors = controller.app[DISPATCHER].collectors
+    return next((job_id for job_id, c in collectors.items() if hostname in c.acked), None)
+
+
+@contextlib.asynccontextmanager
+async def gated_exec(
+    controller: Controller, target: str, gate: Path
+) -> AsyncIterator[asyncio.Task[Response]]:
+    """An exec on ``target`` of a job that runs until ``gate`` is removed (the caller
+    does that); the answer's future, once ``target`` acknowledged it."""
+    os.mkdir(gate)
+    body = {"command": "sh", "args": ["-c", GATED, str(gate)], "timeout": 60}
+    answer = asyncio.create_task(controller.exec(target, body))
+    try:
+        await until(lambda: acked_job(controller, target) is not None)
+        yield answer
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(gate)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+
+
+async def test_a_frozen_nats_server_never_makes_an_agent_lost(
+    nats_server: NatsServer, make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
+    await make_agent("steady", running_report_interval_s=REPORT_INTERVAL_S)
+    await controller.wait_for_agents("steady")
+    watch = watch_of(controller)
+    gate = tmp_path / "gate"
+    async with gated_exec(controller, "steady", gate) as answer:
+        with frozen(nats_server):
+            # Frozen until the watch has seen the host silent for longer than the
+            # threshold (and held back its verdict).
+            await until(lambda: watch.withheld > 0)
+        os.rmdir(gate)
+        response = await answer
+    [result] = response.body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "real\n"), result
+    assert watch.lost == 0
+
+
+async def test_a_host_that_keeps_reporting_is_never_lost(
+    make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    """Alone in the fleet, with its heartbeats far apart: only its reports keep it."""
+    controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
+    await make_agent("busy", running_report_interval_s=REPORT_INTERVAL_S)
+    await controller.wait_for_agents("busy")
+    watch = watch_of(controller)
+    async with gated_exec(controller, "busy", tmp_path / "gate") as answer:
+        # Reports over three times the threshold while the job runs.
+        await until(lambda: watch.reports >= 3 * LOST_AFTER_S / REPORT_INTERVAL_S)
+        os.rmdir(tmp_path / "gate")
+        response = await answer
+    [result] = response.body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "real\n"), result
+    assert watch.lost == 0
+
+
+async def test_forged_reports_do_not_keep_a_killed_agent_alive(
+    make_controller: MakeController, spawn_agent: SpawnAgent, nc: Client, started: Fifo
+) -> None:
+    """Another host's reports listing the job, or naming the dead host, count for nothing
+    (reports on the dead host's own subject are for the NATS permissions to refuse:
+    test_nats_permissions)."""
+    controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
+    agent = spawn_agent("victim", "--running-report-interval", str(REPORT_INTERVAL_S))
+    await controller.wait_for_agents("victim")
+    script = f"echo $$ > {started.path}; exec sleep 300"
+    answer = asyncio.create_task(
+        controller.exec("victim", {"command": "sh", "args": ["-c", script], "timeout": 300})
+    )
+    [line] = await started.lines(1)
+    group = int(line)
+    await until(lambda: acked_job(controller, "victim") is not None)
+    job_id = acked_job(controller, "victim")
+    assert job_id is not None
+
+    async def forge() -> None:
+        while True:
+            for hostname in ("victim", "forger"):  # naming the victim; listing its job
+                report = RunningReport(hostname=hostname, job_ids=[job_id])
+                await nc.publish(SUBJECTS.running("forger"), encode(report))
+            await asyncio.sleep(REPORT_INTERVAL_S / 2)  # a forger's pace, not a wait
+
+    forger = asyncio.create_task(forge())
+    try:
+        agent.stop(signum=signal.SIGKILL)
+        response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+    finally:
+        forger.cancel()
+        await asyncio.wait({forger})
+        os.killpg(group, signal.SIGKILL)
+    [result] = response.body["results"]
+    assert result["status"] == "no_reply"
+    assert result["error"].startswith(AGENT_LOST), result
+    assert watch_of(controller).dropped["invalid running report"] > 0
