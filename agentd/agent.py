@@ -34,6 +34,11 @@ from agentd.recorder import ResultRecorder
 from agentd.replies import encode_to_fit
 from agentd.running_report import RunningReporter
 from agentd.stops import StopSignals
+from runtime.connection import close_within, drain_or_close
+from runtime.jetstream import KV_DELETE_HEADERS
+from runtime.settings import server_urls
+from runtime.signing import SignatureRejected, SignatureVerifier
+from runtime.streamwriter import MSG_TTL_HEADER, StreamWriter
 from schemas import (
     ANY_QUEUE_GROUP,
     ExecAck,
@@ -52,11 +57,6 @@ from schemas import (
     encode,
     parse_target,
 )
-from schemas.connection import close_within, drain_or_close
-from schemas.jetstream import KV_DELETE_HEADERS
-from schemas.settings import server_urls
-from schemas.signing import SignatureRejected, SignatureVerifier
-from schemas.streamwriter import MSG_TTL_HEADER, StreamWriter
 
 log = logging.getLogger("nexec.agentd")
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pydantic
 
+from runtime.settings import NatsClientSettings, setting
+from runtime.signing import decode_public_key
 from schemas import DEFAULT_PREFIX, parse_label
 from schemas.registry_entry import (
     MAX_AGENT_LABELS,
     MAX_HEARTBEAT_INTERVAL_S,
     MIN_HEARTBEAT_INTERVAL_S,
 )
-from schemas.settings import NatsClientSettings, setting
-from schemas.signing import decode_public_key
 from schemas.subjects import Subjects
 from schemas.targets import validate_hostname
 

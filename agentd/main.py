@@ -16,7 +16,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.orphans import RunningJobs
 from agentd.policy import Policy, PolicyError
-from schemas.settings import SettingsError, add_setting_flags, given_flags, load_settings
+from runtime.settings import SettingsError, add_setting_flags, given_flags, load_settings
 
 log = logging.getLogger("nexec.agentd")
 

@@ -13,8 +13,8 @@ import logging
 
 import nats.errors
 
-from schemas.retry import keep_trying
-from schemas.streamwriter import StreamWriter
+from runtime.retry import keep_trying
+from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.agentd.recorder")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from controller.processes import ManagedProcess
+from nexec.dev.processes import ManagedProcess
 
 READY_RE = re.compile(r"^ready (?P<value>\d+)")
 STARTUP_TIMEOUT_S = 600.0

@@ -20,7 +20,7 @@ from agentd.main import install_child_watcher
 from bench.common import Sizes, run_load, start_child
 from bench.fanout import SUBJECT as FANOUT_SUBJECT
 from bench.loadgen import percentile
-from controller.processes import start_nats_server
+from nexec.dev.processes import start_nats_server
 
 
 async def _spawn_once() -> float:

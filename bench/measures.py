@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Sizes, rss_mb, run_load, start_child
-from controller.devstack import CONTROLLER_READY_RE
-from controller.keys import PERMISSIONS, create_key
-from controller.processes import ManagedProcess, start_nats_server
+from controller.keys.store import PERMISSIONS, create_key
+from nexec.dev.processes import ManagedProcess, start_nats_server
+from nexec.dev.stack import CONTROLLER_READY_RE
 
 AGENTS_PER_FLEET_PROCESS = 2500
 STARTUP_TIMEOUT_S = 600.0

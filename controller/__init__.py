@@ -2,6 +2,6 @@
 
 from controller.app import create_app
 from controller.config import ControllerConfig
-from controller.keys import ApiKey, KeyStore, create_key
+from controller.keys.store import ApiKey, KeyStore, create_key
 
 __all__ = ["ApiKey", "ControllerConfig", "KeyStore", "create_app", "create_key"]

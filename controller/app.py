@@ -9,7 +9,6 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from controller.agent_watch import AgentWatch
 from controller.appkeys import (
     AGENT_WATCH,
     AUDIT,
@@ -30,35 +29,36 @@ from controller.appkeys import (
     STREAM_WRITER,
     VERDICTS,
 )
-from controller.audit import AuditLog
-from controller.audit_routes import audit_routes
 from controller.config import ControllerConfig
-from controller.dispatch import Dispatcher
-from controller.httpserver import connection_middleware
-from controller.idempotency import IdempotencyKeys
-from controller.job_routes import job_routes
-from controller.keyreload import KeysReloader
-from controller.keys import KeyStore
-from controller.lifecycle import Lifecycle
-from controller.middleware import (
+from controller.http.audit_routes import audit_routes
+from controller.http.job_routes import job_routes
+from controller.http.middleware import (
     audit_middleware,
     auth_middleware,
     error_middleware,
     lifecycle_middleware,
 )
+from controller.http.node_routes import node_routes
+from controller.http.openapi import openapi_document
+from controller.http.operations import Operations
+from controller.http.ratelimit import RateLimiter
+from controller.http.routes import routes
+from controller.http.server import connection_middleware
+from controller.jobs.agent_watch import AgentWatch
+from controller.jobs.audit import AuditLog
+from controller.jobs.dispatch import Dispatcher
+from controller.jobs.idempotency import IdempotencyKeys
+from controller.jobs.records import JobStore
+from controller.jobs.verdicts import VerdictRecorder
+from controller.keys.reload import KeysReloader
+from controller.keys.store import KeyStore
+from controller.lifecycle import Lifecycle
 from controller.natslink import LinkState, NatsLink
-from controller.node_routes import node_routes
-from controller.openapi import openapi_document
-from controller.operations import Operations
-from controller.ratelimit import RateLimiter
-from controller.records import JobStore
-from controller.registry import Registry
-from controller.registry_feed import RegistryFeed
-from controller.routes import routes
+from controller.registry.feed import RegistryFeed
+from controller.registry.view import Registry
 from controller.statekeeper import StateKeeper
-from controller.verdicts import VerdictRecorder
-from schemas.signing import JobSigner
-from schemas.streamwriter import StreamWriter
+from runtime.signing import JobSigner
+from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
@@ -71,7 +71,7 @@ NatsSetup = Callable[[Client], Awaitable[None]]
 def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts.
     ``keys`` stays its key store: reloads of ``config.keys_file`` replace its content.
-    With ``job_signing_key_file`` set, every job it publishes is signed (schemas/signing.py).
+    With ``job_signing_key_file`` set, every job it publishes is signed (runtime/signing.py).
 
     Raises:
         SigningKeyError: the signing key file cannot be read or holds no user seed.

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.agent_watch import AgentWatch
-from controller.audit import AuditDetails, AuditLog
 from controller.config import ControllerConfig
-from controller.dispatch import Dispatcher
-from controller.idempotency import IdempotencyKeys
-from controller.keyreload import KeysReloader
-from controller.keys import ApiKey, KeyStore
+from controller.http.operations import Operations
+from controller.http.ratelimit import RateLimiter
+from controller.jobs.agent_watch import AgentWatch
+from controller.jobs.audit import AuditDetails, AuditLog
+from controller.jobs.dispatch import Dispatcher
+from controller.jobs.idempotency import IdempotencyKeys
+from controller.jobs.records import JobStore
+from controller.jobs.verdicts import VerdictRecorder
+from controller.keys.reload import KeysReloader
+from controller.keys.store import ApiKey, KeyStore
 from controller.lifecycle import Lifecycle
 from controller.natslink import NatsLink
-from controller.operations import Operations
-from controller.ratelimit import RateLimiter
-from controller.records import JobStore
-from controller.registry import Registry
-from controller.registry_feed import RegistryFeed
+from controller.registry.feed import RegistryFeed
+from controller.registry.view import Registry
 from controller.statekeeper import StateKeeper
-from controller.verdicts import VerdictRecorder
-from schemas.streamwriter import StreamWriter
+from runtime.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
 KEYS = web.AppKey("keys", KeyStore)
@@ -39,7 +39,7 @@ AUDIT = web.AppKey("audit", AuditLog)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
 OPERATIONS = web.AppKey("operations", Operations)
-"""Every HTTP operation the app serves (controller.operations)."""
+"""Every HTTP operation the app serves (controller.http.operations)."""
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
 API_KEY = web.RequestKey("api_key", ApiKey)

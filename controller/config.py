@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pydantic
 
-from controller.validation import whole_number
+from controller.http.validation import whole_number
+from runtime.settings import NatsClientSettings, setting
 from schemas import DEFAULT_PREFIX, Subjects
 from schemas.limits import MAX_DELIVERY_MARGIN_S
-from schemas.settings import NatsClientSettings, setting
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

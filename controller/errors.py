@@ -15,7 +15,7 @@
     ├── TooManyConnections   503 the connection is over http_max_connections
     └── ShuttingDown         503 the controller is draining (SIGTERM)
 
-The middleware in :mod:`controller.middleware` turns each into
+The middleware in :mod:`controller.http.middleware` turns each into
 ``{"error", "details", "code"}``; anything else becomes a 500 whose
 traceback goes to the log only.
 """
@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import nats.errors
 
-from schemas.jetstream import is_storage_full
+from runtime.jetstream import is_storage_full
 
 
 class ApiError(Exception):

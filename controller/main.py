@@ -16,11 +16,11 @@ from aiohttp import web
 from controller.app import create_app
 from controller.appkeys import KEYS_RELOADER, LIFECYCLE, REGISTRY
 from controller.config import ControllerConfig
-from controller.httpserver import make_runner
-from controller.keys import KeysFileError, KeyStore
+from controller.http.server import make_runner
+from controller.keys.store import KeysFileError, KeyStore
+from runtime.settings import SettingsError, add_setting_flags, given_flags, load_settings
+from runtime.signing import SigningKeyError
 from schemas.limits import MAX_TIMEOUT_S
-from schemas.settings import SettingsError, add_setting_flags, given_flags, load_settings
-from schemas.signing import SigningKeyError
 
 log = logging.getLogger("nexec.controller")
 

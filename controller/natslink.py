@@ -20,8 +20,8 @@ import nats.errors
 from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
-from schemas.connection import close_within, drain_or_close
-from schemas.settings import server_urls
+from runtime.connection import close_within, drain_or_close
+from runtime.settings import server_urls
 
 log = logging.getLogger("nexec.controller.nats")
 

@@ -13,7 +13,7 @@ from schemas.messages import AuditRecord, ExecResult, Heartbeat
 MAX_ENV_VARS = 64
 
 # The rules of the request strings, as patterns: the OpenAPI document carries them and
-# controller/validation.py enforces them (re.fullmatch, with a message of its own).
+# controller/http/validation.py enforces them (re.fullmatch, with a message of its own).
 # Explicit character classes only: regex engines disagree on what \s and \d match.
 WHITESPACE_CHARS = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 """A character class body: what ``str.isspace`` calls whitespace."""

@@ -31,10 +31,10 @@ from agentd.config import AgentConfig
 from agentd.executor import Executor
 from controller import ControllerConfig, KeyStore, create_app, create_key
 from controller.appkeys import NATS_LINK, REGISTRY
-from controller.httpserver import make_runner
-from controller.keys import PERMISSIONS
-from controller.processes import ManagedProcess, start_nats_server
-from controller.registry import Registry
+from controller.http.server import make_runner
+from controller.keys.store import PERMISSIONS
+from controller.registry.view import Registry
+from nexec.dev.processes import ManagedProcess, start_nats_server
 
 STARTUP_TIMEOUT_S = 20.0
 AGENT_READY_RE = re.compile(r"nexec-agentd ready")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.natsauth import AgentSpec, write_nats_auth
+from nexec.provision.natsauth import AgentSpec, write_nats_auth
+from runtime.settings import NatsClientSettings
 from schemas import Subjects
-from schemas.settings import NatsClientSettings
 
 DEPLOY_NATS = Path(__file__).parent.parent / "deploy" / "nats"
 TLS_HOSTS = ["localhost", "127.0.0.1"]

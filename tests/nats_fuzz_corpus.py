@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner
 from schemas import Subjects, WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
-from schemas.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner
 
 SUBJECTS = Subjects()
 PER_TARGET = 2000

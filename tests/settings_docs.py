@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from agentd.config import AgentConfig
 from controller.config import ControllerConfig
-from schemas.settings import (
+from runtime.settings import (
     NatsClientSettings,
     declared,
     flag_of,
@@ -57,7 +57,7 @@ TARGETS = [
     Target("agent", AgentConfig, "agentd/config.py",
            ROOT / "deploy/examples/agent.toml", "nexec-agentd"),
 ]  # fmt: skip
-NATS_TABLE = ("nats", NatsClientSettings, "schemas/settings.py", NATS_FIELDS)
+NATS_TABLE = ("nats", NatsClientSettings, "runtime/settings.py", NATS_FIELDS)
 
 
 def begin_marker(name: str, source: str) -> str:
@@ -152,7 +152,7 @@ def example_file(target: Target) -> str:
     file = f"/etc/nexec/{target.example.name}"
     lines = [
         f"# {target.command} --config {file}",
-        f"# Made by `make docs` from {target.source} and schemas/settings.py: edit the fields "
+        f"# Made by `make docs` from {target.source} and runtime/settings.py: edit the fields "
         "there.",
         "# Every key is also NEXEC_<KEY> in the environment and --<key> (dashes for underscores)",
         "# on the command line; flags beat the environment, which beats this file.",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from controller.agent_watch import AGENT_LOST, AgentWatch
 from controller.appkeys import AGENT_WATCH, DISPATCHER
+from controller.jobs.agent_watch import AGENT_LOST, AgentWatch
 from schemas import RunningReport, Subjects, encode
 from tests.conftest import (
     STARTUP_TIMEOUT_S,

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from controller.processes import ManagedProcess
+from nexec.dev.processes import ManagedProcess
 from tests.conftest import Controller, SpawnAgent
 
 

@@ -19,9 +19,9 @@ from nats.aio.client import Client
 
 from controller import create_key
 from controller.appkeys import AUDIT
-from controller.devstack import CONTROLLER_READY_RE
-from controller.keys import PERMISSIONS
-from controller.processes import ManagedProcess
+from controller.keys.store import PERMISSIONS
+from nexec.dev.processes import ManagedProcess
+from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import Subjects
 from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, recorded_result
 from tests.test_live_output import read_events

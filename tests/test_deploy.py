@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main as cli_main
-from schemas.signing import JobSigner
+from nexec.cli import main as cli_main
+from runtime.signing import JobSigner
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

@@ -17,16 +17,16 @@ import aiohttp
 import psutil
 import pytest
 
-from controller import pdeathsig
-from controller.devworkdir import dev_work_dir, remove_stale_work_dirs
-from controller.processes import ManagedProcess
+from nexec.dev import pdeathsig
+from nexec.dev.processes import ManagedProcess
+from nexec.dev.workdir import dev_work_dir, remove_stale_work_dirs
 from tests.conftest import wait_gone
 
 BANNER_END_RE = re.compile(r"Ctrl-C stops everything")
 
 
 def start_dev() -> ManagedProcess:
-    argv = [sys.executable, "-m", "controller.cli", "dev", "--port", "0"]
+    argv = [sys.executable, "-m", "nexec.cli", "dev", "--port", "0"]
     return ManagedProcess(argv, name="dev")
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 
 from controller import create_key
-from controller.devstack import CONTROLLER_READY_RE
-from controller.keys import PERMISSIONS
-from controller.processes import ManagedProcess
+from controller.keys.store import PERMISSIONS
+from nexec.dev.processes import ManagedProcess
+from nexec.dev.stack import CONTROLLER_READY_RE
 from tests.conftest import Fifo, MakeAgent, NatsServer
 
 

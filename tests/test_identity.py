@@ -20,10 +20,10 @@ from nats.aio.msg import Msg
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import DISPATCHER, JOB_STORE
-from controller.dispatch import Collector
-from controller.records import MAX_ANY_RESULT_RECORDS
+from controller.jobs.dispatch import Collector
+from controller.jobs.records import MAX_ANY_RESULT_RECORDS
+from runtime.signing import JobSigner
 from schemas import Subjects
-from schemas.signing import JobSigner
 from tests.conftest import Controller, MakeController, Response
 from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
 

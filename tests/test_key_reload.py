@@ -19,11 +19,11 @@ import aiohttp
 import pytest
 
 from controller import KeyStore, create_key
-from controller.cli import main as nexec_main
-from controller.devstack import CONTROLLER_READY_RE
-from controller.keyreload import KeysReloader
-from controller.keys import PERMISSIONS, KeyExpired, parse_duration
-from controller.processes import ManagedProcess
+from controller.keys.reload import KeysReloader
+from controller.keys.store import PERMISSIONS, KeyExpired, parse_duration
+from nexec.cli import main as nexec_main
+from nexec.dev.processes import ManagedProcess
+from nexec.dev.stack import CONTROLLER_READY_RE
 from tests.conftest import STARTUP_TIMEOUT_S, MakeController, NatsServer
 
 POLL_INTERVAL_S = 0.05

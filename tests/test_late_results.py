@@ -12,8 +12,8 @@ from typing import Any
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.jobs import job_view
-from controller.processes import start_nats_server
+from controller.jobs.outcome import job_view
+from nexec.dev.processes import start_nats_server
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController

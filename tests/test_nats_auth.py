@@ -11,7 +11,7 @@ import pytest
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import NATS_LINK
-from controller.processes import start_nats_server
+from nexec.dev.processes import start_nats_server
 from tests.conftest import MakeController
 
 

@@ -21,9 +21,9 @@ import pytest
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.processes import ManagedProcess, start_nats_server
+from nexec.dev.processes import ManagedProcess, start_nats_server
+from runtime.jetstream import ensure_registry
 from schemas import Subjects
-from schemas.jetstream import ensure_registry
 from tests.conftest import MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
 

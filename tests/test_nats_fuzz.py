@@ -34,8 +34,8 @@ from nats.aio.msg import Msg
 
 from agentd.agent import Agent
 from controller.appkeys import AGENT_WATCH, DISPATCHER, REGISTRY_FEED
+from runtime.signing import JobSigner, write_seed_file
 from schemas import Subjects, decode_cancel, parse_target
-from schemas.signing import JobSigner, write_seed_file
 from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.nats_fuzz_corpus import (
     AGENTS,

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.processes import start_nats_server
+from nexec.dev.processes import start_nats_server
 from tests.conftest import MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
 

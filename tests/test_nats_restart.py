@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
-from controller.processes import start_nats_server
+from nexec.dev.processes import start_nats_server
 from tests.conftest import MakeAgent, MakeController
 
 RECOVERY_BOUND_S = 10.0

@@ -29,9 +29,9 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from controller.app import API
-from controller.devstack import CONTROLLER_READY_RE
-from controller.keys import PERMISSIONS, create_key
-from controller.processes import ManagedProcess
+from controller.keys.store import PERMISSIONS, create_key
+from nexec.dev.processes import ManagedProcess
+from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import TargetSyntaxError, parse_target
 from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
 from schemas.targets import target_json_schema

@@ -1,4 +1,4 @@
-"""Routes declared once (controller.operations): the router, the permission check, the
+"""Routes declared once (controller.http.operations): the router, the permission check, the
 public endpoints, the 429s and the OpenAPI document all follow the declarations."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from controller.app import API
 from controller.appkeys import OPERATIONS
-from controller.keys import PERMISSIONS
-from controller.openapi import openapi_document
-from controller.operations import Operation, Operations
+from controller.http.openapi import openapi_document
+from controller.http.operations import Operation, Operations
+from controller.keys.store import PERMISSIONS
 from schemas.jsonschema import HTTP_TYPES
 from tests.conftest import Controller, MakeController
 

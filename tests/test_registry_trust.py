@@ -24,9 +24,9 @@ from nats.js import JetStreamContext
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.processes import start_nats_server
-from controller.registry import Registry
-from controller.registry_feed import RegistryFeed
+from controller.registry.feed import RegistryFeed
+from controller.registry.view import Registry
+from nexec.dev.processes import start_nats_server
 from schemas import Subjects
 from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname

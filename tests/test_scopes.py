@@ -13,7 +13,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from controller.appkeys import AUDIT, JOB_STORE
-from controller.records import PAGE_READS_PER_ITEM
+from controller.jobs.records import PAGE_READS_PER_ITEM
 from schemas import ExecJob, JobRecord, encode
 from tests.conftest import Controller, Fifo, MakeAgent, MakeController, Response, recorded_result
 

@@ -10,10 +10,10 @@ import pytest
 
 from agentd.config import AgentConfig
 from controller import ControllerConfig, KeyStore
-from controller.cli import main as nexec_main
-from controller.keys import KeysFileError, create_key
-from schemas.settings import SettingsError, load_settings, server_urls
-from schemas.signing import write_seed_file
+from controller.keys.store import KeysFileError, create_key
+from nexec.cli import main as nexec_main
+from runtime.settings import SettingsError, load_settings, server_urls
+from runtime.signing import write_seed_file
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from agentd.config import AgentConfig
 from agentd.main import parse_args as agent_args
 from controller.config import ControllerConfig
 from controller.main import parse_args as controller_args
-from schemas.settings import declared, given_flags
-from schemas.signing import JobSigner, create_seed
+from runtime.settings import declared, given_flags
+from runtime.signing import JobSigner, create_seed
 
 NATS_OLD_FLAGS: list[tuple[list[str], str, Any]] = [
     (["--nats-user", "u"], "nats_user", "u"),
@@ -169,4 +169,4 @@ def test_every_setting_is_declared_with_its_help(model: type[pydantic.BaseModel]
         for name, info in model.model_fields.items()
         if not info.description or "aliases" not in declared(info)
     ]
-    assert not undeclared, f"declare these with schemas.settings.setting(): {undeclared}"
+    assert not undeclared, f"declare these with runtime.settings.setting(): {undeclared}"

@@ -19,8 +19,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
 from schemas import ExecJob, encode
-from schemas.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
 from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
 
 HOST_SUBJECT = "nexec.exec.host.h1"

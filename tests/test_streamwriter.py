@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from schemas.streamwriter import StreamWriter
+from runtime.streamwriter import StreamWriter
 
 STREAM = StreamConfig(name="WRITES", subjects=["writes.>"])
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: server, middleware, request parsing, routes and the OpenAPI document."""

@@ -1,0 +1,349 @@
+"""The exec endpoint, health and the OpenAPI document.
+
+Authentication and each operation's permission are checked in the middleware, from
+the declarations here (controller.http.operations); each handler checks its target, then
+works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import msgspec
+from aiohttp import web
+
+from controller.appkeys import (
+    API_KEY,
+    AUDIT_DETAILS,
+    CONFIG,
+    DISPATCHER,
+    IDEMPOTENCY,
+    JOB_STORE,
+    LIFECYCLE,
+    NATS_LINK,
+    OPENAPI_DOCUMENT,
+    REGISTRY,
+    REGISTRY_FEED,
+)
+from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound, StorageFull
+from controller.http.body import read_json_body
+from controller.http.middleware import audit_before_action, json_response
+from controller.http.openapi import TARGET
+from controller.http.operations import Operations, parameter
+from controller.http.validation import (
+    parse_exec_request,
+    parse_shell_request,
+    parse_target_text,
+    whole_number,
+)
+from controller.jobs.audit import AuditDetails
+from controller.jobs.dispatch import Collected
+from controller.jobs.outcome import job_view
+from controller.keys.store import ApiKey
+from controller.natslink import LinkState
+from schemas import (
+    ExecJob,
+    ExecRequest,
+    ExecResponse,
+    HealthResponse,
+    JobRecord,
+    ReplyRoute,
+    ShellRequest,
+    Target,
+    TargetKind,
+)
+from schemas.api import JobState
+from schemas.limits import MAX_TIMEOUT_S
+
+routes = Operations()
+
+WAIT = parameter(
+    "query",
+    "wait",
+    f"true (default: until every host answered), false, or whole seconds 0-{MAX_TIMEOUT_S}.",
+    {
+        "anyOf": [
+            {"type": "string", "enum": ["true", "false"]},
+            {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT_S},
+        ]
+    },
+)
+IDEMPOTENCY_KEY = parameter(
+    "header",
+    "Idempotency-Key",
+    "Repeat a request without running it twice: the same key and request return the first job.",
+    {"type": "string"},
+)
+LIVE_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "alive"}},
+        }
+    }
+}
+"""``GET /livez``'s body: ``{"status": "alive"}``."""
+OPENAPI_CONTENT = {"application/json": {"schema": {"type": "object"}}}
+
+
+def require_target(api_key: ApiKey, target: Target, target_text: str) -> None:
+    """Raises: Forbidden when the key may not reach ``target``."""
+    if not api_key.may_target(target):
+        raise Forbidden(f"key {api_key.name!r} may not reach target {target_text!r}")
+
+
+def require_nats(request: web.Request) -> None:
+    """Raises: NatsUnavailable unless the controller is connected to NATS."""
+    if request.app[NATS_LINK].state is not LinkState.CONNECTED:
+        raise NatsUnavailable("the controller is not connected to NATS")
+
+
+def parse_wait(query_value: str | None) -> float | None:
+    """``?wait``: absent or ``true`` = until done (None); ``false`` = 0; else seconds.
+
+    Raises:
+        BadRequest: not ``true``, ``false`` or an integer from 0 to 300.
+    """
+    if query_value is None or query_value == "true":
+        return None
+    if query_value == "false":
+        return 0.0
+    seconds = whole_number(query_value)
+    if seconds is not None and seconds <= MAX_TIMEOUT_S:
+        return float(seconds)
+    raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
+
+
+@routes.route(
+    "POST", "/node/{hostname}/command/exec", permission="command:exec", audited=True,
+    summary="Run an executable, without a shell", request_body=ExecRequest,
+    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
+    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+)  # fmt: skip
+async def exec_command(request: web.Request) -> web.Response:
+    """Run an executable (no shell) on the target's agents and return their results.
+
+    Raises:
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
+        (controller.http.body.read_json_body).
+    """
+    target_text, target = allowed_target(request)
+    body = parse_exec_request(await read_json_body(request))
+    return await submit(request, target_text, target, body)
+
+
+@routes.route(
+    "POST", "/node/{hostname}/command/shell", permission="command:shell", audited=True,
+    summary="Run one command line with /bin/sh -c", request_body=ShellRequest,
+    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
+    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+)  # fmt: skip
+async def shell_command(request: web.Request) -> web.Response:
+    """Run one command line with ``/bin/sh -c`` (permission ``command:shell``; each agent
+    runs it only if its policy allows shell).
+
+    Raises:
+        Forbidden, BadRequest, NotFound, Conflict, NatsUnavailable, and the body's errors
+        (controller.http.body.read_json_body).
+    """
+    target_text, target = allowed_target(request)
+    body = parse_shell_request(await read_json_body(request))
+    return await submit(request, target_text, target, body)
+
+
+def allowed_target(request: web.Request) -> tuple[str, Target]:
+    """The path's target, parsed and checked against the key's targets.
+
+    Raises:
+        BadRequest: malformed target. Forbidden: the key may not reach it.
+    """
+    target_text = request.match_info["hostname"]
+    target = parse_target_text(target_text)
+    require_target(request[API_KEY], target, target_text)
+    return target_text, target
+
+
+async def submit(
+    request: web.Request, target_text: str, target: Target, body: ExecRequest | ShellRequest
+) -> web.Response:
+    """Resolve the target, honour ``Idempotency-Key``, record, publish and collect.
+
+    Raises:
+        BadRequest, NotFound, Conflict, NatsUnavailable, StorageFull (controller.errors).
+    """
+    api_key = request[API_KEY]
+    details = AuditDetails(
+        target=target_text,
+        command=body.command,
+        args=tuple(body.args) if isinstance(body, ExecRequest) else (),
+        shell=isinstance(body, ShellRequest),
+    )
+    request[AUDIT_DETAILS] = details
+    wait_s = parse_wait(request.query.get("wait"))
+    require_nats(request)
+    expected = request.app[REGISTRY].resolve(target)
+    if not expected:
+        raise NotFound(f"no registered agent matches target {target_text!r}")
+    job = new_job(request, body, target_text, api_key.name)
+    details.job_id = job.job_id
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key:
+        request_digest = msgspec.json.encode([target_text, job.shell, body])
+        owner = await request.app[IDEMPOTENCY].claim(
+            api_key.name, idempotency_key, request_digest, job.job_id
+        )
+        if owner != job.job_id:
+            return await replay(request, owner)
+    expected_hosts = None if target.kind is TargetKind.ANY else expected
+    try:
+        collected = await record_and_dispatch(
+            request, job, target=target, expected_hosts=expected_hosts, body=body, wait_s=wait_s
+        )
+    except (NatsUnavailable, StorageFull):
+        if idempotency_key:  # nothing ran: a retry with the same key must run it
+            await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)
+        raise
+    response = ExecResponse(
+        job_id=job.job_id, results=collected.results, complete=collected.complete
+    )
+    return json_response(response, status=202)
+
+
+async def record_and_dispatch(
+    request: web.Request,
+    job: ExecJob,
+    *,
+    target: Target,
+    expected_hosts: list[str] | None,
+    body: ExecRequest | ShellRequest,
+    wait_s: float | None,
+) -> Collected:
+    """Store the request's audit record and the job record (both in flight at once, both
+    acknowledged), then publish the job and collect its replies. A job record stored for
+    a job that was then not published is marked so (``not_published``).
+
+    Raises:
+        StorageFull: the job stream has no room for the record (nothing published).
+        NatsUnavailable: the audit record, the job record or the publish failed; no
+            agent got the job.
+    """
+    store = request.app[JOB_STORE]
+    record = JobRecord(job=job, expected_hosts=expected_hosts)
+    written = await asyncio.gather(
+        audit_before_action(request, request[AUDIT_DETAILS]),
+        store.save(record),
+        return_exceptions=True,
+    )
+    failure = next((error for error in written if isinstance(error, BaseException)), None)
+    if failure is not None:  # the job record may be stored even if its write failed
+        await store.mark_not_published(record)
+        raise failure
+    try:
+        return await request.app[DISPATCHER].run(
+            job,
+            target,
+            None if expected_hosts is None else frozenset(expected_hosts),
+            deadline_s=job.deadline - job.created_at,
+            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
+            return_after_s=wait_s,
+        )
+    except NatsUnavailable:  # raised before the job went out
+        await store.mark_not_published(record)
+        raise
+
+
+def new_job(
+    request: web.Request, body: ExecRequest | ShellRequest, target: str, caller: str
+) -> ExecJob:
+    now = time.time()
+    return ExecJob(
+        job_id=str(uuid.uuid4()),
+        command=body.command,
+        args=body.args if isinstance(body, ExecRequest) else [],
+        cwd=body.cwd,
+        timeout_s=body.timeout,
+        deadline=now + body.timeout + request.app[CONFIG].delivery_margin_s,
+        target=target,
+        caller=caller,
+        created_at=now,
+        shell=isinstance(body, ShellRequest),
+        env=body.env,
+        reply_route=ReplyRoute.RECORD,
+        deliver_by=now + (body.delivery_timeout or request.app[CONFIG].delivery_timeout_s),
+    )
+
+
+async def replay(request: web.Request, job_id: str) -> web.Response:
+    """The answer to a repeated idempotent request: the earlier job as recorded now."""
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:  # the first request has not recorded its job yet
+        return json_response(ExecResponse(job_id=job_id, results=[], complete=False), 202)
+    view = job_view(record, await store.results(record), time.time())
+    response = ExecResponse(
+        job_id=job_id, results=view.results, complete=view.state is not JobState.RUNNING
+    )
+    return json_response(response, status=202)
+
+
+@routes.route(
+    "GET", "/healthz", public=True, unlimited=True,
+    summary="Readiness: 200 while requests can succeed, else 503 with reasons",
+    ok_body=HealthResponse, errors=(503,), error_body=HealthResponse,
+)  # fmt: skip
+async def healthz(request: web.Request) -> web.Response:
+    """Readiness: 200 while requests can succeed, else 503 with every reason they cannot
+    (:func:`health_reasons`). No live agent is not a reason: ``agents`` says 0.
+    No authentication."""
+    reasons = health_reasons(request.app)
+    body = HealthResponse(
+        status=reasons[0] if reasons else "ok",
+        nats=request.app[NATS_LINK].state.value,
+        agents=len(request.app[REGISTRY].live()),
+        reasons=reasons,
+    )
+    return json_response(body, status=503 if reasons else 200)
+
+
+def health_reasons(app: web.Application) -> list[str]:
+    """Why requests cannot succeed now: draining, NATS not connected, JetStream not
+    answering the probe (controller.natslink), the job stream refusing writes for want
+    of room, the registry watch stopped. Empty when ready."""
+    link = app[NATS_LINK]
+    reasons = []
+    if app[LIFECYCLE].draining:
+        reasons.append("shutting down")
+    if link.state is not LinkState.CONNECTED:
+        reasons.append(f"NATS not connected ({link.state.value})")
+        if link.setup_error is not None:
+            reasons.append(f"NATS setup failed, retrying: {link.setup_error}")
+    elif link.probe_failure is not None:
+        reasons.append(link.probe_failure)
+    if app[JOB_STORE].storage_full is not None:
+        reasons.append(f"storage full: {app[JOB_STORE].storage_full}")
+    if link.state is LinkState.CONNECTED and not app[REGISTRY_FEED].following:
+        reasons.append("registry not followed")
+    return reasons
+
+
+@routes.route(
+    "GET", "/livez", public=True, unlimited=True,
+    summary="Liveness: 200 while the process runs", ok_content=LIVE_CONTENT,
+)  # fmt: skip
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process runs and serves HTTP, whatever NATS does.
+    No authentication."""
+    return web.json_response({"status": "alive"})
+
+
+@routes.route(
+    "GET", "/openapi.json", public=True, summary="This OpenAPI document",
+    ok_content=OPENAPI_CONTENT, errors=(503,),
+)  # fmt: skip
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document, generated from the route declarations and the request
+    and response models (controller.http.openapi)."""
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")

@@ -1,0 +1,106 @@
+"""Idempotency keys: a repeated request returns the job it started the first time.
+
+The pair (API key name, ``Idempotency-Key`` header) maps to the job id and a
+hash of the request in a KV bucket kept as long as the job records. The first
+request to claim a pair creates the entry atomically; a later one with the same
+request gets that job id back, one with a different request gets 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from controller.errors import Conflict, NatsUnavailable, nats_errors
+from runtime.jetstream import bring_stream_to
+from schemas import IdempotencyClaim, Subjects, WireError, decode_idempotency_claim, encode
+
+log = logging.getLogger("nexec.controller.idempotency")
+
+
+class IdempotencyKeys:
+    """Claims of idempotency keys; every method may raise :class:`NatsUnavailable`."""
+
+    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+        self._js = js
+        self._subjects = subjects
+        self._bucket: KeyValue | None = None
+
+    async def open(
+        self, *, retention_s: float, replicas: int, max_bytes: int | None = None
+    ) -> None:
+        """Bind the bucket, brought to ``max_bytes`` (refusing new claims when full), or
+        create it.
+
+        Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
+        name = self._subjects.idempotency_bucket()
+        with nats_errors(f"setting up bucket {name}"):
+            try:
+                self._bucket = await self._js.key_value(name)
+                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
+            except nats.js.errors.BucketNotFoundError:
+                self._bucket = await self._js.create_key_value(
+                    KeyValueConfig(
+                        bucket=name,
+                        history=1,
+                        ttl=retention_s,
+                        storage=StorageType.FILE,
+                        replicas=replicas,
+                        max_bytes=max_bytes or -1,
+                    )
+                )
+
+    async def claim(self, key_name: str, idempotency_key: str, request: bytes, job_id: str) -> str:
+        """Claim the pair for ``job_id``; return the job id that owns it (``job_id`` if new).
+
+        Raises:
+            Conflict: the pair was claimed by a request different from ``request``, or
+                its claim cannot be read.
+            NatsUnavailable: the bucket is not open or did not answer.
+        """
+        if self._bucket is None:
+            raise NatsUnavailable("the idempotency bucket is not open yet")
+        entry_key = _entry_key(key_name, idempotency_key)
+        claim = IdempotencyClaim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
+        with nats_errors(
+            "idempotency check", when_full="the idempotency key was not stored, nothing ran"
+        ):
+            try:
+                await self._bucket.create(entry_key, encode(claim))
+                return job_id
+            except nats.js.errors.KeyWrongLastSequenceError:
+                entry = await self._bucket.get(entry_key)
+        try:
+            earlier = decode_idempotency_claim(entry.value or b"")
+        except WireError as exc:
+            log.warning("unreadable idempotency claim %s: %s", entry_key, exc)
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} is held by an unreadable claim; "
+                "use another key"
+            ) from None
+        if earlier.request_sha256 != claim.request_sha256:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was used for a different request "
+                f"(job {earlier.job_id})"
+            )
+        return earlier.job_id
+
+    async def release(self, key_name: str, idempotency_key: str) -> None:
+        """Forget a claim whose job never started; failures are logged, not raised."""
+        if self._bucket is None:
+            return
+        try:
+            await self._bucket.delete(_entry_key(key_name, idempotency_key))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("idempotency claim not released: %s", exc or type(exc).__name__)
+
+
+def _entry_key(key_name: str, idempotency_key: str) -> str:
+    text = f"{key_name}\0{idempotency_key}"
+    return hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()

@@ -1,0 +1,133 @@
+"""A job's events as they are recorded: output chunks, each host's result, the end.
+
+One ordered consumer reads the results stream (results and output chunks of
+the job, in recording order) from a given sequence, so a late or reconnecting
+client (``Last-Event-ID``) gets everything from where it asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
+from controller.jobs.records import JobStore
+from schemas import ExecResult, JobRecord, Subjects, decode_chunk_from, decode_result_from
+from schemas.api import JobEnd, JobState
+
+log = logging.getLogger("nexec.controller.live")
+
+KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    kind: str
+    """``output``, ``result``, ``end``, or ``keepalive`` (no data)."""
+    data: Any = None
+    event_id: int | None = None
+    """The stream sequence (resume after it with Last-Event-ID)."""
+
+
+async def job_events(
+    js: JetStreamContext, subjects: Subjects, store: JobStore, record: JobRecord, *, after: int
+) -> AsyncIterator[JobEvent]:
+    """Every event of the job recorded after stream sequence ``after``, then live ones,
+    until every expected host has a result or the deadline passes; then ``end``. A job
+    never published has only its ``end`` (``not_published``): no agent got it.
+
+    Raises:
+        nats.errors.Error, TimeoutError: JetStream failed mid-stream.
+    """
+    job = record.job
+    if not record.published:
+        yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
+        return
+    sent_to = None if record.expected_hosts is None else frozenset(record.expected_hosts)
+    answered = {result.hostname for result in await store.results(record)}
+    subscription = await _subscribe(js, subjects, job.job_id, after)
+    try:
+        # Replay what is recorded already, then follow live until the job is done.
+        info = await subscription.consumer_info()
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        replaying = (info.num_pending or 0) + (delivered or 0) > 0
+        while replaying or (
+            not _complete(record, answered) and (remaining := job.deadline - time.time()) > 0
+        ):
+            try:
+                message = await subscription.next_msg(
+                    timeout=KEEPALIVE_S if replaying else min(KEEPALIVE_S, remaining)
+                )
+            except nats.errors.TimeoutError:
+                yield JobEvent("keepalive")
+                continue
+            replaying = message.metadata.num_pending > 0
+            sequence = message.metadata.sequence.stream
+            event = _decode(subjects, message.subject, message.data, sequence)
+            # Another host's output or result (one that learnt the job id, e.g. from a
+            # label it shares) is left out, as the job view does.
+            if event is not None and (sent_to is None or event.data.hostname in sent_to):
+                if event.kind == "result":
+                    answered.add(event.data.hostname)
+                yield event
+    finally:
+        await subscription.unsubscribe()
+    for result in _missing_at_deadline(record, answered):
+        yield JobEvent("result", result)
+    view = job_view(record, await store.results(record), time.time())
+    yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
+
+
+async def _subscribe(
+    js: JetStreamContext, subjects: Subjects, job_id: str, after: int
+) -> JetStreamContext.PushSubscription:
+    """An ordered consumer on the job's results and output, from sequence ``after + 1``."""
+    return await js.subscribe(
+        subjects.result_records(job_id),
+        stream=subjects.results_stream(),
+        config=ConsumerConfig(
+            filter_subjects=[subjects.result_records(job_id), subjects.output_records(job_id)],
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+        ),
+        ordered_consumer=True,
+    )
+
+
+def _missing_at_deadline(record: JobRecord, answered: set[str]) -> list[ExecResult]:
+    if _complete(record, answered):
+        return []
+    pending = (
+        [ANY_PLACEHOLDER_HOSTNAME]
+        if record.expected_hosts is None
+        else sorted(set(record.expected_hosts) - answered)
+    )
+    return missing_results(record.job.job_id, pending, [], "no result recorded by the deadline")
+
+
+def _complete(record: JobRecord, answered: set[str]) -> bool:
+    if record.expected_hosts is None:
+        return bool(answered)
+    return answered.issuperset(record.expected_hosts)
+
+
+def _decode(subjects: Subjects, subject: str, data: bytes, sequence: int) -> JobEvent | None:
+    """The event recorded on ``subject``, or None (logged) when it is not a valid one or
+    speaks for another host or job than its subject carries."""
+    try:
+        job_id, hostname = subjects.parse_host_record(subject)
+        if subjects.is_output_record(subject):
+            chunk = decode_chunk_from(data, job_id=job_id, hostname=hostname)
+            return JobEvent("output", chunk, sequence)
+        result = decode_result_from(data, job_id=job_id, hostname=hostname)
+        return JobEvent("result", result, sequence)
+    except ValueError as exc:  # WireError included
+        log.warning("record %d on %r skipped: %s", sequence, subject, exc)
+        return None

@@ -1,0 +1,400 @@
+"""Job records in JetStream: the request in one stream, each host's result in another.
+
+A controller writes the job record before it publishes the job; agents write
+their own results, so a result that comes after the HTTP answer, or while no
+controller runs, is still recorded. Every read here is a JetStream direct get,
+counted in :attr:`JobStore.reads` so that tests can check what a page costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from controller.errors import StorageFull, nats_errors
+from controller.http.validation import CURSOR_PATTERN, whole_number
+from runtime.jetstream import ensure_stream, record_stream_configs
+from runtime.streamwriter import StreamWriter
+from schemas import (
+    ExecResult,
+    JobRecord,
+    Subjects,
+    WireError,
+    decode_job_record,
+    decode_result_from,
+    encode,
+)
+
+log = logging.getLogger("nexec.controller.records")
+_CURSOR_RE = re.compile(CURSOR_PATTERN)
+
+
+MAX_ANY_RESULT_RECORDS = 16
+"""Result records read for an ``_any`` job (one host answers it; a few more are a
+controller's ``no_reply`` or a replayed job's): the read is bounded whatever hosts
+write on their own subjects."""
+
+REWRITE_TRIES = 3
+"""Reads and conditional writes of a job record that another writer keeps changing."""
+
+PAGE_READS_PER_ITEM = 4
+"""A page of ``limit`` items reads at most this many times ``limit`` stored records:
+a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
+``next_cursor`` to go on from."""
+
+
+@dataclass(slots=True)
+class NewestFirst:
+    """Walks a stream's sequence numbers downwards, from a page cursor or the end,
+    reading at most ``PAGE_READS_PER_ITEM * limit`` of them.
+
+    The cost of a page is one stream-info request plus the reads the caller makes,
+    however many messages the stream holds.
+    """
+
+    first_seq: int
+    seq: int
+    """The next sequence to read."""
+    reads_left: int
+
+    @classmethod
+    async def start(
+        cls, js: JetStreamContext, stream: str, cursor: str | None, *, limit: int
+    ) -> NewestFirst:
+        """Raises: nats.errors.Error or TimeoutError from JetStream; ValueError for a
+        cursor this class did not hand out."""
+        info = await js.stream_info(stream)
+        last_seq = info.state.last_seq
+        seq = last_seq if cursor is None else min(parse_cursor(cursor) - 1, last_seq)
+        return cls(
+            first_seq=max(info.state.first_seq, 1),
+            seq=seq,
+            reads_left=PAGE_READS_PER_ITEM * limit,
+        )
+
+    def has_more(self) -> bool:
+        """Whether older messages are left in the stream."""
+        return self.seq >= self.first_seq
+
+    def can_take(self) -> bool:
+        """Whether this page may read another message: one is left, and the read bound is not."""
+        return self.has_more() and self.reads_left > 0
+
+    def take(self) -> int:
+        seq = self.seq
+        self.seq -= 1
+        self.reads_left -= 1
+        return seq
+
+    def finish(self) -> None:
+        """Nothing older is wanted."""
+        self.seq = self.first_seq - 1
+
+    def next_cursor(self) -> str | None:
+        return str(self.seq + 1) if self.has_more() else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    records: list[JobRecord]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page; None when this was the last."""
+
+
+class JobStore:
+    """Reads and writes job records; every method may raise :class:`NatsUnavailable`."""
+
+    def __init__(self, js: JetStreamContext, writer: StreamWriter, subjects: Subjects) -> None:
+        """``writer`` writes the records (opened once connected); ``js`` does the rest."""
+        self._js = js
+        self._writer = writer
+        self._subjects = subjects
+        self.reads = 0
+        self.storage_full: str | None = None
+        """Why the last job record write was refused for want of room; None once one
+        was stored again (``/healthz`` reports it)."""
+
+    async def ensure_streams(
+        self, *, retention_s: float, replicas: int, jobs_max_bytes: int, results_max_bytes: int
+    ) -> None:
+        """Create the record streams, or bring an existing one to this configuration.
+
+        Raises:
+            NatsUnavailable: JetStream is unavailable or refused the configuration.
+        """
+        for config in record_stream_configs(
+            self._subjects,
+            retention_s=retention_s,
+            replicas=replicas,
+            jobs_max_bytes=jobs_max_bytes,
+            results_max_bytes=results_max_bytes,
+        ):
+            with nats_errors(f"setting up stream {config.name}"):
+                await ensure_stream(self._js, config)
+
+    async def save(self, record: JobRecord) -> None:
+        """Raises: StorageFull when the job stream (or JetStream's storage) has no room;
+        NatsUnavailable when JetStream does not confirm the write otherwise."""
+        try:
+            with nats_errors(
+                "recording the job", when_full="the job was not recorded, nothing ran"
+            ):
+                await self._writer.write(
+                    self._subjects.job_record(record.job.job_id), encode(record)
+                )
+        except StorageFull as exc:
+            cause = exc.__cause__
+            self.storage_full = (
+                f"stream {self._subjects.jobs_stream()} refused a job record: {cause}"
+            )
+            raise
+        self.storage_full = None
+
+    async def mark_not_published(self, record: JobRecord) -> None:
+        """Rewrite the record as never published (its job was not sent), so that no view
+        shows a job that never ran as ``failed``. Called whenever a save may have stored
+        the record (even one that timed out) but the job was not published. A failure
+        is logged: nothing more can be done then (docs/jobs.md)."""
+        marked = msgspec.structs.replace(record, published=False)
+        try:
+            await self._writer.write(self._subjects.job_record(record.job.job_id), encode(marked))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.error(
+                "job %r was not published, and marking its record so failed: %s",
+                record.job.job_id,
+                exc or type(exc).__name__,
+            )
+
+    async def record_no_replies(self, job_id: str, results: list[ExecResult]) -> None:
+        """Record the controller's ``no_reply`` verdicts on the job's hosts: in the job
+        record (``no_replies``, what the job view shows next to any result recorded
+        later), then on each host's result subject where nothing is recorded yet (so
+        live output sees the host decided). A job record deleted or expired meanwhile
+        is left so.
+
+        Raises:
+            NatsUnavailable: JetStream did not take the job record's verdicts.
+        """
+        await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results})
+        for result in results:
+            try:
+                await self._writer.write(
+                    self._subjects.result_record(result.job_id, result.hostname),
+                    encode(result),
+                    headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+                )
+            except nats.js.errors.APIError as exc:
+                log.debug("job %r: %r already has a result: %s", job_id, result.hostname, exc)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
+
+    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> None:
+        """Rewrite the job record with ``no_replies`` added, unless it changed or went
+        away since it was read (then read it again, a few times at most).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer or did not take the write.
+        """
+        subject = self._subjects.job_record(job_id)
+        for _ in range(REWRITE_TRIES):
+            raw = await self._direct_get(self._subjects.jobs_stream(), subject=subject)
+            record = None if raw is None else _decode_record(raw)
+            if raw is None or record is None or no_replies.items() <= record.no_replies.items():
+                return
+            marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
+            with nats_errors(f"recording the verdicts of job {job_id}"):
+                try:
+                    await self._writer.write(
+                        subject,
+                        encode(marked),
+                        headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
+                    )
+                    return
+                except nats.js.errors.APIError as exc:  # changed or gone since it was read
+                    log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
+        log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when there is none (never made, expired, deleted).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raw = await self._direct_get(
+            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
+        )
+        return None if raw is None else _decode_record(raw)
+
+    async def results(self, record: JobRecord) -> list[ExecResult]:
+        """Each host's last valid result of the job: for every expected host, the last
+        record on its own subject (one read per host, however many records a host
+        wrote); for ``_any``, the first :data:`MAX_ANY_RESULT_RECORDS` records.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        job_id = record.job.job_id
+        if record.expected_hosts is None:
+            raws = await self._first_records(self._subjects.result_records(job_id))
+            return self._valid_results(job_id, raws)
+        results: list[ExecResult] = []
+        for host in record.expected_hosts:
+            result = await self._host_result(job_id, host)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def _host_result(self, job_id: str, hostname: str) -> ExecResult | None:
+        """The host's last valid result: its last record, or, if that one is not valid
+        (only the host itself can write there), the last valid of its first records.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        subject = self._subjects.result_record(job_id, hostname)
+        last = await self._direct_get(self._subjects.results_stream(), subject=subject)
+        if last is None:
+            return None
+        valid = self._valid_results(job_id, [last])
+        if not valid:
+            valid = self._valid_results(job_id, await self._first_records(subject))
+        return valid[-1] if valid else None
+
+    def _valid_results(self, job_id: str, raws: list[nats.js.api.RawStreamMsg]) -> list[ExecResult]:
+        """The results in ``raws`` that name the host and job of their subject; the
+        others are logged and left out."""
+        results: list[ExecResult] = []
+        for raw in raws:
+            try:
+                results.append(_decode_result(self._subjects, raw))
+            except WireError as exc:
+                log.warning("job %r: result record %d skipped: %s", job_id, raw.seq, exc)
+        return results
+
+    async def _first_records(self, subject: str) -> list[nats.js.api.RawStreamMsg]:
+        """The first :data:`MAX_ANY_RESULT_RECORDS` records on ``subject`` (a wildcard).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raws: list[nats.js.api.RawStreamMsg] = []
+        seq = 1
+        while len(raws) < MAX_ANY_RESULT_RECORDS:
+            raw = await self._direct_get(
+                self._subjects.results_stream(), subject=subject, from_seq=seq
+            )
+            if raw is None:
+                return raws
+            raws.append(raw)
+            seq = (raw.seq or seq) + 1
+        log.warning("%s: more than %d records, the rest not read", subject, MAX_ANY_RESULT_RECORDS)
+        return raws
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        visible: Callable[[JobRecord], bool] | None = None,
+    ) -> JobPage:
+        """Up to ``limit`` jobs, newest first, older than ``cursor``; with ``visible``,
+        only the jobs it accepts.
+
+        Costs one stream-info request plus one read per job returned (and one
+        per deleted or invisible job skipped), at most ``PAGE_READS_PER_ITEM * limit``
+        reads, however many jobs are stored.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+            ValueError: ``cursor`` is not one this method returned.
+        """
+        stream = self._subjects.jobs_stream()
+        with nats_errors("reading the job list"):
+            walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
+        self.reads += 1
+        records: list[JobRecord] = []
+        while len(records) < limit and walk.can_take():
+            raw = await self._direct_get(stream, seq=walk.take())
+            record = None if raw is None else _decode_record(raw)
+            if record is not None and (visible is None or visible(record)):
+                records.append(record)
+        return JobPage(records, walk.next_cursor())
+
+    async def delete(self, job_id: str) -> bool:
+        """Remove the job record, its results and its output. False if there was no record.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        raw = await self._direct_get(
+            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
+        )
+        with nats_errors(f"deleting job {job_id}"):
+            for subject in (
+                self._subjects.result_records(job_id),
+                self._subjects.output_records(job_id),
+            ):
+                await self._js.purge_stream(self._subjects.results_stream(), subject=subject)
+            if raw is not None and raw.seq is not None:
+                await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
+        return raw is not None
+
+    async def _direct_get(
+        self,
+        stream: str,
+        *,
+        subject: str | None = None,
+        seq: int | None = None,
+        from_seq: int | None = None,
+    ) -> nats.js.api.RawStreamMsg | None:
+        self.reads += 1
+        with nats_errors(f"reading from {stream}"):
+            try:
+                if from_seq is not None:
+                    return await self._js.get_msg(
+                        stream, seq=from_seq, subject=subject, direct=True, next=True
+                    )
+                return await self._js.get_msg(stream, seq=seq, subject=subject, direct=True)
+            except nats.js.errors.NotFoundError:
+                return None
+
+
+def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord | None:
+    """The job record in ``raw``, or None (logged) when it is not a valid one."""
+    try:
+        return decode_job_record(raw.data or b"")
+    except WireError as exc:
+        log.warning("job record %s skipped: %s", raw.seq, exc)
+        return None
+
+
+def _decode_result(subjects: Subjects, raw: nats.js.api.RawStreamMsg) -> ExecResult:
+    """The result in ``raw``, which must name the job and host its subject carries.
+
+    Raises:
+        WireError: malformed, or it speaks for another host or job than its subject.
+    """
+    try:
+        job_id, hostname = subjects.parse_host_record(raw.subject or "")
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
+    return decode_result_from(raw.data or b"", job_id=job_id, hostname=hostname)
+
+
+def parse_cursor(cursor: str) -> int:
+    """A stream sequence given back as a page cursor.
+
+    Raises:
+        ValueError: not a whole number from 1 (CURSOR_PATTERN, as documented).
+    """
+    seq = whole_number(cursor) if _CURSOR_RE.fullmatch(cursor) else None
+    if seq is None:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return seq

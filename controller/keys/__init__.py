@@ -1,0 +1,1 @@
+"""API keys: the hashed keys file, and following its changes."""

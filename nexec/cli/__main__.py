@@ -1,0 +1,3 @@
+from nexec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Files an operator generates once: NATS users and permissions, TLS, their modes."""
