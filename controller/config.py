@@ -51,6 +51,10 @@ class ControllerConfig(NatsClientSettings):
     """How often ``/healthz`` checks that JetStream answers (one stream-info request)."""
     health_probe_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 3.0
     """How long that check may take before ``/healthz`` says JetStream is not answering."""
+    registry_check_interval_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 1.0
+    """How often the registry watch is checked (two stream/consumer-info requests);
+    agents never expire past the last good check, and a failed one restarts the watch
+    (it may take ``health_probe_timeout_s``)."""
     jetstream_replicas: Annotated[int, pydantic.Field(ge=1, le=5)] = 1
     jetstream_timeout_s: Annotated[float, pydantic.Field(gt=0, le=60)] = 5.0
     connect_timeout_s: Annotated[float, pydantic.Field(gt=0)] = 5.0

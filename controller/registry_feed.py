@@ -3,6 +3,15 @@
 Each entry speaks for the hostname its key carries, never the one its payload
 names; an entry that is not a valid heartbeat of that host is refused whole
 (logged and counted) and the watch goes on.
+
+A watch can stall without the connection dropping: when the node that served its
+consumer, or the bucket's leader, is lost, nothing arrives until nats-py notices
+missed idle heartbeats (10 s) and the bucket takes no heartbeats until a new leader
+is elected. So every ``check_interval_s`` the feed checks the watch (two bounded
+requests: the bucket's stream info, answered by its leader, and the watch
+consumer's info) and confirms it to the view when the bucket answers and the watch
+has delivered all it holds; when a check fails, the view is suspended back to the
+last confirmation and the watch starts over.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ log = logging.getLogger("nexec.controller.registry")
 
 WATCH_RETRY_FIRST_S = 0.5
 WATCH_RETRY_MAX_S = 5.0
+DEFAULT_CHECK_INTERVAL_S = 1.0
+DEFAULT_CHECK_TIMEOUT_S = 3.0
 
 
 class RegistryFeed:
@@ -37,8 +48,21 @@ class RegistryFeed:
     delivered the bucket's current entries.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
+        check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    ) -> None:
         self._registry = registry
+        self._check_interval_s = check_interval_s
+        self._check_timeout_s = check_timeout_s
+        self._checker: asyncio.Task[None] | None = None
+        self._revision = 0
+        """Stream sequence of the latest entry the watch delivered."""
+        self._whole = False
+        """True once the current watch delivered the bucket's current entries."""
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._js: JetStreamContext | None = None
@@ -72,6 +96,7 @@ class RegistryFeed:
         watcher = await self._open_watch()
         self._task = asyncio.create_task(self._follow(watcher), name="registry watch")
         self._task.add_done_callback(_log_end)
+        self._checker = asyncio.create_task(self._check_loop(), name="registry watch check")
 
     def suspend(self) -> None:
         """NATS was lost: stop expiring agents until the watch is back."""
@@ -93,6 +118,7 @@ class RegistryFeed:
         bucket = await ensure_registry(
             self._js, self._subjects, replicas=self._replicas, max_bytes=self._max_bytes
         )
+        self._whole = False
         self._watcher = await bucket.watchall()
         return self._watcher
 
@@ -117,9 +143,48 @@ class RegistryFeed:
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is None:  # the end of the current values: the view is whole again
+                self._whole = True
                 self._registry.resume()
+                self._registry.confirm(self._registry.watch_time())
             else:
+                self._revision = max(self._revision, entry.revision or 0)
                 self._apply_entry(entry)
+
+    async def _check_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._check_interval_s)
+            watcher = self._watcher
+            if watcher is None or not self._whole:
+                continue  # starting over (or NATS is down): nothing to check yet
+            try:
+                await self._check(watcher)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning(
+                    "registry watch check failed, starting the watch over: %s",
+                    exc or type(exc).__name__,
+                )
+                await self.watch_again()
+
+    async def _check(self, watcher: KeyValue.KeyWatcher) -> None:
+        """Confirm the watch to the view when the bucket answers through its leader and
+        the watch consumer delivered everything the bucket holds (a consumer still
+        catching up is checked again next time).
+
+        Raises: nats.errors.Error or TimeoutError: the bucket or the consumer did not
+        answer within the check's timeout.
+        """
+        assert self._js is not None and self._subjects is not None
+        started_at = self._registry.watch_time()
+        async with asyncio.timeout(self._check_timeout_s):
+            await self._js.stream_info(f"KV_{self._subjects.registry_bucket()}")
+            # nats-py keeps the watch's subscription private; its consumer name
+            # follows the ordered consumer's resets.
+            subscription = watcher._sub
+            if subscription is None:
+                return  # not subscribed yet
+            info = await subscription.consumer_info()
+        if info.num_pending == 0 and (info.delivered.stream_seq or 0) <= self._revision:
+            self._registry.confirm(started_at)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
         """One change of the bucket; a bad entry is refused, never raised.
@@ -165,6 +230,9 @@ class RegistryFeed:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.wait({self._checker}, timeout=self._check_timeout_s)
         await self._cancel_watch()
 
 
