@@ -161,7 +161,7 @@ class RegistryFeed:
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning(
                     "registry watch check failed, starting the watch over: %s",
-                    exc or type(exc).__name__,
+                    str(exc) or type(exc).__name__,
                 )
                 await self.watch_again()
 
