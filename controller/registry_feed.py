@@ -9,9 +9,9 @@ consumer, or the bucket's leader, is lost, nothing arrives until nats-py notices
 missed idle heartbeats (10 s) and the bucket takes no heartbeats until a new leader
 is elected. So every ``check_interval_s`` the feed checks the watch (two bounded
 requests: the bucket's stream info, answered by its leader, and the watch
-consumer's info) and confirms it to the view when the bucket answers and the watch
-has delivered all it holds; when a check fails, the view is suspended back to the
-last confirmation and the watch starts over.
+consumer's info); when the watch has delivered all the bucket held at the previous
+check, it confirms that check's time to the view. When a check fails, the view is
+suspended back to the last confirmation and the watch starts over.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -37,6 +38,15 @@ WATCH_RETRY_FIRST_S = 0.5
 WATCH_RETRY_MAX_S = 5.0
 DEFAULT_CHECK_INTERVAL_S = 1.0
 DEFAULT_CHECK_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A good check of the watch: when it started (watch time), and the last
+    sequence the bucket held then."""
+
+    at: float
+    last_seq: int
 
 
 class RegistryFeed:
@@ -63,6 +73,8 @@ class RegistryFeed:
         """Stream sequence of the latest entry the watch delivered."""
         self._whole = False
         """True once the current watch delivered the bucket's current entries."""
+        self._previous: Checked | None = None
+        """The last good check of the current watch."""
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._js: JetStreamContext | None = None
@@ -118,7 +130,7 @@ class RegistryFeed:
         bucket = await ensure_registry(
             self._js, self._subjects, replicas=self._replicas, max_bytes=self._max_bytes
         )
-        self._whole = False
+        self._whole, self._previous = False, None
         self._watcher = await bucket.watchall()
         return self._watcher
 
@@ -166,9 +178,10 @@ class RegistryFeed:
                 await self.watch_again()
 
     async def _check(self, watcher: KeyValue.KeyWatcher) -> None:
-        """Confirm the watch to the view when the bucket answers through its leader and
-        the watch consumer delivered everything the bucket holds (a consumer still
-        catching up is checked again next time).
+        """Check that the bucket answers through its leader and that the watch's
+        consumer exists; confirm the previous check's time to the view when the watch
+        has delivered everything the bucket held then (a steady flow of heartbeats
+        always leaves some in flight, so "everything now" would rarely hold).
 
         Raises: nats.errors.Error or TimeoutError: the bucket or the consumer did not
         answer within the check's timeout.
@@ -176,15 +189,16 @@ class RegistryFeed:
         assert self._js is not None and self._subjects is not None
         started_at = self._registry.watch_time()
         async with asyncio.timeout(self._check_timeout_s):
-            await self._js.stream_info(f"KV_{self._subjects.registry_bucket()}")
+            info = await self._js.stream_info(f"KV_{self._subjects.registry_bucket()}")
             # nats-py keeps the watch's subscription private; its consumer name
             # follows the ordered consumer's resets.
             subscription = watcher._sub
             if subscription is None:
                 return  # not subscribed yet
-            info = await subscription.consumer_info()
-        if info.num_pending == 0 and (info.delivered.stream_seq or 0) <= self._revision:
-            self._registry.confirm(started_at)
+            await subscription.consumer_info()
+        if self._previous is not None and self._revision >= self._previous.last_seq:
+            self._registry.confirm(self._previous.at)
+        self._previous = Checked(started_at, info.state.last_seq)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
         """One change of the bucket; a bad entry is refused, never raised.

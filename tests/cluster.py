@@ -80,6 +80,22 @@ async def retry_until(attempt: Callable[[], Awaitable[bool]], timeout_s: float =
         pytest.fail(f"still not so after {timeout_s} s: {attempt.__doc__}")
 
 
+async def wait_for_jetstream(cluster: Cluster) -> None:
+    """Until JetStream answers (the cluster elected its meta leader), so that a
+    controller started next sets up at its first try."""
+    nc = await nats.connect(cluster.urls[0], **cluster.auth.connect_options("controller"))
+
+    async def answers() -> bool:
+        """JetStream answers"""
+        await nc.jetstream(timeout=2).account_info()
+        return True
+
+    try:
+        await retry_until(answers)
+    finally:
+        await nc.close()
+
+
 async def stream_leaders(cluster: Cluster, url: str) -> dict[str, str]:
     """Until every nexec stream answers through ``url`` with a leader (checking that
     each keeps 3 replicas): stream name -> the leading server's name."""

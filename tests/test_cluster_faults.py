@@ -22,7 +22,14 @@ import pytest
 
 from agentd.agent import Agent
 from controller.appkeys import NATS_LINK
-from tests.cluster import Cluster, cluster_agents, move_leader, node_named, stream_leaders
+from tests.cluster import (
+    Cluster,
+    cluster_agents,
+    move_leader,
+    node_named,
+    stream_leaders,
+    wait_for_jetstream,
+)
 from tests.conftest import Controller, MakeController
 
 log = logging.getLogger("tests.cluster_faults")
@@ -108,6 +115,7 @@ async def fleet(
     cluster: Cluster, make_controller: MakeController, state_dir: Path
 ) -> AsyncIterator[Fleet]:
     """A controller and agents a1..a3, every one given all three URLs."""
+    await wait_for_jetstream(cluster)
     controller = await make_controller(
         nats_url=cluster.all_urls,
         jetstream_replicas=3,
