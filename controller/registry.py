@@ -10,8 +10,9 @@ follow the bucket. The feed confirms the watch every few seconds; no agent expir
 past the last confirmation, and when the watch is lost (NATS gone, a stalled
 consumer, a stream without a leader) the view is suspended back to that
 confirmation, so heartbeats an agent could not write or the watch could not deliver
-are never counted as missed. The view is fed by :mod:`controller.registry_feed`, which hands over
-only valid entries and names each by its key; nothing here touches NATS.
+are never counted as missed. The view is fed by :mod:`controller.registry_feed`,
+which hands over only valid entries and names each by its key; nothing here
+touches NATS.
 """
 
 from __future__ import annotations

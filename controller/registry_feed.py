@@ -130,7 +130,9 @@ class RegistryFeed:
         bucket = await ensure_registry(
             self._js, self._subjects, replicas=self._replicas, max_bytes=self._max_bytes
         )
-        self._whole, self._previous = False, None
+        # A new watch delivers the bucket from its start (a bucket made again
+        # numbers its entries from 1 again).
+        self._whole, self._previous, self._revision = False, None, 0
         self._watcher = await bucket.watchall()
         return self._watcher
 
