@@ -104,7 +104,11 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[KEYS] = keys
     app[KEYS_RELOADER] = KeysReloader(keys, config.keys_file, config.keys_reload_interval_s)
     app[REGISTRY] = Registry()
-    app[REGISTRY_FEED] = RegistryFeed(app[REGISTRY])
+    app[REGISTRY_FEED] = RegistryFeed(
+        app[REGISTRY],
+        check_interval_s=config.registry_check_interval_s,
+        check_timeout_s=config.health_probe_timeout_s,
+    )
     writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)

@@ -77,6 +77,14 @@ class ControllerConfig(NatsClientSettings):
         "and above their `heartbeat_interval_s`",
         aliases=["--agent-lost-after"],
     )
+    registry_check_interval_s: float = setting(
+        1.0,
+        gt=0,
+        le=60,
+        help="how often the registry watch is checked (two stream/consumer-info requests)",
+        details="Agents expire only up to the last good check, and a failed check restarts "
+        'the watch, within `health_probe_timeout_s` ("Registry")',
+    )
     job_retention_s: float = setting(
         24 * 3600.0,
         ge=60,

@@ -35,6 +35,7 @@ from controller.http.server import make_runner
 from controller.keys.store import PERMISSIONS
 from controller.registry.view import Registry
 from nexec.dev.processes import ManagedProcess, start_nats_server
+from tests.cluster import Cluster, run_cluster
 
 STARTUP_TIMEOUT_S = 20.0
 AGENT_READY_RE = re.compile(r"nexec-agentd ready")
@@ -56,6 +57,12 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(process, url)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> Iterator[Cluster]:
+    """A 3-node NATS cluster (:mod:`tests.cluster`) with NATS users for agents a1..a3."""
+    yield from run_cluster(tmp_path, unused_tcp_port_factory, ["a1", "a2", "a3"])
 
 
 @pytest.fixture

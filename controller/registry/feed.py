@@ -3,6 +3,15 @@
 Each entry speaks for the hostname its key carries, never the one its payload
 names; an entry that is not a valid heartbeat of that host is refused whole
 (logged and counted) and the watch goes on.
+
+A watch can stall without the connection dropping: when the node that served its
+consumer, or the bucket's leader, is lost, nothing arrives until nats-py notices
+missed idle heartbeats (10 s) and the bucket takes no heartbeats until a new leader
+is elected. So every ``check_interval_s`` the feed checks the watch (two bounded
+requests: the bucket's stream info, answered by its leader, and the watch
+consumer's info); when the watch has delivered all the bucket held at the previous
+check, it confirms that check's time to the view. When a check fails, the view is
+suspended back to the last confirmation and the watch starts over.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -26,6 +36,17 @@ log = logging.getLogger("nexec.controller.registry")
 
 WATCH_RETRY_FIRST_S = 0.5
 WATCH_RETRY_MAX_S = 5.0
+DEFAULT_CHECK_INTERVAL_S = 1.0
+DEFAULT_CHECK_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A good check of the watch: when it started (watch time), and the last
+    sequence the bucket held then."""
+
+    at: float
+    last_seq: int
 
 
 class RegistryFeed:
@@ -37,8 +58,23 @@ class RegistryFeed:
     delivered the bucket's current entries.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
+        check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    ) -> None:
         self._registry = registry
+        self._check_interval_s = check_interval_s
+        self._check_timeout_s = check_timeout_s
+        self._checker: asyncio.Task[None] | None = None
+        self._revision = 0
+        """Stream sequence of the latest entry the watch delivered."""
+        self._whole = False
+        """True once the current watch delivered the bucket's current entries."""
+        self._previous: Checked | None = None
+        """The last good check of the current watch."""
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._js: JetStreamContext | None = None
@@ -72,6 +108,7 @@ class RegistryFeed:
         watcher = await self._open_watch()
         self._task = asyncio.create_task(self._follow(watcher), name="registry watch")
         self._task.add_done_callback(_log_end)
+        self._checker = asyncio.create_task(self._check_loop(), name="registry watch check")
 
     def suspend(self) -> None:
         """NATS was lost: stop expiring agents until the watch is back."""
@@ -93,6 +130,9 @@ class RegistryFeed:
         bucket = await ensure_registry(
             self._js, self._subjects, replicas=self._replicas, max_bytes=self._max_bytes
         )
+        # A new watch delivers the bucket from its start (a bucket made again
+        # numbers its entries from 1 again).
+        self._whole, self._previous, self._revision = False, None, 0
         self._watcher = await bucket.watchall()
         return self._watcher
 
@@ -117,9 +157,50 @@ class RegistryFeed:
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
             if entry is None:  # the end of the current values: the view is whole again
+                self._whole = True
                 self._registry.resume()
+                self._registry.confirm(self._registry.watch_time())
             else:
+                self._revision = max(self._revision, entry.revision or 0)
                 self._apply_entry(entry)
+
+    async def _check_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._check_interval_s)
+            watcher = self._watcher
+            if watcher is None or not self._whole:
+                continue  # starting over (or NATS is down): nothing to check yet
+            try:
+                await self._check(watcher)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning(
+                    "registry watch check failed, starting the watch over: %s",
+                    str(exc) or type(exc).__name__,
+                )
+                await self.watch_again()
+
+    async def _check(self, watcher: KeyValue.KeyWatcher) -> None:
+        """Check that the bucket answers through its leader and that the watch's
+        consumer exists; confirm the previous check's time to the view when the watch
+        has delivered everything the bucket held then (a steady flow of heartbeats
+        always leaves some in flight, so "everything now" would rarely hold).
+
+        Raises: nats.errors.Error or TimeoutError: the bucket or the consumer did not
+        answer within the check's timeout.
+        """
+        assert self._js is not None and self._subjects is not None
+        started_at = self._registry.watch_time()
+        async with asyncio.timeout(self._check_timeout_s):
+            info = await self._js.stream_info(f"KV_{self._subjects.registry_bucket()}")
+            # nats-py keeps the watch's subscription private; its consumer name
+            # follows the ordered consumer's resets.
+            subscription = watcher._sub
+            if subscription is None:
+                return  # not subscribed yet
+            await subscription.consumer_info()
+        if self._previous is not None and self._revision >= self._previous.last_seq:
+            self._registry.confirm(self._previous.at)
+        self._previous = Checked(started_at, info.state.last_seq)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
         """One change of the bucket; a bad entry is refused, never raised.
@@ -165,6 +246,9 @@ class RegistryFeed:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.wait({self._checker}, timeout=self._check_timeout_s)
         await self._cancel_watch()
 
 

@@ -5,8 +5,14 @@ An agent is live from its first valid heartbeat until its entry is deleted
 and this view also forgets an agent on its own after that long). Expiry goes by
 this controller's monotonic clock when it observed the heartbeat, plus three of
 the heartbeat's (validated) intervals; the times the heartbeat claims are only
-shown. The view is fed by :mod:`controller.registry.feed`, which hands over
-only valid entries and names each by its key; nothing here touches NATS.
+shown. That clock is the *watch time*: it counts only while the watch is known to
+follow the bucket. The feed confirms the watch every few seconds; no agent expires
+past the last confirmation, and when the watch is lost (NATS gone, a stalled
+consumer, a stream without a leader) the view is suspended back to that
+confirmation, so heartbeats an agent could not write or the watch could not deliver
+are never counted as missed. The view is fed by :mod:`controller.registry.feed`,
+which hands over only valid entries and names each by its key; nothing here
+touches NATS.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +53,9 @@ class Registry:
         self._changed = asyncio.Event()
         self._suspended_at: float | None = None
         self._suspended_s = 0.0
+        self._confirmed_at = math.inf
+        """Watch time the watch was last confirmed whole at (see :meth:`confirm`);
+        infinite until a feed confirms one (the view then expires by the clock alone)."""
         self.refused = 0
         """Registry entries refused as invalid since this controller started."""
 
@@ -55,11 +65,28 @@ class Registry:
         now = self._clock() if self._suspended_at is None else self._suspended_at
         return now - self._suspended_s
 
+    def watch_time(self) -> float:
+        """Now, in watch time: what a feed passes to :meth:`confirm` once its check,
+        started now, succeeded."""
+        return self._now()
+
+    def confirm(self, at: float) -> None:
+        """The watch was whole at watch time ``at``: every heartbeat written before it
+        was delivered, and the bucket took writes. Agents may expire up to it."""
+        if self._confirmed_at == math.inf or at > self._confirmed_at:
+            self._confirmed_at = at
+            self._notify()
+
+    def _expiry_now(self) -> float:
+        """Watch time up to which agents expire: never past the last confirmation."""
+        return min(self._now(), self._confirmed_at)
+
     def suspend(self) -> None:
-        """Stop expiring agents: the watch lost NATS and may miss heartbeats (safe to
-        call again)."""
+        """Stop expiring agents: the watch lost NATS, or stalled, and may have missed
+        heartbeats since it was last confirmed, so watch time goes back to that
+        confirmation (safe to call again)."""
         if self._suspended_at is None:
-            self._suspended_at = self._clock()
+            self._suspended_at = min(self._clock(), self._confirmed_at + self._suspended_s)
             log.info("registry view suspended: no agent expires until the watch is back")
 
     def resume(self) -> None:
@@ -98,7 +125,7 @@ class Registry:
 
     def get(self, hostname: str) -> Heartbeat | None:
         entry = self._agents.get(hostname)
-        if entry is None or entry.expires_at <= self._now():
+        if entry is None or entry.expires_at <= self._expiry_now():
             return None
         return entry.heartbeat
 
@@ -118,7 +145,7 @@ class Registry:
 
     def live(self) -> list[Heartbeat]:
         """Every live agent, sorted by hostname; forgets the expired ones."""
-        now = self._now()
+        now = self._expiry_now()
         for hostname in [h for h, entry in self._agents.items() if entry.expires_at <= now]:
             log.info("agent expired: %s (no heartbeat)", hostname)
             del self._agents[hostname]
@@ -152,6 +179,6 @@ class Registry:
         """Seconds until the next live agent expires here; None when there is none."""
         if self._suspended_at is not None:
             return None
-        now = self._now()
+        now = self._expiry_now()
         pending = [entry.expires_at - now for entry in self._agents.values()]
         return min((left for left in pending if left > 0), default=None)
