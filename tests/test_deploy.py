@@ -3,6 +3,9 @@ writes its secrets privately, where git ignores them."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shlex
 import shutil
 import subprocess
 import sysconfig
@@ -12,6 +15,7 @@ import pytest
 
 from nexec.cli import main as cli_main
 from runtime.signing import JobSigner
+from tests.conftest import Controller, Fifo, SpawnAgent
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -44,7 +48,7 @@ def test_stop_timeouts_outlast_the_drains() -> None:
     agent = (DEPLOY / "systemd" / "nexec-agentd.service").read_text()
     controller = (DEPLOY / "systemd" / "nexec-controller.service").read_text()
     assert "TimeoutStopSec=45s" in agent  # > the longest agent stop, 42 s
-    assert "KillMode=mixed" in agent  # SIGTERM to the agent alone: it drains its jobs
+    assert "KillMode=control-group" in agent  # nothing of the agent's survives a stop
     assert "TimeoutStopSec=330s" in controller  # > 300 s timeout + delivery margin
 
 
@@ -83,3 +87,34 @@ def test_nats_auth_never_replaces_secrets_unasked(
     assert (out / "controller.nk").read_text() == first_seed
     assert cli_main(["nats-auth", "--out", str(out), "--tls-host", "127.0.0.1", "--replace"]) == 0
     assert (out / "controller.nk").read_text() != first_seed
+
+
+def exec_stop_command(unit: str) -> list[str]:
+    """The unit's ``ExecStop=`` as the process systemd runs (``$$`` is a literal ``$``)."""
+    text = (DEPLOY / "systemd" / unit).read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("ExecStop=")]
+    return shlex.split(line.removeprefix("ExecStop=").replace("$$", "$"))
+
+
+async def test_the_agent_units_stop_drains_the_agent_before_the_group_is_killed(
+    controller: Controller, spawn_agent: SpawnAgent, started: Fifo
+) -> None:
+    """ExecStop sends SIGTERM to the agent alone and returns once it has exited, so its
+    jobs finish (the drain) before KillMode=control-group signals what is left."""
+    agent = spawn_agent("unit-stopped")
+    await controller.wait_for_agents("unit-stopped")
+    pending = asyncio.ensure_future(controller.exec("unit-stopped", {
+        "command": "sh", "args": ["-c", f"echo go > {started.path}; sleep 1; echo drained"],
+    }))  # fmt: skip
+    await started.lines(1)  # the job is running
+    # The test reaps the agent as systemd, its parent there, would the moment it exits.
+    reaped = asyncio.ensure_future(asyncio.to_thread(agent.popen.wait, 30))
+    stop = await asyncio.create_subprocess_exec(
+        *exec_stop_command("nexec-agentd.service"),
+        env={"MAINPID": str(agent.pid), "PATH": os.environ["PATH"]},
+    )
+    assert await asyncio.wait_for(stop.wait(), 30) == 0
+    assert agent.popen.returncode == 0  # ExecStop returned only once the agent had exited
+    assert await reaped == 0
+    [result] = (await pending).body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "drained\n")
