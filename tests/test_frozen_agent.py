@@ -12,7 +12,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from controller.jobs.outcome import job_view
+from controller.jobs.views import job_view
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects
 from tests.conftest import STARTUP_TIMEOUT_S, MakeController, SpawnAgent
 

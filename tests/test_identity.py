@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import DISPATCHER, JOB_STORE
-from controller.jobs.dispatch import Collector
+from controller.jobs.collector import Collector
 from controller.jobs.records import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
 from schemas import Subjects

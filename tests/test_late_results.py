@@ -12,7 +12,7 @@ from typing import Any
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from controller.jobs.outcome import job_view
+from controller.jobs.views import job_view
 from nexec.dev.processes import start_nats_server
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState

@@ -17,8 +17,8 @@ from controller.http.routes import require_nats
 from controller.http.validation import MAX_EVENT_ID, parse_event_id, parse_page_size
 from controller.jobs.audit import AuditDetails
 from controller.jobs.live import JobEvent, job_events
-from controller.jobs.outcome import job_summary, job_view
 from controller.jobs.records import JobStore
+from controller.jobs.views import job_summary, job_view
 from controller.keys.store import ApiKey
 from schemas import JobRecord
 from schemas.api import JobEnd, JobList, JobState, JobView

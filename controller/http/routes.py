@@ -39,8 +39,8 @@ from controller.http.validation import (
     whole_number,
 )
 from controller.jobs.audit import AuditDetails
-from controller.jobs.dispatch import Collected
-from controller.jobs.outcome import job_view
+from controller.jobs.collector import Collected
+from controller.jobs.views import job_view
 from controller.keys.store import ApiKey
 from controller.natslink import LinkState
 from schemas import (

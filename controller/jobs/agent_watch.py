@@ -34,7 +34,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from controller.jobs.dispatch import Collector
+from controller.jobs.collector import Collector
 from controller.registry.view import Registry
 from schemas import Subjects, WireError, decode_running_report_from
 from schemas.untrusted import shown

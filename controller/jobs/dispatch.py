@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 import nats.errors
@@ -35,7 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable
-from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, missing_results
+from controller.jobs.collector import Collected, Collector
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
 from schemas import (
@@ -59,142 +57,6 @@ log = logging.getLogger("nexec.controller.dispatch")
 
 RESULT_CONSUMER_HEARTBEAT_S = 1.0
 """Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Collected:
-    results: list[ExecResult]
-    """Sorted by hostname; ``no_reply`` for every host given up on."""
-    complete: bool
-    """False when the wait ended before every expected host was decided."""
-
-
-class Collector:
-    """The replies to one job.
-
-    ``expected`` names the agents that must answer; ``None`` means exactly one
-    answer from any agent (``_any``). Only expected agents may answer (see
-    :meth:`expects`): an agent takes jobs only after its first heartbeat, so one
-    that answers was in the registry when the job was published, but for the
-    instant before a controller sees a new agent's first heartbeat.
-    """
-
-    def __init__(
-        self, job_id: str, expected: frozenset[str] | None, *, single_receiver: bool
-    ) -> None:
-        """``single_receiver``: at most one agent receives the job (a host, or
-        ``_any``'s queue group), so only that agent could answer on its reply subject."""
-        self.job_id = job_id
-        self.expected = expected
-        self.single_receiver = single_receiver
-        self.results: dict[str, ExecResult] = {}
-        self.acked: set[str] = set()
-        self.heard_at: dict[str, float] = {}
-        """Acknowledged host -> when (``time.monotonic``) it was last heard of: its ack,
-        then each running report listing this job."""
-        self.not_delivered: dict[str, str] = {}
-        """Hosts given up on before the deadline, with the reason."""
-        self.unverified: dict[str, str] = {}
-        """Claimed hostname -> what an answer on the reply subject said (not trusted)."""
-        self.done = asyncio.Event()
-        self._waiting: set[str] = set(expected) if expected is not None else set()
-        """Expected hosts neither answered nor given up (kept up to date, so that each
-        reply costs O(1) however large the fleet)."""
-
-    def expects(self, hostname: str) -> bool:
-        """Whether ``hostname`` may answer this job."""
-        return self.expected is None or hostname in self.expected
-
-    def add_ack(self, ack: ExecAck) -> None:
-        self.acked.add(ack.hostname)
-        self.heard_at[ack.hostname] = time.monotonic()
-
-    def heard(self, hostname: str, now: float) -> None:
-        """``hostname`` reported this job running (only an acknowledged host counts)."""
-        if hostname in self.heard_at:
-            self.heard_at[hostname] = now
-
-    def silent(self, now: float, silent_s: float) -> list[tuple[str, float]]:
-        """Acknowledged hosts still waited for and not heard of for ``silent_s``, with
-        when each was last heard of."""
-        return [
-            (host, self.heard_at[host])
-            for host in self._pending() & self.acked
-            if host in self.heard_at and now - self.heard_at[host] >= silent_s
-        ]
-
-    def give_up_lost(self, hostname: str, reason: str) -> None:
-        """Give up a host that acknowledged and then fell silent (``no_reply``)."""
-        if hostname in self._pending():
-            self.not_delivered[hostname] = reason
-            self._waiting.discard(hostname)
-            self._check_done()
-
-    def add_result(self, result: ExecResult) -> None:
-        if result.hostname in self.results:
-            log.warning("job %r: second result from %r ignored", self.job_id, result.hostname)
-            return
-        self.results[result.hostname] = result
-        self.not_delivered.pop(result.hostname, None)
-        self._waiting.discard(result.hostname)
-        self._check_done()
-
-    def note_unverified(self, claimed_host: str, text: str) -> None:
-        """Keep what an answer on the job's reply subject said (it proves nothing of who
-        sent it), to explain a ``no_reply``: e.g. an agent refusing the job's signature."""
-        self.unverified.setdefault(claimed_host, text)
-
-    def no_responders(self) -> None:
-        """NATS said nobody is subscribed; believed only for a single receiver (an
-        agent that received an ``_all`` or label job can forge the status)."""
-        if self.single_receiver:
-            self.give_up_unacknowledged("no agent is subscribed (NATS: no responders)")
-
-    def give_up_unacknowledged(self, reason: str) -> None:
-        """Give up every expected host that neither acknowledged nor answered."""
-        for host in self._pending() - self.acked:
-            note = self.unverified.get(host)
-            if note is None and self.expected is None and self.unverified:
-                note = next(iter(self.unverified.values()))
-            self.not_delivered[host] = (
-                reason
-                if note is None
-                else f"{reason}; an unverified answer on the reply subject said: {note}"
-            )
-            self._waiting.discard(host)
-        self._check_done()
-
-    def _pending(self) -> set[str]:
-        """Hosts still waited for. For ``_any``: the host that acknowledged, or a
-        placeholder until one does."""
-        if self.expected is None:
-            if self.results or self.not_delivered:  # the placeholder, or the lost host
-                return set()
-            return set(self.acked) or {ANY_PLACEHOLDER_HOSTNAME}
-        return self._waiting
-
-    def _check_done(self) -> None:
-        if not self._pending():
-            self.done.set()
-
-    def collected(self, *, deadline_passed: bool, waited_s: float) -> Collected:
-        """The results so far, with ``no_reply`` for hosts given up on (and, once the
-        deadline passed, for every host still missing)."""
-        given_up = [
-            ExecResult(
-                job_id=self.job_id, hostname=host, status=ResultStatus.NO_REPLY, error=reason
-            )
-            for host, reason in self.not_delivered.items()
-        ]
-        results = [*self.results.values(), *given_up]
-        pending = self._pending()
-        if deadline_passed and pending:
-            took = f"acknowledged, but no result recorded within {waited_s:g}s"
-            results += missing_results(self.job_id, pending & self.acked, results, took)
-            silent = f"no reply within {waited_s:g}s"
-            results += missing_results(self.job_id, pending - self.acked, results, silent)
-            pending = set()
-        return Collected(sorted(results, key=lambda r: r.hostname), complete=not pending)
 
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]

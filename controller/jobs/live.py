@@ -17,9 +17,10 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, job_view, missing_results
+from controller.jobs.outcome import Outcome, missing_results
 from controller.jobs.records import JobStore
-from schemas import ExecResult, JobRecord, Subjects, decode_chunk_from, decode_result_from
+from controller.jobs.views import DEADLINE_PASSED, job_view
+from schemas import JobRecord, Subjects, decode_chunk_from, decode_result_from
 from schemas.api import JobEnd, JobState
 
 log = logging.getLogger("nexec.controller.live")
@@ -50,17 +51,16 @@ async def job_events(
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
-    sent_to = None if record.expected_hosts is None else frozenset(record.expected_hosts)
-    answered = {result.hostname for result in await store.results(record)}
+    outcome = Outcome(record.expected_hosts)
+    for result in await store.results(record):
+        outcome.decide(result.hostname)
     subscription = await _subscribe(js, subjects, job.job_id, after)
     try:
         # Replay what is recorded already, then follow live until the job is done.
         info = await subscription.consumer_info()
         delivered = info.delivered.consumer_seq if info.delivered else 0
         replaying = (info.num_pending or 0) + (delivered or 0) > 0
-        while replaying or (
-            not _complete(record, answered) and (remaining := job.deadline - time.time()) > 0
-        ):
+        while replaying or (not outcome.complete and (remaining := job.deadline - time.time()) > 0):
             try:
                 message = await subscription.next_msg(
                     timeout=KEEPALIVE_S if replaying else min(KEEPALIVE_S, remaining)
@@ -73,13 +73,13 @@ async def job_events(
             event = _decode(subjects, message.subject, message.data, sequence)
             # Another host's output or result (one that learnt the job id, e.g. from a
             # label it shares) is left out, as the job view does.
-            if event is not None and (sent_to is None or event.data.hostname in sent_to):
+            if event is not None and outcome.accepts(event.data.hostname):
                 if event.kind == "result":
-                    answered.add(event.data.hostname)
+                    outcome.decide(event.data.hostname)
                 yield event
     finally:
         await subscription.unsubscribe()
-    for result in _missing_at_deadline(record, answered):
+    for result in missing_results(job.job_id, outcome.missing(), [], DEADLINE_PASSED):
         yield JobEvent("result", result)
     view = job_view(record, await store.results(record), time.time())
     yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
@@ -99,23 +99,6 @@ async def _subscribe(
         ),
         ordered_consumer=True,
     )
-
-
-def _missing_at_deadline(record: JobRecord, answered: set[str]) -> list[ExecResult]:
-    if _complete(record, answered):
-        return []
-    pending = (
-        [ANY_PLACEHOLDER_HOSTNAME]
-        if record.expected_hosts is None
-        else sorted(set(record.expected_hosts) - answered)
-    )
-    return missing_results(record.job.job_id, pending, [], "no result recorded by the deadline")
-
-
-def _complete(record: JobRecord, answered: set[str]) -> bool:
-    if record.expected_hosts is None:
-        return bool(answered)
-    return answered.issuperset(record.expected_hosts)
 
 
 def _decode(subjects: Subjects, subject: str, data: bytes, sequence: int) -> JobEvent | None:

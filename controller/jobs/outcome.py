@@ -1,13 +1,67 @@
-"""A job's overall state and final result list, derived from its record and results."""
+"""The one rule of a job's outcome: which hosts must answer, which are still missing,
+when the job is complete, and how an ``_any`` job's placeholder works. Collection
+(:mod:`controller.jobs.collector`), job views (:mod:`controller.jobs.views`) and live
+output (:mod:`controller.jobs.live`) all decide through :class:`Outcome`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 
-from schemas import ExecResult, JobRecord, ResultStatus
-from schemas.api import JobState, JobSummary, JobView
+from schemas import ExecResult, ResultStatus
+from schemas.api import JobState
 
 ANY_PLACEHOLDER_HOSTNAME = "_any"
+"""The hostname of an ``_any`` job's ``no_reply`` when no agent took it."""
+
+
+class Outcome:
+    """Which of a job's hosts are decided (answered, or given up by the controller).
+
+    ``expected`` names the hosts that must answer; None means an ``_any`` job, which
+    one host answers, whichever takes it: until one does, the placeholder
+    :data:`ANY_PLACEHOLDER_HOSTNAME` stands for it. Deciding a host costs O(1), so a
+    collection stays cheap however large the fleet.
+    """
+
+    def __init__(self, expected: Iterable[str] | None) -> None:
+        self.expected = None if expected is None else frozenset(expected)
+        self._undecided: set[str] = set() if self.expected is None else set(self.expected)
+        self._any_decided = False
+
+    def accepts(self, hostname: str) -> bool:
+        """Whether ``hostname`` may answer this job (a result from another host, one the
+        job was not sent to, never counts)."""
+        return self.expected is None or hostname in self.expected
+
+    def decide(self, hostname: str) -> None:
+        """``hostname`` has its answer, or the controller's verdict."""
+        if self.expected is None:
+            self._any_decided = True
+        else:
+            self._undecided.discard(hostname)
+
+    def missing(self, *, taken_by: Set[str] = frozenset()) -> Set[str]:
+        """The hosts still undecided. For ``_any``: nothing once any host (or the
+        placeholder) is decided; else the hosts in ``taken_by`` (those that
+        acknowledged it), or the placeholder while none has."""
+        if self.expected is None:
+            if self._any_decided:
+                return frozenset()
+            return taken_by or {ANY_PLACEHOLDER_HOSTNAME}
+        return self._undecided
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing()
+
+    def shown(self, results: Iterable[ExecResult]) -> dict[str, ExecResult]:
+        """The results that count, by host: those of hosts the job was sent to; for
+        ``_any``, a host's own answer replaces the placeholder's ``no_reply``."""
+        by_host = {r.hostname: r for r in results if self.accepts(r.hostname)}
+        if self.expected is None and len(by_host) > 1:
+            by_host.pop(ANY_PLACEHOLDER_HOSTNAME, None)
+        return by_host
 
 
 def missing_results(
@@ -42,105 +96,3 @@ def overall_state(results: Iterable[ExecResult]) -> JobState:
     if len(unfinished) == len(statuses):
         return JobState.FAILED
     return JobState.PARTIAL
-
-
-def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobView:
-    """The job as ``GET /job/{id}`` shows it at time ``now``.
-
-    Each host shows its recorded result or, failing one, the controller's ``no_reply``
-    verdict (``record.no_replies``); a host whose result was recorded after such a
-    verdict is listed in ``late`` with it. Before the deadline a job missing results is
-    ``running``; after it, each host still missing is a ``no_reply`` result (one
-    ``_any`` placeholder for an ``_any`` job that nobody took). Results of hosts the
-    job was not sent to are left out, as the collector drops them. A job never
-    published is ``not_published``, complete, with no results (no agent got it).
-    """
-    if not record.published:
-        return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
-    job = record.job
-    expects = None if record.expected_hosts is None else frozenset(record.expected_hosts)
-    by_host = {
-        result.hostname: result
-        for result in recorded
-        if expects is None or result.hostname in expects
-    }
-    if expects is None and len(by_host) > 1:
-        # A host's own answer replaces the placeholder no_reply of an _any job.
-        by_host.pop(ANY_PLACEHOLDER_HOSTNAME, None)
-    no_replies = _no_replies(record)
-    any_verdict = no_replies.get(ANY_PLACEHOLDER_HOSTNAME) if expects is None else None
-    late = {
-        host: verdict
-        for host, result in by_host.items()
-        if result.status is not ResultStatus.NO_REPLY
-        and (verdict := no_replies.get(host, any_verdict)) is not None
-    }
-    # A verdict stands for a host that recorded nothing (for _any: while nobody did).
-    decided = [] if expects is None and by_host else sorted(no_replies.keys() - by_host.keys())
-    results = [*by_host.values(), *missing_results(job.job_id, decided, [], no_replies)]
-    missing = _missing(expects, results)
-    complete = not missing
-    if not complete and now < job.deadline:
-        state = JobState.RUNNING
-    else:
-        error = "no result recorded by the deadline"
-        results += missing_results(job.job_id, missing, results, error)
-        state = overall_state(results)
-    results.sort(key=lambda result: result.hostname)
-    return _view(record, state, complete=complete, results=results, late=late)
-
-
-def _no_replies(record: JobRecord) -> dict[str, str]:
-    """The controller's ``no_reply`` verdicts in ``record`` on hosts the job was sent to
-    (or on ``_any``'s placeholder), with their errors."""
-    sent_to = [ANY_PLACEHOLDER_HOSTNAME] if record.expected_hosts is None else record.expected_hosts
-    return {host: record.no_replies[host] for host in set(record.no_replies).intersection(sent_to)}
-
-
-def _missing(expects: frozenset[str] | None, results: list[ExecResult]) -> list[str]:
-    """The hosts without a result; for ``_any`` (``expects`` None), the placeholder
-    when nobody answered."""
-    if expects is None:
-        return [] if results else [ANY_PLACEHOLDER_HOSTNAME]
-    return sorted(expects - {result.hostname for result in results})
-
-
-def _view(
-    record: JobRecord,
-    state: JobState,
-    *,
-    complete: bool,
-    results: list[ExecResult],
-    late: dict[str, str] | None = None,
-) -> JobView:
-    job = record.job
-    return JobView(
-        job_id=job.job_id,
-        state=state,
-        complete=complete,
-        target=job.target,
-        command=job.command,
-        args=job.args,
-        cwd=job.cwd,
-        timeout=job.timeout_s,
-        caller=job.caller,
-        created_at=job.created_at,
-        deadline=job.deadline,
-        expected_hosts=record.expected_hosts,
-        results=results,
-        late=late or {},
-    )
-
-
-def job_summary(record: JobRecord) -> JobSummary:
-    job = record.job
-    expected = record.expected_hosts
-    return JobSummary(
-        job_id=job.job_id,
-        target=job.target,
-        command=job.command,
-        args=job.args,
-        caller=job.caller,
-        created_at=job.created_at,
-        expected_hosts=None if expected is None else len(expected),
-    )

@@ -1,0 +1,103 @@
+"""What ``GET /job`` and ``GET /job/{id}`` show of a job, derived from its record and
+its recorded results by the outcome rule (:mod:`controller.jobs.outcome`)."""
+
+from __future__ import annotations
+
+from controller.jobs.outcome import (
+    ANY_PLACEHOLDER_HOSTNAME,
+    Outcome,
+    missing_results,
+    overall_state,
+)
+from schemas import ExecResult, JobRecord, ResultStatus
+from schemas.api import JobState, JobSummary, JobView
+
+DEADLINE_PASSED = "no result recorded by the deadline"
+
+
+def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobView:
+    """The job as ``GET /job/{id}`` shows it at time ``now``.
+
+    Each host shows its recorded result or, failing one, the controller's ``no_reply``
+    verdict (``record.no_replies``); a host whose result was recorded after such a
+    verdict is listed in ``late`` with it. Before the deadline a job missing results is
+    ``running``; after it, each host still missing is a ``no_reply`` result (one
+    ``_any`` placeholder for an ``_any`` job that nobody took). Results of hosts the
+    job was not sent to are left out, as the collector drops them. A job never
+    published is ``not_published``, complete, with no results (no agent got it).
+    """
+    if not record.published:
+        return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
+    job = record.job
+    outcome = Outcome(record.expected_hosts)
+    by_host = outcome.shown(recorded)
+    no_replies = {h: e for h, e in record.no_replies.items() if _sent_to(outcome, h)}
+    any_verdict = no_replies.get(ANY_PLACEHOLDER_HOSTNAME) if outcome.expected is None else None
+    late = {
+        host: verdict
+        for host, result in by_host.items()
+        if result.status is not ResultStatus.NO_REPLY
+        and (verdict := no_replies.get(host, any_verdict)) is not None
+    }
+    # A verdict stands for a host that recorded nothing (for _any: while nobody did).
+    decided = [] if outcome.expected is None and by_host else no_replies.keys() - by_host.keys()
+    results = [*by_host.values(), *missing_results(job.job_id, decided, [], no_replies)]
+    for result in results:
+        outcome.decide(result.hostname)
+    complete = outcome.complete
+    if not complete and now < job.deadline:
+        state = JobState.RUNNING
+    else:
+        results += missing_results(job.job_id, outcome.missing(), results, DEADLINE_PASSED)
+        state = overall_state(results)
+    results.sort(key=lambda result: result.hostname)
+    return _view(record, state, complete=complete, results=results, late=late)
+
+
+def _sent_to(outcome: Outcome, hostname: str) -> bool:
+    """Whether a verdict on ``hostname`` belongs to this job: a host it was sent to, or
+    the placeholder of an ``_any`` job."""
+    if outcome.expected is None:
+        return hostname == ANY_PLACEHOLDER_HOSTNAME
+    return outcome.accepts(hostname)
+
+
+def _view(
+    record: JobRecord,
+    state: JobState,
+    *,
+    complete: bool,
+    results: list[ExecResult],
+    late: dict[str, str] | None = None,
+) -> JobView:
+    job = record.job
+    return JobView(
+        job_id=job.job_id,
+        state=state,
+        complete=complete,
+        target=job.target,
+        command=job.command,
+        args=job.args,
+        cwd=job.cwd,
+        timeout=job.timeout_s,
+        caller=job.caller,
+        created_at=job.created_at,
+        deadline=job.deadline,
+        expected_hosts=record.expected_hosts,
+        results=results,
+        late=late or {},
+    )
+
+
+def job_summary(record: JobRecord) -> JobSummary:
+    job = record.job
+    expected = record.expected_hosts
+    return JobSummary(
+        job_id=job.job_id,
+        target=job.target,
+        command=job.command,
+        args=job.args,
+        caller=job.caller,
+        created_at=job.created_at,
+        expected_hosts=None if expected is None else len(expected),
+    )

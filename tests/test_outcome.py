@@ -1,0 +1,42 @@
+"""The one outcome rule (controller/jobs/outcome.py) that collection, job views and live
+output share: missing hosts, completeness and the ``_any`` placeholder."""
+
+from __future__ import annotations
+
+from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, Outcome
+from schemas import ExecResult, ResultStatus
+
+
+def result(hostname: str, status: ResultStatus = ResultStatus.COMPLETED) -> ExecResult:
+    return ExecResult(job_id="j", hostname=hostname, status=status)
+
+
+def test_named_hosts_are_missing_until_each_is_decided() -> None:
+    outcome = Outcome(["h1", "h2"])
+    assert set(outcome.missing()) == {"h1", "h2"}
+    outcome.decide("h1")
+    outcome.decide("stranger")  # a host the job was not sent to decides nothing
+    assert (set(outcome.missing()), outcome.complete) == ({"h2"}, False)
+    outcome.decide("h2")
+    assert (set(outcome.missing()), outcome.complete) == (set(), True)
+    assert not outcome.accepts("stranger")
+
+
+def test_an_any_job_waits_for_the_placeholder_then_for_the_host_that_took_it() -> None:
+    outcome = Outcome(None)
+    assert set(outcome.missing()) == {ANY_PLACEHOLDER_HOSTNAME}
+    assert set(outcome.missing(taken_by={"h7"})) == {"h7"}
+    outcome.decide("h7")
+    assert (set(outcome.missing(taken_by={"h7"})), outcome.complete) == (set(), True)
+    assert outcome.accepts("anyone")
+
+
+def test_an_any_jobs_placeholder_gives_way_to_a_hosts_answer() -> None:
+    outcome = Outcome(None)
+    placeholder = result(ANY_PLACEHOLDER_HOSTNAME, ResultStatus.NO_REPLY)
+    assert outcome.shown([placeholder]) == {ANY_PLACEHOLDER_HOSTNAME: placeholder}
+    assert outcome.shown([placeholder, result("h7")]) == {"h7": result("h7")}
+
+
+def test_results_of_hosts_the_job_was_not_sent_to_are_not_shown() -> None:
+    assert list(Outcome(["h1"]).shown([result("h1"), result("h2")])) == ["h1"]
