@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 
 import nats.errors
 
@@ -16,21 +14,14 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.orphans import RunningJobs
 from agentd.policy import Policy, PolicyError
-from runtime.settings import SettingsError, add_setting_flags, given_flags, load_settings
+from runtime.daemon import daemon_parser, start_daemon
+from runtime.settings import SettingsError
 
 log = logging.getLogger("nexec.agentd")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="nexec-agentd",
-        description="Run nexec jobs addressed to this host. Every setting is a flag "
-        "--<field> (older spellings kept), NEXEC_<FIELD> in the environment and <field> in "
-        "the TOML config file; flags beat the environment, which beats the file.",
-    )
-    parser.add_argument("--config", type=Path, help="TOML config file")
-    parser.add_argument("--log-level", default="INFO")
-    add_setting_flags(parser, AgentConfig)
+    parser = daemon_parser("nexec-agentd", "Run nexec jobs addressed to this host.", AgentConfig)
     return parser.parse_args(argv)
 
 
@@ -70,19 +61,8 @@ async def serve(config: AgentConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        config = load_settings(
-            AgentConfig,
-            config_file=args.config,
-            environ=os.environ,
-            flags=given_flags(args, exclude={"config", "log_level"}),
-        )
+        config = start_daemon(AgentConfig, parse_args(argv))
     except SettingsError as exc:
         print(f"nexec-agentd: {exc}", file=sys.stderr)
         return 2

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 
 import aiohttp.log
 from aiohttp import web
@@ -18,7 +16,8 @@ from controller.appkeys import KEYS_RELOADER, LIFECYCLE, REGISTRY
 from controller.config import ControllerConfig
 from controller.http.server import make_runner
 from controller.keys.store import KeysFileError, KeyStore
-from runtime.settings import SettingsError, add_setting_flags, given_flags, load_settings
+from runtime.daemon import daemon_parser, start_daemon
+from runtime.settings import SettingsError
 from runtime.signing import SigningKeyError
 from schemas.limits import MAX_TIMEOUT_S
 
@@ -28,15 +27,7 @@ READY_MESSAGE = "nexec-controller listening on http://%s:%d"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="nexec-controller",
-        description="The nexec HTTP gateway. Every setting is a flag --<field> (older "
-        "spellings kept), NEXEC_<FIELD> in the environment and <field> in the TOML config "
-        "file; flags beat the environment, which beats the file.",
-    )
-    parser.add_argument("--config", type=Path, help="TOML config file")
-    parser.add_argument("--log-level", default="INFO")
-    add_setting_flags(parser, ControllerConfig)
+    parser = daemon_parser("nexec-controller", "The nexec HTTP gateway.", ControllerConfig)
     return parser.parse_args(argv)
 
 
@@ -71,19 +62,8 @@ async def serve(config: ControllerConfig, app: web.Application) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        config = load_settings(
-            ControllerConfig,
-            config_file=args.config,
-            environ=os.environ,
-            flags=given_flags(args, exclude={"config", "log_level"}),
-        )
+        config = start_daemon(ControllerConfig, parse_args(argv))
         keys = KeyStore.load(config.keys_file)
         app = create_app(config, keys)
     except (SettingsError, KeysFileError, SigningKeyError, OSError) as exc:
