@@ -1,0 +1,129 @@
+"""``GET /job/{id}/output`` as an async iterator of typed events, resuming after a
+dropped connection with ``Last-Event-ID``.
+
+The client asks for NDJSON (``Accept: application/x-ndjson``): one
+``{"event", "id", "data"}`` object per line. Keepalives are skipped. A stream that ends
+(or breaks) before its ``end`` event is reopened with ``Last-Event-ID`` set to the last
+event id seen, so no event comes twice and none is lost; waiting the retry policy's
+``backoff_s`` between attempts, and giving up (``ConnectionFailed`` or ``TimedOut``)
+after that many failures in a row without a new event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from nexec._http import Http, translated
+from nexec.errors import ConnectionFailed, InvalidResponse, TransportError
+from schemas.api import JobEnd
+from schemas.messages import ExecResult, OutputChunk
+
+NDJSON = "application/x-ndjson"
+KEEPALIVE_S = 15.0
+"""The controller sends a keepalive after this long without events (docs/jobs.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a job's live output.
+
+    Attributes:
+        kind: ``output`` (``data`` is an OutputChunk), ``result`` (an ExecResult: a
+            host's final result) or ``end`` (a JobEnd: the job's state; the last event).
+        id: the event's id (resume after it with ``last_event_id``); None for ``end`` and
+            for the ``no_reply`` results the controller adds at the deadline.
+        data: the event's body, a struct from ``schemas``.
+    """
+
+    kind: Literal["output", "result", "end"]
+    id: int | None
+    data: OutputChunk | ExecResult | JobEnd
+
+
+class _Line(msgspec.Struct, frozen=True):
+    event: str
+    id: int | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_LINE = msgspec.json.Decoder(_Line)
+_DATA: dict[str, msgspec.json.Decoder[Any]] = {
+    "output": msgspec.json.Decoder(OutputChunk),
+    "result": msgspec.json.Decoder(ExecResult),
+    "end": msgspec.json.Decoder(JobEnd),
+}
+
+
+def decode_event(line: bytes) -> Event | None:
+    """The event on one NDJSON line; None for a keepalive, a blank line or an event kind
+    this client does not know.
+
+    Raises:
+        InvalidResponse: the line does not decode.
+    """
+    if not line.strip():
+        return None
+    try:
+        decoded = _LINE.decode(line)
+        decoder = _DATA.get(decoded.event)
+        if decoder is None:
+            return None
+        data = decoder.decode(decoded.data)
+    except msgspec.DecodeError as exc:
+        raise InvalidResponse(f"an output event does not decode: {exc}") from exc
+    return Event(decoded.event, decoded.id, data)  # type: ignore[arg-type]
+
+
+async def follow(
+    http: Http, url: URL, *, last_event_id: int, client_timeout: aiohttp.ClientTimeout
+) -> AsyncIterator[Event]:
+    """Every event of the job after ``last_event_id`` until ``end``, reconnecting.
+
+    Raises:
+        APIError: the controller refused (after the retries of 429 and 503).
+        ConnectionFailed, TimedOut: more failures in a row than the policy retries.
+        InvalidResponse: an event that does not decode.
+    """
+    failures = 0
+    while True:
+        try:
+            async for event in _one_stream(http, url, last_event_id, client_timeout):
+                failures = 0
+                if event.id is not None:
+                    last_event_id = event.id
+                yield event
+                if event.kind == "end":
+                    return
+            dropped: TransportError = ConnectionFailed(f"GET {url}: ended before its end event")
+        except TransportError as exc:
+            dropped = exc
+        if failures >= len(http.retry.backoff_s):
+            raise dropped
+        await asyncio.sleep(http.retry.backoff_s[failures])
+        failures += 1
+
+
+async def _one_stream(
+    http: Http, url: URL, last_event_id: int, client_timeout: aiohttp.ClientTimeout
+) -> AsyncIterator[Event]:
+    """The events of one connection, after ``last_event_id``, until it ends.
+
+    Raises:
+        APIError, ConnectionFailed, TimedOut, InvalidResponse.
+    """
+    headers = {"Accept": NDJSON}
+    if last_event_id:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with http.stream(url, client_timeout=client_timeout, headers=headers) as response:
+        with translated("GET", url):
+            async for line in response.content:
+                event = decode_event(line)
+                if event is not None:
+                    yield event
