@@ -35,6 +35,10 @@ from schemas.messages import AuditRecord
 T = TypeVar("T")
 
 
+async def _next(iterator: AsyncIterator[T]) -> T:
+    return await anext(iterator)
+
+
 class _LoopThread:
     """An event loop running forever in a daemon thread, until :meth:`close`."""
 
@@ -60,7 +64,7 @@ class _LoopThread:
         try:
             while True:
                 try:
-                    yield self.run(anext(iterator))  # type: ignore[arg-type]
+                    yield self.run(_next(iterator))
                 except StopAsyncIteration:
                     return
         finally:
@@ -68,9 +72,13 @@ class _LoopThread:
             if aclose is not None and not self._loop.is_closed():
                 self.run(aclose())
 
-    def close(self) -> None:
+    def close(self, last: Coroutine[Any, Any, None]) -> None:
+        """Run ``last`` (closing what runs on the loop), then stop the loop and the thread;
+        once only."""
         if self._loop.is_closed():
+            last.close()
             return
+        self.run(last)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -106,9 +114,7 @@ class SyncClient:
 
     def close(self) -> None:
         """Close the connections and stop the client's thread; safe to call twice."""
-        if not self._loop._loop.is_closed():
-            self._loop.run(self._client.aclose())
-        self._loop.close()
+        self._loop.close(self._client.aclose())
 
     def exec(
         self,

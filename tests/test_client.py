@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -342,6 +345,33 @@ async def test_the_sync_client_does_the_same_from_a_plain_thread(fleet: Controll
         client.close()  # a second close does nothing
 
     await asyncio.to_thread(script)
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "client.md"
+
+
+async def test_the_examples_in_docs_client_md_run(fleet: Controller) -> None:
+    """Each ```python block of docs/client.md, run as its own process against this fleet."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 4
+    env = {**os.environ, "NEXEC_URL": fleet.url, "NEXEC_API_KEY": fleet.api_key}
+    outputs = []
+    for block in blocks:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", block, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), STARTUP_TIMEOUT_S)
+        assert process.returncode == 0, (block, stderr.decode())
+        outputs.append(stdout.decode())
+    script, program, errors, listing = outputs[:4]
+    assert script.splitlines() == ["web1 completed 0 hello", "web2 completed 0 hello"]
+    assert "web1: starting\n" in program and "ended: completed" in program
+    assert errors.splitlines() == [
+        "404 not found - no registered agent matches target 'web9'",
+        "400 cwd: must be an absolute path",
+    ]
+    assert listing.startswith("web1 {'role': 'web'}")
 
 
 @pytest.mark.parametrize(
