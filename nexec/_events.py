@@ -28,6 +28,8 @@ from schemas.messages import ExecResult, OutputChunk
 NDJSON = "application/x-ndjson"
 KEEPALIVE_S = 15.0
 """The controller sends a keepalive after this long without events (docs/jobs.md)."""
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""The longest event line read: NATS's own limit on a message (a result is one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,28 @@ async def _one_stream(
         headers["Last-Event-ID"] = str(last_event_id)
     async with http.stream(url, client_timeout=client_timeout, headers=headers) as response:
         with translated("GET", url):
-            async for line in response.content:
+            async for line in _lines(response.content):
                 event = decode_event(line)
                 if event is not None:
                     yield event
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The NDJSON lines of a body, each up to ``MAX_EVENT_BYTES`` (aiohttp's own line
+    reader stops at twice its buffer, 512 KiB: less than one result may take).
+
+    Raises:
+        InvalidResponse: a line longer than ``MAX_EVENT_BYTES``.
+    """
+    pending = bytearray()
+    async for data in content.iter_any():
+        searched = len(pending)
+        pending += data
+        while (end := pending.find(b"\n", searched)) != -1:
+            yield bytes(pending[:end])
+            del pending[: end + 1]
+            searched = 0
+        if len(pending) > MAX_EVENT_BYTES:
+            raise InvalidResponse(f"an output event is longer than {MAX_EVENT_BYTES} bytes")
+    if pending:
+        yield bytes(pending)

@@ -1,5 +1,8 @@
 """The client's HTTP: one aiohttp session, the key as ``Authorization: Bearer``, the retry
 rule applied, and aiohttp's errors translated to nexec's in one place (:func:`translated`).
+
+Redirects are not followed (the API has none): a ``3xx`` is an ``APIError``, and the key
+never goes to another address than the one the client was given.
 """
 
 from __future__ import annotations
@@ -114,7 +117,12 @@ class Http:
         while True:
             with translated(method, url):
                 async with self._open_session().request(
-                    method, url, data=body, headers=all_headers, timeout=client_timeout
+                    method,
+                    url,
+                    data=body,
+                    headers=all_headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
                 ) as response:
                     content = await response.read()
             if response.status < 300 or response.status in accept:
@@ -148,7 +156,10 @@ class Http:
         while True:
             with translated("GET", url):
                 response = await self._open_session().get(
-                    url, headers=self._headers(headers), timeout=client_timeout
+                    url,
+                    headers=self._headers(headers),
+                    timeout=client_timeout,
+                    allow_redirects=False,
                 )
             try:
                 if response.status < 300:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 import nexec
 from agentd.agent import Agent
@@ -409,3 +412,52 @@ def test_the_retry_rule() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT") == 0.0
+
+
+async def test_output_events_larger_than_aiohttp_line_buffer_are_read(fleet: Controller) -> None:
+    """A result event carries ``output_cap_bytes`` (256 KiB) of each stream: one NDJSON
+    line longer than aiohttp's default line limit (512 KiB with its default buffer)."""
+    script = "head -c 300000 /dev/zero | tr '\\0' x; head -c 300000 /dev/zero | tr '\\0' y >&2"
+    async with client_of(fleet) as client:
+        job = await client.exec("web1", "sh", ["-c", script])
+        events = [event async for event in client.output(job.job_id)]
+    [result] = [event.data for event in events if isinstance(event.data, ExecResult)]
+    assert result.stdout_truncated and result.stdout_bytes == 300_000
+    assert result.stdout == job.results[0].stdout
+
+
+async def test_a_redirect_is_not_followed_so_the_key_goes_nowhere_else() -> None:
+    """Two loopback HTTP servers: one redirects every request to the other, which
+    records the requests it gets."""
+    seen: list[web.Request] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"nodes": []})
+
+    elsewhere = web.Application()
+    elsewhere.router.add_get("/node", record)
+    async with running(elsewhere) as elsewhere_url:
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(elsewhere_url + "/node")
+
+        redirecting = web.Application()
+        redirecting.router.add_get("/node", redirect)
+        async with running(redirecting) as url, nexec.Client(url, "nxk_secret") as client:
+            with pytest.raises(nexec.APIError) as caught:
+                await client.nodes()
+    assert caught.value.status == 307
+    assert seen == []
+
+
+@contextlib.asynccontextmanager
+async def running(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
