@@ -12,7 +12,8 @@ after that many failures in a row without a new event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,13 +97,16 @@ async def follow(
     failures = 0
     while True:
         try:
-            async for event in _one_stream(http, url, last_event_id, client_timeout):
-                failures = 0
-                if event.id is not None:
-                    last_event_id = event.id
-                yield event
-                if event.kind == "end":
-                    return
+            async with contextlib.aclosing(
+                _one_stream(http, url, last_event_id, client_timeout)
+            ) as events:
+                async for event in events:
+                    failures = 0
+                    if event.id is not None:
+                        last_event_id = event.id
+                    yield event
+                    if event.kind == "end":
+                        return
             dropped: TransportError = ConnectionFailed(f"GET {url}: ended before its end event")
         except TransportError as exc:
             dropped = exc
@@ -114,7 +118,7 @@ async def follow(
 
 async def _one_stream(
     http: Http, url: URL, last_event_id: int, client_timeout: aiohttp.ClientTimeout
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event]:
     """The events of one connection, after ``last_event_id``, until it ends.
 
     Raises:
