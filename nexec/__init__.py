@@ -11,7 +11,7 @@ msgspec structs of ``schemas.api`` and ``schemas.messages``; errors are the clas
 """
 
 from nexec._client import Client
-from nexec._events import Event
+from nexec._events import EndEvent, Event, OutputEvent, ResultEvent
 from nexec._options import CommandOptions
 from nexec._retry import Retrying, RetryPolicy
 from nexec._sync import SyncClient
@@ -42,14 +42,17 @@ __all__ = [
     "CommandOptions",
     "Conflict",
     "ConnectionFailed",
+    "EndEvent",
     "Event",
     "Forbidden",
     "InternalServerError",
     "InvalidResponse",
     "NexecError",
     "NotFound",
+    "OutputEvent",
     "PayloadTooLarge",
     "RequestTimeout",
+    "ResultEvent",
     "RetryPolicy",
     "Retrying",
     "ServiceUnavailable",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,20 +34,36 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One event of a job's live output.
+class OutputEvent:
+    """A chunk of a host's output, as it was produced."""
 
-    Attributes:
-        kind: ``output`` (``data`` is an OutputChunk), ``result`` (an ExecResult: a
-            host's final result) or ``end`` (a JobEnd: the job's state; the last event).
-        id: the event's id (resume after it with ``last_event_id``); None for ``end`` and
-            for the ``no_reply`` results the controller adds at the deadline.
-        data: the event's body, a struct from ``schemas``.
-    """
-
-    kind: Literal["output", "result", "end"]
     id: int | None
-    data: OutputChunk | ExecResult | JobEnd
+    """The event's id: resume after it with ``last_event_id``."""
+    data: OutputChunk
+    kind: Literal["output"] = "output"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultEvent:
+    """A host's final result. ``id`` is None for the ``no_reply`` results the controller
+    adds at the deadline."""
+
+    id: int | None
+    data: ExecResult
+    kind: Literal["result"] = "result"
+
+
+@dataclass(frozen=True, slots=True)
+class EndEvent:
+    """The job's state once it is done: the last event."""
+
+    id: int | None
+    data: JobEnd
+    kind: Literal["end"] = "end"
+
+
+Event = OutputEvent | ResultEvent | EndEvent
+"""One event of a job's live output; ``kind`` tells which (and narrows the type)."""
 
 
 class _Line(msgspec.Struct, frozen=True):
@@ -57,6 +73,11 @@ class _Line(msgspec.Struct, frozen=True):
 
 
 _LINE = msgspec.json.Decoder(_Line)
+_EVENTS: dict[str, Callable[[int | None, Any], Event]] = {
+    "output": OutputEvent,
+    "result": ResultEvent,
+    "end": EndEvent,
+}
 _DATA: dict[str, msgspec.json.Decoder[Any]] = {
     "output": msgspec.json.Decoder(OutputChunk),
     "result": msgspec.json.Decoder(ExecResult),
@@ -81,7 +102,7 @@ def decode_event(line: bytes) -> Event | None:
         data = decoder.decode(decoded.data)
     except msgspec.DecodeError as exc:
         raise InvalidResponse(f"an output event does not decode: {exc}") from exc
-    return Event(decoded.event, decoded.id, data)  # type: ignore[arg-type]
+    return _EVENTS[decoded.event](decoded.id, data)
 
 
 async def follow(
@@ -118,7 +139,7 @@ async def follow(
 
 async def _one_stream(
     http: Http, url: URL, last_event_id: int, client_timeout: aiohttp.ClientTimeout
-) -> AsyncGenerator[Event]:
+) -> AsyncGenerator[Event, None]:
     """The events of one connection, after ``last_event_id``, until it ends.
 
     Raises:

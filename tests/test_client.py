@@ -178,7 +178,9 @@ async def test_each_refusal_raises_its_class_with_status_error_details(
         assert unknown_host.details == "no registered agent matches target 'web9'"
         unknown_job = await refusal(client, client.job("no-such-job"))
         assert isinstance(unknown_job, nexec.NotFound)
-        await client.exec("web1", "true", idempotency_key="deploy-42")
+        first = await client.exec("web1", "true", idempotency_key="deploy-42")
+        replayed = await client.exec("web1", "true", idempotency_key="deploy-42")
+        assert replayed.job_id == first.job_id
         reused = await refusal(client, client.exec("web1", "false", idempotency_key="deploy-42"))
         assert (type(reused), reused.status) == (nexec.Conflict, 409)
         assert "deploy-42" in reused.details
@@ -461,3 +463,9 @@ async def running(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+async def test_an_unknown_option_is_refused_before_anything_is_sent(unused_tcp_port: int) -> None:
+    async with nexec.Client(f"http://127.0.0.1:{unused_tcp_port}", "k") as client:
+        with pytest.raises(TypeError, match="timout"):
+            await client.exec("web1", "true", timout=3)  # type: ignore[call-arg]
