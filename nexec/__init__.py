@@ -10,7 +10,7 @@ msgspec structs of ``schemas.api`` and ``schemas.messages``; errors are the clas
 ``nexec.errors``, all under ``NexecError``. See docs/client.md.
 """
 
-from nexec._client import Client
+from nexec._client import DEFAULT_URL, Client
 from nexec._events import EndEvent, Event, OutputEvent, ResultEvent
 from nexec._options import CommandOptions
 from nexec._retry import Retrying, RetryPolicy
@@ -36,6 +36,7 @@ from nexec.errors import (
 )
 
 __all__ = [
+    "DEFAULT_URL",
     "APIError",
     "BadRequest",
     "Client",

@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import nexec
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import NATS_LINK
-from controller.processes import start_nats_server
+from controller.processes import ManagedProcess, start_nats_server
 from nexec._retry import parse_retry_after
 from nexec.errors import api_error
 from schemas.api import (
@@ -122,7 +122,7 @@ async def test_wait_n_returns_what_arrived(fleet: Controller, started: Fifo) -> 
         with pytest.raises(nexec.Conflict) as ended:
             await client.cancel(running.job_id)
         assert (ended.value.status, ended.value.error) == (409, "conflict")
-        assert await client.delete_job(running.job_id) is None
+        await client.delete_job(running.job_id)
         with pytest.raises(nexec.NotFound):
             await client.job(running.job_id)
 
@@ -161,9 +161,9 @@ async def test_health_of_a_controller_without_nats_is_a_result_not_an_error(
 async def test_each_refusal_raises_its_class_with_status_error_details(
     fleet: Controller, make_controller: MakeController
 ) -> None:
-    async def refusal(client: nexec.Client, call: object) -> nexec.APIError:
+    async def refusal(client: nexec.Client, call: Awaitable[object]) -> nexec.APIError:
         with pytest.raises(nexec.APIError) as caught:
-            await call  # type: ignore[misc]
+            await call
         return caught.value
 
     async with client_of(fleet) as client:
@@ -254,7 +254,7 @@ async def test_503_before_anything_ran_is_retried_with_the_same_key_and_runs_onc
     nats_url = f"nats://127.0.0.1:{unused_tcp_port}"
     controller = await make_controller(nats_url=nats_url, wait_for_nats=False)
     notices: list[nexec.Retrying] = []
-    started: list[tuple[object, Agent]] = []
+    started: list[tuple[ManagedProcess, Agent]] = []
 
     async def bring_nats_up(notice: nexec.Retrying) -> None:
         notices.append(notice)
@@ -288,7 +288,7 @@ async def test_503_before_anything_ran_is_retried_with_the_same_key_and_runs_onc
     finally:
         for process, agent in started:
             await agent.stop()
-            process.stop()  # type: ignore[attr-defined]
+            process.stop()
 
 
 async def test_live_output_resumes_after_a_dropped_connection(
