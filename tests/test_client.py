@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -75,6 +76,10 @@ async def test_exec_shell_job_and_jobs_give_typed_results(fleet: Controller) -> 
         assert (view.state, view.command, view.args, view.cwd, view.timeout) == (
             JobState.COMPLETED, "echo", ["hello", "world"], "/tmp", 10,
         )  # fmt: skip
+
+        # Encoded again, a result is the API's document (docs/client.md says so).
+        raw = await fleet.request("GET", f"/job/{one.job_id}")
+        assert msgspec.json.decode(msgspec.json.encode(view)) == raw.body
 
         page = await client.job_page(limit=1)
         assert isinstance(page, JobList)
