@@ -46,6 +46,20 @@ def test_a_package_imports_only_what_it_may(package: str) -> None:
     assert wrong == set()
 
 
+def test_the_python_client_talks_to_the_http_api_only() -> None:
+    """``import nexec`` (the modules beside ``nexec.cli`` and ``nexec.dev``) knows the
+    contract's types and nothing of the daemons or of NATS."""
+    client_modules = [path for path in (ROOT / "nexec").glob("*.py")]
+    wrong = {
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in client_modules
+        for module in imported_modules(path)
+        if (within(module, OURS) and not within(module, ("schemas", "nexec")))
+        or within(module, ("nats", "nexec.cli", "nexec.dev", "nexec.provision"))
+    }
+    assert client_modules and wrong == set()
+
+
 def test_the_wire_contract_needs_only_msgspec() -> None:
     third_party = {
         f"{path.relative_to(ROOT)}: {module}"
