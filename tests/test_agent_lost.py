@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from controller.appkeys import AGENT_WATCH, DISPATCHER
 from controller.jobs.agent_watch import AGENT_LOST, AgentWatch
 from schemas import RunningReport, Subjects, encode
-from tests.conftest import (
+from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
     Fifo,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from nexec.dev.processes import ManagedProcess
-from tests.conftest import Controller, SpawnAgent
+from tests.helpers import Controller, SpawnAgent
 
 
 def peak_rss_bytes(pid: int) -> int:

@@ -17,7 +17,7 @@ from nexec.dev.processes import (
     nats_server_binary,
     start_nats_server,
 )
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+from tests.helpers import Controller, MakeAgent, MakeController, NatsServer
 
 
 @pytest.fixture

@@ -64,3 +64,14 @@ def test_the_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
     assert not within("controller.jobs", ALLOWED["agentd"])
     assert within("controller.keys.store", ALLOWED["nexec"])
     assert not within("controller.http", ALLOWED["nexec"])
+
+
+def test_no_module_imports_the_fixtures_module() -> None:
+    """Shared helpers live in plain modules (tests/helpers.py); conftest.py is pytest's."""
+    importers = {
+        str(path.relative_to(ROOT))
+        for package in ("tests", "bench")
+        for path in (ROOT / package).rglob("*.py")
+        if any(within(module, ("tests.conftest", "conftest")) for module in imported_modules(path))
+    }
+    assert importers == set()

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from controller.appkeys import AUDIT
-from tests.conftest import Controller, MakeAgent, MakeController
+from tests.helpers import Controller, MakeAgent, MakeController
 
 
 async def audit_page(controller: Controller, query: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from controller.keys.store import PERMISSIONS
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import Subjects
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, recorded_result
+from tests.helpers import Controller, Fifo, MakeAgent, MakeController, NatsServer, recorded_result
 from tests.test_live_output import read_events
 from tests.test_lost_writes import running_without
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
-from tests.conftest import (
+from tests.helpers import (
     Controller,
     Fifo,
     MakeAgent,

@@ -30,7 +30,7 @@ from tests.cluster import (
     stream_leaders,
     wait_for_jetstream,
 )
-from tests.conftest import Controller, MakeController
+from tests.helpers import Controller, MakeController
 
 log = logging.getLogger("tests.cluster_faults")
 

@@ -15,7 +15,7 @@ import pytest
 
 from nexec.cli import main as cli_main
 from runtime.signing import JobSigner
-from tests.conftest import Controller, Fifo, SpawnAgent
+from tests.helpers import Controller, Fifo, SpawnAgent
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

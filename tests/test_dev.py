@@ -20,7 +20,7 @@ import pytest
 from nexec.dev import pdeathsig
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.workdir import dev_work_dir, remove_stale_work_dirs
-from tests.conftest import wait_gone
+from tests.helpers import wait_gone
 
 BANNER_END_RE = re.compile(r"Ctrl-C stops everything")
 

@@ -15,7 +15,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.conftest import MakeAgent, MakeController
+from tests.helpers import MakeAgent, MakeController
 
 
 def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from controller import create_key
 from controller.keys.store import PERMISSIONS
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.conftest import Fifo, MakeAgent, NatsServer
+from tests.helpers import Fifo, MakeAgent, NatsServer
 
 
 async def test_controller_drains_on_sigterm(

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Controller, MakeAgent, wait_gone
+from tests.helpers import Controller, MakeAgent, wait_gone
 
 
 async def start_agent(controller: Controller, make_agent: MakeAgent, **settings: Any) -> None:

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from controller.jobs.outcome import job_view
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects
-from tests.conftest import STARTUP_TIMEOUT_S, MakeController, SpawnAgent
+from tests.helpers import STARTUP_TIMEOUT_S, MakeController, SpawnAgent
 
 
 async def results_on(nc: Client, job_id: str, hostname: str, count: int) -> list[dict[str, Any]]:

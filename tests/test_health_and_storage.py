@@ -17,7 +17,7 @@ from nats.js.api import DiscardPolicy
 
 from agentd.dedupe import RecentJobs
 from schemas import Subjects
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, Response
+from tests.helpers import Controller, MakeAgent, MakeController, NatsServer, Response
 from tests.test_frozen_nats import frozen
 
 # Far above what the settings below need (probe every 0.2 s, 0.5 s timeout), and

@@ -30,7 +30,7 @@ from schemas import (
     decode_running_report_from,
 )
 from schemas.decoding import MAX_WIRE_BYTES
-from tests.conftest import Controller, MakeAgent, recorded_result
+from tests.helpers import Controller, MakeAgent, recorded_result
 from tests.test_direct_nats import job, request
 
 NESTED = b'{"type":"nexec.exec.v1.result","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"

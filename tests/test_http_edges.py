@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client
 
 from controller.appkeys import CONFIG
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController
+from tests.helpers import Controller, Fifo, MakeAgent, MakeController
 
 EXEC_PATH = "/node/agent-1/command/exec"
 SHELL_PATH = "/node/agent-1/command/shell"

@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from controller.appkeys import JOB_STORE, NATS_LINK
 from controller.natslink import LinkState
 from schemas import ExecJob, JobRecord, encode
-from tests.conftest import (
+from tests.helpers import (
     Controller,
     Fifo,
     MakeAgent,

@@ -16,7 +16,7 @@ from controller.jobs.outcome import job_view
 from nexec.dev.processes import start_nats_server
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
 
 NOT_ACKED = "not acknowledged within 2s"
 

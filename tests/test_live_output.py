@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Controller, Fifo, MakeAgent
+from tests.helpers import Controller, Fifo, MakeAgent
 
 
 async def read_events(controller: Controller, job_id: str, **headers: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from agentd.agent import Agent
 from controller.app import ensure_records
 from controller.appkeys import AUDIT
 from schemas import Subjects
-from tests.conftest import Controller, MakeAgent, MakeController, recorded_result
+from tests.helpers import Controller, MakeAgent, MakeController, recorded_result
 
 SUBJECTS = Subjects("nexec")
 

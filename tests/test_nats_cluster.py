@@ -13,7 +13,7 @@ from agentd.config import AgentConfig
 from runtime.jetstream import ensure_registry
 from schemas import Subjects
 from tests.cluster import Cluster, retry_until, wait_for_stream_leaders
-from tests.conftest import MakeController
+from tests.helpers import MakeController
 
 
 async def test_all_works_and_survives_losing_a_node(

@@ -36,7 +36,7 @@ from agentd.agent import Agent
 from controller.appkeys import AGENT_WATCH, DISPATCHER, REGISTRY_FEED
 from runtime.signing import JobSigner, write_seed_file
 from schemas import Subjects, decode_cancel, parse_target
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.nats_fuzz_corpus import (
     AGENTS,
     PER_TARGET,

@@ -17,7 +17,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
 from nexec.dev.processes import start_nats_server
-from tests.conftest import MakeAgent, MakeController
+from tests.helpers import MakeAgent, MakeController
 
 RECOVERY_BOUND_S = 10.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.conftest import Controller, MakeAgent, MakeController, SpawnAgent
+from tests.helpers import Controller, MakeAgent, MakeController, SpawnAgent
 
 
 async def test_get_node_lists_live_agents_with_labels(

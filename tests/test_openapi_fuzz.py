@@ -35,7 +35,7 @@ from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import TargetSyntaxError, parse_target
 from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
 from schemas.targets import target_json_schema
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, NatsServer, SpawnAgent
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent, NatsServer, SpawnAgent
 
 NATS_CONNECTED_RE = re.compile(r"NATS connected")
 AGENT = "fuzz-1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, SpawnAgent
+from tests.helpers import Controller, Fifo, MakeAgent, MakeController, NatsServer, SpawnAgent
 
 
 async def shell(controller: Controller, target: str, command: str, **fields: object) -> dict:

@@ -30,8 +30,8 @@ from nexec.dev.processes import start_nats_server
 from schemas import Subjects
 from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.test_nats_permissions import LockedNats, connect_as
 
 INTERVAL_S = 0.5

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from controller.appkeys import AUDIT, JOB_STORE
 from controller.jobs.records import PAGE_READS_PER_ITEM
 from schemas import ExecJob, JobRecord, encode
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, Response, recorded_result
+from tests.helpers import Controller, Fifo, MakeAgent, MakeController, Response, recorded_result
 
 EVERYTHING = ["command:exec", "job:read", "job:cancel", "node:read", "audit:read"]
 

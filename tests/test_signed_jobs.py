@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
 from schemas import ExecJob, encode
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+from tests.helpers import Controller, MakeAgent, MakeController, NatsServer
 
 HOST_SUBJECT = "nexec.exec.host.h1"
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.conftest import Controller, MakeAgent, SpawnAgent
+from tests.helpers import Controller, MakeAgent, SpawnAgent
 
 FLEET = {
     "web1.example.com": {"role": "web", "env": "prod"},
