@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from controller.appkeys import JOB_STORE, NATS_LINK
 from controller.natslink import LinkState
 from schemas import ExecJob, JobRecord, encode
+from schemas.subjects import Subjects
 from tests.helpers import (
     Controller,
     Fifo,
@@ -248,7 +249,7 @@ async def test_two_controllers_share_jobs_and_a_restart_loses_nothing(
     assert (await second.request("DELETE", f"/job/{ran.body['job_id']}")).status == 404
     with pytest.raises(nats.js.errors.NotFoundError):  # its results went with it
         await nc.jetstream().get_last_msg(
-            "nexec_results", f"nexec.record.result.{ran.body['job_id']}.h1"
+            "nexec_results", Subjects().result_record(ran.body["job_id"], "h1")
         )
 
 
@@ -263,7 +264,7 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
             job=ExecJob(job_id=job_id, command="true", deadline=now, target="_all", created_at=now),
             expected_hosts=["h1"],
         )
-        await js.publish_async(f"nexec.record.job.{job_id}", encode(record))
+        await js.publish_async(Subjects().job_record(job_id), encode(record))
     await js.publish_async_completed()
     store = controller.app[JOB_STORE]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from schemas.subjects import Subjects
 from tests.helpers import Controller, Fifo, MakeAgent, MakeController, NatsServer, SpawnAgent
 
 
@@ -137,7 +138,7 @@ async def test_a_job_that_expires_in_the_queue_never_runs(
     client = await nats.connect(nats_server.url)
     try:
         subscription = await client.jetstream().subscribe(
-            f"nexec.record.result.{queued.body['job_id']}.busy", ordered_consumer=True
+            Subjects().result_record(queued.body["job_id"], "busy"), ordered_consumer=True
         )
         recorded = json.loads((await subscription.next_msg(timeout=20)).data)
         while recorded["status"] == "no_reply":

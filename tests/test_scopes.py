@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from controller.appkeys import AUDIT, JOB_STORE
 from controller.jobs.records import PAGE_READS_PER_ITEM
 from schemas import ExecJob, JobRecord, encode
+from schemas.subjects import Subjects
 from tests.helpers import Controller, Fifo, MakeAgent, MakeController, Response, recorded_result
 
 EVERYTHING = ["command:exec", "job:read", "job:cancel", "node:read", "audit:read"]
@@ -122,7 +123,7 @@ async def test_job_list_shows_only_jobs_in_scope_and_pages_reach_them_all(
             job=ExecJob(job_id=job_id, command="true", deadline=now, target=target, created_at=now),
             expected_hosts=["h1"],
         )
-        await js.publish_async(f"nexec.record.job.{job_id}", encode(record))
+        await js.publish_async(Subjects().job_record(job_id), encode(record))
     await js.publish_async_completed()
     web = controller.extra_keys["web"]
 

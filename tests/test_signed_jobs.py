@@ -21,9 +21,10 @@ from nats.aio.msg import Msg
 
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
 from schemas import ExecJob, encode
+from schemas.subjects import Subjects
 from tests.helpers import Controller, MakeAgent, MakeController, NatsServer
 
-HOST_SUBJECT = "nexec.exec.host.h1"
+HOST_SUBJECT = Subjects().exec_host("h1")
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ async def test_an_any_job_replayed_to_every_agent_is_refused(
     for hostname in ("h1", "h2"):
         await make_agent(hostname, trusted_signers=[signer.public_key])
     await controller.wait_for_agents("h1", "h2")
-    captured = await nc.subscribe("nexec.exec.any")
+    captured = await nc.subscribe(Subjects().exec_any())
     await nc.flush()
     marker = tmp_path / "ran"
     response = await controller.exec("_any", append_line(marker))
@@ -172,7 +173,9 @@ async def test_an_any_job_replayed_to_every_agent_is_refused(
 
     inbox = nc.new_inbox()
     replies = await nc.subscribe(inbox)
-    await nc.publish("nexec.exec.all", job_message.data, reply=inbox, headers=job_message.headers)
+    await nc.publish(
+        Subjects().exec_all(), job_message.data, reply=inbox, headers=job_message.headers
+    )
     refusals = [json.loads((await replies.next_msg(timeout=10)).data) for _ in range(2)]
     assert sorted(reply["hostname"] for reply in refusals) == ["h1", "h2"]
     for reply in refusals:
