@@ -2,26 +2,23 @@
 
 Everything listens on 127.0.0.1 only. Agents run in-process (``make_agent``)
 or as real ``nexec-agentd`` processes (``spawn_agent``) where a test needs to
-kill one or to measure its memory.
+kill one or to measure its memory; ``live_agent`` and ``live_agent_process``
+also wait until a controller's registry lists the agent. What these fixtures
+hand out, and every other shared helper, is in :mod:`tests.helpers`: import
+from there, never from this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import nats
-import psutil
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -30,24 +27,23 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.executor import Executor
 from controller import ControllerConfig, KeyStore, create_app, create_key
-from controller.appkeys import NATS_LINK, REGISTRY
+from controller.appkeys import NATS_LINK
 from controller.http.server import make_runner
 from controller.keys.store import PERMISSIONS
-from controller.registry.view import Registry
 from nexec.dev.processes import ManagedProcess, start_nats_server
 from tests.cluster import Cluster, run_cluster
-
-STARTUP_TIMEOUT_S = 20.0
-AGENT_READY_RE = re.compile(r"nexec-agentd ready")
-
-
-@dataclass
-class NatsServer:
-    process: ManagedProcess
-    url: str
-
-    def stop(self) -> None:
-        self.process.stop()
+from tests.helpers import (
+    AGENT_READY_RE,
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeAgent,
+    MakeController,
+    NatsServer,
+    SpawnAgent,
+)
 
 
 @pytest.fixture
@@ -71,20 +67,6 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     client = await nats.connect(nats_server.url)
     yield client
     await client.close()
-
-
-async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
-    """The host's result of the job as the results stream holds it, once it is there."""
-    subscription = await nc.jetstream().subscribe(
-        f"nexec.record.result.{job_id}.{hostname}", ordered_consumer=True
-    )
-    message = await subscription.next_msg(timeout=20)
-    await subscription.unsubscribe()
-    result: dict[str, Any] = json.loads(message.data)
-    return result
-
-
-MakeAgent = Callable[..., Awaitable[Agent]]
 
 
 @pytest.fixture(autouse=True)
@@ -123,9 +105,6 @@ async def make_agent(nats_server: NatsServer, agent_state_dir: Path) -> AsyncIte
         await agent.stop()
 
 
-SpawnAgent = Callable[..., ManagedProcess]
-
-
 @pytest.fixture
 def spawn_agent(nats_server: NatsServer, agent_state_dir: Path) -> Iterator[SpawnAgent]:
     """Start real ``nexec-agentd`` processes; each is stopped (or already killed) at the end.
@@ -153,64 +132,32 @@ def spawn_agent(nats_server: NatsServer, agent_state_dir: Path) -> Iterator[Spaw
         process.stop()
 
 
-@dataclass
-class Response:
-    status: int
-    body: Any
+@pytest.fixture
+def live_agent(make_agent: MakeAgent) -> LiveAgent:
+    """Start an in-process agent and return once ``controller``'s registry lists it:
+    ``await live_agent(controller, "web1", labels={"role": "web"}, **settings)``
+    (the arguments after ``controller`` are :func:`make_agent`'s)."""
+
+    async def factory(controller: Controller, hostname: str = "agent-1", **kwargs: Any) -> Agent:
+        agent = await make_agent(hostname, **kwargs)
+        await controller.wait_for_agents(hostname)
+        return agent
+
+    return factory
 
 
-@dataclass
-class Controller:
-    """A running controller and an HTTP client with a key that may do everything."""
+@pytest.fixture
+def live_agent_process(spawn_agent: SpawnAgent) -> LiveAgentProcess:
+    """Start a ``nexec-agentd`` process and return once ``controller``'s registry lists
+    it: ``await live_agent_process(controller, "web1", *extra_args)``. The event loop
+    runs on while the process starts."""
 
-    url: str
-    app: web.Application
-    runner: web.AppRunner
-    session: aiohttp.ClientSession
-    api_key: str
-    keys_file: Path
-    extra_keys: dict[str, str] = field(default_factory=dict)
+    async def factory(controller: Controller, hostname: str, *extra_args: str) -> ManagedProcess:
+        process = await asyncio.to_thread(spawn_agent, hostname, *extra_args)
+        await controller.wait_for_agents(hostname)
+        return process
 
-    async def close(self) -> None:
-        """Stop this controller as a restart or a crash of its process would."""
-        await self.runner.cleanup()
-
-    @property
-    def registry(self) -> Registry:
-        return self.app[REGISTRY]
-
-    async def wait_for_agents(self, *hostnames: str) -> None:
-        """Until every named agent is in this controller's registry."""
-        await self.registry.wait_until(
-            lambda registry: set(hostnames).issubset(hb.hostname for hb in registry.live()),
-            STARTUP_TIMEOUT_S,
-        )
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        data: bytes | None = None,
-        key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        all_headers = {"Authorization": f"Bearer {key or self.api_key}"}
-        if data is not None:
-            all_headers["Content-Type"] = "application/json"
-        all_headers.update(headers or {})
-        async with self.session.request(
-            method, self.url + path, json=json, data=data, headers=all_headers
-        ) as response:
-            body = None if response.status == 204 else await response.json()
-            return Response(response.status, body)
-
-    async def exec(self, target: str, body: Any, *, key: str | None = None) -> Response:
-        return await self.request("POST", f"/node/{target}/command/exec", json=body, key=key)
-
-
-MakeController = Callable[..., Awaitable[Controller]]
+    return factory
 
 
 @pytest.fixture
@@ -272,57 +219,9 @@ async def controller(make_controller: MakeController) -> Controller:
     return await make_controller()
 
 
-class Fifo:
-    """A named pipe that commands write lines into and the test reads, in the event
-    loop and with a bound, so a test never blocks a thread forever.
-
-    Opened read-write: the test's reader never sees end-of-file between two
-    writers, and no writer ever meets a pipe without a reader.
-    """
-
-    def __init__(self, path: Path, reader: asyncio.StreamReader, transport: Any) -> None:
-        self.path = path
-        self._reader = reader
-        self._transport = transport
-
-    @classmethod
-    async def open(cls, path: Path) -> Fifo:
-        os.mkfifo(path)
-        pipe = os.fdopen(os.open(path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
-        reader = asyncio.StreamReader()
-        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe
-        )
-        return cls(path, reader, transport)
-
-    async def lines(self, count: int, timeout_s: float = STARTUP_TIMEOUT_S) -> list[str]:
-        """The next ``count`` lines written, from any writers, in the order they came."""
-        async with asyncio.timeout(timeout_s):
-            return [(await self._reader.readline()).decode().rstrip("\n") for _ in range(count)]
-
-    def close(self) -> None:
-        self._transport.close()
-
-
 @pytest.fixture
 async def started(tmp_path: Path) -> AsyncIterator[Fifo]:
     """A FIFO at ``tmp_path / "started"`` for commands to say they are running."""
     fifo = await Fifo.open(tmp_path / "started")
     yield fifo
     fifo.close()
-
-
-def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
-    """True once ``pid`` no longer runs (gone, or a zombie nobody reaps), else False
-    after ``timeout_s``. A process that is not our child offers nothing to wait on,
-    so this polls /proc, bounded."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)

@@ -18,15 +18,15 @@ from nats.aio.client import Client
 from controller.appkeys import AGENT_WATCH, DISPATCHER
 from controller.jobs.agent_watch import AGENT_LOST, AgentWatch
 from schemas import RunningReport, Subjects, encode
-from tests.conftest import (
+from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
     Fifo,
-    MakeAgent,
+    LiveAgent,
+    LiveAgentProcess,
     MakeController,
     NatsServer,
     Response,
-    SpawnAgent,
 )
 from tests.test_frozen_nats import frozen
 
@@ -75,11 +75,10 @@ async def gated_exec(
 
 
 async def test_a_frozen_nats_server_never_makes_an_agent_lost(
-    nats_server: NatsServer, make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+    nats_server: NatsServer, make_controller: MakeController, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
     controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
-    await make_agent("steady", running_report_interval_s=REPORT_INTERVAL_S)
-    await controller.wait_for_agents("steady")
+    await live_agent(controller, "steady", running_report_interval_s=REPORT_INTERVAL_S)
     watch = watch_of(controller)
     gate = tmp_path / "gate"
     async with gated_exec(controller, "steady", gate) as answer:
@@ -95,12 +94,11 @@ async def test_a_frozen_nats_server_never_makes_an_agent_lost(
 
 
 async def test_a_host_that_keeps_reporting_is_never_lost(
-    make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+    make_controller: MakeController, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
     """Alone in the fleet, with its heartbeats far apart: only its reports keep it."""
     controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
-    await make_agent("busy", running_report_interval_s=REPORT_INTERVAL_S)
-    await controller.wait_for_agents("busy")
+    await live_agent(controller, "busy", running_report_interval_s=REPORT_INTERVAL_S)
     watch = watch_of(controller)
     async with gated_exec(controller, "busy", tmp_path / "gate") as answer:
         # Reports over three times the threshold while the job runs.
@@ -113,14 +111,15 @@ async def test_a_host_that_keeps_reporting_is_never_lost(
 
 
 async def test_forged_reports_do_not_keep_a_killed_agent_alive(
-    make_controller: MakeController, spawn_agent: SpawnAgent, nc: Client, started: Fifo
+    make_controller: MakeController, live_agent_process: LiveAgentProcess, nc: Client, started: Fifo
 ) -> None:
     """Another host's reports listing the job, or naming the dead host, count for nothing
     (reports on the dead host's own subject are for the NATS permissions to refuse:
     test_nats_permissions)."""
     controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
-    agent = spawn_agent("victim", "--running-report-interval", str(REPORT_INTERVAL_S))
-    await controller.wait_for_agents("victim")
+    agent = await live_agent_process(
+        controller, "victim", "--running-report-interval", str(REPORT_INTERVAL_S)
+    )
     script = f"echo $$ > {started.path}; exec sleep 300"
     answer = asyncio.create_task(
         controller.exec("victim", {"command": "sh", "args": ["-c", script], "timeout": 300})
@@ -140,7 +139,7 @@ async def test_forged_reports_do_not_keep_a_killed_agent_alive(
 
     forger = asyncio.create_task(forge())
     try:
-        agent.stop(signum=signal.SIGKILL)
+        await asyncio.to_thread(agent.stop, signum=signal.SIGKILL)
         response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
     finally:
         forger.cancel()

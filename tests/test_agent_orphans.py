@@ -20,14 +20,16 @@ from agentd.config import DEFAULT_BASE_ENV
 from agentd.orphans import ALREADY_ENDED, KILLED, SUFFIX, boot_id, process_start_time
 from controller.jobs.agent_watch import AGENT_LOST
 from schemas import Subjects
-from tests.conftest import (
+from tests.helpers import (
     Controller,
     Fifo,
+    LiveAgent,
+    LiveAgentProcess,
     MakeAgent,
     MakeController,
     SpawnAgent,
+    gone,
     recorded_result,
-    wait_gone,
 )
 from tests.test_agent_lost import until
 
@@ -57,7 +59,8 @@ async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_r
     *,
     make_controller: MakeController,
     spawn_agent: SpawnAgent,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
+    live_agent_process: LiveAgentProcess,
     nc: Client,
     started: Fifo,
     agent_state_dir: Path,
@@ -68,11 +71,12 @@ async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_r
     controller = await make_controller(agent_lost_after_s=1.0)
     victim_config = started.path.parent / "victim.toml"
     victim_config.write_text(f'[base_env]\nPATH = "{DEFAULT_BASE_ENV["PATH"]}"\nROLE = "victim"\n')
-    agent = spawn_agent(
-        "orphan-1", "--config", str(victim_config), "--running-report-interval", "0.2"
+    agent = await live_agent_process(
+        controller, "orphan-1", "--config", str(victim_config), "--running-report-interval", "0.2"
     )
-    await make_agent("survivor", heartbeat_interval_s=0.2, running_report_interval_s=0.2)
-    await controller.wait_for_agents("orphan-1", "survivor")
+    await live_agent(
+        controller, "survivor", heartbeat_interval_s=0.2, running_report_interval_s=0.2
+    )
     script = f'[ "$ROLE" = victim ] || exit 0; sleep 300 & echo $$ $! > {started.path}; wait'
     body = {"command": "sh", "args": ["-c", script], "timeout": 300}
     answer = asyncio.create_task(controller.exec("_all", body))
@@ -83,7 +87,7 @@ async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_r
     try:
         # The agent notes the process just after it started: after that, kill it.
         await until(lambda: any((agent_state_dir / "orphan-1").glob(f"*{SUFFIX}")))
-        agent.stop(signum=signal.SIGKILL)
+        await asyncio.to_thread(agent.stop, signum=signal.SIGKILL)
         assert running(shell) and running(child), "the job died with its agent"
         response = await answer
         results = {item["hostname"]: item for item in response.body["results"]}
@@ -95,9 +99,9 @@ async def test_a_killed_agent_is_lost_in_seconds_and_its_orphan_killed_when_it_r
         assert lost["status"] == "no_reply"
         assert lost["error"].startswith(AGENT_LOST), lost  # not the deadline's words
 
-        spawn_agent("orphan-1")  # the same state_dir
-        assert wait_gone(shell), "the restarted agent left the job's process running"
-        assert wait_gone(child), "the restarted agent left the job's child running"
+        await asyncio.to_thread(spawn_agent, "orphan-1")  # the same state_dir
+        assert await gone(shell), "the restarted agent left the job's process running"
+        assert await gone(child), "the restarted agent left the job's child running"
     finally:
         if group.is_running():
             os.killpg(shell, signal.SIGKILL)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from nexec.dev.processes import ManagedProcess
-from tests.conftest import Controller, SpawnAgent
+from tests.helpers import Controller, LiveAgentProcess
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -21,10 +21,9 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 async def test_50mb_of_output_is_capped_and_memory_stays_bounded(
-    controller: Controller, spawn_agent: SpawnAgent
+    controller: Controller, live_agent_process: LiveAgentProcess
 ) -> None:
-    agent = spawn_agent("big-1")
-    await controller.wait_for_agents("big-1")
+    agent = await live_agent_process(controller, "big-1")
     warm = await controller.exec("big-1", {"command": "true"})
     assert warm.status == 202
     peak_before = peak_rss_bytes(agent.pid)
@@ -43,9 +42,10 @@ async def test_50mb_of_output_is_capped_and_memory_stays_bounded(
     assert growth < 20 * 1024 * 1024, f"agent peak RSS grew by {growth} bytes"
 
 
-async def test_invalid_utf8_is_replaced(controller: Controller, spawn_agent: SpawnAgent) -> None:
-    spawn_agent("utf-1")
-    await controller.wait_for_agents("utf-1")
+async def test_invalid_utf8_is_replaced(
+    controller: Controller, live_agent_process: LiveAgentProcess
+) -> None:
+    await live_agent_process(controller, "utf-1")
     response = await controller.exec("utf-1", {"command": "printf", "args": ["a\\377b"]})
     [result] = response.body["results"]
     assert result["stdout"] == "a\ufffdb"

@@ -17,13 +17,12 @@ from nexec.dev.processes import (
     nats_server_binary,
     start_nats_server,
 )
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+from tests.helpers import Controller, LiveAgent, MakeController, NatsServer
 
 
 @pytest.fixture
-async def ready(controller: Controller, make_agent: MakeAgent) -> Controller:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+async def ready(controller: Controller, live_agent: LiveAgent) -> Controller:
+    await live_agent(controller, "agent-1")
     return controller
 
 
@@ -147,11 +146,10 @@ async def test_x_api_key_header_is_accepted(ready: Controller) -> None:
 
 
 async def test_key_without_exec_permission_is_403(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(keys={"reader": (["node:read"], [])})
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     response = await controller.exec(
         "agent-1", {"command": "true"}, key=controller.extra_keys["reader"]
     )
@@ -171,12 +169,11 @@ async def test_job_routes_need_their_permissions(make_controller: MakeController
 
 
 async def test_key_outside_its_targets_is_403(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(keys={"webops": (["command:exec"], ["web*", "role:web"])})
-    await make_agent("web1", labels={"role": "web"})
-    await make_agent("db1", labels={"role": "db"})
-    await controller.wait_for_agents("web1", "db1")
+    await live_agent(controller, "web1", labels={"role": "web"})
+    await live_agent(controller, "db1", labels={"role": "db"})
     key = controller.extra_keys["webops"]
     assert (await controller.exec("web1", {"command": "true"}, key=key)).status == 202
     assert (await controller.exec("role:web", {"command": "true"}, key=key)).status == 202
@@ -213,7 +210,7 @@ async def test_nats_unreachable_is_503(
 
 
 async def test_nats_lost_after_start_is_503(ready: Controller, nats_server: NatsServer) -> None:
-    nats_server.stop()
+    await asyncio.to_thread(nats_server.stop)
     await ready.app[NATS_LINK].disconnected.wait()
     response = await ready.exec("agent-1", {"command": "true"})
     assert_error(response, 503, "not connected to NATS")
@@ -228,7 +225,7 @@ async def test_setup_is_retried_until_jetstream_answers(
         name="nats-server without JetStream",
     )
     try:
-        no_jetstream.wait_for_line(NATS_READY_RE, 20)
+        await asyncio.to_thread(no_jetstream.wait_for_line, NATS_READY_RE, 20)
         controller = await make_controller(
             nats_url=f"nats://127.0.0.1:{unused_tcp_port}", wait_for_nats=False
         )
@@ -241,7 +238,7 @@ async def test_setup_is_retried_until_jetstream_answers(
             reasons = (await health.json())["reasons"]
         assert any(reason.startswith("NATS setup failed") for reason in reasons), reasons
     finally:
-        no_jetstream.stop()
+        await asyncio.to_thread(no_jetstream.stop)
     server, _ = start_nats_server(tmp_path / "jetstream", port=unused_tcp_port)
     try:
         await asyncio.wait_for(link.ready.wait(), 40)
@@ -249,7 +246,7 @@ async def test_setup_is_retried_until_jetstream_answers(
             assert health.status == 200
     finally:
         await controller.close()
-        server.stop()
+        await asyncio.to_thread(server.stop)
 
 
 async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
@@ -339,12 +336,11 @@ def test_rate_limiter_refills_over_time() -> None:
 
 
 async def test_key_target_patterns_follow_the_parsed_target(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(keys={"web": (["command:exec"], ["web*", "role:web"])})
-    await make_agent("web1", labels={"role": "web", "env": "prod"})
-    await make_agent("db1", labels={"webtier": "x", "env": "prod"})
-    await controller.wait_for_agents("web1", "db1")
+    await live_agent(controller, "web1", labels={"role": "web", "env": "prod"})
+    await live_agent(controller, "db1", labels={"webtier": "x", "env": "prod"})
     key = controller.extra_keys["web"]
     for target in ("role:web,env:prod", "env:prod,role:web"):
         assert (await controller.exec(target, {"command": "true"}, key=key)).status == 202

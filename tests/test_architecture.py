@@ -78,3 +78,60 @@ def test_the_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
     assert not within("controller.jobs", ALLOWED["agentd"])
     assert within("controller.keys.store", ALLOWED["nexec"])
     assert not within("controller.http", ALLOWED["nexec"])
+
+
+def test_no_module_imports_the_fixtures_module() -> None:
+    """Shared helpers live in plain modules (tests/helpers.py); conftest.py is pytest's."""
+    importers = {
+        str(path.relative_to(ROOT))
+        for package in ("tests", "bench")
+        for path in (ROOT / package).rglob("*.py")
+        if any(within(module, ("tests.conftest", "conftest")) for module in imported_modules(path))
+    }
+    assert importers == set()
+
+
+BLOCKING_CALLS = ("time.sleep", "wait_gone", "subprocess.run", "spawn_agent")
+BLOCKING_METHODS = ("wait_for_line",)
+"""Calls that block the event loop; an async test awaits ``asyncio.to_thread`` (or
+``tests.helpers.gone``) instead."""
+
+
+def blocking_calls_in_async_functions(path: Path) -> set[str]:
+    found: set[str] = set()
+    for function in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(function, ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            if name in BLOCKING_CALLS or name.endswith(tuple(f".{m}" for m in BLOCKING_METHODS)):
+                found.add(f"{path.relative_to(ROOT)}:{node.lineno}: {function.name}: {name}")
+    return found
+
+
+def test_no_async_test_blocks_the_event_loop() -> None:
+    blocking = set().union(
+        *(blocking_calls_in_async_functions(path) for path in (ROOT / "tests").rglob("*.py"))
+    )
+    assert blocking == set()
+
+
+def test_the_blocking_rule_catches_a_sleep(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import time\n"
+        "async def test_x(spawn_agent, p):\n"
+        "    time.sleep(1)\n"
+        "    await asyncio.to_thread(spawn_agent, 'h')\n"
+        "    p.wait_for_line(R, 1)\n"
+        "def test_y():\n"
+        "    time.sleep(1)\n"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+        assert blocking_calls_in_async_functions(module) == {
+            "m.py:3: test_x: time.sleep",
+            "m.py:5: test_x: p.wait_for_line",
+        }

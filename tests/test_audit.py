@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from controller.appkeys import AUDIT
-from tests.conftest import Controller, MakeAgent, MakeController
+from tests.helpers import Controller, LiveAgent, MakeController
 
 
 async def audit_page(controller: Controller, query: str = "") -> dict[str, Any]:
@@ -19,11 +19,10 @@ async def audit_page(controller: Controller, query: str = "") -> dict[str, Any]:
 
 
 async def test_exec_401_and_403_are_recorded_newest_first(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(keys={"reader": (["job:read"], [])})
-    await make_agent("a1")
-    await controller.wait_for_agents("a1")
+    await live_agent(controller, "a1")
     ran = await controller.exec("a1", {"command": "echo", "args": ["$(id)", "x y"]})
     denied = await controller.exec("a1", {"command": "true"}, key=controller.extra_keys["reader"])
     unknown = await controller.exec("a1", {"command": "true"}, key="nxk_wrong-key")
@@ -52,10 +51,9 @@ async def test_exec_401_and_403_are_recorded_newest_first(
 
 
 async def test_shell_and_cancel_are_recorded_and_filters_work(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("a1", allow_shell=True)
-    await controller.wait_for_agents("a1")
+    await live_agent(controller, "a1", allow_shell=True)
     before = time.time()
     await controller.request("POST", "/node/a1/command/shell", json={"command": "echo hi | wc -c"})
     ended = await controller.exec("a1", {"command": "true"})

@@ -23,7 +23,15 @@ from controller.keys.store import PERMISSIONS
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import Subjects
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, recorded_result
+from tests.helpers import (
+    Controller,
+    Fifo,
+    LiveAgent,
+    MakeAgent,
+    MakeController,
+    NatsServer,
+    recorded_result,
+)
 from tests.test_live_output import read_events
 from tests.test_lost_writes import running_without
 
@@ -93,7 +101,7 @@ async def test_an_exec_is_audited_before_it_runs_even_if_the_controller_dies(
             with pytest.raises(aiohttp.ClientError):
                 await in_flight
     finally:
-        controller.stop()
+        await asyncio.to_thread(controller.stop)
 
     [record] = await stored_audit_records(nc)
     assert (record["method"], record["path"], record["key_name"]) == (
@@ -111,10 +119,10 @@ async def test_an_exec_is_audited_before_it_runs_even_if_the_controller_dies(
 
 
 async def test_a_job_record_not_stored_after_the_audit_record_gets_a_second_record(
-    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller, agent = await running_without(
-        SUBJECTS.jobs_stream(), nc, make_controller, make_agent
+        SUBJECTS.jobs_stream(), nc, make_controller, live_agent
     )
 
     response = await controller.exec("a1", {"command": "true"})
@@ -129,12 +137,12 @@ async def test_a_job_record_not_stored_after_the_audit_record_gets_a_second_reco
 
 
 async def test_a_job_not_published_is_shown_as_not_published(
-    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     # The audit record fails, the job record (written at the same time) is stored:
     # the job is never published, and its record says so.
     controller, agent = await running_without(
-        SUBJECTS.audit_stream(), nc, make_controller, make_agent
+        SUBJECTS.audit_stream(), nc, make_controller, live_agent
     )
 
     response = await controller.exec("a1", {"command": "true", "timeout": 1})
@@ -158,12 +166,11 @@ async def test_a_job_not_published_is_shown_as_not_published(
 
 
 async def test_a_cancel_whose_audit_record_cannot_be_stored_is_503_and_not_sent(
-    nc: Client, controller: Controller, make_agent: MakeAgent, started: Fifo, tmp_path: Path
+    nc: Client, controller: Controller, live_agent: LiveAgent, started: Fifo, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    await make_agent("a1")
-    await controller.wait_for_agents("a1")
+    await live_agent(controller, "a1")
     running = await controller.request(
         "POST", "/node/a1/command/exec?wait=false", json=blocking_command(started, gate)
     )
@@ -181,10 +188,9 @@ async def test_a_cancel_whose_audit_record_cannot_be_stored_is_503_and_not_sent(
 
 
 async def test_a_delete_whose_audit_record_cannot_be_stored_is_503_and_keeps_the_job(
-    nc: Client, controller: Controller, make_agent: MakeAgent
+    nc: Client, controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("a1")
-    await controller.wait_for_agents("a1")
+    await live_agent(controller, "a1")
     job_id = (await controller.exec("a1", {"command": "true"})).body["job_id"]
     await controller.app[AUDIT].flushed()
     await nc.jetstream().delete_stream(SUBJECTS.audit_stream())
@@ -196,10 +202,9 @@ async def test_a_delete_whose_audit_record_cannot_be_stored_is_503_and_keeps_the
 
 
 async def test_a_delete_that_fails_after_its_audit_record_gets_a_second_record(
-    nc: Client, controller: Controller, make_agent: MakeAgent
+    nc: Client, controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("a1")
-    await controller.wait_for_agents("a1")
+    await live_agent(controller, "a1")
     job_id = (await controller.exec("a1", {"command": "true"})).body["job_id"]
     await nc.jetstream().delete_stream(SUBJECTS.results_stream())  # purging its results fails
 

@@ -7,22 +7,21 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
-from tests.conftest import (
+from tests.helpers import (
     Controller,
     Fifo,
-    MakeAgent,
+    LiveAgent,
     MakeController,
+    gone,
     recorded_result,
-    wait_gone,
 )
 
 
 async def test_cancel_kills_the_job_and_its_children_on_two_agents(
-    controller: Controller, make_agent: MakeAgent, nc: Client, started: Fifo
+    controller: Controller, live_agent: LiveAgent, nc: Client, started: Fifo
 ) -> None:
-    await make_agent("c1", labels={"pool": "cancel"})
-    await make_agent("c2", labels={"pool": "cancel"})
-    await controller.wait_for_agents("c1", "c2")
+    await live_agent(controller, "c1", labels={"pool": "cancel"})
+    await live_agent(controller, "c2", labels={"pool": "cancel"})
     script = f"sleep 300 & echo child=$!; echo go > {started.path}; wait"
     submitted = await controller.request(
         "POST", "/node/pool:cancel/command/exec?wait=false",
@@ -39,7 +38,7 @@ async def test_cancel_kills_the_job_and_its_children_on_two_agents(
         assert result["status"] == "cancelled"
         assert result["error"] == "cancelled on request of admin; process group killed"
         child = int(result["stdout"].partition("child=")[2].split()[0])
-        assert wait_gone(child), f"{host}: the job's child outlived the cancel"
+        assert await gone(child), f"{host}: the job's child outlived the cancel"
     job = await controller.request("GET", f"/job/{job_id}")
     assert job.body["state"] == "cancelled"
     again = await controller.request("POST", f"/job/{job_id}/cancel")
@@ -48,16 +47,16 @@ async def test_cancel_kills_the_job_and_its_children_on_two_agents(
 
 
 async def test_cancel_keeps_results_of_hosts_that_finished(
-    controller: Controller, make_agent: MakeAgent, nc: Client, started: Fifo, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, nc: Client, started: Fifo, tmp_path: Path
 ) -> None:
     for host in ("quick", "slow"):
-        await make_agent(
+        await live_agent(
+            controller,
             host,
             labels={"pool": "mixed"},
             allow_shell=True,
             base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
         )
-    await controller.wait_for_agents("quick", "slow")
     # Only "slow" has a file named after it: it waits; "quick" exits at once.
     (tmp_path / "slow").mkdir()
     script = f'echo go > {started.path}; while [ -d {tmp_path}/"$NEXEC_HOST" ]; do sleep 0.05; done'

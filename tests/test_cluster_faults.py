@@ -30,7 +30,7 @@ from tests.cluster import (
     stream_leaders,
     wait_for_jetstream,
 )
-from tests.conftest import Controller, MakeController
+from tests.helpers import Controller, MakeController
 
 log = logging.getLogger("tests.cluster_faults")
 
@@ -149,7 +149,7 @@ async def test_results_leader_killed_under_load_every_result_answered_is_recorde
         async with load_on(controller, timeout_s=10) as load:
             await load.run_for(LOAD_BEFORE_KILL_S)
             killed_at = time.monotonic()
-            cluster.servers[victim].stop(signum=signal.SIGKILL)
+            await asyncio.to_thread(cluster.servers[victim].stop, signum=signal.SIGKILL)
             leaders = await stream_leaders(cluster, cluster.urls[survivor])
             elected_at = time.monotonic()
             await load.run_for(LOAD_AFTER_LEADER_S)
@@ -221,7 +221,7 @@ async def test_node_lost_live_agents_never_reported_missing(
         async with load_on(controller, timeout_s=2) as load:
             await load.run_for(LOAD_BEFORE_KILL_S)
             killed_at = time.monotonic()
-            cluster.servers[victim].stop(signum=signal.SIGKILL)
+            await asyncio.to_thread(cluster.servers[victim].stop, signum=signal.SIGKILL)
             await load.run_for(SAMPLE_AFTER_KILL_S)
 
         statuses = {sent.status for sent in load.sent}

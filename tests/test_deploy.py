@@ -15,7 +15,7 @@ import pytest
 
 from nexec.cli import main as cli_main
 from runtime.signing import JobSigner
-from tests.conftest import Controller, Fifo, SpawnAgent
+from tests.helpers import Controller, Fifo, LiveAgentProcess
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -97,12 +97,11 @@ def exec_stop_command(unit: str) -> list[str]:
 
 
 async def test_the_agent_units_stop_drains_the_agent_before_the_group_is_killed(
-    controller: Controller, spawn_agent: SpawnAgent, started: Fifo
+    controller: Controller, live_agent_process: LiveAgentProcess, started: Fifo
 ) -> None:
     """ExecStop sends SIGTERM to the agent alone and returns once it has exited, so its
     jobs finish (the drain) before KillMode=control-group signals what is left."""
-    agent = spawn_agent("unit-stopped")
-    await controller.wait_for_agents("unit-stopped")
+    agent = await live_agent_process(controller, "unit-stopped")
     pending = asyncio.ensure_future(controller.exec("unit-stopped", {
         "command": "sh", "args": ["-c", f"echo go > {started.path}; sleep 1; echo drained"],
     }))  # fmt: skip

@@ -3,6 +3,7 @@ and gone, children too, after a SIGKILL, its directory removed at the next start
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
@@ -20,7 +21,7 @@ import pytest
 from nexec.dev import pdeathsig
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.workdir import dev_work_dir, remove_stale_work_dirs
-from tests.conftest import wait_gone
+from tests.helpers import gone, wait_gone
 
 BANNER_END_RE = re.compile(r"Ctrl-C stops everything")
 
@@ -33,7 +34,7 @@ def start_dev() -> ManagedProcess:
 async def test_nexec_dev_runs_the_printed_curl_and_stops_cleanly() -> None:
     dev = start_dev()
     try:
-        dev.wait_for_line(BANNER_END_RE, 60)
+        await asyncio.to_thread(dev.wait_for_line, BANNER_END_RE, 60)
         banner = "\n".join(dev.last_lines())
         exec_url = re.search(r"curl -s -X POST (\S+)", banner)
         key = re.search(r"Authorization: Bearer (nxk_\S+)'", banner)
@@ -56,11 +57,11 @@ async def test_nexec_dev_runs_the_printed_curl_and_stops_cleanly() -> None:
         assert result["status"] == "completed"
         assert result["stdout"].startswith("Linux")
 
-        assert dev.stop(timeout_s=30, signum=signal.SIGINT) == 0
+        assert await asyncio.to_thread(dev.stop, timeout_s=30, signum=signal.SIGINT) == 0
         for child in children:
-            assert wait_gone(child.pid), f"{child.name()} outlived nexec dev"
+            assert await gone(child.pid), f"{child.name()} outlived nexec dev"
     finally:
-        dev.stop(timeout_s=30, signum=signal.SIGINT)
+        await asyncio.to_thread(dev.stop, timeout_s=30, signum=signal.SIGINT)
 
 
 def started_dev() -> tuple[ManagedProcess, list[psutil.Process], Path]:

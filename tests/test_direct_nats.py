@@ -15,7 +15,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.conftest import MakeAgent, MakeController
+from tests.helpers import MakeAgent, MakeController, recorded_result
 
 
 def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:
@@ -188,10 +188,7 @@ async def test_job_without_reply_subject_runs_and_is_recorded(
     await nc.publish("nexec.exec.host.agent-1", json.dumps(message).encode())
     # Nobody hears the reply: the result is only in the results stream, which
     # an ordered consumer reads as soon as the agent has recorded it.
-    subscription = await nc.jetstream().subscribe(
-        f"nexec.record.result.{message['job_id']}.agent-1", ordered_consumer=True
-    )
-    recorded = json.loads((await subscription.next_msg(timeout=10)).data)
+    recorded = await recorded_result(nc, message["job_id"], "agent-1")
     assert recorded["status"] == "completed"
     assert recorded["stdout"] == "fire-and-forget\n"
 

@@ -15,7 +15,7 @@ from controller import create_key
 from controller.keys.store import PERMISSIONS
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.conftest import Fifo, MakeAgent, NatsServer
+from tests.helpers import Fifo, MakeAgent, NatsServer
 
 
 async def test_controller_drains_on_sigterm(
@@ -29,7 +29,7 @@ async def test_controller_drains_on_sigterm(
         name="controller",
     )  # fmt: skip
     try:
-        ready = controller.wait_for_line(CONTROLLER_READY_RE, 30)
+        ready = await asyncio.to_thread(controller.wait_for_line, CONTROLLER_READY_RE, 30)
         url = f"http://127.0.0.1:{ready['port']}/node/d1/command/exec"
         await make_agent("d1")
         await asyncio.to_thread(controller.wait_for_line, re.compile("agent joined: d1"), 30)
@@ -71,6 +71,6 @@ async def test_controller_drains_on_sigterm(
             raise AssertionError(controller.output_tail()) from None
         assert exit_code == 0
         summary = re.compile(r"stopped: served=\d+ in_flight=0 refused_while_draining=1")
-        controller.wait_for_line(summary, 10)
+        await asyncio.to_thread(controller.wait_for_line, summary, 10)
     finally:
-        controller.stop()
+        await asyncio.to_thread(controller.stop)

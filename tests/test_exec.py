@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
-from tests.conftest import Controller, MakeAgent, wait_gone
-
-
-async def start_agent(controller: Controller, make_agent: MakeAgent, **settings: Any) -> None:
-    """Start the agent "agent-1" and wait until the controller sees it."""
-    await make_agent("agent-1", **settings)
-    await controller.wait_for_agents("agent-1")
+from tests.helpers import Controller, LiveAgent, gone
 
 
 def reported_child(stdout: str) -> int:
@@ -31,9 +24,9 @@ async def run_one(controller: Controller, body: dict[str, object]) -> dict[str, 
 
 
 async def test_completed_command_returns_output_and_exit_code(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     result = await run_one(controller, {"command": "echo", "args": ["hello", "world"]})
     assert result["status"] == "completed"
     assert result["stdout"] == "hello world\n"
@@ -45,9 +38,9 @@ async def test_completed_command_returns_output_and_exit_code(
 
 
 async def test_nonzero_exit_is_completed_with_exit_code_and_stderr(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     result = await run_one(controller, {"command": "sh", "args": ["-c", "echo oops >&2; exit 3"]})
     assert result["status"] == "completed"
     assert result["exit_code"] == 3
@@ -56,9 +49,9 @@ async def test_nonzero_exit_is_completed_with_exit_code_and_stderr(
 
 
 async def test_missing_executable_fails_without_running(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     result = await run_one(controller, {"command": "/nonexistent/nexec-no-such-binary"})
     assert result["status"] == "failed"
     assert result["changed"] is False
@@ -68,25 +61,25 @@ async def test_missing_executable_fails_without_running(
 
 
 async def test_missing_cwd_fails_naming_the_directory(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     result = await run_one(controller, {"command": "pwd", "cwd": "/nonexistent/nexec-dir"})
     assert result["status"] == "failed"
     assert result["changed"] is False
     assert "working directory '/nonexistent/nexec-dir'" in result["error"]
 
 
-async def test_cwd_is_used(controller: Controller, make_agent: MakeAgent, tmp_path: Path) -> None:
-    await start_agent(controller, make_agent)
+async def test_cwd_is_used(controller: Controller, live_agent: LiveAgent, tmp_path: Path) -> None:
+    await live_agent(controller)
     result = await run_one(controller, {"command": "pwd", "cwd": str(tmp_path)})
     assert result["stdout"] == f"{tmp_path}\n"
 
 
 async def test_shell_metacharacters_arrive_literally(
-    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     (tmp_path / "a-file").write_text("")
     args = ["$(id)", ";", "*", "`whoami`", "&&", "|", "> x", "$HOME", "'quoted'"]
     result = await run_one(
@@ -96,17 +89,17 @@ async def test_shell_metacharacters_arrive_literally(
     assert not (tmp_path / "x").exists()
 
 
-async def test_stdin_is_dev_null(controller: Controller, make_agent: MakeAgent) -> None:
-    await start_agent(controller, make_agent)
+async def test_stdin_is_dev_null(controller: Controller, live_agent: LiveAgent) -> None:
+    await live_agent(controller)
     result = await run_one(controller, {"command": "cat", "timeout": 5})
     assert result["status"] == "completed"
     assert result["stdout"] == ""
 
 
 async def test_timeout_kills_the_process_group_and_keeps_partial_output(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     script = "sleep 300 & echo child=$!; echo partial; sleep 300"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 1})
     assert result["status"] == "timeout"
@@ -114,37 +107,37 @@ async def test_timeout_kills_the_process_group_and_keeps_partial_output(
     assert "timed out after 1s" in result["error"]
     assert "partial" in result["stdout"]
     grandchild = reported_child(result["stdout"])
-    assert wait_gone(grandchild), "a grandchild outlived the timeout"
+    assert await gone(grandchild), "a grandchild outlived the timeout"
 
 
 async def test_timeout_sigkills_a_group_that_ignores_sigterm(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent, kill_grace_s=0.5)
+    await live_agent(controller, "agent-1", kill_grace_s=0.5)
     script = "trap '' TERM; sleep 300 & echo child=$!; wait"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 1})
     assert result["status"] == "timeout"
     assert result["exit_code"] == -9
     grandchild = reported_child(result["stdout"])
-    assert wait_gone(grandchild), "a grandchild ignoring SIGTERM survived"
+    assert await gone(grandchild), "a grandchild ignoring SIGTERM survived"
 
 
 async def test_background_child_holding_stdout_does_not_hang_the_job(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent)
+    await live_agent(controller)
     script = "sleep 300 & echo child=$!"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script], "timeout": 60})
     assert result["status"] == "completed"
     assert result["exit_code"] == 0
     grandchild = reported_child(result["stdout"])
-    assert wait_gone(grandchild)
+    assert await gone(grandchild)
 
 
 async def test_output_is_capped_keeping_head_and_tail(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await start_agent(controller, make_agent, output_cap_bytes=4096)
+    await live_agent(controller, "agent-1", output_cap_bytes=4096)
     script = "echo FIRST; head -c 100000 /dev/zero | tr '\\0' x; echo; echo LAST"
     result = await run_one(controller, {"command": "sh", "args": ["-c", script]})
     assert result["status"] == "completed"

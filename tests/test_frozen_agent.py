@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from controller.jobs.views import job_view
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects
-from tests.conftest import STARTUP_TIMEOUT_S, MakeController, SpawnAgent
+from tests.helpers import STARTUP_TIMEOUT_S, LiveAgentProcess, MakeController
 
 
 async def results_on(nc: Client, job_id: str, hostname: str, count: int) -> list[dict[str, Any]]:
@@ -32,13 +32,15 @@ async def results_on(nc: Client, job_id: str, hostname: str, count: int) -> list
 
 
 async def test_an_agent_frozen_past_the_delivery_timeout_never_runs_the_job(
-    make_controller: MakeController, spawn_agent: SpawnAgent, nc: Client, tmp_path: Path
+    make_controller: MakeController,
+    live_agent_process: LiveAgentProcess,
+    nc: Client,
+    tmp_path: Path,
 ) -> None:
     config = tmp_path / "agent.toml"
     config.write_text("max_clock_skew_s = 0.0\n")  # one machine: one clock
     controller = await make_controller()
-    agent = spawn_agent("frozen", "--config", str(config))
-    await controller.wait_for_agents("frozen")
+    agent = await live_agent_process(controller, "frozen", "--config", str(config))
     marker = tmp_path / "ran"
     os.kill(agent.pid, signal.SIGSTOP)
     try:

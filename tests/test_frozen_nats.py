@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from agentd.agent import AgentState
 from controller.appkeys import NATS_LINK
 from controller.natslink import LinkState
-from tests.conftest import MakeAgent, MakeController, NatsServer
+from tests.helpers import MakeAgent, MakeController, NatsServer
 
 # Far above the few seconds a bounded stop takes with connect_timeout_s=1, far
 # below the minute an unbounded nats-py drain takes against a frozen server.

@@ -17,7 +17,7 @@ from nats.js.api import DiscardPolicy
 
 from agentd.dedupe import RecentJobs
 from schemas import Subjects
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer, Response
+from tests.helpers import Controller, LiveAgent, MakeController, NatsServer, Response
 from tests.test_frozen_nats import frozen
 
 # Far above what the settings below need (probe every 0.2 s, 0.5 s timeout), and
@@ -88,11 +88,10 @@ async def exec_until_refused(controller: Controller, key_prefix: str = "") -> Re
 
 
 async def test_full_job_stream_is_503_storage_full_until_there_is_room(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(jobs_max_bytes=TINY_BYTES)
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     response = await exec_until_refused(controller)
     assert response.status == 503, response
     assert response.body["error"] == "storage full"
@@ -106,11 +105,10 @@ async def test_full_job_stream_is_503_storage_full_until_there_is_room(
 
 
 async def test_full_idempotency_bucket_is_503_storage_full(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(idempotency_max_bytes=TINY_BYTES // 2)
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     response = await exec_until_refused(controller, key_prefix="key-")
     assert response.status == 503, response
     assert response.body["error"] == "storage full"

@@ -30,7 +30,7 @@ from schemas import (
     decode_running_report_from,
 )
 from schemas.decoding import MAX_WIRE_BYTES
-from tests.conftest import Controller, MakeAgent, recorded_result
+from tests.helpers import Controller, LiveAgent, MakeAgent, recorded_result
 from tests.test_direct_nats import job, request
 
 NESTED = b'{"type":"nexec.exec.v1.result","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"
@@ -125,11 +125,10 @@ async def output_events(controller: Controller, job_id: str) -> list[dict[str, A
 
 
 async def test_a_nested_or_forged_result_record_does_not_break_or_change_the_job(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1")
-    await make_agent("h2")
-    await controller.wait_for_agents("h1", "h2")
+    await live_agent(controller, "h1")
+    await live_agent(controller, "h2")
     ran = await controller.exec("_all", {"command": "hostname"})
     job_id = ran.body["job_id"]
     await recorded_result(nc, job_id, "h2")
@@ -158,10 +157,9 @@ async def test_a_nested_or_forged_result_record_does_not_break_or_change_the_job
 
 
 async def test_output_stream_skips_bad_records_and_ends(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     ran = await controller.exec("h1", {"command": "echo", "args": ["hello"]})
     job_id = ran.body["job_id"]
     await nc.jetstream().publish(Subjects().result_record(job_id, "h1"), NESTED)
@@ -172,10 +170,9 @@ async def test_output_stream_skips_bad_records_and_ends(
 
 
 async def test_a_nested_audit_record_is_skipped(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     await controller.exec("h1", {"command": "true"})
     await controller.app[AUDIT].flushed()
     await nc.jetstream().publish(Subjects().audit_record(), nested("nexec.audit.v1.record"))
@@ -185,10 +182,9 @@ async def test_a_nested_audit_record_is_skipped(
 
 
 async def test_a_job_record_that_is_not_json_is_skipped_in_the_list(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     first = await controller.exec("h1", {"command": "true"})
     await nc.jetstream().publish(Subjects().job_record(str(uuid.uuid4())), b"not json")
     page = await controller.request("GET", "/job")

@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client
 
 from controller.appkeys import CONFIG
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController
+from tests.helpers import Controller, Fifo, LiveAgent, MakeController
 
 EXEC_PATH = "/node/agent-1/command/exec"
 SHELL_PATH = "/node/agent-1/command/shell"
@@ -69,7 +69,7 @@ def assert_error_shape(body: Any, code: int, *fragments: str) -> None:
 
 
 async def test_a_client_leaving_mid_body_is_no_500_and_no_traceback(
-    controller: Controller, nc: Client, make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
+    controller: Controller, nc: Client, live_agent: LiveAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     audit = await nc.jetstream().subscribe(
@@ -94,8 +94,7 @@ async def test_a_client_leaving_mid_body_is_no_500_and_no_traceback(
     )
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert any("disconnected" in r.getMessage() for r in caplog.records)
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     assert (await controller.exec("agent-1", {"command": "true"})).status == 202
 
 
@@ -116,13 +115,12 @@ class LogWatch(logging.Handler):
 
 async def test_a_client_leaving_a_live_output_stream_is_no_500(
     controller: Controller,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
     started: Fifo,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     gate = tmp_path / "gate"
     gate.mkdir()
     script = (
@@ -232,15 +230,14 @@ async def test_a_body_not_sent_as_json_is_415(
 
 
 async def test_form_data_is_415_and_json_with_a_charset_runs(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
     url = controller.url + EXEC_PATH
     auth = {"Authorization": f"Bearer {controller.api_key}"}
     async with controller.session.post(url, data={"command": "id"}, headers=auth) as response:
         assert response.status == 415
         assert_error_shape(await response.json(), 415, "x-www-form-urlencoded")
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+    await live_agent(controller, "agent-1")
     charset = {**auth, "Content-Type": "application/json; charset=utf-8"}
     async with controller.session.post(url, data=b'{"command": "true"}', headers=charset) as ok:
         assert ok.status == 202

@@ -24,7 +24,7 @@ from controller.jobs.collector import Collector
 from controller.jobs.records import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
 from schemas import Subjects
-from tests.conftest import Controller, MakeController, Response
+from tests.helpers import Controller, MakeController, Response
 from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
 
 __all__ = ["locked_nats"]  # the fixture, used by name

@@ -17,22 +17,22 @@ from nats.aio.client import Client
 from controller.appkeys import JOB_STORE, NATS_LINK
 from controller.natslink import LinkState
 from schemas import ExecJob, JobRecord, encode
-from tests.conftest import (
+from schemas.subjects import Subjects
+from tests.helpers import (
     Controller,
     Fifo,
-    MakeAgent,
+    LiveAgent,
+    LiveAgentProcess,
     MakeController,
-    SpawnAgent,
     recorded_result,
 )
 
 
 async def test_get_job_returns_the_request_state_and_results(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("h1")
-    await make_agent("h2")
-    await controller.wait_for_agents("h1", "h2")
+    await live_agent(controller, "h1")
+    await live_agent(controller, "h2")
     ran = await controller.exec("_all", {"command": "sh", "args": ["-c", "echo $0", "x"]})
     job_id = ran.body["job_id"]
     got = await controller.request("GET", f"/job/{job_id}")
@@ -47,10 +47,9 @@ async def test_get_job_returns_the_request_state_and_results(
 
 
 async def test_job_state_is_failed_when_no_host_completed(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     ran = await controller.exec("h1", {"command": "/nonexistent/x"})
     job = await controller.request("GET", f"/job/{ran.body['job_id']}")
     assert job.body["state"] == "failed"
@@ -65,12 +64,11 @@ async def test_unknown_job_is_404(controller: Controller) -> None:
 @pytest.mark.parametrize("job_id", ["a" * 4100, "." * 1400], ids=["long", "escaped"])
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_a_job_id_too_long_to_exist_is_404_and_never_reaches_nats(
-    controller: Controller, make_agent: MakeAgent, job_id: str, method: str
+    controller: Controller, live_agent: LiveAgent, job_id: str, method: str
 ) -> None:
     """A subject over nats-server's control-line limit would make it close the
     controller's connection for good."""
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     for path in (f"/job/{job_id}", f"/job/{job_id}/output"):
         response = await controller.request(method if path.endswith(job_id) else "GET", path)
         assert response.status == 404, response.body
@@ -81,10 +79,9 @@ async def test_a_job_id_too_long_to_exist_is_404_and_never_reaches_nats(
 
 
 async def test_wait_false_returns_at_once_and_the_result_lands_in_the_record(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     started = await controller.request(
         "POST",
         "/node/h1/command/exec?wait=false",
@@ -104,10 +101,9 @@ async def test_wait_false_returns_at_once_and_the_result_lands_in_the_record(
 
 
 async def test_wait_n_returns_what_arrived_and_marks_the_answer_incomplete(
-    controller: Controller, make_agent: MakeAgent, nc: Client, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, nc: Client, tmp_path: Path
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     gate = tmp_path / "gate"
     gate.mkdir()
     script = f"while [ -d {gate} ]; do sleep 0.05; done; echo through"
@@ -127,10 +123,9 @@ async def test_wait_n_returns_what_arrived_and_marks_the_answer_incomplete(
 
 @pytest.mark.parametrize("wait", ["yes", "-1", "301", "1.5", "²", "٣"])
 async def test_invalid_wait_is_400(
-    controller: Controller, make_agent: MakeAgent, wait: str
+    controller: Controller, live_agent: LiveAgent, wait: str
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     response = await controller.request(
         "POST", f"/node/h1/command/exec?wait={wait}", json={"command": "true"}
     )
@@ -139,10 +134,9 @@ async def test_invalid_wait_is_400(
 
 
 async def test_idempotency_key_returns_the_same_job_and_runs_nothing_again(
-    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
-    await make_agent("h1")
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1")
     log = tmp_path / "runs"
     body = {"command": "sh", "args": ["-c", f"echo run >> {log}; echo once"]}
     headers = {"Idempotency-Key": "deploy-42"}
@@ -171,12 +165,11 @@ async def test_idempotency_key_returns_the_same_job_and_runs_nothing_again(
 
 
 async def test_dead_agent_costs_the_delivery_timeout_not_the_command_timeout(
-    controller: Controller, make_agent: MakeAgent, spawn_agent: SpawnAgent
+    controller: Controller, live_agent: LiveAgent, live_agent_process: LiveAgentProcess
 ) -> None:
-    await make_agent("alive")
-    doomed = spawn_agent("doomed")
-    await controller.wait_for_agents("alive", "doomed")
-    doomed.stop(signum=signal.SIGKILL)
+    await live_agent(controller, "alive")
+    doomed = await live_agent_process(controller, "doomed")
+    await asyncio.to_thread(doomed.stop, signum=signal.SIGKILL)
     # Waiting for the dead host's 300 s timeout would trip the test's 60 s
     # limit; the live host, which acknowledged, is waited for past the 1 s
     # delivery timeout until its 5 s command is done.
@@ -202,11 +195,10 @@ async def test_dead_agent_costs_the_delivery_timeout_not_the_command_timeout(
 
 
 async def test_single_host_without_subscriber_fails_at_once_with_no_responders(
-    controller: Controller, spawn_agent: SpawnAgent
+    controller: Controller, live_agent_process: LiveAgentProcess
 ) -> None:
-    doomed = spawn_agent("doomed")
-    await controller.wait_for_agents("doomed")
-    doomed.stop(signum=signal.SIGKILL)
+    doomed = await live_agent_process(controller, "doomed")
+    await asyncio.to_thread(doomed.stop, signum=signal.SIGKILL)
     # Neither the 300 s timeout nor the 60 s delivery timeout is waited for.
     response = await controller.exec(
         "doomed", {"command": "true", "timeout": 300, "delivery_timeout": 60}
@@ -217,12 +209,11 @@ async def test_single_host_without_subscriber_fails_at_once_with_no_responders(
 
 
 async def test_two_controllers_share_jobs_and_a_restart_loses_nothing(
-    make_controller: MakeController, make_agent: MakeAgent, nc: Client
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client
 ) -> None:
     first = await make_controller()
     second = await make_controller()
-    await make_agent("h1")
-    await first.wait_for_agents("h1")
+    await live_agent(first, "h1")
     await second.wait_for_agents("h1")
     ran = await first.exec("h1", {"command": "echo", "args": ["shared"]})
     on_second = await second.request("GET", f"/job/{ran.body['job_id']}")
@@ -248,7 +239,7 @@ async def test_two_controllers_share_jobs_and_a_restart_loses_nothing(
     assert (await second.request("DELETE", f"/job/{ran.body['job_id']}")).status == 404
     with pytest.raises(nats.js.errors.NotFoundError):  # its results went with it
         await nc.jetstream().get_last_msg(
-            "nexec_results", f"nexec.record.result.{ran.body['job_id']}.h1"
+            "nexec_results", Subjects().result_record(ran.body["job_id"], "h1")
         )
 
 
@@ -263,7 +254,7 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
             job=ExecJob(job_id=job_id, command="true", deadline=now, target="_all", created_at=now),
             expected_hosts=["h1"],
         )
-        await js.publish_async(f"nexec.record.job.{job_id}", encode(record))
+        await js.publish_async(Subjects().job_record(job_id), encode(record))
     await js.publish_async_completed()
     store = controller.app[JOB_STORE]
 
@@ -291,11 +282,10 @@ async def test_listing_10000_jobs_costs_per_page_not_per_job(
 
 
 async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
-    make_controller: MakeController, spawn_agent: SpawnAgent, started: Fifo
+    make_controller: MakeController, live_agent_process: LiveAgentProcess, started: Fifo
 ) -> None:
     controller = await make_controller(delivery_margin_s=0.5)
-    doomed = spawn_agent("doomed")
-    await controller.wait_for_agents("doomed")
+    doomed = await live_agent_process(controller, "doomed")
     # The command says its pid through the FIFO once it runs (the job was
     # acknowledged by then), then sleeps; the test kills the agent right then.
     script = f"echo $$ > {started.path}; exec sleep 300"
@@ -303,7 +293,7 @@ async def test_agent_dying_mid_job_is_no_reply_at_the_deadline(
         controller.exec("doomed", {"command": "sh", "args": ["-c", script], "timeout": 4})
     )
     orphan = int((await started.lines(1))[0])
-    doomed.stop(signum=signal.SIGKILL)
+    await asyncio.to_thread(doomed.stop, signum=signal.SIGKILL)
     response = await pending
     os.killpg(orphan, signal.SIGKILL)  # the agent died before it could kill it
     [result] = response.body["results"]

@@ -24,7 +24,7 @@ from controller.keys.store import PERMISSIONS, KeyExpired, parse_duration
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.conftest import STARTUP_TIMEOUT_S, MakeController, NatsServer
+from tests.helpers import STARTUP_TIMEOUT_S, MakeController, NatsServer
 
 POLL_INTERVAL_S = 0.05
 

@@ -16,7 +16,7 @@ from controller.jobs.views import job_view
 from nexec.dev.processes import start_nats_server
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
 
 NOT_ACKED = "not acknowledged within 2s"
 
@@ -94,7 +94,7 @@ async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
             controller.exec("h1", {"command": "sh", "args": ["-c", script], "timeout": 2})
         )
         await started.lines(1)
-        server.stop(signum=signal.SIGKILL)
+        await asyncio.to_thread(server.stop, signum=signal.SIGKILL)
         gate.rmdir()  # the command ends while NATS is down: its result cannot be recorded
         response = await answer
         [told] = response.body["results"]
@@ -107,4 +107,4 @@ async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
         assert view["late"] == {"h1": told["error"]}
     finally:
         await agent.stop()
-        server.stop()
+        await asyncio.to_thread(server.stop)

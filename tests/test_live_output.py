@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Controller, Fifo, MakeAgent
+from tests.helpers import Controller, Fifo, LiveAgent
 
 
 async def read_events(controller: Controller, job_id: str, **headers: str) -> list[dict[str, Any]]:
@@ -43,12 +43,11 @@ def stdout_of(events: list[dict[str, Any]], host: str) -> str:
 
 @pytest.fixture
 async def gated_job(
-    controller: Controller, make_agent: MakeAgent, started: Fifo, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, started: Fifo, tmp_path: Path
 ) -> tuple[str, Path]:
     """A job on three agents that printed "first" and waits for the gate to go."""
     for host in ("o1", "o2", "o3"):
-        await make_agent(host, labels={"pool": "out"})
-    await controller.wait_for_agents("o1", "o2", "o3")
+        await live_agent(controller, host, labels={"pool": "out"})
     gate = tmp_path / "gate"
     gate.mkdir()
     script = (

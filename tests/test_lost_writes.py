@@ -13,27 +13,26 @@ from agentd.agent import Agent
 from controller.app import ensure_records
 from controller.appkeys import AUDIT
 from schemas import Subjects
-from tests.conftest import Controller, MakeAgent, MakeController, recorded_result
+from tests.helpers import Controller, LiveAgent, MakeController, recorded_result
 
 SUBJECTS = Subjects("nexec")
 
 
 async def running_without(
-    stream: str, nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    stream: str, nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> tuple[Controller, Agent]:
     """A controller and agent ``a1`` that both saw each other, then ``stream`` deleted."""
     controller = await make_controller()
-    agent = await make_agent("a1")
-    await controller.wait_for_agents("a1")
+    agent = await live_agent(controller, "a1")
     await nc.jetstream().delete_stream(stream)
     return controller, agent
 
 
 async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
-    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller, agent = await running_without(
-        SUBJECTS.jobs_stream(), nc, make_controller, make_agent
+        SUBJECTS.jobs_stream(), nc, make_controller, live_agent
     )
 
     response = await controller.exec("a1", {"command": "true"})
@@ -44,13 +43,12 @@ async def test_a_job_record_that_cannot_be_written_is_503_and_nothing_runs(
 
 
 async def test_a_result_that_cannot_be_recorded_yet_is_retried_until_it_is(
-    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     # The test remakes the stream. The agent, reporting the job until its result is
     # recorded, is never given up as lost meanwhile.
     controller = await make_controller(state_check_interval_s=3600, agent_lost_after_s=0.5)
-    agent = await make_agent("a1", result_retry_s=60, running_report_interval_s=0.1)
-    await controller.wait_for_agents("a1")
+    agent = await live_agent(controller, "a1", result_retry_s=60, running_report_interval_s=0.1)
     await nc.jetstream().delete_stream(SUBJECTS.results_stream())
 
     response = await controller.exec(
@@ -70,10 +68,10 @@ async def test_a_result_that_cannot_be_recorded_yet_is_retried_until_it_is(
 
 
 async def test_an_exec_whose_audit_record_cannot_be_stored_is_503_and_nothing_runs(
-    nc: Client, make_controller: MakeController, make_agent: MakeAgent
+    nc: Client, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller, agent = await running_without(
-        SUBJECTS.audit_stream(), nc, make_controller, make_agent
+        SUBJECTS.audit_stream(), nc, make_controller, live_agent
     )
 
     response = await controller.exec("a1", {"command": "true"})
@@ -86,10 +84,10 @@ async def test_an_exec_whose_audit_record_cannot_be_stored_is_503_and_nothing_ru
 async def test_a_refusal_whose_audit_record_cannot_be_stored_is_counted_and_logged(
     nc: Client,
     make_controller: MakeController,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    controller, _ = await running_without(SUBJECTS.audit_stream(), nc, make_controller, make_agent)
+    controller, _ = await running_without(SUBJECTS.audit_stream(), nc, make_controller, live_agent)
 
     response = await controller.exec("a1", {"command": "true"}, key="nxk_unknown")
     await controller.app[AUDIT].flushed()

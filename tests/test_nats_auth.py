@@ -12,7 +12,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import NATS_LINK
 from nexec.dev.processes import start_nats_server
-from tests.conftest import MakeController
+from tests.helpers import MakeController
 
 
 @pytest.fixture

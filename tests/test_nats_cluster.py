@@ -13,7 +13,7 @@ from agentd.config import AgentConfig
 from runtime.jetstream import ensure_registry
 from schemas import Subjects
 from tests.cluster import Cluster, retry_until, wait_for_stream_leaders
-from tests.conftest import MakeController
+from tests.helpers import MakeController
 
 
 async def test_all_works_and_survives_losing_a_node(
@@ -54,7 +54,7 @@ async def test_all_works_and_survives_losing_a_node(
             ("a3", "completed"),
         ], before.body
 
-        cluster.servers[1].stop()  # node 2, where a2 is connected
+        await asyncio.to_thread(cluster.servers[1].stop)  # node 2, where a2 is connected
         await asyncio.wait_for(agents[0].reconnected.wait(), 30)
         assert agents[0].connected_url in (node1, node3)
         await wait_for_stream_leaders(cluster, node1)

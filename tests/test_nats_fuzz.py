@@ -36,7 +36,7 @@ from agentd.agent import Agent
 from controller.appkeys import AGENT_WATCH, DISPATCHER, REGISTRY_FEED
 from runtime.signing import JobSigner, write_seed_file
 from schemas import Subjects, decode_cancel, parse_target
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.nats_fuzz_corpus import (
     AGENTS,
     PER_TARGET,
@@ -341,7 +341,7 @@ async def test_answers_on_a_jobs_reply_subject_are_dropped_and_quoted_short(
     received the job could have sent them), the job completes."""
     controller = await make_controller()
     await make_agent("web1", allowed_commands=["echo"])
-    await nc.jetstream().publish(f"$KV.{SUBJECTS.registry_bucket()}.silent1", heartbeat("silent1"))
+    await nc.jetstream().publish(SUBJECTS.registry_entry("silent1"), heartbeat("silent1"))
     await controller.wait_for_agents("web1", "silent1")
     spy = await nc.subscribe(SUBJECTS.exec_all())
     running = asyncio.ensure_future(controller.exec("_all", {"command": "echo", "args": ["hi"]}))

@@ -20,8 +20,8 @@ from nats.aio.client import Client
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from nexec.dev.processes import start_nats_server
-from tests.conftest import MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
+from tests.helpers import MakeController
 
 
 @dataclass

@@ -17,7 +17,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
 from nexec.dev.processes import start_nats_server
-from tests.conftest import MakeAgent, MakeController
+from tests.helpers import LiveAgent, MakeController
 
 RECOVERY_BOUND_S = 10.0
 
@@ -63,7 +63,7 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
         await controller.wait_for_agents("h1", "h2")
         await exec_all_until_everyone_answers(controller, ["h1", "h2"])
 
-        server.stop(signum=signum)
+        await asyncio.to_thread(server.stop, signum=signum)
         server, _ = start_nats_server(store, port=port)
         await exec_all_until_everyone_answers(controller, ["h1", "h2"])
 
@@ -79,7 +79,7 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
     finally:
         for agent in agents:
             await agent.stop()
-        server.stop()
+        await asyncio.to_thread(server.stop)
 
 
 @pytest.mark.parametrize(
@@ -87,11 +87,10 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
     ["nexec_jobs", "nexec_results", "nexec_audit", "KV_nexec_idempotency", "KV_nexec_agents"],
 )
 async def test_a_stream_or_bucket_lost_under_a_running_system_is_made_again(
-    make_controller: MakeController, make_agent: MakeAgent, nc: Client, stream: str
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client, stream: str
 ) -> None:
     controller = await make_controller(state_check_interval_s=0.2)
-    await make_agent("h1", heartbeat_interval_s=0.2)
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", heartbeat_interval_s=0.2)
     js = nc.jetstream()
     await js.delete_stream(stream)
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
-from tests.conftest import Controller, MakeAgent, MakeController, SpawnAgent
+from tests.helpers import (
+    Controller,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeAgent,
+    MakeController,
+)
 
 
 async def test_get_node_lists_live_agents_with_labels(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("web1.example.com", labels={"role": "web"})
-    await make_agent("db1.example.com", labels={"role": "db"})
-    await controller.wait_for_agents("web1.example.com", "db1.example.com")
+    await live_agent(controller, "web1.example.com", labels={"role": "web"})
+    await live_agent(controller, "db1.example.com", labels={"role": "db"})
     listed = await controller.request("GET", "/node")
     assert listed.status == 200
     nodes = listed.body["nodes"]
@@ -53,11 +59,11 @@ async def test_a_controller_started_later_sees_the_agents_already_there(
 
 
 async def test_an_agent_that_stops_heartbeating_expires(
-    controller: Controller, spawn_agent: SpawnAgent
+    controller: Controller, live_agent_process: LiveAgentProcess
 ) -> None:
-    frozen = spawn_agent("frozen-1", "--heartbeat-interval", "1")
-    await controller.wait_for_agents("frozen-1")
-    frozen.stop(signum=signal.SIGKILL)  # no clean goodbye: only the entry's TTL removes it
+    frozen = await live_agent_process(controller, "frozen-1", "--heartbeat-interval", "1")
+    # No clean goodbye: only the entry's TTL removes it.
+    await asyncio.to_thread(frozen.stop, signum=signal.SIGKILL)
     await controller.registry.wait_until(
         lambda registry: not [hb for hb in registry.live() if hb.hostname == "frozen-1"], 20
     )

@@ -35,7 +35,13 @@ from nexec.dev.stack import CONTROLLER_READY_RE
 from schemas import TargetSyntaxError, parse_target
 from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
 from schemas.targets import target_json_schema
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, NatsServer, SpawnAgent
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    LiveAgent,
+    NatsServer,
+    SpawnAgent,
+)
 
 NATS_CONNECTED_RE = re.compile(r"NATS connected")
 AGENT = "fuzz-1"
@@ -235,9 +241,8 @@ def test_blank_means_what_str_strip_removes() -> None:
 
 
 @pytest.fixture
-async def ready(controller: Controller, make_agent: MakeAgent) -> Controller:
-    await make_agent("agent-1")
-    await controller.wait_for_agents("agent-1")
+async def ready(controller: Controller, live_agent: LiveAgent) -> Controller:
+    await live_agent(controller, "agent-1")
     return controller
 
 

@@ -14,7 +14,7 @@ from controller.http.openapi import openapi_document
 from controller.http.operations import Operation, Operations
 from controller.keys.store import PERMISSIONS
 from schemas.jsonschema import HTTP_TYPES
-from tests.conftest import Controller, MakeController
+from tests.helpers import Controller, MakeController
 
 PATH_VALUES = {"{hostname}": "_all", "{job_id}": "00000000-0000-4000-8000-000000000000"}
 

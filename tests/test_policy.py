@@ -13,7 +13,15 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, NatsServer, SpawnAgent
+from schemas.subjects import Subjects
+from tests.helpers import (
+    Controller,
+    Fifo,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeController,
+    NatsServer,
+)
 
 
 async def shell(controller: Controller, target: str, command: str, **fields: object) -> dict:
@@ -26,11 +34,10 @@ async def shell(controller: Controller, target: str, command: str, **fields: obj
 
 
 async def test_shell_runs_where_the_policy_allows_it(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("sh-ok", allow_shell=True)
-    await make_agent("sh-no")
-    await controller.wait_for_agents("sh-ok", "sh-no")
+    await live_agent(controller, "sh-ok", allow_shell=True)
+    await live_agent(controller, "sh-no")
     allowed = await shell(controller, "sh-ok", "echo $((1+2)) | tr 3 x; exit 4")
     assert (allowed["status"], allowed["stdout"], allowed["exit_code"]) == ("completed", "x\n", 4)
     refused = await shell(controller, "sh-no", "echo should-not-run")
@@ -40,11 +47,10 @@ async def test_shell_runs_where_the_policy_allows_it(
 
 
 async def test_shell_needs_its_own_permission(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await make_controller(keys={"exec-only": (["command:exec"], [])})
-    await make_agent("h1", allow_shell=True)
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", allow_shell=True)
     response = await controller.request(
         "POST", "/node/h1/command/shell", json={"command": "id"},
         key=controller.extra_keys["exec-only"],
@@ -59,10 +65,9 @@ async def test_shell_needs_its_own_permission(
 
 
 async def test_allowed_commands_refuse_rm_and_allow_ls(
-    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
-    await make_agent("locked", allowed_commands=["ls"])
-    await controller.wait_for_agents("locked")
+    await live_agent(controller, "locked", allowed_commands=["ls"])
     precious = tmp_path / "box" / "precious"
     precious.parent.mkdir()
     precious.write_text("keep")
@@ -76,12 +81,11 @@ async def test_allowed_commands_refuse_rm_and_allow_ls(
 
 
 async def test_jobs_get_a_clean_environment_plus_the_request_env(
-    controller: Controller, make_agent: MakeAgent, monkeypatch: pytest.MonkeyPatch
+    controller: Controller, live_agent: LiveAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEXEC_TEST_AGENT_SECRET", "do-not-leak")
-    await make_agent("envy")
-    await make_agent("strict", allow_request_env=False)
-    await controller.wait_for_agents("envy", "strict")
+    await live_agent(controller, "envy")
+    await live_agent(controller, "strict", allow_request_env=False)
     response = await controller.exec("envy", {"command": "env", "env": {"GREETING": "hi"}})
     lines = set(response.body["results"][0]["stdout"].splitlines())
     assert "GREETING=hi" in lines
@@ -98,25 +102,23 @@ async def test_jobs_get_a_clean_environment_plus_the_request_env(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
 async def test_jobs_run_as_the_configured_user(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
     nobody = pwd.getpwnam("nobody")
-    await make_agent("as-nobody", run_as_user="nobody")
-    await controller.wait_for_agents("as-nobody")
+    await live_agent(controller, "as-nobody", run_as_user="nobody")
     response = await controller.exec("as-nobody", {"command": "id", "args": ["-u"], "cwd": "/"})
     assert response.body["results"][0]["stdout"] == f"{nobody.pw_uid}\n"
 
 
 async def test_a_job_that_expires_in_the_queue_never_runs(
     make_controller: MakeController,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
     nats_server: NatsServer,
     started: Fifo,
     tmp_path: Path,
 ) -> None:
     controller = await make_controller(delivery_margin_s=0.5)
-    await make_agent("busy", max_concurrent_jobs=1)
-    await controller.wait_for_agents("busy")
+    await live_agent(controller, "busy", max_concurrent_jobs=1)
     gate, marker = tmp_path / "gate", tmp_path / "ran"
     gate.mkdir()
     holder = asyncio.ensure_future(controller.exec("busy", {
@@ -137,7 +139,7 @@ async def test_a_job_that_expires_in_the_queue_never_runs(
     client = await nats.connect(nats_server.url)
     try:
         subscription = await client.jetstream().subscribe(
-            f"nexec.record.result.{queued.body['job_id']}.busy", ordered_consumer=True
+            Subjects().result_record(queued.body["job_id"], "busy"), ordered_consumer=True
         )
         recorded = json.loads((await subscription.next_msg(timeout=20)).data)
         while recorded["status"] == "no_reply":
@@ -150,10 +152,9 @@ async def test_a_job_that_expires_in_the_queue_never_runs(
 
 
 async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
-    controller: Controller, spawn_agent: SpawnAgent, started: Fifo
+    controller: Controller, live_agent_process: LiveAgentProcess, started: Fifo
 ) -> None:
-    agent = spawn_agent("draining")
-    await controller.wait_for_agents("draining")
+    agent = await live_agent_process(controller, "draining")
     pending = asyncio.ensure_future(controller.exec("draining", {
         "command": "sh", "args": ["-c", f"echo go > {started.path}; sleep 2; echo finished"],
     }))  # fmt: skip
@@ -169,10 +170,9 @@ async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
 
 
 async def test_the_allowlist_cannot_be_bypassed_by_env_or_relative_paths(
-    controller: Controller, make_agent: MakeAgent, tmp_path: Path
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
-    await make_agent("locked", allowed_commands=["echo"])
-    await controller.wait_for_agents("locked")
+    await live_agent(controller, "locked", allowed_commands=["echo"])
     fake = tmp_path / "bin" / "echo"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\ntouch pwned\n")

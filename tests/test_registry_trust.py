@@ -30,8 +30,8 @@ from nexec.dev.processes import start_nats_server
 from schemas import Subjects
 from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.deployed_nats import GeneratedAuth, deploy_config
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeController
 from tests.test_nats_permissions import LockedNats, connect_as
 
 INTERVAL_S = 0.5
@@ -169,10 +169,9 @@ async def test_a_nested_entry_from_an_agent_under_auth_does_not_blind_the_contro
 
 
 async def test_an_entry_naming_another_host_makes_no_phantom(
-    controller: Controller, make_agent: MakeAgent, nc: Client
+    controller: Controller, live_agent: LiveAgent, nc: Client
 ) -> None:
-    await make_agent("h1", labels={"role": "web"}, heartbeat_interval_s=INTERVAL_S)
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", labels={"role": "web"}, heartbeat_interval_s=INTERVAL_S)
     await put(nc.jetstream(), "h1", entry("ghost", interval_s=1e308))
     await settle(controller, "h1")
     assert await listed(controller) == ["h1"]
@@ -183,12 +182,11 @@ async def test_an_entry_naming_another_host_makes_no_phantom(
 
 async def test_entries_with_invalid_names_or_another_hosts_name_are_refused(
     controller: Controller,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
     nc: Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await make_agent("h1", heartbeat_interval_s=INTERVAL_S)
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", heartbeat_interval_s=INTERVAL_S)
     js = nc.jetstream()
     too_long = ".".join(["a" * 60] * 5)  # valid parts, 304 characters in all
     bad = {
@@ -230,10 +228,9 @@ async def test_entries_with_invalid_names_or_another_hosts_name_are_refused(
     ids=lambda fields: next(iter(fields)),
 )
 async def test_entries_with_out_of_range_fields_are_refused(
-    controller: Controller, make_agent: MakeAgent, nc: Client, fields: dict[str, Any]
+    controller: Controller, live_agent: LiveAgent, nc: Client, fields: dict[str, Any]
 ) -> None:
-    await make_agent("h1", labels={"role": "web"}, heartbeat_interval_s=INTERVAL_S)
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", labels={"role": "web"}, heartbeat_interval_s=INTERVAL_S)
     await put(nc.jetstream(), "bad1", entry("bad1", **fields))
     await settle(controller, "h1")
     assert await listed(controller) == ["h1"]

@@ -15,7 +15,15 @@ from nats.aio.client import Client
 from controller.appkeys import AUDIT, JOB_STORE
 from controller.jobs.records import PAGE_READS_PER_ITEM
 from schemas import ExecJob, JobRecord, encode
-from tests.conftest import Controller, Fifo, MakeAgent, MakeController, Response, recorded_result
+from schemas.subjects import Subjects
+from tests.helpers import (
+    Controller,
+    Fifo,
+    LiveAgent,
+    MakeController,
+    Response,
+    recorded_result,
+)
 
 EVERYTHING = ["command:exec", "job:read", "job:cancel", "node:read", "audit:read"]
 
@@ -54,12 +62,11 @@ def assert_same_as_missing(
 
 
 async def test_a_job_outside_the_scope_is_404_and_untouched(
-    make_controller: MakeController, make_agent: MakeAgent, nc: Client, started: Fifo
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client, started: Fifo
 ) -> None:
     controller = await scoped_controller(make_controller)
-    await make_agent("web1")
-    await make_agent("db1")
-    await controller.wait_for_agents("web1", "db1")
+    await live_agent(controller, "web1")
+    await live_agent(controller, "db1")
     web = controller.extra_keys["web"]
     body = {
         "command": "sh",
@@ -122,7 +129,7 @@ async def test_job_list_shows_only_jobs_in_scope_and_pages_reach_them_all(
             job=ExecJob(job_id=job_id, command="true", deadline=now, target=target, created_at=now),
             expected_hosts=["h1"],
         )
-        await js.publish_async(f"nexec.record.job.{job_id}", encode(record))
+        await js.publish_async(Subjects().job_record(job_id), encode(record))
     await js.publish_async_completed()
     web = controller.extra_keys["web"]
 
@@ -141,13 +148,12 @@ async def test_job_list_shows_only_jobs_in_scope_and_pages_reach_them_all(
 
 
 async def test_nodes_outside_the_scope_are_not_seen(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await scoped_controller(make_controller)
-    await make_agent("web1", labels={"role": "web"})
-    await make_agent("db1", labels={"role": "db"})
-    await make_agent("lb1", labels={"role": "web"})
-    await controller.wait_for_agents("web1", "db1", "lb1")
+    await live_agent(controller, "web1", labels={"role": "web"})
+    await live_agent(controller, "db1", labels={"role": "db"})
+    await live_agent(controller, "lb1", labels={"role": "web"})
     web, webrole = controller.extra_keys["web"], controller.extra_keys["webrole"]
 
     async def hostnames(path: str, key: str) -> list[str]:
@@ -199,11 +205,10 @@ async def test_audit_shows_a_scoped_key_its_own_records_only(
 
 
 async def test_delete_is_in_the_audit_trail(
-    make_controller: MakeController, make_agent: MakeAgent
+    make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
     controller = await scoped_controller(make_controller)
-    await make_agent("db1")
-    await controller.wait_for_agents("db1")
+    await live_agent(controller, "db1")
     first, second = [
         (await controller.exec("db1", {"command": "true"})).body["job_id"] for _ in "12"
     ]

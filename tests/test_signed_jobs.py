@@ -21,9 +21,10 @@ from nats.aio.msg import Msg
 
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
 from schemas import ExecJob, encode
-from tests.conftest import Controller, MakeAgent, MakeController, NatsServer
+from schemas.subjects import Subjects
+from tests.helpers import Controller, LiveAgent, MakeAgent, MakeController, NatsServer
 
-HOST_SUBJECT = "nexec.exec.host.h1"
+HOST_SUBJECT = Subjects().exec_host("h1")
 
 
 @pytest.fixture
@@ -33,12 +34,11 @@ def signer(tmp_path: Path) -> JobSigner:
 
 @pytest.fixture
 async def signing_controller(
-    make_controller: MakeController, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
+    make_controller: MakeController, live_agent: LiveAgent, signer: JobSigner, tmp_path: Path
 ) -> Controller:
     """A controller that signs, and agent h1 that trusts only its key."""
     controller = await make_controller(job_signing_key_file=tmp_path / "controller.nk")
-    await make_agent("h1", trusted_signers=[signer.public_key])
-    await controller.wait_for_agents("h1")
+    await live_agent(controller, "h1", trusted_signers=[signer.public_key])
     return controller
 
 
@@ -91,11 +91,10 @@ async def test_a_job_the_controller_signed_runs(
 
 
 async def test_an_unsigned_job_is_refused_and_nothing_runs(
-    make_controller: MakeController, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
+    make_controller: MakeController, live_agent: LiveAgent, signer: JobSigner, tmp_path: Path
 ) -> None:
     unsigned = await make_controller()  # no signer
-    await make_agent("h1", trusted_signers=[signer.public_key])
-    await unsigned.wait_for_agents("h1")
+    await live_agent(unsigned, "h1", trusted_signers=[signer.public_key])
     marker = tmp_path / "ran"
     response = await unsigned.exec("h1", append_line(marker))
     assert response.status == 202
@@ -153,7 +152,7 @@ async def test_a_replayed_job_is_refused_and_runs_once(
 
 async def test_an_any_job_replayed_to_every_agent_is_refused(
     make_controller: MakeController,
-    make_agent: MakeAgent,
+    live_agent: LiveAgent,
     nc: Client,
     signer: JobSigner,
     tmp_path: Path,
@@ -161,9 +160,8 @@ async def test_an_any_job_replayed_to_every_agent_is_refused(
     """The signature does not cover the subject: the agents check it."""
     controller = await make_controller(job_signing_key_file=tmp_path / "controller.nk")
     for hostname in ("h1", "h2"):
-        await make_agent(hostname, trusted_signers=[signer.public_key])
-    await controller.wait_for_agents("h1", "h2")
-    captured = await nc.subscribe("nexec.exec.any")
+        await live_agent(controller, hostname, trusted_signers=[signer.public_key])
+    captured = await nc.subscribe(Subjects().exec_any())
     await nc.flush()
     marker = tmp_path / "ran"
     response = await controller.exec("_any", append_line(marker))
@@ -172,7 +170,9 @@ async def test_an_any_job_replayed_to_every_agent_is_refused(
 
     inbox = nc.new_inbox()
     replies = await nc.subscribe(inbox)
-    await nc.publish("nexec.exec.all", job_message.data, reply=inbox, headers=job_message.headers)
+    await nc.publish(
+        Subjects().exec_all(), job_message.data, reply=inbox, headers=job_message.headers
+    )
     refusals = [json.loads((await replies.next_msg(timeout=10)).data) for _ in range(2)]
     assert sorted(reply["hostname"] for reply in refusals) == ["h1", "h2"]
     for reply in refusals:

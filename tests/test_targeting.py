@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import signal
 
 import pytest
 
-from tests.conftest import Controller, MakeAgent, SpawnAgent
+from tests.helpers import Controller, LiveAgent, LiveAgentProcess
 
 FLEET = {
     "web1.example.com": {"role": "web", "env": "prod"},
@@ -18,10 +19,9 @@ FLEET = {
 
 
 @pytest.fixture
-async def fleet(controller: Controller, make_agent: MakeAgent) -> Controller:
+async def fleet(controller: Controller, live_agent: LiveAgent) -> Controller:
     for hostname, labels in FLEET.items():
-        await make_agent(hostname, labels=labels)
-    await controller.wait_for_agents(*FLEET)
+        await live_agent(controller, hostname, labels=labels)
     return controller
 
 
@@ -37,12 +37,11 @@ async def test_one_fqdn_host(fleet: Controller) -> None:
 
 
 async def test_fqdn_does_not_collide_with_a_similar_name(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    await make_agent("a.b", labels={})
-    await make_agent("a_2Eb", labels={})
-    await make_agent("a-b", labels={})
-    await controller.wait_for_agents("a.b", "a_2Eb", "a-b")
+    await live_agent(controller, "a.b", labels={})
+    await live_agent(controller, "a_2Eb", labels={})
+    await live_agent(controller, "a-b", labels={})
     for hostname in ("a.b", "a_2Eb", "a-b"):
         response = await controller.exec(hostname, {"command": "true"})
         assert hostnames(response.body) == [hostname]
@@ -103,14 +102,13 @@ async def test_any_runs_on_exactly_one_agent_and_spreads_load(fleet: Controller)
 
 
 async def test_killed_agent_is_no_reply_and_the_others_complete(
-    controller: Controller, make_agent: MakeAgent, spawn_agent: SpawnAgent
+    controller: Controller, live_agent: LiveAgent, live_agent_process: LiveAgentProcess
 ) -> None:
-    await make_agent("alive-1")
-    doomed = spawn_agent("doomed-1")
-    await make_agent("alive-2")
-    await controller.wait_for_agents("alive-1", "doomed-1", "alive-2")
+    await live_agent(controller, "alive-1")
+    doomed = await live_agent_process(controller, "doomed-1")
+    await live_agent(controller, "alive-2")
     os.kill(doomed.pid, signal.SIGKILL)
-    doomed.popen.wait()
+    await asyncio.to_thread(doomed.popen.wait)
     response = await controller.exec("_all", {"command": "echo", "args": ["up"], "timeout": 1})
     assert response.status == 202
     by_host = {r["hostname"]: r for r in response.body["results"]}
@@ -124,11 +122,10 @@ async def test_killed_agent_is_no_reply_and_the_others_complete(
 
 
 async def test_agent_that_stops_cleanly_leaves_the_registry_at_once(
-    controller: Controller, make_agent: MakeAgent
+    controller: Controller, live_agent: LiveAgent
 ) -> None:
-    agent = await make_agent("leaving-1")
-    await make_agent("staying-1")
-    await controller.wait_for_agents("leaving-1", "staying-1")
+    agent = await live_agent(controller, "leaving-1")
+    await live_agent(controller, "staying-1")
     await agent.stop()
     await controller.registry.wait_until(
         lambda registry: [hb.hostname for hb in registry.live()] == ["staying-1"], 10

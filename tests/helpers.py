@@ -1,0 +1,190 @@
+"""What the tests share that is not a fixture: the running things the fixtures hand
+out, their factory types, and small waits. Fixtures live in ``conftest.py`` and
+import from here; tests import from here, never from ``conftest.py``.
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from aiohttp import web
+from nats.aio.client import Client
+
+from agentd.agent import Agent
+from controller.appkeys import REGISTRY
+from controller.registry.view import Registry
+from nexec.dev.processes import ManagedProcess
+from schemas.subjects import Subjects
+
+STARTUP_TIMEOUT_S = 20.0
+AGENT_READY_RE = re.compile(r"nexec-agentd ready")
+
+
+@dataclass
+class NatsServer:
+    process: ManagedProcess
+    url: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+
+
+@dataclass
+class Controller:
+    """A running controller and an HTTP client with a key that may do everything."""
+
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+    session: aiohttp.ClientSession
+    api_key: str
+    keys_file: Path
+    extra_keys: dict[str, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Stop this controller as a restart or a crash of its process would."""
+        await self.runner.cleanup()
+
+    @property
+    def registry(self) -> Registry:
+        return self.app[REGISTRY]
+
+    async def wait_for_agents(self, *hostnames: str) -> None:
+        """Until every named agent is in this controller's registry.
+
+        Raises:
+            TimeoutError: not within ``STARTUP_TIMEOUT_S``.
+        """
+        await self.registry.wait_until(
+            lambda registry: set(hostnames).issubset(hb.hostname for hb in registry.live()),
+            STARTUP_TIMEOUT_S,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        all_headers = {"Authorization": f"Bearer {key or self.api_key}"}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        async with self.session.request(
+            method, self.url + path, json=json, data=data, headers=all_headers
+        ) as response:
+            body = None if response.status == 204 else await response.json()
+            return Response(response.status, body)
+
+    async def exec(self, target: str, body: Any, *, key: str | None = None) -> Response:
+        return await self.request("POST", f"/node/{target}/command/exec", json=body, key=key)
+
+
+MakeAgent = Callable[..., Awaitable[Agent]]
+"""``await make_agent("web1", labels={"role": "web"}, executor=None, **settings)``"""
+
+LiveAgent = Callable[..., Awaitable[Agent]]
+"""``await live_agent(controller, "web1", labels=..., **settings)``: started and listed."""
+
+SpawnAgent = Callable[..., ManagedProcess]
+"""``spawn_agent("web1", *extra_args)``: a ``nexec-agentd`` process past its ready line."""
+
+LiveAgentProcess = Callable[..., Awaitable[ManagedProcess]]
+"""``await live_agent_process(controller, "web1", *extra_args)``: spawned and listed."""
+
+MakeController = Callable[..., Awaitable[Controller]]
+"""``await make_controller(nats_url=None, wait_for_nats=True, keys=None, **settings)``"""
+
+
+async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:
+    """The host's result of the job as the results stream holds it, once it is there.
+
+    Raises:
+        nats.errors.TimeoutError: it is not there within 20 s.
+    """
+    subscription = await nc.jetstream().subscribe(
+        Subjects().result_record(job_id, hostname), ordered_consumer=True
+    )
+    message = await subscription.next_msg(timeout=20)
+    await subscription.unsubscribe()
+    result: dict[str, Any] = json.loads(message.data)
+    return result
+
+
+class Fifo:
+    """A named pipe that commands write lines into and the test reads, in the event
+    loop and with a bound, so a test never blocks a thread forever.
+
+    Opened read-write: the test's reader never sees end-of-file between two
+    writers, and no writer ever meets a pipe without a reader.
+    """
+
+    def __init__(self, path: Path, reader: asyncio.StreamReader, transport: Any) -> None:
+        self.path = path
+        self._reader = reader
+        self._transport = transport
+
+    @classmethod
+    async def open(cls, path: Path) -> Fifo:
+        os.mkfifo(path)
+        pipe = os.fdopen(os.open(path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+        reader = asyncio.StreamReader()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        return cls(path, reader, transport)
+
+    async def lines(self, count: int, timeout_s: float = STARTUP_TIMEOUT_S) -> list[str]:
+        """The next ``count`` lines written, from any writers, in the order they came.
+
+        Raises:
+            TimeoutError: fewer came within ``timeout_s``.
+        """
+        async with asyncio.timeout(timeout_s):
+            return [(await self._reader.readline()).decode().rstrip("\n") for _ in range(count)]
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
+    """True once ``pid`` no longer runs (gone, or a zombie nobody reaps), else False
+    after ``timeout_s``. A process that is not our child offers nothing to wait on,
+    so this polls /proc, bounded. It blocks: an async test awaits :func:`gone`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # a retry delay inside a bounded poll, not a synchronisation
+
+
+async def gone(pid: int, timeout_s: float = 10.0) -> bool:
+    """:func:`wait_gone` for an async test: the event loop runs on meanwhile."""
+    return await asyncio.to_thread(wait_gone, pid, timeout_s)
