@@ -33,7 +33,7 @@ from schemas.api import (
     NodeList,
 )
 from schemas.messages import AuditRecord, ExecResult, OutputChunk
-from tests.conftest import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent, MakeController
 from tests.loopback_proxy import LoopbackProxy
 
 FAST = nexec.RetryPolicy(backoff_s=(0.01, 0.01, 0.01))
