@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import time
 
@@ -18,9 +17,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentd.config import AgentConfig
+from agentd.connection import connect, server_shown
 from agentd.counters import AgentCounters
 from agentd.dedupe import RecentJobs
-from agentd.executor import Executor, ProcessExecutor
+from agentd.executor import Executor
 from agentd.heartbeat import Heartbeats
 from agentd.intake import (
     Admitted,
@@ -31,17 +31,14 @@ from agentd.intake import (
     repeat_refusal,
     usable_reply,
 )
-from agentd.orphans import RunningJobs
 from agentd.outbox import Outbox
-from agentd.policy import Policy
 from agentd.recorder import ResultRecorder
 from agentd.runner import JobRunner
 from agentd.running_report import RunningReporter
 from agentd.subscriptions import JobSubscriptions
 from runtime.connection import close_within, drain_or_close
-from runtime.settings import server_urls
 from runtime.streamwriter import StreamWriter
-from schemas import ExecJob, ResultStatus, WireError, decode_cancel
+from schemas import ExecJob
 
 log = logging.getLogger("nexec.agentd")
 
@@ -80,23 +77,14 @@ class Agent:
         self.counters = AgentCounters()
         self.state = AgentState.NEW
         self._subjects = config.subjects
-        policy = Policy.from_config(config)
-        # Only processes this agent starts itself are noted (a fake executor starts none).
-        self._running_jobs = (
-            RunningJobs(config.state_dir, config.hostname) if executor is None else None
-        )
         self._owns_connection = connection is None
         self._nc = connection or Client()
         self._records = StreamWriter(self._nc, timeout_s=config.record_timeout_s)
         self._results = ResultRecorder(self._records, retry_for_s=config.result_retry_s)
         self._outbox = Outbox(
-            self._nc, self._subjects, config.hostname, results=self._results,
-            counters=self.counters,
-            delivered=self._running_jobs.ended if self._running_jobs is not None else None,
-        )  # fmt: skip
-        self._runner = JobRunner(
-            config, executor or self._process_executor(policy), policy, self._outbox, self.counters
+            self._nc, self._subjects, config.hostname, results=self._results, counters=self.counters
         )
+        self._runner = JobRunner(config, self._outbox, self.counters, executor=executor)
         self._recent_jobs = RecentJobs()
         self._started_at = time.time()
         self._rules = IntakeRules.from_config(config, started_at=self._started_at)
@@ -112,19 +100,6 @@ class Agent:
         self.reconnected = asyncio.Event()
         """Set once the connection came back after a loss (on this server or another)."""
 
-    def _process_executor(self, policy: Policy) -> ProcessExecutor:
-        config = self.config
-        return ProcessExecutor(
-            hostname=config.hostname,
-            output_cap_bytes=config.output_cap_bytes,
-            kill_grace_s=config.kill_grace_s,
-            policy=policy,
-            live_output=functools.partial(
-                self._outbox.live_output, cap_bytes=config.output_cap_bytes
-            ),
-            on_start=self._on_process_start,
-        )
-
     @property
     def hostname(self) -> str:
         return self.config.hostname
@@ -132,8 +107,7 @@ class Agent:
     @property
     def connected_url(self) -> str:
         """The NATS server this agent is connected to now ("" when it is not)."""
-        url = self._nc.connected_url
-        return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else ""
+        return server_shown(self._nc)
 
     @property
     def records_lost(self) -> int:
@@ -171,14 +145,17 @@ class Agent:
         any job is taken.
         """
         self.state = AgentState.CONNECTING
-        orphans = self._running_jobs.reap() if self._running_jobs is not None else []
+        self._runner.kill_orphans()
         if self._owns_connection:
-            await self._connect()
-        await self._nc.subscribe(self._subjects.cancel(), cb=self._on_cancel)
+            await connect(
+                self._nc,
+                self.config,
+                running=lambda: self.state is AgentState.RUNNING,
+                reconnected=self._on_reconnected,
+            )
+        await self._nc.subscribe(self._subjects.cancel(), cb=self._runner.on_cancel)
         await self._records.open()
-        for orphan in orphans:
-            await self._outbox.record(orphan.result())
-            orphan.forget()
+        await self._runner.record_orphans()
         await self._job_subscriptions.open(self._on_job)
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._heartbeats.beat()
@@ -192,18 +169,6 @@ class Agent:
             self.hostname,
             ",".join(f"{k}:{v}" for k, v in sorted(self.config.labels.items())) or "-",
             self.config.nats_url,
-        )
-
-    async def _connect(self) -> None:
-        await self._nc.connect(
-            servers=server_urls(self.config.nats_url),
-            name=f"nexec-agentd {self.hostname}",
-            connect_timeout=max(1, round(self.config.connect_timeout_s)),
-            max_reconnect_attempts=-1,
-            error_cb=self._on_nats_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-            **self.config.nats_connect_options(),
         )
 
     async def stop(self) -> None:
@@ -256,15 +221,11 @@ class Agent:
         if isinstance(verdict, Refused):
             await self._outbox.refuse(reply, verdict.job_id, verdict.reason)
         elif isinstance(verdict, Admitted) and not await self._is_repeat(verdict.job, reply):
-            job = verdict.job
             if verdict.refusal:
-                self.counters.refused += 1
-                log.warning("job %r refused: %r", job.job_id, verdict.refusal)
-                failed = self._outbox.result(job.job_id, ResultStatus.FAILED, verdict.refusal)
-                await self._outbox.deliver(job, reply, failed)
+                await self._outbox.refuse_taken(verdict.job, reply, verdict.refusal)
                 return
-            await self._outbox.acknowledge(job, reply)
-            self._runner.run(job, reply)
+            await self._outbox.acknowledge(verdict.job, reply)
+            self._runner.run(verdict.job, reply)
             self._reporter.wake()
 
     async def _is_repeat(self, job: ExecJob, reply: str) -> bool:
@@ -281,27 +242,6 @@ class Agent:
         else:
             log.warning("job %r delivered again; not run twice", job.job_id)
         return True
-
-    async def _on_cancel(self, msg: Msg) -> None:
-        try:
-            request = decode_cancel(msg.data)
-        except WireError as exc:
-            log.warning("malformed cancel request ignored: %s", exc)
-            return
-        reason = f"cancelled on request of {request.caller or 'unknown'}"
-        if self._runner.stops.stop(request.job_id, reason):
-            log.info("job %r: %s", request.job_id, reason)
-
-    def _on_process_start(self, job: ExecJob, pid: int) -> None:
-        if self._running_jobs is not None:
-            self._running_jobs.started(job.job_id, pid)
-
-    async def _on_nats_error(self, exc: Exception) -> None:
-        log.warning("NATS: %s", exc)
-
-    async def _on_disconnected(self) -> None:
-        if self.state is AgentState.RUNNING:
-            log.warning("NATS: disconnected from %s", self.config.nats_url)
 
     async def _on_reconnected(self) -> None:
         log.info("NATS: reconnected to %s", self.connected_url)

@@ -4,7 +4,6 @@ chunks and results, the results recorded in JetStream first."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import nats.errors
 from nats.aio.client import Client
@@ -39,15 +38,12 @@ class Outbox:
         *,
         results: ResultRecorder,
         counters: AgentCounters,
-        delivered: Callable[[str], None] | None = None,
     ) -> None:
-        """``delivered``: told each job id whose result was delivered."""
         self._nc = nc
         self._subjects = subjects
         self._hostname = hostname
         self._results = results
         self._counters = counters
-        self._delivered = delivered
 
     def result(self, job_id: str, status: ResultStatus, error: str) -> ExecResult:
         """A result of this host that ran no process."""
@@ -68,6 +64,13 @@ class Outbox:
         if reply:
             await self._send(reply, encode(self.result(job_id, ResultStatus.FAILED, reason)))
 
+    async def refuse_taken(self, job: ExecJob, reply: str, reason: str) -> None:
+        """Count and log the refusal of a job whose id was taken; deliver it as its
+        ``failed`` result (recorded, and answered by its reply route)."""
+        self._counters.refused += 1
+        log.warning("job %r refused: %r", job.job_id, reason)
+        await self.deliver(job, reply, self.result(job.job_id, ResultStatus.FAILED, reason))
+
     async def deliver(self, job: ExecJob, reply: str, result: ExecResult) -> None:
         """Record the result in JetStream (retried in the background until it is, see
         :mod:`agentd.recorder`); then, for the ``reply`` route, answer the reply subject
@@ -79,8 +82,6 @@ class Outbox:
         data = await self.record(result)
         if reply and job.reply_route is ReplyRoute.REPLY:
             await self._send(reply, data)
-        if self._delivered is not None:
-            self._delivered(job.job_id)
 
     async def record(self, result: ExecResult) -> bytes:
         """Record ``result`` (see :mod:`agentd.recorder`); returns it encoded."""

@@ -1,21 +1,25 @@
 """Running the jobs an agent took: one task each, at most ``max_concurrent_jobs`` at
-once (the rest wait for a slot), every outcome delivered as a result."""
+once (the rest wait for a slot), every outcome delivered as a result; and the jobs a
+killed agent left running (:mod:`agentd.orphans`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
 import msgspec
+from nats.aio.msg import Msg
 
 from agentd.config import AgentConfig
 from agentd.counters import AgentCounters
-from agentd.executor import Executor
+from agentd.executor import Executor, ProcessExecutor
+from agentd.orphans import Orphan, RunningJobs
 from agentd.outbox import Outbox
 from agentd.policy import Policy
 from agentd.stops import StopSignals
-from schemas import ExecJob, ExecResult, ResultStatus
+from schemas import ExecJob, ExecResult, ResultStatus, WireError, decode_cancel
 
 log = logging.getLogger("nexec.agentd")
 
@@ -27,19 +31,70 @@ class JobRunner:
     def __init__(
         self,
         config: AgentConfig,
-        executor: Executor,
-        policy: Policy,
         outbox: Outbox,
         counters: AgentCounters,
+        *,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor``: by default a :class:`ProcessExecutor` under the agent's policy.
+
+        Raises:
+            PolicyError: the policy in ``config`` cannot be applied.
+            OSError: ``state_dir`` cannot be made, or ``/proc`` cannot be read.
+        """
         self._config = config
-        self._executor = executor
-        self._policy = policy
+        self._policy = Policy.from_config(config)
+        # Only processes this agent starts itself are noted (a fake executor starts none).
+        self._running_jobs = (
+            RunningJobs(config.state_dir, config.hostname) if executor is None else None
+        )
+        self._orphans: list[Orphan] = []
+        self._executor = executor or self._process_executor(outbox)
         self._outbox = outbox
         self._counters = counters
         self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._running: set[asyncio.Task[None]] = set()
         self.stops = StopSignals()
+
+    def _process_executor(self, outbox: Outbox) -> ProcessExecutor:
+        config = self._config
+        return ProcessExecutor(
+            hostname=config.hostname,
+            output_cap_bytes=config.output_cap_bytes,
+            kill_grace_s=config.kill_grace_s,
+            policy=self._policy,
+            live_output=functools.partial(outbox.live_output, cap_bytes=config.output_cap_bytes),
+            on_start=self._on_process_start,
+        )
+
+    def _on_process_start(self, job: ExecJob, pid: int) -> None:
+        if self._running_jobs is not None:
+            self._running_jobs.started(job.job_id, pid)
+
+    def kill_orphans(self) -> None:
+        """Kill the process groups of jobs that a killed agent left running (first of
+        all when the agent starts, before it connects)."""
+        if self._running_jobs is not None:
+            self._orphans = self._running_jobs.reap()
+
+    async def record_orphans(self) -> None:
+        """Record the ``failed`` results of the jobs :meth:`kill_orphans` found (before
+        the agent takes any job), then forget them."""
+        orphans, self._orphans = self._orphans, []
+        for orphan in orphans:
+            await self._outbox.record(orphan.result())
+            orphan.forget()
+
+    async def on_cancel(self, msg: Msg) -> None:
+        """A cancel request: stop the job it names, if this agent holds it."""
+        try:
+            request = decode_cancel(msg.data)
+        except WireError as exc:
+            log.warning("malformed cancel request ignored: %s", exc)
+            return
+        reason = f"cancelled on request of {request.caller or 'unknown'}"
+        if self.stops.stop(request.job_id, reason):
+            log.info("job %r: %s", request.job_id, reason)
 
     def __len__(self) -> int:
         """The jobs held now: queued for a slot or running."""
@@ -87,6 +142,8 @@ class JobRunner:
                 self._counters.started += 1
                 result = await self._execute(job, min(float(job.timeout_s), remaining_s), stop)
         await self._outbox.deliver(job, reply, result)
+        if self._running_jobs is not None:
+            self._running_jobs.ended(job.job_id)
 
     async def _execute(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
         """Run the job; a bug in the executor still yields a result, never silence."""
