@@ -1,8 +1,8 @@
 """The agent daemon: its state, lifecycle and subscriptions, acting on intake.
 
 One NATS connection per agent. Whether a job is taken is decided by
-:func:`agentd.intake.intake`; taken jobs run in :class:`agentd.runner.JobRunner`,
-their answers go out through :class:`agentd.outbox.Outbox`, and the registry
+:func:`agentd.intake.intake`; taken jobs run in :class:`agentd.run.runner.JobRunner`,
+their answers go out through :class:`agentd.delivery.outbox.Outbox`, and the registry
 entry is kept by :class:`agentd.heartbeat.Heartbeats`.
 """
 
@@ -20,7 +20,9 @@ from agentd.config import AgentConfig
 from agentd.connection import connect, server_shown
 from agentd.counters import AgentCounters
 from agentd.dedupe import RecentJobs
-from agentd.executor import Executor
+from agentd.delivery.outbox import Outbox
+from agentd.delivery.recorder import ResultRecorder
+from agentd.delivery.running_report import RunningReporter
 from agentd.heartbeat import Heartbeats
 from agentd.intake import (
     Admitted,
@@ -31,10 +33,8 @@ from agentd.intake import (
     repeat_refusal,
     usable_reply,
 )
-from agentd.outbox import Outbox
-from agentd.recorder import ResultRecorder
-from agentd.runner import JobRunner
-from agentd.running_report import RunningReporter
+from agentd.run.executor import Executor
+from agentd.run.runner import JobRunner
 from agentd.subscriptions import JobSubscriptions
 from runtime.connection import close_within, drain_or_close
 from runtime.streamwriter import StreamWriter
@@ -141,7 +141,7 @@ class Agent:
         cancel it to give up.
 
         First of all, the process groups of jobs that a killed agent left running are
-        killed (:mod:`agentd.orphans`); their ``failed`` results are recorded before
+        killed (:mod:`agentd.run.orphans`); their ``failed`` results are recorded before
         any job is taken.
         """
         self.state = AgentState.CONNECTING

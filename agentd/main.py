@@ -14,8 +14,8 @@ import nats.errors
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from agentd.orphans import RunningJobs
-from agentd.policy import Policy, PolicyError
+from agentd.run.orphans import RunningJobs
+from agentd.run.policy import Policy, PolicyError
 from runtime.settings import SettingsError, add_setting_flags, given_flags, load_settings
 
 log = logging.getLogger("nexec.agentd")

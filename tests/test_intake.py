@@ -24,7 +24,7 @@ from agentd.intake import (
     repeat_refusal,
     usable_reply,
 )
-from agentd.policy import Policy
+from agentd.run.policy import Policy
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, create_seed
 from schemas import ExecJob, Subjects, encode
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from agentd.live import LiveOutput
-from agentd.output import OutputPipe
-from agentd.policy import Policy
+from agentd.run.live import LiveOutput
+from agentd.run.output import OutputPipe
+from agentd.run.policy import Policy
 from schemas import ExecJob, ExecResult, ResultStatus
 
 # After the process exits, how long its output pipes may stay open (held by a

@@ -1,6 +1,6 @@
 """Running the jobs an agent took: one task each, at most ``max_concurrent_jobs`` at
 once (the rest wait for a slot), every outcome delivered as a result; and the jobs a
-killed agent left running (:mod:`agentd.orphans`)."""
+killed agent left running (:mod:`agentd.run.orphans`)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from nats.aio.msg import Msg
 
 from agentd.config import AgentConfig
 from agentd.counters import AgentCounters
-from agentd.executor import Executor, ProcessExecutor
-from agentd.orphans import Orphan, RunningJobs
-from agentd.outbox import Outbox
-from agentd.policy import Policy
-from agentd.stops import StopSignals
+from agentd.delivery.outbox import Outbox
+from agentd.run.executor import Executor, ProcessExecutor
+from agentd.run.orphans import Orphan, RunningJobs
+from agentd.run.policy import Policy
+from agentd.run.stops import StopSignals
 from schemas import ExecJob, ExecResult, ResultStatus, WireError, decode_cancel
 
 log = logging.getLogger("nexec.agentd")

@@ -9,9 +9,9 @@ import nats.errors
 from nats.aio.client import Client
 
 from agentd.counters import AgentCounters
-from agentd.live import LiveOutput
-from agentd.recorder import ResultRecorder
-from agentd.replies import encode_to_fit
+from agentd.delivery.recorder import ResultRecorder
+from agentd.delivery.replies import encode_to_fit
+from agentd.run.live import LiveOutput
 from schemas import (
     ExecAck,
     ExecJob,
@@ -73,7 +73,7 @@ class Outbox:
 
     async def deliver(self, job: ExecJob, reply: str, result: ExecResult) -> None:
         """Record the result in JetStream (retried in the background until it is, see
-        :mod:`agentd.recorder`); then, for the ``reply`` route, answer the reply subject
+        :mod:`agentd.delivery.recorder`); then, for the ``reply`` route, answer the reply subject
         (if any). The ``record`` route's requester reads the record.
 
         Recording first means that once the requester has the answer, so has the job
@@ -84,7 +84,7 @@ class Outbox:
             await self._send(reply, data)
 
     async def record(self, result: ExecResult) -> bytes:
-        """Record ``result`` (see :mod:`agentd.recorder`); returns it encoded."""
+        """Record ``result`` (see :mod:`agentd.delivery.recorder`); returns it encoded."""
         data = encode_to_fit(result, self._nc.max_payload)
         await self._results.record(
             self._subjects.result_record(result.job_id, result.hostname),
