@@ -124,8 +124,11 @@ def intake(message: JobMessage, rules: IntakeRules, now: float) -> Intake:
 def signed_job_refusal(
     message: JobMessage, job: ExecJob, target: Target, rules: IntakeRules, *, now: float
 ) -> str | None:
-    """Why this job must not run, or None when it may, by ``rules.verifier`` (which
-    must be set: signatures are required)."""
+    """With signatures required: why this job must not run, or None when it may.
+
+    Raises:
+        ValueError: ``rules.verifier`` is None (signatures are not required).
+    """
     if rules.verifier is None:
         raise ValueError("signed_job_refusal needs rules.verifier")
     try:

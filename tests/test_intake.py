@@ -4,6 +4,7 @@ the others an agent gives before it runs a job."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -47,8 +48,7 @@ def rules(signer: JobSigner | None = None, **changes: Any) -> IntakeRules:
         labels={"role": "web"},
         trusted_signers=[signer.public_key] if signer else [],
     )
-    made = IntakeRules.from_config(config, started_at=STARTED_AT)
-    return IntakeRules(**{name: getattr(made, name) for name in made.__slots__} | changes)
+    return dataclasses.replace(IntakeRules.from_config(config, started_at=STARTED_AT), **changes)
 
 
 def payload(**fields: Any) -> bytes:
