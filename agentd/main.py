@@ -12,8 +12,8 @@ import nats.errors
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from agentd.orphans import RunningJobs
-from agentd.policy import Policy, PolicyError
+from agentd.run.orphans import RunningJobs
+from agentd.run.policy import Policy, PolicyError
 from runtime.daemon import daemon_parser, start_daemon
 from runtime.settings import SettingsError
 

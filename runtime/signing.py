@@ -14,7 +14,7 @@ Headers of a signed job message:
 What a signature does not cover, the agent checks itself: the payload holds
 the target, the job id and the deadline, so a job cannot be redirected to
 another host, and a replay is refused once its id was taken or its deadline
-passed (see agentd/agent.py).
+passed (see agentd/intake.py).
 """
 
 from __future__ import annotations

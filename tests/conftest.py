@@ -25,7 +25,7 @@ from nats.aio.client import Client
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from agentd.executor import Executor
+from agentd.run.executor import Executor
 from controller import ControllerConfig, KeyStore, create_app, create_key
 from controller.appkeys import NATS_LINK
 from controller.http.server import make_runner

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.output import CappedOutput
+from agentd.run.output import CappedOutput
 from schemas import ExecJob, ResultStatus, Subjects, WireError, decode_job, decode_result, encode
 from schemas.subjects import decode_token, encode_token
 from schemas.targets import TargetKind, parse_target

@@ -1,7 +1,7 @@
 """Giving up, before the deadline, on a host whose agent fell silent mid-job.
 
 Agents report the jobs they hold on ``<prefix>.running.<host>`` (one message per
-agent per ``running_report_interval_s``, see :mod:`agentd.running_report`). Each
+agent per ``running_report_interval_s``, see :mod:`agentd.delivery.running_report`). Each
 job's :class:`~controller.jobs.dispatch.Collector` keeps when it last heard of each host
 that acknowledged it: the ack, then every report of that host listing the job. A
 host that has no result and has not been heard of for ``agent_lost_after_s`` is

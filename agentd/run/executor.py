@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from agentd.live import LiveOutput
-from agentd.output import OutputPipe
-from agentd.policy import Policy
+from agentd.run.live import LiveOutput
+from agentd.run.output import OutputPipe
+from agentd.run.policy import Policy
 from schemas import ExecJob, ExecResult, ResultStatus
 
 # After the process exits, how long its output pipes may stay open (held by a
@@ -65,13 +65,7 @@ class ProcessExecutor:
         except (OSError, ValueError) as exc:
             stdout.close()
             stderr.close()
-            return ExecResult(
-                job_id=job.job_id,
-                hostname=self.hostname,
-                status=ResultStatus.FAILED,
-                error=describe_spawn_error(job, exc),
-                duration_ms=_elapsed_ms(started),
-            )
+            return self._not_started(job, exc, started)
         try:
             if self.on_start is not None:
                 self.on_start(job, process.pid)
@@ -99,6 +93,15 @@ class ProcessExecutor:
             stderr_truncated=stderr.output.truncated,
             stdout_bytes=stdout.output.total_bytes,
             stderr_bytes=stderr.output.total_bytes,
+        )
+
+    def _not_started(self, job: ExecJob, exc: OSError | ValueError, started: float) -> ExecResult:
+        return ExecResult(
+            job_id=job.job_id,
+            hostname=self.hostname,
+            status=ResultStatus.FAILED,
+            error=describe_spawn_error(job, exc),
+            duration_ms=_elapsed_ms(started),
         )
 
     async def _wait(
