@@ -31,7 +31,6 @@ class AgentConfig(NatsClientSettings):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    nats_url: str = setting("nats://127.0.0.1:4222", help="one URL or several, comma-separated")
     hostname: str = setting(
         default_factory=socket.gethostname,
         help="the agent's name and its subject token",
@@ -87,12 +86,6 @@ class AgentConfig(NatsClientSettings):
         ge=0,
         help="on SIGTERM, how long running jobs may finish",
         aliases=["--drain-timeout"],
-    )
-    connect_timeout_s: float = setting(
-        5.0,
-        gt=0,
-        help="limit for each attempt at connecting to NATS, and for closing the connection",
-        details="Rounded to whole seconds (at least 1) for the connection attempt",
     )
     allow_shell: bool = setting(False, help="run shell jobs (`/bin/sh -c`)")
     allowed_commands: list[str] = setting(

@@ -21,11 +21,6 @@ class ControllerConfig(NatsClientSettings):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    nats_url: str = setting(
-        "nats://127.0.0.1:4222",
-        help="one URL, or several separated by commas",
-        details="Cluster nodes; the client learns the others from the first it reaches",
-    )
     listen: str = setting(
         "127.0.0.1:8080",
         help="`HOST:PORT` of the HTTP server; port 0 picks a free one (the ready line logs it)",
@@ -148,12 +143,6 @@ class ControllerConfig(NatsClientSettings):
         help="replicas of the streams and buckets it creates; 3 on a 3-node cluster",
     )
     jetstream_timeout_s: float = setting(5.0, gt=0, le=60, help="limit for each JetStream request")
-    connect_timeout_s: float = setting(
-        5.0,
-        gt=0,
-        help="limit for each attempt at connecting to NATS, and for closing the connection",
-        details="Rounded to whole seconds (at least 1) for the connection attempt",
-    )
     rate_limit_per_s: float = setting(
         50.0,
         ge=0,

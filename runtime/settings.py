@@ -239,6 +239,17 @@ class NatsClientSettings(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
+    nats_url: str = setting(
+        "nats://127.0.0.1:4222",
+        help="one URL, or several separated by commas",
+        details="Cluster nodes; the client learns the others from the first it reaches",
+    )
+    connect_timeout_s: float = setting(
+        5.0,
+        gt=0,
+        help="limit for each attempt at connecting to NATS, and for closing the connection",
+        details="Rounded to whole seconds (at least 1) for the connection attempt",
+    )
     nats_user: str | None = setting(
         None,
         help="user name, given with nats_password",
