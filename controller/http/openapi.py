@@ -78,6 +78,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
     elif operation.ok_content is not None:
         ok["content"] = operation.ok_content
     responses: dict[str, Any] = {str(operation.ok_status): ok}
+    for status, body, description in operation.other_ok:
+        responses[str(status)] = {"description": description, "content": content(body)}
     for code in operation.error_statuses:
         responses[str(code)] = {
             "description": ERROR_TEXT[code],
