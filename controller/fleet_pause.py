@@ -74,11 +74,36 @@ class FleetPauseState:
 
         Raises: NatsUnavailable when the bucket cannot be bound, created or read."""
         self._replicas, self._max_bytes = replicas, max_bytes
+        await self._bind()
+        await self._read()
+        await self._restart_watch()  # reads again, then watches
+
+    async def remake(self) -> None:
+        """Make the bucket again (it went missing) with the pause this controller knew,
+        before anything reads it: a lost store never unpauses the fleet.
+
+        Raises: NatsUnavailable when the bucket cannot be made, written or read."""
+        known = self._record
+        await self._bind()
+        if known is not None and known.paused:
+            assert self._bucket is not None
+            with (
+                nats_errors("restoring the fleet's pause"),
+                contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError),
+            ):
+                await self._bucket.create(self._key, encode(known))
+        await self._read()
+        await self._restart_watch()
+
+    async def _bind(self) -> None:
+        """Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
         name = self._subjects.fleet_bucket()
         with nats_errors(f"setting up bucket {name}"):
             try:
                 self._bucket = await self._js.key_value(name)
-                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
+                await bring_stream_to(
+                    self._js, f"KV_{name}", replicas=None, max_bytes=self._max_bytes
+                )
             except nats.js.errors.BucketNotFoundError:
                 self._bucket = await self._js.create_key_value(
                     KeyValueConfig(
@@ -86,26 +111,10 @@ class FleetPauseState:
                         description="nexec fleet state (the pause)",
                         history=1,
                         storage=StorageType.FILE,
-                        replicas=replicas,
-                        max_bytes=max_bytes or -1,
+                        replicas=self._replicas,
+                        max_bytes=self._max_bytes or -1,
                     )
                 )
-        await self._read()
-        await self._restart_watch()  # reads again, then watches
-
-    async def remake(self) -> None:
-        """Make the bucket again (it went missing), with the pause this controller knew.
-
-        Raises: NatsUnavailable when the bucket cannot be made or written."""
-        known = self._record
-        await self.open(replicas=self._replicas, max_bytes=self._max_bytes)
-        if known is not None and known.paused and self._bucket is not None:
-            with (
-                nats_errors("restoring the fleet's pause"),
-                contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError),
-            ):
-                revision = await self._bucket.create(self._key, encode(known))
-                self._apply(known, revision)
 
     async def pause(self, by: str) -> FleetPause:
         """Pause the fleet as ``by`` (a key name); a fleet paused already stays paused
@@ -164,15 +173,21 @@ class FleetPauseState:
         """Read the entry as it is now (a new watch, or a bucket made again, numbers its
         entries from wherever the bucket is: the first read is taken whatever its revision).
 
-        Raises: NatsUnavailable: JetStream did not answer."""
+        Raises: NatsUnavailable: JetStream did not answer, or the bucket is missing (the
+        state stays as it was)."""
         assert self._bucket is not None
-        self._revision = 0
         with nats_errors("reading the fleet's pause"):
             try:
                 entry = await self._bucket.get(self._key)
             except nats.js.errors.KeyNotFoundError:
-                return self._apply(None, 0)
-        self._apply_entry(entry)
+                # nats-py says the same when the whole bucket is gone: that is no resume.
+                await self._js.stream_info(f"KV_{self._subjects.fleet_bucket()}")
+                entry = None
+        self._revision = 0
+        if entry is None:
+            self._apply(None, 0)
+        else:
+            self._apply_entry(entry)
 
     def _apply_entry(self, entry: KeyValue.Entry) -> None:
         """One change of the entry; an unreadable one is logged and changes nothing."""

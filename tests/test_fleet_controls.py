@@ -14,6 +14,7 @@ from nats.aio.client import Client
 
 from controller import KeyStore
 from controller.appkeys import AUDIT, FLEET_PAUSE
+from controller.errors import NatsUnavailable
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import start_nats_server
 from schemas.api import FleetPause
@@ -144,6 +145,22 @@ async def test_a_lost_fleet_bucket_is_made_again_still_paused(
     assert b'"paused":true' in (entry.value or b"")
     later = await make_controller()
     refused = await later.exec("_all", {"command": "true"})
+    assert (refused.status, refused.body["details"]) == (503, "the fleet is paused by admin")
+
+
+async def test_a_missing_bucket_reads_as_no_news_not_as_a_resume(
+    make_controller: MakeController, nc: Client
+) -> None:
+    """The read every restarted watch starts with (after a reconnection): nats-py
+    says "key not found" for a bucket that is gone, too."""
+    controller = await make_controller(state_check_interval_s=3600)  # no remake here
+    assert (await controller.request("POST", "/fleet/pause")).status == 200
+    await nc.jetstream().delete_stream("KV_nexec_fleet")
+    state = controller.app[FLEET_PAUSE]
+    with pytest.raises(NatsUnavailable):
+        await state._read()
+    assert state.paused is not None
+    refused = await controller.exec("_all", {"command": "true"})
     assert (refused.status, refused.body["details"]) == (503, "the fleet is paused by admin")
 
 
