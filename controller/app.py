@@ -14,6 +14,7 @@ from controller.appkeys import (
     AUDIT,
     CONFIG,
     DISPATCHER,
+    FLEET_PAUSE,
     IDEMPOTENCY,
     JOB_STORE,
     KEYS,
@@ -30,7 +31,9 @@ from controller.appkeys import (
     VERDICTS,
 )
 from controller.config import ControllerConfig
+from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
+from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
 from controller.http.middleware import (
     audit_middleware,
@@ -62,7 +65,7 @@ from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
-API = Operations(routes, job_routes, node_routes, audit_routes)
+API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes)
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]
@@ -128,6 +131,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
+    app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
     app[OPERATIONS] = API
     app[OPENAPI_DOCUMENT] = openapi_document(API)
     API.add_to(app)
@@ -164,6 +168,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_records(app)
         await ensure_idempotency(app)
         await ensure_audit(app)
+        await ensure_fleet(app)  # before the first request: a paused fleet refuses it
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
         await feed.start(
@@ -176,11 +181,13 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
 
     link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
     link.on_connection_change(lost=watch.restart_clocks, back=watch.connection_back)
+    link.on_connection_change(lost=lambda: None, back=app[FLEET_PAUSE].watch_again)
     probe_js = link.client.jetstream(timeout=config.health_probe_timeout_s)
     jobs_stream = config.subjects.jobs_stream()
     link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
     yield
     await keeper.stop()
+    await app[FLEET_PAUSE].stop()
     await watch.close()
     await app[DISPATCHER].close()
     await app[VERDICTS].close()
@@ -223,6 +230,14 @@ async def ensure_audit(app: web.Application) -> None:
     )
 
 
+async def ensure_fleet(app: web.Application) -> None:
+    """The fleet bucket, as configured, and the pause it holds. Raises: NatsUnavailable."""
+    config = app[CONFIG]
+    await app[FLEET_PAUSE].open(
+        replicas=config.jetstream_replicas, max_bytes=config.fleet_max_bytes
+    )
+
+
 def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     """What the controller keeps in place, and how each is made again (see
     :mod:`controller.statekeeper`)."""
@@ -237,5 +252,6 @@ def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     keeper.keep(subjects.results_stream(), remake_results)
     keeper.keep(f"KV_{subjects.idempotency_bucket()}", lambda: ensure_idempotency(app))
     keeper.keep(subjects.audit_stream(), lambda: ensure_audit(app))
+    keeper.keep(f"KV_{subjects.fleet_bucket()}", app[FLEET_PAUSE].remake)
     keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
     return keeper

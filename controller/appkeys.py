@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from controller.config import ControllerConfig
+from controller.fleet_pause import FleetPauseState
 from controller.http.operations import Operations
 from controller.http.ratelimit import RateLimiter
 from controller.jobs.agent_watch import AgentWatch
@@ -36,6 +37,7 @@ VERDICTS = web.AppKey("verdicts", VerdictRecorder)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
+FLEET_PAUSE = web.AppKey("fleet_pause", FleetPauseState)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
 OPERATIONS = web.AppKey("operations", Operations)

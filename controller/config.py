@@ -122,6 +122,12 @@ class ControllerConfig(NatsClientSettings):
         help="most bytes of the registry bucket; when full, new agents cannot register",
         details="About 400 B per host",
     )
+    fleet_max_bytes: int = setting(
+        1 * MIB,
+        ge=1024,
+        help="most bytes of the fleet-state bucket (the pause entry)",
+        details="One entry of about 100 B",
+    )
     health_probe_interval_s: float = setting(
         2.0,
         gt=0,

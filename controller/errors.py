@@ -13,6 +13,7 @@
     ├── NatsUnavailable      503 NATS unreachable
     ├── StorageFull          503 a JetStream stream or bucket has no room left (max_bytes)
     ├── TooManyConnections   503 the connection is over http_max_connections
+    ├── FleetPaused          503 the fleet is paused (POST /fleet/pause): no exec or shell
     └── ShuttingDown         503 the controller is draining (SIGTERM)
 
 The middleware in :mod:`controller.http.middleware` turns each into
@@ -116,6 +117,13 @@ class StorageFull(ApiError):
 class TooManyConnections(ApiError):
     status = 503
     title = "too many connections"
+
+
+class FleetPaused(ApiError):
+    """Exec and shell while the fleet is paused (``POST /fleet/pause``)."""
+
+    status = 503
+    title = "fleet paused"
 
 
 class ShuttingDown(ApiError):

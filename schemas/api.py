@@ -96,6 +96,20 @@ class ExecResponse(msgspec.Struct, frozen=True, kw_only=True):
     rest comes with ``GET /job/{job_id}``."""
 
 
+class DryRunResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to an exec or shell request with ``?dry_run=true``: every check ran,
+    nothing was recorded or published."""
+
+    hosts: list[str]
+    """The live hosts the target resolves to, sorted (for ``_any``: every live host
+    that could take the job; exactly one of them would run it)."""
+    count: int
+    """How many hosts ``hosts`` lists."""
+    batch_size: int
+    """How many of them would run the command at once: ``count`` (1 for ``_any``).
+    With rollouts, the rollout's resolved batch size."""
+
+
 class JobState(enum.StrEnum):
     """The overall state of a job, derived from its hosts' results."""
 
@@ -202,6 +216,30 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     code: int
 
 
+class FleetPause(msgspec.Struct, frozen=True, kw_only=True):
+    """Who paused the fleet, and when (Unix seconds)."""
+
+    by: str
+    since: float
+
+
+class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /fleet``, and the answer to ``POST /fleet/pause`` and ``/fleet/resume``."""
+
+    paused: FleetPause | None
+    """Null while the fleet runs; while paused, every controller refuses exec and shell
+    with 503."""
+
+
+class CancelAllResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /job/cancel-all``: the running jobs a cancel was sent for."""
+
+    job_ids: list[str]
+    complete: bool
+    """False when the walk over the job records stopped at its read bound before it
+    reached the oldest job that could still run: call again for older ones."""
+
+
 class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /healthz`` (readiness): 200 with ``status: ok`` while requests can succeed,
     else 503 with every reason they cannot in ``reasons``. No live agent is not a reason."""
@@ -210,3 +248,6 @@ class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     nats: str
     agents: int
     reasons: list[str] = msgspec.field(default_factory=list)
+    paused: FleetPause | None = None
+    """Who paused the fleet and when; null while it runs. A paused fleet is not a
+    reason: the controller works, it refuses exec and shell only."""

@@ -24,6 +24,7 @@ from schemas.messages import (
     ExecAck,
     ExecJob,
     ExecResult,
+    FleetPauseRecord,
     Heartbeat,
     IdempotencyClaim,
     JobRecord,
@@ -109,6 +110,7 @@ decode_chunk = _Decoder(OutputChunk)
 decode_audit = _Decoder(AuditRecord)
 decode_idempotency_claim = _Decoder(IdempotencyClaim)
 decode_running_report = _Decoder(RunningReport)
+decode_fleet_pause = _Decoder(FleetPauseRecord)
 
 
 SpokenT = TypeVar("SpokenT", ExecResult, ExecAck, OutputChunk)

@@ -158,6 +158,8 @@ class AuditRecord(
     args: list[str] = []
     shell: bool = False
     job_id: str = ""
+    dry_run: bool = False
+    """A dry run (``?dry_run=true``): every check ran, nothing was recorded or published."""
 
 
 class CancelRequest(
@@ -241,6 +243,19 @@ class IdempotencyClaim(
     request_sha256: str
 
 
+class FleetPauseRecord(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.fleet.v1.pause"
+):
+    """The value of the fleet bucket's pause entry, written by ``POST /fleet/pause`` and
+    ``POST /fleet/resume``: while ``paused``, every controller refuses exec and shell."""
+
+    paused: bool
+    by: str
+    """The name of the key that paused (or resumed) the fleet."""
+    since: float
+    """When it did (Unix seconds)."""
+
+
 WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     ExecJob,
     ExecAck,
@@ -252,6 +267,7 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     AuditRecord,
     IdempotencyClaim,
     RunningReport,
+    FleetPauseRecord,
 )
 
 Reply = ExecAck | ExecResult

@@ -280,3 +280,12 @@ class Subjects:
     def idempotency_bucket(self) -> str:
         """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
         return f"{self._stem}_idempotency"
+
+    def fleet_bucket(self) -> str:
+        """KV bucket of the fleet's state: the pause entry (:meth:`fleet_pause_key`)."""
+        return f"{self._stem}_fleet"
+
+    @staticmethod
+    def fleet_pause_key() -> str:
+        """The fleet bucket's key of the pause entry (a FleetPauseRecord)."""
+        return "pause"

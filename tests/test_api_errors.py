@@ -257,6 +257,7 @@ async def test_healthz_needs_no_key_and_reports_nats(ready: Controller) -> None:
             "nats": "connected",
             "agents": 1,
             "reasons": [],
+            "paused": None,
         }
 
 
@@ -271,6 +272,7 @@ async def test_healthz_fails_when_the_registry_view_stops_following(ready: Contr
         "nats": "connected",
         "agents": 1,
         "reasons": ["registry not followed"],
+        "paused": None,
     }
 
 

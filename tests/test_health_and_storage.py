@@ -64,7 +64,7 @@ async def test_healthz_fails_while_nats_is_frozen_and_recovers(
 async def test_healthz_is_ok_without_agents(controller: Controller) -> None:
     assert await health(controller) == (
         200,
-        {"status": "ok", "nats": "connected", "agents": 0, "reasons": []},
+        {"status": "ok", "nats": "connected", "agents": 0, "reasons": [], "paused": None},
     )
 
 
@@ -124,6 +124,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "audit_max_bytes": 13 * 1024,
         "idempotency_max_bytes": 14 * 1024,
         "registry_max_bytes": 15 * 1024,
+        "fleet_max_bytes": 16 * 1024,
     }
     await make_controller(**sizes)
     subjects = Subjects("nexec")
@@ -133,6 +134,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "audit_max_bytes": subjects.audit_stream(),
         "idempotency_max_bytes": f"KV_{subjects.idempotency_bucket()}",
         "registry_max_bytes": f"KV_{subjects.registry_bucket()}",
+        "fleet_max_bytes": f"KV_{subjects.fleet_bucket()}",
     }
     js = nc.jetstream()
     for setting, stream in streams.items():

@@ -84,7 +84,14 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
 
 @pytest.mark.parametrize(
     "stream",
-    ["nexec_jobs", "nexec_results", "nexec_audit", "KV_nexec_idempotency", "KV_nexec_agents"],
+    [
+        "nexec_jobs",
+        "nexec_results",
+        "nexec_audit",
+        "KV_nexec_idempotency",
+        "KV_nexec_agents",
+        "KV_nexec_fleet",
+    ],
 )
 async def test_a_stream_or_bucket_lost_under_a_running_system_is_made_again(
     make_controller: MakeController, live_agent: LiveAgent, nc: Client, stream: str

@@ -167,7 +167,9 @@ def test_every_documented_request_gets_a_documented_answer(
     assert fuzzed == {(op.method, op.path) for op in API if op.path != "/openapi.json"}
     failures = fuzz_all(operations, headers)
     # Generated job ids are all unknown (404): the job operations again, on a real job,
-    # deleting it last.
+    # deleting it last (and the fleet running, whichever of pause and resume came last).
+    resumed = requests.post(f"{url}/fleet/resume", headers=headers, timeout=30)
+    assert resumed.status_code == 200, resumed.text
     ran = requests.post(
         f"{url}/node/{AGENT}/command/exec", json={"command": "true"}, headers=headers, timeout=30
     )

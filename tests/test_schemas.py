@@ -85,6 +85,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
         "nexec.exec.v1.job.json",
         "nexec.exec.v1.output.json",
         "nexec.exec.v1.result.json",
+        "nexec.fleet.v1.pause.json",
         "nexec.idempotency.v1.claim.json",
         "nexec.job.v1.cancel.json",
         "nexec.job.v1.record.json",

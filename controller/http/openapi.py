@@ -34,7 +34,8 @@ ERROR_TEXT = {
     415: "The body is not sent as Content-Type: application/json.",
     429: "The key is over its request rate; retry after Retry-After seconds.",
     500: "Unexpected error (no stack trace is returned).",
-    503: "NATS or JetStream unreachable, storage full, draining, or too many connections.",
+    503: "NATS or JetStream unreachable, storage full, draining, too many connections, "
+    "or (exec and shell) the fleet paused.",
 }
 RETRY_AFTER = {
     "description": "Whole seconds until the key may send again.",
@@ -78,6 +79,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
     elif operation.ok_content is not None:
         ok["content"] = operation.ok_content
     responses: dict[str, Any] = {str(operation.ok_status): ok}
+    for status, body, description in operation.other_ok:
+        responses[str(status)] = {"description": description, "content": content(body)}
     for code in operation.error_statuses:
         responses[str(code)] = {
             "description": ERROR_TEXT[code],

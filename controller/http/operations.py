@@ -68,6 +68,8 @@ class Operation:
     ok_body: type[msgspec.Struct] | None = None
     ok_content: dict[str, Any] | None = None
     """The success's media types when its body is not one JSON model."""
+    other_ok: tuple[tuple[int, type[msgspec.Struct], str], ...] = ()
+    """Other success answers, each ``(status, body, description)`` (the dry run's 200)."""
     request_body: type[msgspec.Struct] | None = None
     """A JSON body of this type (which brings :data:`BODY_ERRORS`)."""
     parameters: tuple[dict[str, Any], ...] = ()

@@ -19,6 +19,7 @@ from controller.appkeys import (
     AUDIT_DETAILS,
     CONFIG,
     DISPATCHER,
+    FLEET_PAUSE,
     IDEMPOTENCY,
     JOB_STORE,
     LIFECYCLE,
@@ -54,7 +55,7 @@ from schemas import (
     Target,
     TargetKind,
 )
-from schemas.api import JobState
+from schemas.api import DryRunResponse, JobState
 from schemas.limits import MAX_TIMEOUT_S
 
 routes = Operations()
@@ -70,6 +71,14 @@ WAIT = parameter(
         ]
     },
 )
+DRY_RUN = parameter(
+    "query",
+    "dry_run",
+    "true: run every check and answer 200 with the hosts the target resolves to; "
+    "nothing is recorded or published. false (default): run it.",
+    {"type": "string", "enum": ["true", "false"]},
+)
+DRY_RUN_ANSWER = (200, DryRunResponse, "Dry run: every check passed; nothing ran.")
 IDEMPOTENCY_KEY = parameter(
     "header",
     "Idempotency-Key",
@@ -117,11 +126,24 @@ def parse_wait(query_value: str | None) -> float | None:
     raise BadRequest(f"wait: expected true, false or whole seconds 0-{MAX_TIMEOUT_S}")
 
 
+def parse_dry_run(query_value: str | None) -> bool:
+    """``?dry_run``: absent or ``false`` = run it; ``true`` = only check.
+
+    Raises:
+        BadRequest: neither ``true`` nor ``false``.
+    """
+    if query_value is None or query_value == "false":
+        return False
+    if query_value == "true":
+        return True
+    raise BadRequest("dry_run: expected true or false")
+
+
 @routes.route(
     "POST", "/node/{hostname}/command/exec", permission="command:exec", audited=True,
     summary="Run an executable, without a shell", request_body=ExecRequest,
-    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
-    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+    ok_status=202, ok_body=ExecResponse, other_ok=(DRY_RUN_ANSWER,), errors=(404, 409),
+    parameters=(TARGET, WAIT, DRY_RUN, IDEMPOTENCY_KEY),
 )  # fmt: skip
 async def exec_command(request: web.Request) -> web.Response:
     """Run an executable (no shell) on the target's agents and return their results.
@@ -131,15 +153,16 @@ async def exec_command(request: web.Request) -> web.Response:
         (controller.http.body.read_json_body).
     """
     target_text, target = allowed_target(request)
+    dry_run = parse_dry_run(request.query.get("dry_run"))
     body = parse_exec_request(await read_json_body(request))
-    return await submit(request, target_text, target, body)
+    return await submit(request, target_text, target, body, dry_run=dry_run)
 
 
 @routes.route(
     "POST", "/node/{hostname}/command/shell", permission="command:shell", audited=True,
     summary="Run one command line with /bin/sh -c", request_body=ShellRequest,
-    ok_status=202, ok_body=ExecResponse, errors=(404, 409),
-    parameters=(TARGET, WAIT, IDEMPOTENCY_KEY),
+    ok_status=202, ok_body=ExecResponse, other_ok=(DRY_RUN_ANSWER,), errors=(404, 409),
+    parameters=(TARGET, WAIT, DRY_RUN, IDEMPOTENCY_KEY),
 )  # fmt: skip
 async def shell_command(request: web.Request) -> web.Response:
     """Run one command line with ``/bin/sh -c`` (permission ``command:shell``; each agent
@@ -150,8 +173,9 @@ async def shell_command(request: web.Request) -> web.Response:
         (controller.http.body.read_json_body).
     """
     target_text, target = allowed_target(request)
+    dry_run = parse_dry_run(request.query.get("dry_run"))
     body = parse_shell_request(await read_json_body(request))
-    return await submit(request, target_text, target, body)
+    return await submit(request, target_text, target, body, dry_run=dry_run)
 
 
 def allowed_target(request: web.Request) -> tuple[str, Target]:
@@ -167,12 +191,19 @@ def allowed_target(request: web.Request) -> tuple[str, Target]:
 
 
 async def submit(
-    request: web.Request, target_text: str, target: Target, body: ExecRequest | ShellRequest
+    request: web.Request,
+    target_text: str,
+    target: Target,
+    body: ExecRequest | ShellRequest,
+    *,
+    dry_run: bool,
 ) -> web.Response:
-    """Resolve the target, honour ``Idempotency-Key``, record, publish and collect.
+    """Resolve the target; for a dry run, answer what would run; else honour
+    ``Idempotency-Key``, record, publish and collect.
 
     Raises:
-        BadRequest, NotFound, Conflict, NatsUnavailable, StorageFull (controller.errors).
+        BadRequest, NotFound, Conflict, FleetPaused, NatsUnavailable, StorageFull
+        (controller.errors).
     """
     api_key = request[API_KEY]
     details = AuditDetails(
@@ -180,13 +211,15 @@ async def submit(
         command=body.command,
         args=tuple(body.args) if isinstance(body, ExecRequest) else (),
         shell=isinstance(body, ShellRequest),
+        dry_run=dry_run,
     )
     request[AUDIT_DETAILS] = details
     wait_s = parse_wait(request.query.get("wait"))
-    require_nats(request)
-    expected = request.app[REGISTRY].resolve(target)
-    if not expected:
-        raise NotFound(f"no registered agent matches target {target_text!r}")
+    expected = resolve(request, target, target_text)
+    if dry_run:  # audited after the answer, as every request that does not act
+        count = len(expected)
+        batch_size = 1 if target.kind is TargetKind.ANY else count
+        return json_response(DryRunResponse(hosts=expected, count=count, batch_size=batch_size))
     job = new_job(request, body, target_text, api_key.name)
     details.job_id = job.job_id
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -210,6 +243,22 @@ async def submit(
         job_id=job.job_id, results=collected.results, complete=collected.complete
     )
     return json_response(response, status=202)
+
+
+def resolve(request: web.Request, target: Target, target_text: str) -> list[str]:
+    """The live hosts ``target`` resolves to, sorted (for ``_any``: every one that
+    could take it), once the fleet runs and NATS is connected.
+
+    Raises:
+        FleetPaused: the fleet is paused. NatsUnavailable: NATS is not connected.
+        NotFound: no live agent matches.
+    """
+    request.app[FLEET_PAUSE].refuse_if_paused()
+    require_nats(request)
+    expected = request.app[REGISTRY].resolve(target)
+    if not expected:
+        raise NotFound(f"no registered agent matches target {target_text!r}")
+    return expected
 
 
 async def record_and_dispatch(
@@ -304,6 +353,7 @@ async def healthz(request: web.Request) -> web.Response:
         nats=request.app[NATS_LINK].state.value,
         agents=len(request.app[REGISTRY].live()),
         reasons=reasons,
+        paused=request.app[FLEET_PAUSE].paused,
     )
     return json_response(body, status=503 if reasons else 200)
 

@@ -44,6 +44,7 @@ class AuditDetails:
     args: tuple[str, ...] = ()
     shell: bool = False
     job_id: str = ""
+    dry_run: bool = False
     recorded: bool = False
     """The request's record was stored before it acted (:meth:`AuditLog.write`)."""
 
@@ -200,7 +201,10 @@ def request_record(
 ) -> AuditRecord:
     """The record of one request with the given status and outcome (before its answer,
     the status it answers if its action succeeds)."""
-    details = details or AuditDetails(target=request.match_info.get("hostname", ""))
+    details = details or AuditDetails(
+        target=request.match_info.get("hostname", ""),
+        dry_run=request.query.get("dry_run") == "true",  # refused before its handler
+    )
     return AuditRecord(
         time=time.time(),
         key_name=key_name,
@@ -214,4 +218,5 @@ def request_record(
         args=list(details.args),
         shell=details.shell,
         job_id=details.job_id,
+        dry_run=details.dry_run,
     )

@@ -35,7 +35,15 @@ from schemas.targets import ALL, ANY
 
 KEY_PREFIX = "nxk_"
 PERMISSIONS = frozenset(
-    {"command:exec", "command:shell", "job:read", "job:cancel", "node:read", "audit:read"}
+    {
+        "command:exec",
+        "command:shell",
+        "job:read",
+        "job:cancel",
+        "node:read",
+        "audit:read",
+        "fleet:admin",
+    }
 )
 
 
