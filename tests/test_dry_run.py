@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller.appkeys import AUDIT
-from tests.conftest import Controller, MakeAgent, MakeController, Response
+from tests.helpers import Controller, MakeAgent, MakeController, Response
 
 
 async def audit_records(controller: Controller) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from controller.errors import NatsUnavailable
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import start_nats_server
 from schemas.api import FleetPause
-from tests.conftest import (
+from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
     Fifo,
