@@ -177,12 +177,14 @@ class JobStore:
         record (``no_replies``, what the job view shows next to any result recorded
         later), then on each host's result subject where nothing is recorded yet (so
         live output sees the host decided). A job record deleted or expired meanwhile
-        is left so.
+        is left so, its results unwritten. A record too large to take them (NATS's
+        max_payload) keeps none: the hosts' result subjects hold them (docs/jobs.md).
 
         Raises:
             NatsUnavailable: JetStream did not take the job record's verdicts.
         """
-        await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results})
+        if not await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results}):
+            return
         for result in results:
             try:
                 await self._writer.write(
@@ -195,9 +197,10 @@ class JobStore:
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
 
-    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> None:
+    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> bool:
         """Rewrite the job record with ``no_replies`` added, unless it changed or went
-        away since it was read (then read it again, a few times at most).
+        away since it was read (then read it again, a few times at most). False when
+        there is no record (deleted or expired).
 
         Raises:
             NatsUnavailable: JetStream did not answer or did not take the write.
@@ -206,8 +209,10 @@ class JobStore:
         for _ in range(REWRITE_TRIES):
             raw = await self._direct_get(self._subjects.jobs_stream(), subject=subject)
             record = None if raw is None else _decode_record(raw)
-            if raw is None or record is None or no_replies.items() <= record.no_replies.items():
-                return
+            if raw is None or record is None:
+                return False
+            if no_replies.items() <= record.no_replies.items():
+                return True
             marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
             with nats_errors(f"recording the verdicts of job {job_id}"):
                 try:
@@ -216,10 +221,14 @@ class JobStore:
                         encode(marked),
                         headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
                     )
-                    return
+                    return True
+                except nats.errors.MaxPayloadError:  # never fits: trying again cannot help
+                    log.error("job %r: record too large for %d verdicts", job_id, len(no_replies))
+                    return True
                 except nats.js.errors.APIError as exc:  # changed or gone since it was read
                     log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
+        return True
 
     async def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when there is none (never made, expired, deleted).
@@ -328,22 +337,21 @@ class JobStore:
         return JobPage(records, walk.next_cursor())
 
     async def delete(self, job_id: str) -> bool:
-        """Remove the job record, its results and its output. False if there was no record.
+        """Remove the job record, then its results and its output; by subject, so a
+        record rewritten meanwhile (verdicts) goes too. False if there was no record.
 
         Raises:
             NatsUnavailable: JetStream did not answer.
         """
-        raw = await self._direct_get(
-            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
-        )
+        subjects = self._subjects
+        raw = await self._direct_get(subjects.jobs_stream(), subject=subjects.job_record(job_id))
         with nats_errors(f"deleting job {job_id}"):
-            for subject in (
-                self._subjects.result_records(job_id),
-                self._subjects.output_records(job_id),
+            for stream, subject in (
+                (subjects.jobs_stream(), subjects.job_record(job_id)),
+                (subjects.results_stream(), subjects.result_records(job_id)),
+                (subjects.results_stream(), subjects.output_records(job_id)),
             ):
-                await self._js.purge_stream(self._subjects.results_stream(), subject=subject)
-            if raw is not None and raw.seq is not None:
-                await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
+                await self._js.purge_stream(stream, subject=subject)
         return raw is not None
 
     async def _direct_get(
