@@ -135,3 +135,41 @@ def test_the_blocking_rule_catches_a_sleep(tmp_path: Path) -> None:
             "m.py:3: test_x: time.sleep",
             "m.py:5: test_x: p.wait_for_line",
         }
+
+
+def translations_of_nats_errors(path: Path) -> list[int]:
+    """Lines of ``path`` where an ``except`` of a NATS error raises a controller error:
+    a translation outside ``controller.errors.nats_errors``."""
+    lines: list[int] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.ExceptHandler) or node.type is None:
+            continue
+        if "nats." not in ast.unparse(node.type):
+            continue
+        for inner in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(inner, ast.Raise) and inner.exc is not None:
+                raised = ast.unparse(inner.exc)
+                if raised.startswith(("NatsUnavailable(", "StorageFull(")):
+                    lines.append(inner.lineno)
+    return lines
+
+
+def test_nats_errors_are_translated_in_one_place() -> None:
+    """docs/architecture.md: NATS and timeout errors become answers only in
+    ``controller.errors.nats_errors``."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "controller").rglob("*.py"))
+        if path != ROOT / "controller" / "errors.py"
+        for line in translations_of_nats_errors(path)
+    ]
+    assert found == []
+
+
+def test_the_translation_rule_catches_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "try:\n    pass\nexcept nats.errors.Error as exc:\n"
+        "    raise NatsUnavailable(f'x: {exc}') from exc\n"
+    )
+    assert translations_of_nats_errors(module) == [4]

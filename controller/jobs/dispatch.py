@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from controller.errors import NatsUnavailable
+from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -170,15 +170,16 @@ class Dispatcher:
         self._collectors[job.job_id] = collector
         payload = encode(job)
         try:
-            await nc.publish(
-                self._subjects.exec_target(target),
-                payload,
-                reply=f"{self._inbox_prefix}.{job.job_id}",
-                headers=self._signer.headers(payload) if self._signer else None,
-            )
-        except nats.errors.Error as exc:
+            with nats_errors("publishing the job"):
+                await nc.publish(
+                    self._subjects.exec_target(target),
+                    payload,
+                    reply=f"{self._inbox_prefix}.{job.job_id}",
+                    headers=self._signer.headers(payload) if self._signer else None,
+                )
+        except NatsUnavailable:
             del self._collectors[job.job_id]
-            raise NatsUnavailable(f"publishing the job failed: {exc}") from exc
+            raise
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
@@ -221,12 +222,10 @@ class Dispatcher:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise NatsUnavailable("the controller is not connected to NATS")
-        try:
+        with nats_errors("publishing the cancel request"):
             await nc.publish(
                 self._subjects.cancel(), encode(CancelRequest(job_id=job_id, caller=caller))
             )
-        except nats.errors.Error as exc:
-            raise NatsUnavailable(f"publishing the cancel request failed: {exc}") from exc
 
     def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
         """Count and log a dropped message; ``hostname`` may be untrusted (it is shown
