@@ -9,7 +9,6 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import StorageFull, nats_errors
-from controller.http.validation import CURSOR_PATTERN, whole_number
+from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, record_stream_configs
 from runtime.streamwriter import StreamWriter
 from schemas import (
@@ -33,7 +32,6 @@ from schemas import (
 )
 
 log = logging.getLogger("nexec.controller.records")
-_CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 
 MAX_ANY_RESULT_RECORDS = 16
@@ -43,62 +41,6 @@ write on their own subjects."""
 
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
-
-PAGE_READS_PER_ITEM = 4
-"""A page of ``limit`` items reads at most this many times ``limit`` stored records:
-a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
-``next_cursor`` to go on from."""
-
-
-@dataclass(slots=True)
-class NewestFirst:
-    """Walks a stream's sequence numbers downwards, from a page cursor or the end,
-    reading at most ``PAGE_READS_PER_ITEM * limit`` of them.
-
-    The cost of a page is one stream-info request plus the reads the caller makes,
-    however many messages the stream holds.
-    """
-
-    first_seq: int
-    seq: int
-    """The next sequence to read."""
-    reads_left: int
-
-    @classmethod
-    async def start(
-        cls, js: JetStreamContext, stream: str, cursor: str | None, *, limit: int
-    ) -> NewestFirst:
-        """Raises: nats.errors.Error or TimeoutError from JetStream; ValueError for a
-        cursor this class did not hand out."""
-        info = await js.stream_info(stream)
-        last_seq = info.state.last_seq
-        seq = last_seq if cursor is None else min(parse_cursor(cursor) - 1, last_seq)
-        return cls(
-            first_seq=max(info.state.first_seq, 1),
-            seq=seq,
-            reads_left=PAGE_READS_PER_ITEM * limit,
-        )
-
-    def has_more(self) -> bool:
-        """Whether older messages are left in the stream."""
-        return self.seq >= self.first_seq
-
-    def can_take(self) -> bool:
-        """Whether this page may read another message: one is left, and the read bound is not."""
-        return self.has_more() and self.reads_left > 0
-
-    def take(self) -> int:
-        seq = self.seq
-        self.seq -= 1
-        self.reads_left -= 1
-        return seq
-
-    def finish(self) -> None:
-        """Nothing older is wanted."""
-        self.seq = self.first_seq - 1
-
-    def next_cursor(self) -> str | None:
-        return str(self.seq + 1) if self.has_more() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,15 +336,3 @@ def _decode_result(subjects: Subjects, raw: nats.js.api.RawStreamMsg) -> ExecRes
     except ValueError as exc:
         raise WireError(str(exc)) from None
     return decode_result_from(raw.data or b"", job_id=job_id, hostname=hostname)
-
-
-def parse_cursor(cursor: str) -> int:
-    """A stream sequence given back as a page cursor.
-
-    Raises:
-        ValueError: not a whole number from 1 (CURSOR_PATTERN, as documented).
-    """
-    seq = whole_number(cursor) if _CURSOR_RE.fullmatch(cursor) else None
-    if seq is None:
-        raise ValueError(f"invalid cursor {cursor!r}")
-    return seq
