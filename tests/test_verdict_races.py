@@ -3,6 +3,7 @@ DELETE of the job, and NATS's maximum payload (issue 11 review)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from nats.aio.client import Client
 from controller.jobs.records import JobStore
 from nexec.dev.processes import start_nats_server
 from runtime.streamwriter import StreamWriter
-from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects
-from tests.helpers import NatsServer, recorded_result
+from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects, encode
+from tests.helpers import LiveAgent, MakeController, NatsServer, recorded_result
+from tests.test_agent_lost import acked_job, until
 
 NOT_ACKED = "not acknowledged within 2s"
 MAX_PAYLOAD = 8192
@@ -120,3 +122,39 @@ async def test_verdicts_after_a_delete_leave_nothing_behind(nats_server: NatsSer
         assert await store.results(record_of("gone", ["h1"])) == []
     finally:
         await nc.close()
+
+
+async def test_a_hosts_own_no_reply_is_not_taken_for_a_verdict(
+    nats_server: NatsServer,
+    make_controller: MakeController,
+    live_agent: LiveAgent,
+    nc: Client,
+    tmp_path: Path,
+) -> None:
+    """A host may record ``no_reply`` on its own subject (with any text, up to a whole
+    message): that is its answer, not the controller's verdict, so the job record
+    does not take it (one host's text could fill the record for every verdict)."""
+    controller = await make_controller()
+    await live_agent(controller, "h1")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    body = {"command": "sh", "args": ["-c", 'while [ -d "$0" ]; do sleep 0.05; done', str(gate)]}
+    answer = asyncio.create_task(controller.exec("h1", body))
+    try:
+        await until(lambda: acked_job(controller, "h1") is not None)
+        job_id = acked_job(controller, "h1")
+        assert job_id is not None
+        own = ExecResult(
+            job_id=job_id, hostname="h1", status=ResultStatus.NO_REPLY, error="x" * 100_000
+        )
+        await nc.jetstream().publish(Subjects().result_record(job_id, "h1"), encode(own))
+        response = await answer
+    finally:
+        gate.rmdir()
+    assert response.body["results"][0]["error"] == own.error
+    reader, store = await open_store(nats_server.url)
+    try:
+        record = await store.load(job_id)
+    finally:
+        await reader.close()
+    assert record is not None and record.no_replies == {}

@@ -208,7 +208,12 @@ class Dispatcher:
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
-        no_replies = [r for r in collected.results if r.status is ResultStatus.NO_REPLY]
+        # The verdicts are the controller's: a host's own no_reply is its answer.
+        no_replies = [
+            r
+            for r in collected.results
+            if r.status is ResultStatus.NO_REPLY and r.hostname not in collector.results
+        ]
         if no_replies:
             await self._record_no_replies(no_replies)
         return collected
