@@ -173,3 +173,41 @@ def test_the_translation_rule_catches_one(tmp_path: Path) -> None:
         "    raise NatsUnavailable(f'x: {exc}') from exc\n"
     )
     assert translations_of_nats_errors(module) == [4]
+
+
+SHIPPED = ("schemas", "runtime", "controller", "agentd", "nexec")
+SUBJECTS_MODULE = ROOT / "schemas" / "subjects.py"
+SUBJECT_EXCEPTIONS = {ROOT / "runtime" / "streamwriter.py"}
+"""The stream writer's reply subjects are nats-py's inbox plus a write counter, on the
+hot path of every write (docs/performance.md); their shape is that module's alone."""
+
+
+def built_subjects(path: Path) -> list[int]:
+    """Lines of ``path`` with an f-string shaped like a subject: ``{a}.{b}``, or one
+    ending in the wildcard ``.*`` or ``.>`` (a heuristic: log text is not shaped so)."""
+    lines: list[int] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+        dotted_pair = len(parts) == 3 and parts[0] is None and parts[1] == "." and parts[2] is None
+        if dotted_pair or parts[-1] in (".*", ".>"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_subjects_are_built_in_schemas_subjects_only() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in SHIPPED
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != SUBJECTS_MODULE and path not in SUBJECT_EXCEPTIONS
+        for line in built_subjects(path)
+    ]
+    assert found == []
+
+
+def test_the_subject_rule_catches_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('a = f"{p}.{q}"\nb = f"{p}.*"\nc = f"{p}.>"\nd = f"{p}: {q}."\n')
+    assert built_subjects(module) == [1, 2, 3]

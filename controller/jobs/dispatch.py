@@ -104,7 +104,9 @@ class Dispatcher:
             return
         if not self._listening:
             self._inbox_prefix = nc.new_inbox()
-            await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_inbox)
+            await nc.subscribe(
+                self._subjects.job_replies_all(self._inbox_prefix), cb=self._on_inbox
+            )
             await nc.subscribe(self._subjects.acks_all(), cb=self._on_ack)
             self._listening = True
         await self._read_results(js)
@@ -174,7 +176,7 @@ class Dispatcher:
                 await nc.publish(
                     self._subjects.exec_target(target),
                     payload,
-                    reply=f"{self._inbox_prefix}.{job.job_id}",
+                    reply=self._subjects.job_reply(self._inbox_prefix, job.job_id),
                     headers=self._signer.headers(payload) if self._signer else None,
                 )
         except NatsUnavailable:
@@ -284,7 +286,10 @@ class Dispatcher:
         So both are believed only when at most one agent receives the job (a host,
         ``_any``): for ``_all`` and labels, a forged status would give up hosts that
         run the command, and the delivery timeout decides instead."""
-        job_id = msg.subject.rsplit(".", 1)[-1]
+        try:
+            job_id = self._subjects.parse_job_reply(msg.subject)
+        except ValueError:
+            return  # not a subject this subscription can carry
         collector = self._collectors.get(job_id)
         if collector is None:
             return
