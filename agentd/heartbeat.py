@@ -24,6 +24,7 @@ from agentd.config import AgentConfig
 from runtime.jetstream import KV_DELETE_HEADERS
 from runtime.streamwriter import MSG_TTL_HEADER, StreamWriter
 from schemas import Heartbeat, __version__, encode
+from schemas.limits import MISSED_HEARTBEATS_BEFORE_EXPIRY
 
 log = logging.getLogger("nexec.agentd")
 
@@ -97,7 +98,11 @@ class Heartbeats:
             await self._records.write(
                 self._subject,
                 encode(heartbeat),
-                headers={MSG_TTL_HEADER: str(math.ceil(3 * config.heartbeat_interval_s))},
+                headers={
+                    MSG_TTL_HEADER: str(
+                        math.ceil(MISSED_HEARTBEATS_BEFORE_EXPIRY * config.heartbeat_interval_s)
+                    )
+                },
                 timeout_s=config.connect_timeout_s,
             )
         except (nats.errors.Error, TimeoutError) as exc:

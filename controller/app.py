@@ -125,6 +125,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         app[REGISTRY],
         lost_after_s=config.agent_lost_after_s,
         connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
+        recorded=job_store.host_result,
     )
     app[NATS_LINK] = link
     app[JOB_STORE] = job_store

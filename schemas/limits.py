@@ -20,3 +20,7 @@ also how long an agent may answer on a job's reply subject (its NATS permission)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 """``limit`` of a listing (``GET /job``, ``GET /audit``)."""
+
+MISSED_HEARTBEATS_BEFORE_EXPIRY = 3
+"""An agent's registry entry lasts this many of its ``heartbeat_interval_s``: the TTL
+the agent gives each entry, and when a controller's view expires it."""

@@ -270,6 +270,31 @@ class Subjects:
         """The direct publishers' reply subjects start with this."""
         return "_INBOX_publisher"
 
+    @staticmethod
+    def inbox_all(inbox_prefix: str) -> str:
+        """Every reply subject under ``inbox_prefix`` (a NATS permission)."""
+        return f"{inbox_prefix}.>"
+
+    @staticmethod
+    def job_reply(inbox: str, job_id: str) -> str:
+        """The reply subject of one job a controller publishes, under its ``inbox``
+        (``nc.new_inbox()``): where NATS's "no responders" status comes back."""
+        return f"{inbox}.{encode_token(job_id)}"
+
+    @staticmethod
+    def job_replies_all(inbox: str) -> str:
+        """Every :meth:`job_reply` subject under ``inbox``."""
+        return f"{inbox}.*"
+
+    @staticmethod
+    def parse_job_reply(subject: str) -> str:
+        """The job id of a :meth:`job_reply` subject.
+
+        Raises:
+            ValueError: its last token is not a valid encoding.
+        """
+        return decode_token(subject.rsplit(".", 1)[-1])
+
     def audit_stream(self) -> str:
         """Stream of audit records, one message per audited request."""
         return f"{self._stem}_audit"

@@ -149,3 +149,24 @@ async def test_forged_reports_do_not_keep_a_killed_agent_alive(
     assert result["status"] == "no_reply"
     assert result["error"].startswith(AGENT_LOST), result
     assert watch_of(controller).dropped["invalid running report"] > 0
+
+
+async def test_a_host_whose_result_is_recorded_is_not_lost_while_results_lag(
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client, tmp_path: Path
+) -> None:
+    """The host's result is in the results stream, but this controller's consumer of
+    them is being made again (as after a stream leader's loss): the host stopped
+    reporting the job (JetStream took its result), which is not an agent lost. The
+    record decides: the caller gets the recorded result."""
+    controller = await make_controller(agent_lost_after_s=LOST_AFTER_S)
+    await live_agent(controller, "other", heartbeat_interval_s=REPORT_INTERVAL_S)
+    await live_agent(controller, "done", running_report_interval_s=REPORT_INTERVAL_S)
+    js = nc.jetstream()
+    async with gated_exec(controller, "done", tmp_path / "gate") as answer:
+        for consumer in await js.consumers_info(SUBJECTS.results_stream()):
+            await js.delete_consumer(SUBJECTS.results_stream(), consumer.name)
+        os.rmdir(tmp_path / "gate")
+        response = await answer
+    [result] = response.body["results"]
+    assert (result["status"], result["stdout"]) == ("completed", "real\n"), result
+    assert watch_of(controller).lost == 0

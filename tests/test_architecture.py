@@ -135,3 +135,79 @@ def test_the_blocking_rule_catches_a_sleep(tmp_path: Path) -> None:
             "m.py:3: test_x: time.sleep",
             "m.py:5: test_x: p.wait_for_line",
         }
+
+
+def translations_of_nats_errors(path: Path) -> list[int]:
+    """Lines of ``path`` where an ``except`` of a NATS error raises a controller error:
+    a translation outside ``controller.errors.nats_errors``."""
+    lines: list[int] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.ExceptHandler) or node.type is None:
+            continue
+        if "nats." not in ast.unparse(node.type):
+            continue
+        for inner in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(inner, ast.Raise) and inner.exc is not None:
+                raised = ast.unparse(inner.exc)
+                if raised.startswith(("NatsUnavailable(", "StorageFull(")):
+                    lines.append(inner.lineno)
+    return lines
+
+
+def test_nats_errors_are_translated_in_one_place() -> None:
+    """docs/architecture.md: NATS and timeout errors become answers only in
+    ``controller.errors.nats_errors``."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "controller").rglob("*.py"))
+        if path != ROOT / "controller" / "errors.py"
+        for line in translations_of_nats_errors(path)
+    ]
+    assert found == []
+
+
+def test_the_translation_rule_catches_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "try:\n    pass\nexcept nats.errors.Error as exc:\n"
+        "    raise NatsUnavailable(f'x: {exc}') from exc\n"
+    )
+    assert translations_of_nats_errors(module) == [4]
+
+
+SHIPPED = ("schemas", "runtime", "controller", "agentd", "nexec")
+SUBJECTS_MODULE = ROOT / "schemas" / "subjects.py"
+SUBJECT_EXCEPTIONS = {ROOT / "runtime" / "streamwriter.py"}
+"""The stream writer's reply subjects are nats-py's inbox plus a write counter, on the
+hot path of every write (docs/performance.md); their shape is that module's alone."""
+
+
+def built_subjects(path: Path) -> list[int]:
+    """Lines of ``path`` with an f-string shaped like a subject: ``{a}.{b}``, or one
+    ending in the wildcard ``.*`` or ``.>`` (a heuristic: log text is not shaped so)."""
+    lines: list[int] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+        dotted_pair = len(parts) == 3 and parts[0] is None and parts[1] == "." and parts[2] is None
+        if dotted_pair or parts[-1] in (".*", ".>"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_subjects_are_built_in_schemas_subjects_only() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in SHIPPED
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != SUBJECTS_MODULE and path not in SUBJECT_EXCEPTIONS
+        for line in built_subjects(path)
+    ]
+    assert found == []
+
+
+def test_the_subject_rule_catches_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('a = f"{p}.{q}"\nb = f"{p}.*"\nc = f"{p}.>"\nd = f"{p}: {q}."\n')
+    assert built_subjects(module) == [1, 2, 3]

@@ -108,3 +108,17 @@ async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
     finally:
         await agent.stop()
         await asyncio.to_thread(server.stop)
+
+
+def test_an_any_jobs_taker_given_up_is_shown_with_its_verdict_then_late() -> None:
+    """An ``_any`` job's taker acknowledged and was then given up (no result by the
+    deadline, or lost): the verdict names that host, not the placeholder."""
+    took = "acknowledged, but no result recorded within 2.5s"
+    record = JobRecord(job=a_job("_any"), expected_hosts=None, no_replies={"h7": took})
+    before = job_view(record, [], now=1.0)
+    assert [(r.hostname, r.status, r.error) for r in before.results] == [
+        ("h7", ResultStatus.NO_REPLY, took)
+    ]
+    assert (before.state, before.complete) == (JobState.FAILED, True)
+    view = job_view(record, [completed("h7")], now=1.0)
+    assert (view.results, view.late) == ([completed("h7")], {"h7": took})

@@ -13,7 +13,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from controller.appkeys import AUDIT, JOB_STORE
-from controller.jobs.records import PAGE_READS_PER_ITEM
+from controller.jobs.pages import PAGE_READS_PER_ITEM
 from schemas import ExecJob, JobRecord, encode
 from schemas.subjects import Subjects
 from tests.helpers import (

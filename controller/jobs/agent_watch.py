@@ -17,6 +17,10 @@ and not NATS or this controller:
   stopped too (they come from the same process: with a one-agent fleet, both of its
   channels silent on a healthy connection is the only evidence there can be).
 
+Before giving a host up, the watch reads the host's result record: a result JetStream
+took (the agent stops reporting the job then) while this controller's consumer of
+results lags behind decides the host instead.
+
 A report names its host by its subject (which the NATS permissions let only that host
 publish); a payload naming another host is dropped and counted in :attr:`dropped`.
 """
@@ -28,15 +32,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from controller.errors import NatsUnavailable
 from controller.jobs.collector import Collector
 from controller.registry.view import Registry
-from schemas import Subjects, WireError, decode_running_report_from
+from schemas import ExecResult, Subjects, WireError, decode_running_report_from
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.agent_watch")
@@ -45,6 +50,9 @@ AGENT_LOST = "agent lost while running"
 DROPS_PER_LOG_LINE = 100
 CHECKS_PER_WINDOW = 6
 """Checks (and round trips to the server) per ``agent_lost_after_s``."""
+
+Recorded = Callable[[str, str], Awaitable[ExecResult | None]]
+"""The host's recorded result of a job, if any; raises NatsUnavailable."""
 
 
 class AgentWatch:
@@ -58,9 +66,12 @@ class AgentWatch:
         *,
         lost_after_s: float,
         connection_ok: Callable[[], bool],
+        recorded: Recorded,
     ) -> None:
         """``connection_ok``: whether the controller's link is connected and its probe
-        answers (checked at every check, besides this watch's own round trip)."""
+        answers (checked at every check, besides this watch's own round trip);
+        ``recorded``: a host's result record of a job, read before giving it up."""
+        self._recorded = recorded
         self._subjects = subjects
         self._collectors = collectors
         self._registry = registry
@@ -149,7 +160,7 @@ class AgentWatch:
                 self._unhealthy(f"NATS did not echo a message within {self._check_s:g}s")
             elif self._healthy_since is None:
                 self._healthy_since = time.monotonic()
-            self._check(time.monotonic())
+            await self._check(time.monotonic())
             await self._send_echo(nc)
             due = time.monotonic() + self._check_s
 
@@ -174,7 +185,7 @@ class AgentWatch:
             log.info("agent watch: %s; every host's silence starts over", why)
         self._healthy_since = None
 
-    def _check(self, now: float) -> None:
+    async def _check(self, now: float) -> None:
         """Give up every silent host the evidence allows; forget old reports."""
         window_start = now - self._lost_after_s
         for host in [h for h, heard in self._heard.items() if heard < window_start]:
@@ -184,11 +195,24 @@ class AgentWatch:
                 if not self._may_decide(host, heard_at, now):
                     self.withheld += 1
                     continue
-                self.lost += 1
-                log.warning("job %r: %r lost while running", collector.job_id, host)
-                collector.give_up_lost(
-                    host, f"{AGENT_LOST}; not heard from for {now - heard_at:.1f}s"
-                )
+                await self._give_up(collector, host, now - heard_at)
+
+    async def _give_up(self, collector: Collector, host: str, silent_s: float) -> None:
+        """Give up ``host`` as lost, unless its result is recorded: then that decides it.
+        When the record cannot be read, nothing is decided (NATS is in trouble)."""
+        try:
+            result = await self._recorded(collector.job_id, host)
+        except NatsUnavailable as exc:
+            self.withheld += 1
+            log.info("job %r: %r silent, its record unread: %s", collector.job_id, host, exc)
+            return
+        if result is not None:  # the results consumer lags behind: the record decides
+            if host not in collector.results:
+                collector.add_result(result)
+            return
+        self.lost += 1
+        log.warning("job %r: %r lost while running", collector.job_id, host)
+        collector.give_up_lost(host, f"{AGENT_LOST}; not heard from for {silent_s:.1f}s")
 
     def _may_decide(self, host: str, heard_at: float, now: float) -> bool:
         """Whether the silence of ``host`` since ``heard_at`` means its agent is lost."""

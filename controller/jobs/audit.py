@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from controller.errors import nats_errors
-from controller.jobs.records import NewestFirst
+from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream
 from runtime.streamwriter import StreamAck, StreamWriter
 from schemas import AuditRecord, ErrorBody, Subjects, WireError, decode_audit, encode

@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from controller.errors import NatsUnavailable
+from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -104,7 +104,9 @@ class Dispatcher:
             return
         if not self._listening:
             self._inbox_prefix = nc.new_inbox()
-            await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_inbox)
+            await nc.subscribe(
+                self._subjects.job_replies_all(self._inbox_prefix), cb=self._on_inbox
+            )
             await nc.subscribe(self._subjects.acks_all(), cb=self._on_ack)
             self._listening = True
         await self._read_results(js)
@@ -170,15 +172,16 @@ class Dispatcher:
         self._collectors[job.job_id] = collector
         payload = encode(job)
         try:
-            await nc.publish(
-                self._subjects.exec_target(target),
-                payload,
-                reply=f"{self._inbox_prefix}.{job.job_id}",
-                headers=self._signer.headers(payload) if self._signer else None,
-            )
-        except nats.errors.Error as exc:
+            with nats_errors("publishing the job"):
+                await nc.publish(
+                    self._subjects.exec_target(target),
+                    payload,
+                    reply=self._subjects.job_reply(self._inbox_prefix, job.job_id),
+                    headers=self._signer.headers(payload) if self._signer else None,
+                )
+        except NatsUnavailable:
             del self._collectors[job.job_id]
-            raise NatsUnavailable(f"publishing the job failed: {exc}") from exc
+            raise
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
@@ -207,7 +210,12 @@ class Dispatcher:
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
-        no_replies = [r for r in collected.results if r.status is ResultStatus.NO_REPLY]
+        # The verdicts are the controller's: a host's own no_reply is its answer.
+        no_replies = [
+            r
+            for r in collected.results
+            if r.status is ResultStatus.NO_REPLY and r.hostname not in collector.results
+        ]
         if no_replies:
             await self._record_no_replies(no_replies)
         return collected
@@ -221,12 +229,10 @@ class Dispatcher:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise NatsUnavailable("the controller is not connected to NATS")
-        try:
+        with nats_errors("publishing the cancel request"):
             await nc.publish(
                 self._subjects.cancel(), encode(CancelRequest(job_id=job_id, caller=caller))
             )
-        except nats.errors.Error as exc:
-            raise NatsUnavailable(f"publishing the cancel request failed: {exc}") from exc
 
     def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
         """Count and log a dropped message; ``hostname`` may be untrusted (it is shown
@@ -280,7 +286,10 @@ class Dispatcher:
         So both are believed only when at most one agent receives the job (a host,
         ``_any``): for ``_all`` and labels, a forged status would give up hosts that
         run the command, and the delivery timeout decides instead."""
-        job_id = msg.subject.rsplit(".", 1)[-1]
+        try:
+            job_id = self._subjects.parse_job_reply(msg.subject)
+        except ValueError:
+            return  # not a subject this subscription can carry
         collector = self._collectors.get(job_id)
         if collector is None:
             return

@@ -9,7 +9,6 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import StorageFull, nats_errors
-from controller.http.validation import CURSOR_PATTERN, whole_number
+from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, record_stream_configs
 from runtime.streamwriter import StreamWriter
 from schemas import (
@@ -33,7 +32,6 @@ from schemas import (
 )
 
 log = logging.getLogger("nexec.controller.records")
-_CURSOR_RE = re.compile(CURSOR_PATTERN)
 
 
 MAX_ANY_RESULT_RECORDS = 16
@@ -43,62 +41,6 @@ write on their own subjects."""
 
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
-
-PAGE_READS_PER_ITEM = 4
-"""A page of ``limit`` items reads at most this many times ``limit`` stored records:
-a filtered page (a key's scope, ``?key=``) may come back shorter than ``limit``, with a
-``next_cursor`` to go on from."""
-
-
-@dataclass(slots=True)
-class NewestFirst:
-    """Walks a stream's sequence numbers downwards, from a page cursor or the end,
-    reading at most ``PAGE_READS_PER_ITEM * limit`` of them.
-
-    The cost of a page is one stream-info request plus the reads the caller makes,
-    however many messages the stream holds.
-    """
-
-    first_seq: int
-    seq: int
-    """The next sequence to read."""
-    reads_left: int
-
-    @classmethod
-    async def start(
-        cls, js: JetStreamContext, stream: str, cursor: str | None, *, limit: int
-    ) -> NewestFirst:
-        """Raises: nats.errors.Error or TimeoutError from JetStream; ValueError for a
-        cursor this class did not hand out."""
-        info = await js.stream_info(stream)
-        last_seq = info.state.last_seq
-        seq = last_seq if cursor is None else min(parse_cursor(cursor) - 1, last_seq)
-        return cls(
-            first_seq=max(info.state.first_seq, 1),
-            seq=seq,
-            reads_left=PAGE_READS_PER_ITEM * limit,
-        )
-
-    def has_more(self) -> bool:
-        """Whether older messages are left in the stream."""
-        return self.seq >= self.first_seq
-
-    def can_take(self) -> bool:
-        """Whether this page may read another message: one is left, and the read bound is not."""
-        return self.has_more() and self.reads_left > 0
-
-    def take(self) -> int:
-        seq = self.seq
-        self.seq -= 1
-        self.reads_left -= 1
-        return seq
-
-    def finish(self) -> None:
-        """Nothing older is wanted."""
-        self.seq = self.first_seq - 1
-
-    def next_cursor(self) -> str | None:
-        return str(self.seq + 1) if self.has_more() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +119,14 @@ class JobStore:
         record (``no_replies``, what the job view shows next to any result recorded
         later), then on each host's result subject where nothing is recorded yet (so
         live output sees the host decided). A job record deleted or expired meanwhile
-        is left so.
+        is left so, its results unwritten. A record too large to take them (NATS's
+        max_payload) keeps none: the hosts' result subjects hold them (docs/jobs.md).
 
         Raises:
             NatsUnavailable: JetStream did not take the job record's verdicts.
         """
-        await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results})
+        if not await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results}):
+            return
         for result in results:
             try:
                 await self._writer.write(
@@ -195,9 +139,10 @@ class JobStore:
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
 
-    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> None:
+    async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> bool:
         """Rewrite the job record with ``no_replies`` added, unless it changed or went
-        away since it was read (then read it again, a few times at most).
+        away since it was read (then read it again, a few times at most). False when
+        there is no record (deleted or expired).
 
         Raises:
             NatsUnavailable: JetStream did not answer or did not take the write.
@@ -206,8 +151,10 @@ class JobStore:
         for _ in range(REWRITE_TRIES):
             raw = await self._direct_get(self._subjects.jobs_stream(), subject=subject)
             record = None if raw is None else _decode_record(raw)
-            if raw is None or record is None or no_replies.items() <= record.no_replies.items():
-                return
+            if raw is None or record is None:
+                return False
+            if no_replies.items() <= record.no_replies.items():
+                return True
             marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
             with nats_errors(f"recording the verdicts of job {job_id}"):
                 try:
@@ -216,10 +163,14 @@ class JobStore:
                         encode(marked),
                         headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
                     )
-                    return
+                    return True
+                except nats.errors.MaxPayloadError:  # never fits: trying again cannot help
+                    log.error("job %r: record too large for %d verdicts", job_id, len(no_replies))
+                    return True
                 except nats.js.errors.APIError as exc:  # changed or gone since it was read
                     log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
+        return True
 
     async def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when there is none (never made, expired, deleted).
@@ -246,12 +197,12 @@ class JobStore:
             return self._valid_results(job_id, raws)
         results: list[ExecResult] = []
         for host in record.expected_hosts:
-            result = await self._host_result(job_id, host)
+            result = await self.host_result(job_id, host)
             if result is not None:
                 results.append(result)
         return results
 
-    async def _host_result(self, job_id: str, hostname: str) -> ExecResult | None:
+    async def host_result(self, job_id: str, hostname: str) -> ExecResult | None:
         """The host's last valid result: its last record, or, if that one is not valid
         (only the host itself can write there), the last valid of its first records.
 
@@ -328,22 +279,21 @@ class JobStore:
         return JobPage(records, walk.next_cursor())
 
     async def delete(self, job_id: str) -> bool:
-        """Remove the job record, its results and its output. False if there was no record.
+        """Remove the job record, then its results and its output; by subject, so a
+        record rewritten meanwhile (verdicts) goes too. False if there was no record.
 
         Raises:
             NatsUnavailable: JetStream did not answer.
         """
-        raw = await self._direct_get(
-            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
-        )
+        subjects = self._subjects
+        raw = await self._direct_get(subjects.jobs_stream(), subject=subjects.job_record(job_id))
         with nats_errors(f"deleting job {job_id}"):
-            for subject in (
-                self._subjects.result_records(job_id),
-                self._subjects.output_records(job_id),
+            for stream, subject in (
+                (subjects.jobs_stream(), subjects.job_record(job_id)),
+                (subjects.results_stream(), subjects.result_records(job_id)),
+                (subjects.results_stream(), subjects.output_records(job_id)),
             ):
-                await self._js.purge_stream(self._subjects.results_stream(), subject=subject)
-            if raw is not None and raw.seq is not None:
-                await self._js.delete_msg(self._subjects.jobs_stream(), raw.seq)
+                await self._js.purge_stream(stream, subject=subject)
         return raw is not None
 
     async def _direct_get(
@@ -386,15 +336,3 @@ def _decode_result(subjects: Subjects, raw: nats.js.api.RawStreamMsg) -> ExecRes
     except ValueError as exc:
         raise WireError(str(exc)) from None
     return decode_result_from(raw.data or b"", job_id=job_id, hostname=hostname)
-
-
-def parse_cursor(cursor: str) -> int:
-    """A stream sequence given back as a page cursor.
-
-    Raises:
-        ValueError: not a whole number from 1 (CURSOR_PATTERN, as documented).
-    """
-    seq = whole_number(cursor) if _CURSOR_RE.fullmatch(cursor) else None
-    if seq is None:
-        raise ValueError(f"invalid cursor {cursor!r}")
-    return seq

@@ -20,7 +20,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import nats_errors
-from controller.jobs.records import JobStore, NewestFirst
+from controller.jobs.pages import NewestFirst
+from controller.jobs.records import JobStore
 from controller.jobs.views import job_view
 from schemas import JobRecord, Subjects, WireError, decode_job_record
 from schemas.api import JobState

@@ -31,7 +31,9 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
     job = record.job
     outcome = Outcome(record.expected_hosts)
     by_host = outcome.shown(recorded)
-    no_replies = {h: e for h, e in record.no_replies.items() if _sent_to(outcome, h)}
+    # A verdict names a host the job was sent to; for _any, the placeholder (nobody
+    # took it) or the host that took it and was given up.
+    no_replies = {h: e for h, e in record.no_replies.items() if outcome.accepts(h)}
     any_verdict = no_replies.get(ANY_PLACEHOLDER_HOSTNAME) if outcome.expected is None else None
     late = {
         host: verdict
@@ -52,14 +54,6 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
         state = overall_state(results)
     results.sort(key=lambda result: result.hostname)
     return _view(record, state, complete=complete, results=results, late=late)
-
-
-def _sent_to(outcome: Outcome, hostname: str) -> bool:
-    """Whether a verdict on ``hostname`` belongs to this job: a host it was sent to, or
-    the placeholder of an ``_any`` job."""
-    if outcome.expected is None:
-        return hostname == ANY_PLACEHOLDER_HOSTNAME
-    return outcome.accepts(hostname)
 
 
 def _view(

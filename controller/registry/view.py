@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas import Heartbeat, Target, TargetKind
+from schemas.limits import MISSED_HEARTBEATS_BEFORE_EXPIRY
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.registry")
 
-MISSED_HEARTBEATS_BEFORE_EXPIRY = 3
 EXPIRY_MARGIN_S = 0.01
 """wait_until re-checks this long after an entry's expiry, so that it has expired by then."""
 

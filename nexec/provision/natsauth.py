@@ -66,7 +66,7 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
         subjects.exec_all(),
         f"{subjects.exec_any()} {ANY_QUEUE_GROUP}",
         subjects.cancel(),
-        f"{subjects.agent_inbox_prefix(agent.hostname)}.>",
+        subjects.inbox_all(subjects.agent_inbox_prefix(agent.hostname)),
     ]
     publishes = [
         subjects.registry_entry(agent.hostname),
@@ -87,7 +87,7 @@ def publisher_permissions(subjects: Subjects) -> dict[str, object]:
         "publish": {"allow": [subjects.exec_every()]},
         "subscribe": {
             "allow": [
-                f"{subjects.publisher_inbox_prefix()}.>",
+                subjects.inbox_all(subjects.publisher_inbox_prefix()),
                 subjects.acks_all(),
                 subjects.result_records_all(),
             ]
