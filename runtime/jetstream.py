@@ -39,6 +39,17 @@ def is_storage_full(exc: BaseException) -> bool:
     return exc.err_code in _NO_ROOM_ERR_CODES or any(t in description for t in _NO_ROOM_TEXTS)
 
 
+WRONG_LAST_SEQUENCE_ERR_CODE = 10071
+"""JetStream's answer to a write whose ``Nats-Expected-Last-Subject-Sequence`` header
+no longer holds: another message was stored on that subject meanwhile."""
+
+
+def is_wrong_last_sequence(exc: BaseException) -> bool:
+    """Whether JetStream refused a conditional write because the subject changed (as
+    opposed to having no room, or any other refusal)."""
+    return isinstance(exc, nats.js.errors.APIError) and exc.err_code == WRONG_LAST_SEQUENCE_ERR_CODE
+
+
 async def ensure_registry(
     js: JetStreamContext, subjects: Subjects, *, replicas: int, max_bytes: int | None = None
 ) -> KeyValue:

@@ -12,6 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from controller.errors import NatsUnavailable
 from controller.jobs.records import JobStore
 from nexec.dev.processes import start_nats_server
 from runtime.streamwriter import StreamWriter
@@ -158,3 +159,22 @@ async def test_a_hosts_own_no_reply_is_not_taken_for_a_verdict(
     finally:
         await reader.close()
     assert record is not None and record.no_replies == {}
+
+
+async def test_verdicts_refused_for_want_of_room_are_tried_again_not_dropped(
+    nats_server: NatsServer,
+) -> None:
+    """A full job stream refuses the record's rewrite: that is not "the record changed"
+    (read again, then given up), it is a failure the verdict recorder tries again."""
+    nc, store = await open_store(nats_server.url)
+    try:
+        record = record_of("full", ["h1"])
+        await store.save(record)
+        stream = await nc.jetstream().stream_info(Subjects().jobs_stream())
+        config = stream.config
+        config.max_bytes = stream.state.bytes  # no room for a larger record
+        await nc.jetstream().update_stream(config)
+        with pytest.raises(NatsUnavailable, match=r"maximum bytes|insufficient"):
+            await store.record_no_replies("full", [no_reply("full", "h1")])
+    finally:
+        await nc.close()

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from controller.errors import StorageFull, nats_errors
 from controller.jobs.pages import NewestFirst
-from runtime.jetstream import ensure_stream, record_stream_configs
+from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.streamwriter import StreamWriter
 from schemas import (
     ExecResult,
@@ -135,7 +135,10 @@ class JobStore:
                     headers={"Nats-Expected-Last-Subject-Sequence": "0"},
                 )
             except nats.js.errors.APIError as exc:
-                log.debug("job %r: %r already has a result: %s", job_id, result.hostname, exc)
+                if is_wrong_last_sequence(exc):
+                    log.debug("job %r: %r already has a result", job_id, result.hostname)
+                else:
+                    log.warning("job %r: no_reply of %r refused: %s", job_id, result.hostname, exc)
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
 
@@ -145,7 +148,8 @@ class JobStore:
         there is no record (deleted or expired).
 
         Raises:
-            NatsUnavailable: JetStream did not answer or did not take the write.
+            NatsUnavailable: JetStream did not answer, or refused the write for another
+                reason than a change of the record (e.g. the job stream is full).
         """
         subject = self._subjects.job_record(job_id)
         for _ in range(REWRITE_TRIES):
@@ -167,8 +171,10 @@ class JobStore:
                 except nats.errors.MaxPayloadError:  # never fits: trying again cannot help
                     log.error("job %r: record too large for %d verdicts", job_id, len(no_replies))
                     return True
-                except nats.js.errors.APIError as exc:  # changed or gone since it was read
-                    log.info("job %r: record changed while adding verdicts: %s", job_id, exc)
+                except nats.js.errors.APIError as exc:
+                    if not is_wrong_last_sequence(exc):
+                        raise  # e.g. no room: NatsUnavailable, tried again later
+                    log.info("job %r: record changed while adding verdicts", job_id)
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
         return True
 
