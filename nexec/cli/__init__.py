@@ -1,41 +1,63 @@
 """``nexec``: the command line. One module per subcommand group; each adds its parsers
 with :func:`argparse.ArgumentParser.set_defaults` ``func`` = the function that runs it.
 
+nexec exec|shell|watch ...          run commands, follow jobs (:mod:`nexec.cli.run`)
+nexec nodes|jobs|job|cancel|audit   the fleet and its jobs (:mod:`nexec.cli.fleet`)
 nexec keys create|revoke|list ...   API keys (:mod:`nexec.cli.keys`)
 nexec signing-key create|public ... job signing keys (:mod:`nexec.cli.signing_key`)
 nexec nats-auth --out DIR ...       NATS users, permissions and TLS (:mod:`nexec.cli.nats_auth`)
 nexec dev [--port 8080]             a local stack (:mod:`nexec.cli.dev`)
+
+The client subcommands (run, fleet) talk to a controller through ``nexec.Client``, which
+is imported (with aiohttp) only when one of them runs; the admin subcommands never load it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Sequence
 
 from controller.keys.store import KeysFileError, UnknownKeyName
-from nexec.cli import dev, keys, nats_auth, signing_key
+from nexec.cli.exit_status import RULE
 from nexec.dev.processes import ProcessFailed
 from schemas import TargetSyntaxError
 
-GROUPS = (keys, signing_key, nats_auth, dev)
-"""Every subcommand group, in ``--help`` order."""
+CLIENT_GROUPS = ("run", "fleet")
+ADMIN_GROUPS = ("keys", "signing_key", "nats_auth", "dev")
+"""Every subcommand group (a module of this package), in ``--help`` order."""
+CLIENT_COMMANDS = frozenset({"exec", "shell", "watch", "nodes", "jobs", "job", "cancel", "audit"})
+"""The subcommands of :data:`CLIENT_GROUPS`: for them the admin groups, whose modules
+import cryptography and the dev stack, are not loaded (a test checks the list)."""
 
 EXIT_UNKNOWN_NAME = 2
 EXIT_FAILED = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nexec", description="nexec fleet command dispatcher")
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; for a client subcommand in ``argv``, of the client groups only."""
+    words = [word for word in (sys.argv[1:] if argv is None else argv) if word[:1] != "-"]
+    client_only = bool(words) and words[0] in CLIENT_COMMANDS
+    groups = CLIENT_GROUPS if client_only else CLIENT_GROUPS + ADMIN_GROUPS
+    parser = argparse.ArgumentParser(
+        prog="nexec",
+        description="nexec fleet command dispatcher",
+        epilog=RULE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in GROUPS:
-        group.add_parsers(commands)
+    for group in groups:
+        importlib.import_module(f"nexec.cli.{group}").add_parsers(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; its exit status: 0, 1 when it failed (the reason on stderr),
-    2 for a key name that does not exist (argparse also exits 2 on bad usage)."""
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; its exit status. The client subcommands follow the rule in
+    :data:`nexec.cli.exit_status.RULE`; the admin subcommands exit 0, 1 when they failed
+    (the reason on stderr), 2 for a key name that does not exist; argparse exits 2 on bad
+    usage."""
+    args = build_parser(argv).parse_args(argv)
     try:
         status: int = args.func(args)
     except UnknownKeyName as exc:

@@ -62,7 +62,11 @@ nexec dev is running.
   agent     {stack.hostname}   (label {DEV_LABEL})
   API key   {stack.api_key}   (every permission; gone when nexec dev stops)
 
-Run a command on the agent:
+Run a command on the agent with the nexec command:
+  export NEXEC_URL={stack.url} NEXEC_API_KEY={stack.api_key}
+  nexec exec {stack.hostname} -- uname -a
+
+or with curl:
   curl -s -X POST {exec_url} \\
     -H 'Authorization: Bearer {stack.api_key}' \\
     -H 'Content-Type: application/json' \\
