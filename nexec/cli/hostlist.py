@@ -26,12 +26,24 @@ def compact(hostnames: Iterable[str]) -> str:
         digits = match["number"]
         width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
         groups[(match["prefix"], match["suffix"], width)].add(int(digits))
-    parts = [_folded(*key, numbers) for key, numbers in groups.items()]
-    return ",".join(sorted([*parts, *plain], key=_sort_key))
+    parts = [
+        (
+            natural(f"{prefix}{min(numbers):0{width}d}{suffix}"),
+            _folded(prefix, suffix, width, numbers),
+        )
+        for (prefix, suffix, width), numbers in groups.items()
+    ]
+    parts += [(natural(name), name) for name in plain]
+    return ",".join(text for _, text in sorted(parts))
 
 
-def _sort_key(part: str) -> tuple[str, str]:
-    return (part.split("[", 1)[0], part)
+def natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders ``web2`` before ``web10``."""
+    return tuple(
+        (0, int(piece)) if piece.isdigit() else (1, piece)
+        for piece in re.split(r"(\d+)", name)
+        if piece
+    )
 
 
 def _folded(prefix: str, suffix: str, width: int, numbers: set[int]) -> str:

@@ -1,0 +1,343 @@
+"""The ``nexec`` command as a real process (``python -m nexec.cli``) against a real
+controller, real agents and real NATS: exit statuses, output forms, live output, the key
+kept out of the process list, progress and colour under a pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+
+from tests.conftest import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    MakeAgent,
+    MakeController,
+    SpawnAgent,
+)
+
+HOSTS = ("web1", "web2", "web10")
+
+
+def gated(gate: Path) -> str:
+    """A shell line that waits until the test removes the directory ``gate``."""
+    return f"while [ -d {gate} ]; do sleep 0.05; done"
+
+
+@dataclass
+class Ran:
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+async def fleet(controller: Controller, make_agent: MakeAgent) -> Controller:
+    """A controller with agents web1, web2 and web10 (label role:web), shell allowed."""
+    for host in HOSTS:
+        await make_agent(host, labels={"role": "web"}, allow_shell=True)
+    await controller.wait_for_agents(*HOSTS)
+    return controller
+
+
+def cli_env(controller: Controller, tmp_path: Path, key: str | None = None) -> dict[str, str]:
+    """The environment of a CLI process: the controller's URL and a key, no config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXEC_", "NO_COLOR"))}
+    env.update(
+        NEXEC_URL=controller.url,
+        NEXEC_API_KEY=key or controller.api_key,
+        HOME=str(tmp_path),
+    )
+    return env
+
+
+async def start_cli(
+    controller: Controller, tmp_path: Path, *argv: str, key: str | None = None
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexec.cli", *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=cli_env(controller, tmp_path, key),
+    )  # fmt: skip
+
+
+async def finish(process: asyncio.subprocess.Process) -> Ran:
+    """Wait for the CLI's end (killing it if it does not end in time)."""
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.communicate()
+        raise
+    assert process.returncode is not None
+    return Ran(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def nexec(controller: Controller, tmp_path: Path, *argv: str, key: str | None = None) -> Ran:
+    """Run ``python -m nexec.cli ARGV`` to its end."""
+    return await finish(await start_cli(controller, tmp_path, *argv, key=key))
+
+
+# --- exit status ------------------------------------------------------------------------
+
+
+async def test_exit_status_zero_and_a_remote_exit_code(fleet: Controller, tmp_path: Path) -> None:
+    ok = await nexec(fleet, tmp_path, "exec", "web1", "--", "echo", "hello")
+    assert (ok.status, ok.stdout, ok.stderr) == (0, "hello\n", "")
+    three = await nexec(fleet, tmp_path, "shell", "web1", "echo out; echo err >&2; exit 3")
+    assert (three.status, three.stdout, three.stderr) == (3, "out\n", "err\n")
+    signalled = await nexec(fleet, tmp_path, "shell", "web1", "kill -9 $$")
+    assert signalled.status == 128 + signal.SIGKILL
+
+
+async def test_a_timeout_exits_124(fleet: Controller, tmp_path: Path) -> None:
+    ran = await nexec(fleet, tmp_path, "exec", "web1", "--timeout", "1", "--", "sleep", "30")
+    assert ran.status == 124
+
+
+async def test_a_killed_agent_exits_255_no_reply(
+    controller: Controller, spawn_agent: SpawnAgent, tmp_path: Path
+) -> None:
+    agent = spawn_agent("doomed")
+    await controller.wait_for_agents("doomed")
+    agent.stop(signum=signal.SIGKILL)
+    ran = await nexec(
+        controller, tmp_path, "exec", "doomed", "--delivery-timeout", "0.3", "--jsonl", "--", "true"
+    )
+    assert ran.status == 255, ran.stderr
+    [line] = ran.stdout.splitlines()
+    assert msgspec.json.decode(line)["status"] == "no_reply"
+
+
+async def test_an_unknown_host_and_a_wrong_key_exit_255_with_the_error(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    unknown = await nexec(fleet, tmp_path, "exec", "web9", "--", "true")
+    assert unknown.status == 255
+    assert unknown.stderr == "nexec: 404 not found: no registered agent matches target 'web9'\n"
+    wrong = await nexec(fleet, tmp_path, "exec", "web1", "--", "true", key="nxk_wrong")
+    assert wrong.status == 255
+    assert wrong.stderr.startswith("nexec: 401 unauthorized: ")
+    assert "nxk_wrong" not in wrong.stderr + wrong.stdout
+
+
+async def test_an_unreachable_controller_exits_255_and_usage_2(
+    fleet: Controller, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    env = cli_env(fleet, tmp_path) | {"NEXEC_URL": f"http://127.0.0.1:{unused_tcp_port}"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexec.cli", "nodes",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    unreachable = await finish(process)
+    assert unreachable.status == 255
+    assert unreachable.stderr.startswith(f"nexec: http://127.0.0.1:{unused_tcp_port}: ")
+    usage = await nexec(fleet, tmp_path, "exec", "web1")
+    assert usage.status == 2
+    both = await nexec(fleet, tmp_path, "exec", "web1", "--json", "--stream", "--", "true")
+    assert both.status == 2
+
+
+# --- output forms -----------------------------------------------------------------------
+
+
+async def test_several_hosts_prefixed_aligned_and_summarised(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    ran = await nexec(
+        fleet, tmp_path, "shell", "role:web", "echo out; echo err >&2; [ -d /nonexistent ]"
+    )
+    assert ran.status == 1
+    assert sorted(ran.stdout.splitlines()) == ["web10: out", "web1:  out", "web2:  out"]
+    err = ran.stderr.splitlines()
+    assert sorted(err[:3]) == ["web10: err", "web1:  err", "web2:  err"]
+    assert err[3:] == [
+        "3 hosts: 3 completed",
+        "  web1: exit 1",
+        "  web10: exit 1",
+        "  web2: exit 1",
+    ]
+
+
+async def test_grouped_output_shows_identical_hosts_once(fleet: Controller, tmp_path: Path) -> None:
+    ran = await nexec(fleet, tmp_path, "exec", "role:web", "-b", "--", "echo", "same")
+    assert ran.status == 0
+    assert ran.stdout == "---------------\nweb[1-2,10] (3)\n---------------\nsame\n"
+    assert ran.stderr == "3 hosts: 3 completed\n"
+
+
+async def test_json_is_the_api_document(fleet: Controller, tmp_path: Path) -> None:
+    ran = await nexec(
+        fleet, tmp_path, "exec", "role:web", "--json", "--idempotency-key", "k1", "--", "echo", "x"
+    )
+    assert ran.status == 0
+    document = msgspec.json.decode(ran.stdout)
+    again = await fleet.request(
+        "POST",
+        "/node/role:web/command/exec",
+        json={"command": "echo", "args": ["x"]},
+        headers={"Idempotency-Key": "k1"},
+    )
+    assert document == again.body
+    assert [r["hostname"] for r in document["results"]] == sorted(HOSTS)
+    job = await nexec(fleet, tmp_path, "job", document["job_id"], "--json")
+    assert (
+        msgspec.json.decode(job.stdout)
+        == (await fleet.request("GET", f"/job/{document['job_id']}")).body
+    )
+
+
+async def test_jsonl_gives_one_line_per_host(fleet: Controller, tmp_path: Path) -> None:
+    ran = await nexec(fleet, tmp_path, "shell", "role:web", "--jsonl", "echo hi")
+    lines = [msgspec.json.decode(line) for line in ran.stdout.splitlines()]
+    assert sorted(line["hostname"] for line in lines) == sorted(HOSTS)
+    assert {(line["type"], line["stdout"]) for line in lines} == {("nexec.exec.v1.result", "hi\n")}
+
+
+async def test_stream_shows_a_line_before_the_command_ends(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    process = await start_cli(
+        fleet,
+        tmp_path,
+        "shell",
+        "web1",
+        "--stream",
+        f"echo first; {gated(gate)}; echo second",
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            first = await process.stdout.readline()
+        assert first == b"first\n"
+        assert process.returncode is None  # the command is still held at the gate
+    finally:
+        gate.rmdir()
+        rest = await finish(process)
+    assert (rest.status, rest.stdout) == (0, "second\n")
+
+
+async def test_a_key_from_the_environment_is_not_in_the_process_list(
+    fleet: Controller, tmp_path: Path, started: Fifo
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    process = await start_cli(
+        fleet, tmp_path, "shell", "web1", f"echo go > {started.path}; {gated(gate)}"
+    )
+    try:
+        await started.lines(1)
+        assert process.returncode is None
+        cli_line = " ".join(psutil.Process(process.pid).cmdline())
+        assert "nexec.cli shell web1" in cli_line
+        listed = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+        assert not [line for line in listed if fleet.api_key in line]
+    finally:
+        gate.rmdir()
+        assert (await finish(process)).status == 0
+
+
+async def test_watch_follows_a_job_started_with_async(fleet: Controller, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    started = await nexec(
+        fleet,
+        tmp_path,
+        "shell",
+        "role:web",
+        "--async",
+        f"echo one; {gated(gate)}; echo two; exit 4",
+    )
+    assert started.status == 0
+    job_id = started.stdout.strip()
+    watcher = await start_cli(fleet, tmp_path, "watch", "--stream", job_id)
+    try:
+        assert watcher.stdout is not None
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            seen = {await watcher.stdout.readline() for _ in HOSTS}
+        assert seen == {b"web1:  one\n", b"web2:  one\n", b"web10: one\n"}
+    finally:
+        gate.rmdir()
+        watched = await finish(watcher)
+    assert watched.status == 4
+    assert sorted(watched.stdout.splitlines()) == ["web10: two", "web1:  two", "web2:  two"]
+
+
+async def test_a_key_without_job_read_waits_for_the_answer(
+    make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    controller = await make_controller(keys={"runner": (["command:shell"], [])})
+    for host in ("web1", "web2"):
+        await make_agent(host, labels={"role": "web"}, allow_shell=True)
+    await controller.wait_for_agents("web1", "web2")
+    ran = await nexec(
+        controller, tmp_path, "shell", "role:web", "echo hi", key=controller.extra_keys["runner"]
+    )
+    assert ran.status == 0
+    assert sorted(ran.stdout.splitlines()) == ["web1: hi", "web2: hi"]
+    assert ran.stderr.count("job:read") == 1
+    assert "answered" not in ran.stderr
+
+
+# --- terminals ----------------------------------------------------------------------------
+
+
+async def run_in_pty(controller: Controller, tmp_path: Path, *argv: str, **env: str) -> str:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; all it wrote there."""
+    master, slave = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexec.cli", *argv,
+        stdin=asyncio.subprocess.DEVNULL, stdout=slave, stderr=slave,
+        env=cli_env(controller, tmp_path) | env,
+    )  # fmt: skip
+    os.close(slave)
+    chunks: list[bytes] = []
+    ended = asyncio.get_running_loop().create_future()
+
+    def readable() -> None:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer is gone
+            data = b""
+        if data:
+            chunks.append(data)
+        elif not ended.done():
+            ended.set_result(None)
+
+    asyncio.get_running_loop().add_reader(master, readable)
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            await ended
+            await process.wait()
+    finally:
+        asyncio.get_running_loop().remove_reader(master)
+        os.close(master)
+    return b"".join(chunks).decode()
+
+
+async def test_progress_and_colour_on_a_terminal_only(fleet: Controller, tmp_path: Path) -> None:
+    on_tty = await run_in_pty(fleet, tmp_path, "shell", "role:web", "echo hi")
+    assert "/3 answered" in on_tty
+    assert "\x1b[36mweb1:\x1b[0m" in on_tty
+    # The progress line is cleared at the end; the summary, coloured, is the last line.
+    assert on_tty.rsplit("\r\x1b[K", 1)[1] == "3 hosts: \x1b[32m3 completed\x1b[0m\r\n"
+    no_colour = await run_in_pty(fleet, tmp_path, "shell", "role:web", "echo hi", NO_COLOR="1")
+    assert "/3 answered" in no_colour
+    assert "\x1b[3" not in no_colour
+    piped = await nexec(fleet, tmp_path, "shell", "role:web", "echo hi")
+    assert "answered" not in piped.stderr
+    assert "\x1b" not in piped.stdout + piped.stderr
