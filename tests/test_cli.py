@@ -105,6 +105,7 @@ async def test_exit_status_zero_and_a_remote_exit_code(fleet: Controller, tmp_pa
 async def test_a_timeout_exits_124(fleet: Controller, tmp_path: Path) -> None:
     ran = await nexec(fleet, tmp_path, "exec", "web1", "--timeout", "1", "--", "sleep", "30")
     assert ran.status == 124
+    assert ran.stderr.startswith("nexec: web1: timeout: ")
 
 
 async def test_a_killed_agent_exits_255_no_reply(
@@ -143,7 +144,7 @@ async def test_an_unreachable_controller_exits_255_and_usage_2(
     )  # fmt: skip
     unreachable = await finish(process)
     assert unreachable.status == 255
-    assert unreachable.stderr.startswith(f"nexec: http://127.0.0.1:{unused_tcp_port}: ")
+    assert unreachable.stderr.startswith(f"nexec: GET http://127.0.0.1:{unused_tcp_port}/node: ")
     usage = await nexec(fleet, tmp_path, "exec", "web1")
     assert usage.status == 2
     both = await nexec(fleet, tmp_path, "exec", "web1", "--json", "--stream", "--", "true")

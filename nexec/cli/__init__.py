@@ -19,10 +19,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from controller.keys.store import KeysFileError, UnknownKeyName
 from nexec.cli.exit_status import RULE
-from nexec.dev.processes import ProcessFailed
-from schemas import TargetSyntaxError
 
 CLIENT_GROUPS = ("run", "fleet")
 ADMIN_GROUPS = ("keys", "signing_key", "nats_auth", "dev")
@@ -30,9 +27,6 @@ ADMIN_GROUPS = ("keys", "signing_key", "nats_auth", "dev")
 CLIENT_COMMANDS = frozenset({"exec", "shell", "watch", "nodes", "jobs", "job", "cancel", "audit"})
 """The subcommands of :data:`CLIENT_GROUPS`: for them the admin groups, whose modules
 import cryptography and the dev stack, are not loaded (a test checks the list)."""
-
-EXIT_UNKNOWN_NAME = 2
-EXIT_FAILED = 1
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -55,15 +49,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit status. The client subcommands follow the rule in
     :data:`nexec.cli.exit_status.RULE`; the admin subcommands exit 0, 1 when they failed
-    (the reason on stderr), 2 for a key name that does not exist; argparse exits 2 on bad
-    usage."""
+    (the reason on stderr), 2 for a key name that does not exist (:mod:`nexec.cli.admin`);
+    argparse exits 2 on bad usage."""
     args = build_parser(argv).parse_args(argv)
-    try:
+    if args.command in CLIENT_COMMANDS:
         status: int = args.func(args)
-    except UnknownKeyName as exc:
-        print(f"nexec: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN_NAME
-    except (KeysFileError, ProcessFailed, TargetSyntaxError, ValueError, OSError) as exc:
-        print(f"nexec: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return status
+        return status
+    admin: int = importlib.import_module("nexec.cli.admin").run(args)
+    return admin

@@ -137,6 +137,10 @@ class Human:
             self._groups(results)
         if self._prefixed:
             self._summary(results)
+        else:  # as ssh, silent on a remote exit code, but saying why nothing ran
+            for result in results:
+                if result.status != "completed":
+                    self._terminal.say(f"{result.hostname}: {describe(result)}")
         return exit_status(results)
 
     def _groups(self, results: Sequence[ExecResult]) -> None:

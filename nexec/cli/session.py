@@ -48,7 +48,7 @@ def run_client(args: argparse.Namespace, action: Action) -> int:
         terminal.say(f"{exc.status} {exc.error}: {exc.details}")
     except NexecError as exc:
         terminal.end_progress()
-        terminal.say(f"{settings.url}: {exc}")
+        terminal.say(str(exc))  # names the method and URL
     except KeyboardInterrupt:
         terminal.end_progress()
         return INTERRUPTED

@@ -1,0 +1,107 @@
+"""N6: ``nexec exec HOST -- /bin/true`` start to exit, as a whole process, beside the same
+request made by ``python -c`` with aiohttp alone, by curl (when installed), and the bare
+interpreter's start-up (``python -c pass``). Each is run ``sizes.cli_runs`` times in turn
+(after one warm-up), against one real agent; the p50 and p90 wall times are reported.
+
+``python -m bench.cli [--quick]`` runs this measure alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bench.common import Sizes
+from bench.loadgen import percentile
+from bench.measures import Stack, exec_body, nexec_stack
+from nexec.dev.processes import ManagedProcess
+
+HOST = "bench-cli"
+AIOHTTP_REQUEST = """
+import asyncio, os, sys
+import aiohttp
+
+async def main():
+    async with aiohttp.ClientSession() as session:
+        async with session.post(sys.argv[1], data=sys.argv[2], headers={
+            "Authorization": "Bearer " + os.environ["NEXEC_API_KEY"],
+            "Content-Type": "application/json"}) as response:
+            await response.read()
+            return 0 if response.status == 202 else 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+def _timed(argv: Sequence[str], env: dict[str, str], runs: int) -> dict[str, float]:
+    """p50/p90 wall milliseconds of ``argv`` run to its end, ``runs`` times after a warm-up.
+
+    Raises:
+        subprocess.CalledProcessError: a run failed.
+    """
+    times = []
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+        if run:
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"p50_ms": percentile(times, 0.5), "p90_ms": percentile(times, 0.9), "runs": runs}
+
+
+def measure_cli(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    """N6, with its own real agent."""
+    agent = ManagedProcess(
+        [sys.executable, "-m", "agentd", "--nats-url", stack.nats_url, "--hostname", HOST,
+         "--log-level", "WARNING", "--state-dir", str(stack.work / "cli-agent-state")],
+        name="agent",
+    )  # fmt: skip
+    try:
+        stack.wait_for_agents(1)
+        env = {**os.environ, "NEXEC_URL": stack.url, "NEXEC_API_KEY": stack.key}
+        url, body = stack.exec_url(HOST), exec_body("/bin/true")
+        python = sys.executable
+        runs = sizes.cli_runs
+        report = {
+            "python_bare": _timed([python, "-c", "pass"], env, runs),
+            "python_aiohttp_request": _timed([python, "-c", AIOHTTP_REQUEST, url, body], env, runs),
+            "nexec_exec": _timed(
+                [python, "-m", "nexec.cli", "exec", HOST, "--", "/bin/true"], env, runs
+            ),
+        }
+        curl = shutil.which("curl")
+        if curl:
+            report["curl"] = _timed(
+                [curl, "-sf", "-X", "POST", url, "-H", f"Authorization: Bearer {stack.key}",
+                 "-H", "Content-Type: application/json", "-d", body],
+                env, runs,
+            )  # fmt: skip
+        return report
+    finally:
+        agent.stop()
+        stack.wait_for_agents(0)
+
+
+def measure_cli_alone(sizes: Sizes) -> dict[str, Any]:
+    """N6 on a stack of its own (nats-server, a controller, one agent)."""
+    with nexec_stack() as stack:
+        return measure_cli(stack, sizes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cli")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(measure_cli_alone(Sizes.quick() if args.quick else Sizes.full()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
