@@ -342,3 +342,67 @@ async def test_progress_and_colour_on_a_terminal_only(fleet: Controller, tmp_pat
     piped = await nexec(fleet, tmp_path, "shell", "role:web", "echo hi")
     assert "answered" not in piped.stderr
     assert "\x1b" not in piped.stdout + piped.stderr
+
+
+# --- the fleet and its jobs ---------------------------------------------------------------
+
+
+async def test_nodes_jobs_job_and_audit_as_tables_and_as_the_api_documents(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    nodes = await nexec(fleet, tmp_path, "nodes")
+    header, *rows = nodes.stdout.splitlines()
+    assert header.split() == ["HOSTNAME", "LABELS", "VERSION", "LAST", "SEEN", "JOBS", "LOAD"]
+    assert [row.split()[:2] for row in rows] == [[h, "role:web"] for h in sorted(HOSTS)]
+    as_json = await nexec(fleet, tmp_path, "nodes", "web1", "--json")
+    assert msgspec.json.decode(as_json.stdout) == (await fleet.request("GET", "/node/web1")).body
+
+    ran = await nexec(fleet, tmp_path, "exec", "role:web", "--json", "--", "echo", "listed")
+    job_id = msgspec.json.decode(ran.stdout)["job_id"]
+    jobs = await nexec(fleet, tmp_path, "jobs", "--limit", "1")
+    job_id_, _date, _time, *rest = jobs.stdout.splitlines()[1].split()
+    assert (job_id_, rest) == (job_id, ["role:web", "3", "admin", "echo", "listed"])
+    page = await nexec(fleet, tmp_path, "jobs", "--limit", "1", "--json")
+    assert msgspec.json.decode(page.stdout) == (await fleet.request("GET", "/job?limit=1")).body
+
+    job = await nexec(fleet, tmp_path, "job", job_id)
+    assert job.status == 0
+    assert sorted(job.stdout.splitlines()) == ["web10: listed", "web1:  listed", "web2:  listed"]
+    assert job.stderr.startswith(f"nexec: job {job_id}: completed, role:web: echo listed")
+
+    audit = await nexec(fleet, tmp_path, "audit", "--key-name", "admin", "--since", "1h")
+    assert "POST    /node/role:web/command/exec  202     accepted" in audit.stdout
+    records = await nexec(fleet, tmp_path, "audit", "--limit", "2", "--json")
+    assert (
+        msgspec.json.decode(records.stdout) == (await fleet.request("GET", "/audit?limit=2")).body
+    )
+
+
+async def test_cancel_stops_a_running_job_and_watch_reports_it(
+    fleet: Controller, tmp_path: Path, started: Fifo
+) -> None:
+    accepted = await nexec(
+        fleet, tmp_path, "shell", "web1", "--async", f"echo go > {started.path}; sleep 30"
+    )
+    job_id = accepted.stdout.strip()
+    await started.lines(1)
+    cancelled = await nexec(fleet, tmp_path, "cancel", job_id)
+    assert cancelled.status == 0
+    assert cancelled.stdout.startswith(f"{job_id}: ")
+    watched = await nexec(fleet, tmp_path, "watch", job_id)
+    assert watched.status == 255
+    assert watched.stderr.startswith("nexec: web1: cancelled")
+    again = await nexec(fleet, tmp_path, "cancel", job_id)
+    assert (again.status, again.stderr.split(":")[:2]) == (255, ["nexec", " 409 conflict"])
+
+
+async def test_output_into_a_closed_pipe_ends_quietly(fleet: Controller, tmp_path: Path) -> None:
+    pipeline = await asyncio.create_subprocess_exec(
+        "sh", "-c",
+        f"{sys.executable} -m nexec.cli shell role:web --stream 'seq 1 200000' | head -n 1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=cli_env(fleet, tmp_path),
+    )  # fmt: skip
+    ran = await finish(pipeline)
+    assert ran.stderr == ""
+    assert ran.stdout in {"web1:  1\n", "web2:  1\n", "web10: 1\n"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -18,8 +21,10 @@ if TYPE_CHECKING:
     from nexec import Client, Retrying
 
 Action = Callable[["Client", Terminal], Awaitable[int]]
-INTERRUPTED = 130
+INTERRUPTED = 128 + signal.SIGINT
 """Ctrl-C, as a shell reports SIGINT."""
+BROKEN_PIPE = 128 + signal.SIGPIPE
+"""stdout's reader went away, as a shell reports SIGPIPE."""
 
 
 def run_client(args: argparse.Namespace, action: Action) -> int:
@@ -52,4 +57,7 @@ def run_client(args: argparse.Namespace, action: Action) -> int:
     except KeyboardInterrupt:
         terminal.end_progress()
         return INTERRUPTED
+    except BrokenPipeError:  # `nexec ... | head`: the reader is gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     return NEXEC_FAILED
