@@ -96,6 +96,8 @@ async def nexec(controller: Controller, tmp_path: Path, *argv: str, key: str | N
 async def test_exit_status_zero_and_a_remote_exit_code(fleet: Controller, tmp_path: Path) -> None:
     ok = await nexec(fleet, tmp_path, "exec", "web1", "--", "echo", "hello")
     assert (ok.status, ok.stdout, ok.stderr) == (0, "hello\n", "")
+    dashes = await nexec(fleet, tmp_path, "exec", "web1", "--", "echo", "--", "-n", "x")
+    assert dashes.stdout == "-- -n x\n"  # the command's own "--" is kept
     three = await nexec(fleet, tmp_path, "shell", "web1", "echo out; echo err >&2; exit 3")
     assert (three.status, three.stdout, three.stderr) == (3, "out\n", "err\n")
     signalled = await nexec(fleet, tmp_path, "shell", "web1", "kill -9 $$")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nexec.cli import CLIENT_COMMANDS, CLIENT_GROUPS, build_parser
+from nexec.cli import CLIENT_COMMANDS, CLIENT_GROUPS, build_parser, split_command
 from nexec.cli.connection import DEFAULT_URL, SettingsError, connection, resolve
 from nexec.cli.exit_status import exit_status, host_status
 from nexec.cli.fleet import since_time, table
@@ -176,3 +176,12 @@ def test_admin_subcommands_and_help_do_not_import_aiohttp(tmp_path: Path) -> Non
     )  # fmt: skip
     assert helped.returncode == 0, helped.stderr
     assert "124 for a host that timed out" in helped.stdout
+
+
+def test_the_command_after_the_first_double_dash_is_kept_whole() -> None:
+    assert split_command(["exec", "web1", "--timeout", "5", "--", "grep", "--", "-v"]) == (
+        ["exec", "web1", "--timeout", "5"],
+        ["grep", "--", "-v"],
+    )
+    assert split_command(["exec", "web1", "true"]) == (["exec", "web1", "true"], None)
+    assert split_command(["shell", "web1", "--", "x"]) == (["shell", "web1", "--", "x"], None)

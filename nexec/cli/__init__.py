@@ -46,12 +46,26 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def split_command(words: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """``nexec exec TARGET [options] -- COMMAND [ARG...]``: the words before the first
+    ``--``, and the command after it, kept whole (argparse would drop a second ``--``,
+    which belongs to the command: ``nexec exec web1 -- grep -- -v file``)."""
+    words = list(words)
+    if words[:1] != ["exec"] or "--" not in words:
+        return words, None
+    separator = words.index("--")
+    return words[:separator], words[separator + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit status. The client subcommands follow the rule in
     :data:`nexec.cli.exit_status.RULE`; the admin subcommands exit 0, 1 when they failed
     (the reason on stderr), 2 for a key name that does not exist (:mod:`nexec.cli.admin`);
     argparse exits 2 on bad usage."""
-    args = build_parser(argv).parse_args(argv)
+    words, command = split_command(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
+    if command is not None:
+        args.argv = [*args.argv, *command]
     if args.command in CLIENT_COMMANDS:
         status: int = args.func(args)
         return status

@@ -52,9 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="API key (NEXEC_API_KEY). Visible in the process list: prefer the "
         "environment or --key-file",
     )
-    group.add_argument("--key-file", type=Path, help="file holding the key (NEXEC_API_KEY_FILE)")
     group.add_argument(
-        "--config", type=Path, help=f"config file (NEXEC_CONFIG; default {DEFAULT_CONFIG})"
+        "--key-file", type=Path, metavar="FILE", help="file holding the key (NEXEC_API_KEY_FILE)"
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"config file (NEXEC_CONFIG; default {DEFAULT_CONFIG})",
     )
 
 

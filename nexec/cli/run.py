@@ -41,7 +41,7 @@ def add_parsers(commands: Subcommands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("target", help="a hostname, _any, _all or labels (role:web,env:prod)")
-    run.add_argument("argv", nargs="+", metavar="COMMAND [ARG...]")
+    run.add_argument("argv", nargs="*", metavar="COMMAND [ARG...]")
     _command_options(run)
     run.set_defaults(func=exec_command)
     shell = commands.add_parser(
@@ -71,7 +71,12 @@ def _command_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=int, metavar="S", help="kill after S seconds (1-300)")
     parser.add_argument("--cwd", metavar="DIR", help="absolute working directory on the hosts")
     parser.add_argument(
-        "--env", action="append", type=_variable, default=[], metavar="K=V", help="repeatable"
+        "--env",
+        action="append",
+        type=_variable,
+        default=[],
+        metavar="K=V",
+        help="a variable for the command (repeatable)",
     )
     parser.add_argument(
         "--delivery-timeout", type=float, metavar="S", help="seconds a host has to take the job"
@@ -119,6 +124,9 @@ def command_options(args: argparse.Namespace) -> CommandOptions:
 
 
 def exec_command(args: argparse.Namespace) -> int:
+    if not args.argv:
+        print("nexec: exec needs a command: nexec exec TARGET -- COMMAND [ARG...]", file=sys.stderr)
+        return USAGE
     command, *command_args = args.argv
 
     async def submit(client: Client, options: CommandOptions) -> ExecResponse:
@@ -135,9 +143,7 @@ def shell_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, submit: Submit) -> int:
-    problem = joboutput.conflict(args)
-    if problem is not None:
-        print(f"nexec: {problem}", file=sys.stderr)
+    if not _usable(args):
         return USAGE
     return run_client(args, lambda client, terminal: run_job(client, terminal, args, submit))
 
@@ -189,11 +195,17 @@ def watch_command(args: argparse.Namespace) -> int:
         view = joboutput.make_view(terminal, args, several=several)
         return await joboutput.follow(client, terminal, job.job_id, view, job=job)
 
+    if not _usable(args):
+        return USAGE
+    return run_client(args, watch)
+
+
+def _usable(args: argparse.Namespace) -> bool:
+    """Whether the output flags go together; if not, say why on stderr."""
     problem = joboutput.conflict(args)
     if problem is not None:
         print(f"nexec: {problem}", file=sys.stderr)
-        return USAGE
-    return run_client(args, watch)
+    return problem is None
 
 
 def _json(document: object) -> str:
