@@ -1,8 +1,8 @@
 """N6: ``nexec exec HOST -- /bin/true`` start to exit, as a whole process, beside the same
 request made by ``python -c`` with aiohttp alone, by curl (when installed), and the bare
-interpreter's start-up (``python -c pass``). Each is run ``sizes.cli_runs`` times in turn
-(after one warm-up, which writes the bytecode caches), against one real agent; the p50
-and p90 wall times are reported.
+interpreter's start-up (``python -c pass``). They take turns, ``sizes.cli_runs`` rounds
+after one warm-up round (which writes the bytecode caches), against one real agent; the
+p50 and p90 wall times are reported.
 
 ``python -m bench.cli [--quick]`` runs this measure alone.
 """
@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from bench.common import Sizes
@@ -41,20 +40,26 @@ sys.exit(asyncio.run(main()))
 """
 
 
-def _timed(argv: Sequence[str], env: dict[str, str], runs: int) -> dict[str, float]:
-    """p50/p90 wall milliseconds of ``argv`` run to its end, ``runs`` times after a warm-up.
+def _timed(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, Any]:
+    """p50/p90 wall milliseconds of each command run to its end, ``runs`` times after a
+    warm-up; the commands take turns, so that a change in the machine's load touches
+    them all alike.
 
     Raises:
         subprocess.CalledProcessError: a run failed.
     """
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for run in range(runs + 1):
-        started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
-        if run:
-            times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return {"p50_ms": percentile(times, 0.5), "p90_ms": percentile(times, 0.9), "runs": runs}
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+            if run:
+                times[name].append((time.perf_counter() - started) * 1000)
+    return {
+        name: {"p50_ms": percentile(sorted(t), 0.5), "p90_ms": percentile(sorted(t), 0.9),
+               "runs": runs}
+        for name, t in times.items()
+    }  # fmt: skip
 
 
 def measure_cli(stack: Stack, sizes: Sizes) -> dict[str, Any]:
@@ -72,21 +77,18 @@ def measure_cli(stack: Stack, sizes: Sizes) -> dict[str, Any]:
         env |= {"NEXEC_URL": stack.url, "NEXEC_API_KEY": stack.key}
         url, body = stack.exec_url(HOST), exec_body("/bin/true")
         python = sys.executable
-        runs = sizes.cli_runs
-        report = {
-            "python_bare": _timed([python, "-c", "pass"], env, runs),
-            "python_aiohttp_request": _timed([python, "-c", AIOHTTP_REQUEST, url, body], env, runs),
-            "nexec_exec": _timed(
-                [python, "-m", "nexec.cli", "exec", HOST, "--", "/bin/true"], env, runs
-            ),
+        commands = {
+            "python_bare": [python, "-c", "pass"],
+            "python_aiohttp_request": [python, "-c", AIOHTTP_REQUEST, url, body],
+            "nexec_exec": [python, "-m", "nexec.cli", "exec", HOST, "--", "/bin/true"],
         }
         curl = shutil.which("curl")
         if curl:
-            report["curl"] = _timed(
-                [curl, "-sf", "-X", "POST", url, "-H", f"Authorization: Bearer {stack.key}",
-                 "-H", "Content-Type: application/json", "-d", body],
-                env, runs,
-            )  # fmt: skip
+            commands["curl"] = [
+                curl, "-sf", "-X", "POST", url, "-H", f"Authorization: Bearer {stack.key}",
+                "-H", "Content-Type: application/json", "-d", body,
+            ]  # fmt: skip
+        report: dict[str, Any] = _timed(commands, env, sizes.cli_runs)
         return report
     finally:
         agent.stop()
