@@ -1,21 +1,19 @@
 """The ``nexec`` command as a real process (``python -m nexec.cli``) against a real
 controller, real agents and real NATS: exit statuses, output forms, live output, the key
-kept out of the process list, progress and colour under a pseudo-terminal."""
+kept out of the process list, the fleet and its jobs. (Terminals: test_cli_terminal.py;
+the pure parts: test_cli_parts.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psutil
-import pytest
 
+from tests.cli_process import HOSTS, cli_env, finish, fleet, gated, nexec, start_cli
 from tests.conftest import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -25,69 +23,7 @@ from tests.conftest import (
     SpawnAgent,
 )
 
-HOSTS = ("web1", "web2", "web10")
-
-
-def gated(gate: Path) -> str:
-    """A shell line that waits until the test removes the directory ``gate``."""
-    return f"while [ -d {gate} ]; do sleep 0.05; done"
-
-
-@dataclass
-class Ran:
-    status: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-async def fleet(controller: Controller, make_agent: MakeAgent) -> Controller:
-    """A controller with agents web1, web2 and web10 (label role:web), shell allowed."""
-    for host in HOSTS:
-        await make_agent(host, labels={"role": "web"}, allow_shell=True)
-    await controller.wait_for_agents(*HOSTS)
-    return controller
-
-
-def cli_env(controller: Controller, tmp_path: Path, key: str | None = None) -> dict[str, str]:
-    """The environment of a CLI process: the controller's URL and a key, no config file."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXEC_", "NO_COLOR"))}
-    env.update(
-        NEXEC_URL=controller.url,
-        NEXEC_API_KEY=key or controller.api_key,
-        HOME=str(tmp_path),
-    )
-    return env
-
-
-async def start_cli(
-    controller: Controller, tmp_path: Path, *argv: str, key: str | None = None
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nexec.cli", *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env=cli_env(controller, tmp_path, key),
-    )  # fmt: skip
-
-
-async def finish(process: asyncio.subprocess.Process) -> Ran:
-    """Wait for the CLI's end (killing it if it does not end in time)."""
-    try:
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            stdout, stderr = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.communicate()
-        raise
-    assert process.returncode is not None
-    return Ran(process.returncode, stdout.decode(), stderr.decode())
-
-
-async def nexec(controller: Controller, tmp_path: Path, *argv: str, key: str | None = None) -> Ran:
-    """Run ``python -m nexec.cli ARGV`` to its end."""
-    return await finish(await start_cli(controller, tmp_path, *argv, key=key))
+__all__ = ["fleet"]  # the fixture, imported for pytest
 
 
 # --- exit status ------------------------------------------------------------------------
@@ -294,56 +230,6 @@ async def test_a_key_without_job_read_waits_for_the_answer(
     assert sorted(ran.stdout.splitlines()) == ["web1: hi", "web2: hi"]
     assert ran.stderr.count("job:read") == 1
     assert "answered" not in ran.stderr
-
-
-# --- terminals ----------------------------------------------------------------------------
-
-
-async def run_in_pty(controller: Controller, tmp_path: Path, *argv: str, **env: str) -> str:
-    """Run the CLI with stdout and stderr on a pseudo-terminal; all it wrote there."""
-    master, slave = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nexec.cli", *argv,
-        stdin=asyncio.subprocess.DEVNULL, stdout=slave, stderr=slave,
-        env=cli_env(controller, tmp_path) | env,
-    )  # fmt: skip
-    os.close(slave)
-    chunks: list[bytes] = []
-    ended = asyncio.get_running_loop().create_future()
-
-    def readable() -> None:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: every writer is gone
-            data = b""
-        if data:
-            chunks.append(data)
-        elif not ended.done():
-            ended.set_result(None)
-
-    asyncio.get_running_loop().add_reader(master, readable)
-    try:
-        async with asyncio.timeout(STARTUP_TIMEOUT_S):
-            await ended
-            await process.wait()
-    finally:
-        asyncio.get_running_loop().remove_reader(master)
-        os.close(master)
-    return b"".join(chunks).decode()
-
-
-async def test_progress_and_colour_on_a_terminal_only(fleet: Controller, tmp_path: Path) -> None:
-    on_tty = await run_in_pty(fleet, tmp_path, "shell", "role:web", "echo hi")
-    assert "/3 answered" in on_tty
-    assert "\x1b[36mweb1:\x1b[0m" in on_tty
-    # The progress line is cleared at the end; the summary, coloured, is the last line.
-    assert on_tty.rsplit("\r\x1b[K", 1)[1] == "3 hosts: \x1b[32m3 completed\x1b[0m\r\n"
-    no_colour = await run_in_pty(fleet, tmp_path, "shell", "role:web", "echo hi", NO_COLOR="1")
-    assert "/3 answered" in no_colour
-    assert "\x1b[3" not in no_colour
-    piped = await nexec(fleet, tmp_path, "shell", "role:web", "echo hi")
-    assert "answered" not in piped.stderr
-    assert "\x1b" not in piped.stdout + piped.stderr
 
 
 # --- the fleet and its jobs ---------------------------------------------------------------
