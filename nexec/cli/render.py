@@ -89,7 +89,7 @@ class Human:
         """Align the prefixes on the longest of ``hostnames``; when ``live`` (the job is
         followed as it runs) and several hosts are expected, show the progress line."""
         self._width = max((len(name) for name in hostnames), default=0)
-        if live and self._prefixed:
+        if live and self._prefixed and len(hostnames) > 1:
             self._terminal.start_progress(len(hostnames))
 
     def chunk(self, chunk: OutputChunk) -> None:
