@@ -2,7 +2,8 @@
 request made by ``python -c`` with aiohttp alone, by curl (when installed), and the bare
 interpreter's start-up (``python -c pass``). They take turns, ``sizes.cli_runs`` rounds
 after one warm-up round (which writes the bytecode caches), against one real agent; the
-p50 and p90 wall times are reported.
+p50, p90 and mean wall times are reported, and the mean CPU time (user + system), which
+depends less on the machine's other work.
 
 ``python -m bench.cli [--quick]`` runs this measure alone.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -49,17 +51,26 @@ def _timed(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> di
         subprocess.CalledProcessError: a run failed.
     """
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu_ms: dict[str, float] = dict.fromkeys(commands, 0.0)
     for run in range(runs + 1):
         for name, argv in commands.items():
+            cpu_before = _children_cpu_ms()
             started = time.perf_counter()
             subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
             if run:
                 times[name].append((time.perf_counter() - started) * 1000)
+                cpu_ms[name] += _children_cpu_ms() - cpu_before
     return {
         name: {"p50_ms": percentile(sorted(t), 0.5), "p90_ms": percentile(sorted(t), 0.9),
-               "runs": runs}
+               "mean_ms": sum(t) / len(t), "cpu_ms": cpu_ms[name] / runs, "runs": runs}
         for name, t in times.items()
     }  # fmt: skip
+
+
+def _children_cpu_ms() -> float:
+    """CPU time (user + system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def measure_cli(stack: Stack, sizes: Sizes) -> dict[str, Any]:
