@@ -185,3 +185,19 @@ def test_the_command_after_the_first_double_dash_is_kept_whole() -> None:
     )
     assert split_command(["exec", "web1", "true"]) == (["exec", "web1", "true"], None)
     assert split_command(["shell", "web1", "--", "x"]) == (["shell", "web1", "--", "x"], None)
+
+
+def test_the_exec_path_loads_only_the_schemas_it_needs() -> None:
+    """``schemas/__init__`` imports a name on first use: the command's client needs the
+    HTTP bodies and messages, not the decoders, subjects or targets (performance.md N6)."""
+    script = (
+        "import sys\nimport nexec.cli.run, nexec._client\nimport schemas\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('schemas.'))\n"
+        "assert loaded == ['schemas.api', 'schemas.limits', 'schemas.messages'], loaded\n"
+        "from schemas import Subjects, TargetSyntaxError\n"
+        "assert schemas.decode_job.__module__ == 'schemas.decoding'\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
