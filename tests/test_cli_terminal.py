@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.cli_process import cli_env, fleet, nexec
-from tests.conftest import STARTUP_TIMEOUT_S, Controller
+from tests.conftest import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -60,3 +60,19 @@ async def test_progress_and_colour_on_a_terminal_only(fleet: Controller, tmp_pat
     piped = await nexec(fleet, tmp_path, "shell", "role:web", "echo hi")
     assert "answered" not in piped.stderr
     assert "\x1b" not in piped.stdout + piped.stderr
+
+
+async def test_no_progress_line_for_a_key_without_job_read(
+    make_controller: MakeController, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    controller = await make_controller(keys={"runner": (["command:shell"], [])})
+    for host in ("web1", "web2"):
+        await make_agent(host, labels={"role": "web"}, allow_shell=True)
+    await controller.wait_for_agents("web1", "web2")
+    key = controller.extra_keys["runner"]
+    on_tty = await run_in_pty(
+        controller, tmp_path, "shell", "role:web", "echo hi", NEXEC_API_KEY=key
+    )
+    assert on_tty.count("lacks job:read") == 1
+    assert "answered" not in on_tty
+    assert "\x1b[36mweb1:\x1b[0m hi" in on_tty
