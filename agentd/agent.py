@@ -38,7 +38,7 @@ from agentd.run.runner import JobRunner
 from agentd.subscriptions import JobSubscriptions
 from runtime.connection import close_within, drain_or_close
 from runtime.streamwriter import StreamWriter
-from schemas import ExecJob
+from schemas.messages import ExecJob
 
 log = logging.getLogger("nexec.agentd")
 

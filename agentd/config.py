@@ -10,14 +10,13 @@ import pydantic
 
 from runtime.settings import NatsClientSettings, setting
 from runtime.signing import decode_public_key
-from schemas import DEFAULT_PREFIX, parse_label
 from schemas.registry_entry import (
     MAX_AGENT_LABELS,
     MAX_HEARTBEAT_INTERVAL_S,
     MIN_HEARTBEAT_INTERVAL_S,
 )
-from schemas.subjects import Subjects
-from schemas.targets import validate_hostname
+from schemas.subjects import DEFAULT_PREFIX, Subjects
+from schemas.targets import parse_label, validate_hostname
 
 DEFAULT_BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

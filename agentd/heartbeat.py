@@ -23,8 +23,9 @@ import nats.errors
 from agentd.config import AgentConfig
 from runtime.jetstream import KV_DELETE_HEADERS
 from runtime.streamwriter import MSG_TTL_HEADER, StreamWriter
-from schemas import Heartbeat, __version__, encode
+from schemas import __version__
 from schemas.limits import MISSED_HEARTBEATS_BEFORE_EXPIRY
+from schemas.messages import Heartbeat, encode
 
 log = logging.getLogger("nexec.agentd")
 

@@ -24,16 +24,11 @@ from dataclasses import dataclass
 
 from agentd.config import AgentConfig
 from runtime.signing import SignatureRejected, SignatureVerifier
-from schemas import (
-    ExecJob,
-    Subjects,
-    Target,
-    TargetSyntaxError,
-    WireError,
-    decode_job,
-    parse_target,
-)
+from schemas.decoding import WireError, decode_job
 from schemas.limits import MAX_DEADLINE_AHEAD_S
+from schemas.messages import ExecJob
+from schemas.subjects import Subjects
+from schemas.targets import Target, TargetSyntaxError, parse_target
 
 REPLAYED_ID = "replayed job: this job id was taken"
 

@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentd.config import AgentConfig
-from schemas import ANY_QUEUE_GROUP
+from schemas.subjects import ANY_QUEUE_GROUP
 
 log = logging.getLogger("nexec.agentd")
 

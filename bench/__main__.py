@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.cli import measure_cli_alone
 from bench.floors import measure_floors
 from bench.measures import Sizes, measure_nexec
 from bench.report import compare, render_table
@@ -21,6 +22,7 @@ def main() -> int:
     sizes = Sizes.quick() if args.quick else Sizes.full()
     floors = measure_floors(sizes)
     nexec = measure_nexec(sizes)
+    nexec["N6_cli"] = measure_cli_alone(sizes)
     comparison = compare(floors, nexec, sizes)
     print(render_table(comparison))
     args.out.parent.mkdir(parents=True, exist_ok=True)

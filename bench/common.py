@@ -32,6 +32,8 @@ class Sizes:
     output_hosts: int
     output_host_bytes: int
     big_output_bytes: int = 1_000_000
+    cli_runs: int = 20
+    """N6: runs of each whole process (``nexec exec``, ``python -c``, curl)."""
     is_quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,6 +69,7 @@ class Sizes:
             controller_jobs_checkpoint=10,
             output_hosts=10,
             output_host_bytes=64 * 1024,
+            cli_runs=3,
             is_quick=True,
         )
 

@@ -17,7 +17,7 @@ from nats.aio.client import Client
 
 from agentd.agent import Agent
 from agentd.config import AgentConfig
-from schemas import ExecJob, ExecResult, ResultStatus
+from schemas.messages import ExecJob, ExecResult, ResultStatus
 
 
 class NoSpawnExecutor:

@@ -35,6 +35,24 @@ def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list
     ]  # fmt: skip
     rows += _fleet_rows(floors["F3_fanout"], nexec["N3_all"])
     rows += _memory_and_output_rows(nexec, sizes)
+    rows += _cli_rows(nexec["N6_cli"])
+    return rows
+
+
+def _cli_rows(cli: dict[str, Any]) -> list[Row]:
+    """N6: the ``nexec`` command as a whole process. Its floor is ``python -c`` making the
+    same request with aiohttp (start-up + request); the target allows one more bare
+    interpreter start-up: ``<= 2 x bare + (python -c request - bare)``."""
+    bare, request = cli["python_bare"]["p50_ms"], cli["python_aiohttp_request"]["p50_ms"]
+    nexec = cli["nexec_exec"]["p50_ms"]
+    rows = [
+        _row("N6 nexec exec HOST -- /bin/true, process p50", nexec, request, "ms",
+             target="<= 2 x bare start-up + request", ok=nexec <= bare + request),
+        _row("N6 python -c pass (bare start-up), p50", bare, None, "ms", target="-", ok=None),
+    ]  # fmt: skip
+    if "curl" in cli:
+        rows.append(_row("N6 curl, the same request, p50", cli["curl"]["p50_ms"], None, "ms",
+                         target="-", ok=None))  # fmt: skip
     return rows
 
 

@@ -1,7 +1,6 @@
-"""The nexec controller: an HTTP gateway that turns requests into jobs on NATS."""
+"""The nexec controller: an HTTP gateway that turns requests into jobs on NATS.
 
-from controller.app import create_app
-from controller.config import ControllerConfig
-from controller.keys.store import ApiKey, KeyStore, create_key
-
-__all__ = ["ApiKey", "ControllerConfig", "KeyStore", "create_app", "create_key"]
+It re-exports nothing: import from the module that holds a name (``controller.app``,
+``controller.config``, ``controller.keys.store``), so that a light module such as the
+key store, which ``nexec keys`` uses, loads without aiohttp and nats-py.
+"""

@@ -8,8 +8,8 @@ import pydantic
 
 from controller.http.validation import whole_number
 from runtime.settings import NatsClientSettings, setting
-from schemas import DEFAULT_PREFIX, Subjects
 from schemas.limits import MAX_DELIVERY_MARGIN_S
+from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -28,8 +28,10 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.errors import FleetPaused, NatsUnavailable, nats_errors
 from runtime.jetstream import bring_stream_to
-from schemas import FleetPauseRecord, Subjects, WireError, decode_fleet_pause, encode
 from schemas.api import FleetPause
+from schemas.decoding import WireError, decode_fleet_pause
+from schemas.messages import FleetPauseRecord, encode
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.fleet")
 

@@ -11,11 +11,11 @@ msgspec structs of ``schemas.api`` and ``schemas.messages``; errors are the clas
 is :mod:`nexec.cli`, built on this client for its client commands.
 """
 
-from nexec._client import DEFAULT_URL, Client
-from nexec._events import EndEvent, Event, OutputEvent, ResultEvent
-from nexec._options import CommandOptions
-from nexec._retry import Retrying, RetryPolicy
-from nexec._sync import SyncClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from nexec.errors import (
     APIError,
     BadRequest,
@@ -35,6 +35,13 @@ from nexec.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+
+if TYPE_CHECKING:
+    from nexec._client import DEFAULT_URL, Client
+    from nexec._events import EndEvent, Event, OutputEvent, ResultEvent
+    from nexec._options import CommandOptions
+    from nexec._retry import Retrying, RetryPolicy
+    from nexec._sync import SyncClient
 
 __all__ = [
     "DEFAULT_URL",
@@ -65,3 +72,25 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
 ]
+
+_HOMES = {
+    "DEFAULT_URL": "nexec._client",
+    "Client": "nexec._client",
+    "EndEvent": "nexec._events",
+    "Event": "nexec._events",
+    "OutputEvent": "nexec._events",
+    "ResultEvent": "nexec._events",
+    "CommandOptions": "nexec._options",
+    "Retrying": "nexec._retry",
+    "RetryPolicy": "nexec._retry",
+    "SyncClient": "nexec._sync",
+}
+"""Where each name that needs aiohttp lives: imported on first use, so that
+``nexec.errors`` and the ``nexec`` command's admin subcommands load without it."""
+
+
+def __getattr__(name: str) -> Any:
+    """Raises: AttributeError: not a name of the package."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'nexec' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

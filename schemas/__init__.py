@@ -1,96 +1,10 @@
-"""Wire types, HTTP bodies, target syntax and subject names shared by nexec's processes.
+"""nexec's wire contract: the NATS messages and HTTP bodies (msgspec), subject names,
+targets, limits and their total decoders.
 
-This is the only package that both ``controller`` and ``agentd`` import.
+This is the only package that both ``controller`` and ``agentd`` import. It re-exports
+nothing: import each name from the module that holds it (``schemas.messages``,
+``schemas.api``, ``schemas.subjects``, ``schemas.targets``, ``schemas.decoding``,
+``schemas.limits``), so that a program loads only what it uses.
 """
 
-from schemas.api import ErrorBody, ExecRequest, ExecResponse, HealthResponse, ShellRequest
-from schemas.decoding import (
-    WireError,
-    decode_ack,
-    decode_ack_from,
-    decode_audit,
-    decode_cancel,
-    decode_chunk,
-    decode_chunk_from,
-    decode_fleet_pause,
-    decode_heartbeat,
-    decode_idempotency_claim,
-    decode_job,
-    decode_job_record,
-    decode_reply,
-    decode_result,
-    decode_result_from,
-    decode_running_report,
-    decode_running_report_from,
-)
-from schemas.messages import (
-    AuditRecord,
-    CancelRequest,
-    ExecAck,
-    ExecJob,
-    ExecResult,
-    FleetPauseRecord,
-    Heartbeat,
-    IdempotencyClaim,
-    JobRecord,
-    OutputChunk,
-    Reply,
-    ReplyRoute,
-    ResultStatus,
-    RunningReport,
-    encode,
-)
-from schemas.subjects import ANY_QUEUE_GROUP, DEFAULT_PREFIX, Subjects, encode_token
-from schemas.targets import Target, TargetKind, TargetSyntaxError, parse_label, parse_target
-
 __version__ = "0.1.0"
-
-__all__ = [
-    "ANY_QUEUE_GROUP",
-    "DEFAULT_PREFIX",
-    "AuditRecord",
-    "CancelRequest",
-    "ErrorBody",
-    "ExecAck",
-    "ExecJob",
-    "ExecRequest",
-    "ExecResponse",
-    "ExecResult",
-    "FleetPauseRecord",
-    "HealthResponse",
-    "Heartbeat",
-    "IdempotencyClaim",
-    "JobRecord",
-    "OutputChunk",
-    "Reply",
-    "ReplyRoute",
-    "ResultStatus",
-    "RunningReport",
-    "ShellRequest",
-    "Subjects",
-    "Target",
-    "TargetKind",
-    "TargetSyntaxError",
-    "WireError",
-    "__version__",
-    "decode_ack",
-    "decode_ack_from",
-    "decode_audit",
-    "decode_cancel",
-    "decode_chunk",
-    "decode_chunk_from",
-    "decode_fleet_pause",
-    "decode_heartbeat",
-    "decode_idempotency_claim",
-    "decode_job",
-    "decode_job_record",
-    "decode_reply",
-    "decode_result",
-    "decode_result_from",
-    "decode_running_report",
-    "decode_running_report_from",
-    "encode",
-    "encode_token",
-    "parse_label",
-    "parse_target",
-]

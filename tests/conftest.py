@@ -26,10 +26,11 @@ from nats.aio.client import Client
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from agentd.run.executor import Executor
-from controller import ControllerConfig, KeyStore, create_app, create_key
+from controller.app import create_app
 from controller.appkeys import NATS_LINK
+from controller.config import ControllerConfig
 from controller.http.server import make_runner
-from controller.keys.store import PERMISSIONS
+from controller.keys.store import PERMISSIONS, KeyStore, create_key
 from nexec.dev.processes import ManagedProcess, start_nats_server
 from tests.cluster import Cluster, run_cluster
 from tests.helpers import (

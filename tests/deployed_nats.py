@@ -8,7 +8,7 @@ from typing import Any
 
 from nexec.provision.natsauth import AgentSpec, write_nats_auth
 from runtime.settings import NatsClientSettings
-from schemas import Subjects
+from schemas.subjects import Subjects
 
 DEPLOY_NATS = Path(__file__).parent.parent / "deploy" / "nats"
 TLS_HOSTS = ["localhost", "127.0.0.1"]

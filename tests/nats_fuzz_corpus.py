@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner
-from schemas import Subjects, WireError
+from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
+from schemas.subjects import Subjects
 
 SUBJECTS = Subjects()
 PER_TARGET = 2000

@@ -17,7 +17,8 @@ from nats.aio.client import Client
 
 from controller.appkeys import AGENT_WATCH, DISPATCHER
 from controller.jobs.agent_watch import AGENT_LOST, AgentWatch
-from schemas import RunningReport, Subjects, encode
+from schemas.messages import RunningReport, encode
+from schemas.subjects import Subjects
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from agentd.config import DEFAULT_BASE_ENV
 from agentd.run.orphans import ALREADY_ENDED, KILLED, SUFFIX, boot_id, process_start_time
 from controller.jobs.agent_watch import AGENT_LOST
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.helpers import (
     Controller,
     Fifo,

@@ -17,12 +17,11 @@ import aiohttp
 import pytest
 from nats.aio.client import Client
 
-from controller import create_key
 from controller.appkeys import AUDIT
-from controller.keys.store import PERMISSIONS
+from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.helpers import (
     Controller,
     Fifo,

@@ -31,7 +31,7 @@ def start_dev() -> ManagedProcess:
     return ManagedProcess(argv, name="dev")
 
 
-async def test_nexec_dev_runs_the_printed_curl_and_stops_cleanly() -> None:
+async def test_nexec_dev_runs_the_printed_curl_and_nexec_call_and_stops_cleanly() -> None:
     dev = start_dev()
     try:
         await asyncio.to_thread(dev.wait_for_line, BANNER_END_RE, 60)
@@ -56,6 +56,19 @@ async def test_nexec_dev_runs_the_printed_curl_and_stops_cleanly() -> None:
         [result] = body["results"]
         assert result["status"] == "completed"
         assert result["stdout"].startswith("Linux")
+
+        # The same call as the nexec command, with the environment the banner names.
+        exported = re.search(r"export NEXEC_URL=(\S+) NEXEC_API_KEY=(\S+)\n", banner)
+        command = re.search(r"\n  nexec (exec .*)\n", banner)
+        assert exported is not None and command is not None, banner
+        env = {**os.environ, "NEXEC_URL": exported[1], "NEXEC_API_KEY": exported[2]}
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nexec.cli", *command[1].split(), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            out, err = await cli.communicate()
+        assert (cli.returncode, out.decode(), err) == (0, result["stdout"], b"")
 
         assert await asyncio.to_thread(dev.stop, timeout_s=30, signum=signal.SIGINT) == 0
         for child in children:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from controller import create_key
-from controller.keys.store import PERMISSIONS
+from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
 from tests.helpers import Fifo, MakeAgent, NatsServer

@@ -12,9 +12,9 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from controller import KeyStore
 from controller.appkeys import AUDIT, FLEET_PAUSE
 from controller.errors import NatsUnavailable
+from controller.keys.store import KeyStore
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import start_nats_server
 from schemas.api import FleetPause

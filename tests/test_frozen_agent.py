@@ -13,7 +13,8 @@ from typing import Any
 from nats.aio.client import Client
 
 from controller.jobs.views import job_view
-from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects
+from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus
+from schemas.subjects import Subjects
 from tests.helpers import STARTUP_TIMEOUT_S, LiveAgentProcess, MakeController
 
 

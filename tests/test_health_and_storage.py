@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy
 
 from agentd.dedupe import RecentJobs
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.helpers import Controller, LiveAgent, MakeController, NatsServer, Response
 from tests.test_frozen_nats import frozen
 

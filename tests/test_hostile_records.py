@@ -12,8 +12,8 @@ import pytest
 from nats.aio.client import Client
 
 from controller.appkeys import AUDIT
-from schemas import (
-    Subjects,
+from schemas.decoding import (
+    MAX_WIRE_BYTES,
     WireError,
     decode_ack_from,
     decode_audit,
@@ -29,7 +29,7 @@ from schemas import (
     decode_running_report,
     decode_running_report_from,
 )
-from schemas.decoding import MAX_WIRE_BYTES
+from schemas.subjects import Subjects
 from tests.helpers import Controller, LiveAgent, MakeAgent, recorded_result
 from tests.test_direct_nats import job, request
 

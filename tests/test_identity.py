@@ -23,7 +23,7 @@ from controller.appkeys import DISPATCHER, JOB_STORE
 from controller.jobs.collector import Collector
 from controller.jobs.records import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.helpers import Controller, MakeController, Response
 from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
 

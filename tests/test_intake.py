@@ -27,7 +27,8 @@ from agentd.intake import (
 )
 from agentd.run.policy import Policy
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, create_seed
-from schemas import ExecJob, Subjects, encode
+from schemas.messages import ExecJob, encode
+from schemas.subjects import Subjects
 
 NOW = 1_800_000_000.0
 """The wall clock of these tests."""

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from controller.appkeys import JOB_STORE, NATS_LINK
 from controller.natslink import LinkState
-from schemas import ExecJob, JobRecord, encode
+from schemas.messages import ExecJob, JobRecord, encode
 from schemas.subjects import Subjects
 from tests.helpers import (
     Controller,

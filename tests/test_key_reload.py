@@ -18,9 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller import KeyStore, create_key
 from controller.keys.reload import KeysReloader
-from controller.keys.store import PERMISSIONS, KeyExpired, parse_duration
+from controller.keys.store import PERMISSIONS, KeyExpired, KeyStore, create_key, parse_duration
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE

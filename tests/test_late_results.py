@@ -14,8 +14,8 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.jobs.views import job_view
 from nexec.dev.processes import start_nats_server
-from schemas import ExecJob, ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState
+from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus
 from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
 
 NOT_ACKED = "not acknowledged within 2s"

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from agentd.agent import Agent
 from controller.app import ensure_records
 from controller.appkeys import AUDIT
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.helpers import Controller, LiveAgent, MakeController, recorded_result
 
 SUBJECTS = Subjects("nexec")

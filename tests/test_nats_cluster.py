@@ -11,7 +11,7 @@ import nats
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from runtime.jetstream import ensure_registry
-from schemas import Subjects
+from schemas.subjects import Subjects
 from tests.cluster import Cluster, retry_until, wait_for_stream_leaders
 from tests.helpers import MakeController
 

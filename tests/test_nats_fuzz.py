@@ -35,7 +35,9 @@ from nats.aio.msg import Msg
 from agentd.agent import Agent
 from controller.appkeys import AGENT_WATCH, DISPATCHER, REGISTRY_FEED
 from runtime.signing import JobSigner, write_seed_file
-from schemas import Subjects, decode_cancel, parse_target
+from schemas.decoding import decode_cancel
+from schemas.subjects import Subjects
+from schemas.targets import parse_target
 from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent, MakeController
 from tests.nats_fuzz_corpus import (
     AGENTS,

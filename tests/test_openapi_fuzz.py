@@ -32,9 +32,8 @@ from controller.app import API
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from schemas import TargetSyntaxError, parse_target
 from schemas.api import COMMAND_PATTERN, WHITESPACE_CHARS
-from schemas.targets import target_json_schema
+from schemas.targets import TargetSyntaxError, parse_target, target_json_schema
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,

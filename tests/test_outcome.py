@@ -4,7 +4,7 @@ output share: missing hosts, completeness and the ``_any`` placeholder."""
 from __future__ import annotations
 
 from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, Outcome
-from schemas import ExecResult, ResultStatus
+from schemas.messages import ExecResult, ResultStatus
 
 
 def result(hostname: str, status: ResultStatus = ResultStatus.COMPLETED) -> ExecResult:

@@ -27,9 +27,9 @@ from agentd.config import AgentConfig
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
 from nexec.dev.processes import start_nats_server
-from schemas import Subjects
 from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
+from schemas.subjects import Subjects
 from tests.deployed_nats import GeneratedAuth, deploy_config
 from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeController
 from tests.test_nats_permissions import LockedNats, connect_as

@@ -4,7 +4,7 @@ heartbeats missed while the watch was confirmed to follow the bucket."""
 from __future__ import annotations
 
 from controller.registry.view import Registry
-from schemas import Heartbeat
+from schemas.messages import Heartbeat
 
 
 class Clock:

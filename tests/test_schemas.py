@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from agentd.run.output import CappedOutput
-from schemas import ExecJob, ResultStatus, Subjects, WireError, decode_job, decode_result, encode
-from schemas.subjects import decode_token, encode_token
+from schemas.decoding import WireError, decode_job, decode_result
+from schemas.messages import ExecJob, ResultStatus, encode
+from schemas.subjects import Subjects, decode_token, encode_token
 from schemas.targets import TargetKind, parse_target
 
 SUBJECT_TOKEN_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

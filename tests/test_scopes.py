@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from controller.appkeys import AUDIT, JOB_STORE
 from controller.jobs.pages import PAGE_READS_PER_ITEM
-from schemas import ExecJob, JobRecord, encode
+from schemas.messages import ExecJob, JobRecord, encode
 from schemas.subjects import Subjects
 from tests.helpers import (
     Controller,

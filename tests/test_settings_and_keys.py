@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agentd.config import AgentConfig
-from controller import ControllerConfig, KeyStore
-from controller.keys.store import KeysFileError, create_key
+from controller.config import ControllerConfig
+from controller.keys.store import KeysFileError, KeyStore, create_key
 from nexec.cli import main as nexec_main
 from runtime.settings import SettingsError, load_settings, server_urls
 from runtime.signing import write_seed_file

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from runtime.signing import SIGNATURE_HEADER, SIGNER_HEADER, JobSigner, write_seed_file
-from schemas import ExecJob, encode
+from schemas.messages import ExecJob, encode
 from schemas.subjects import Subjects
 from tests.helpers import Controller, LiveAgent, MakeAgent, MakeController, NatsServer
 

@@ -16,7 +16,8 @@ from controller.errors import NatsUnavailable
 from controller.jobs.records import JobStore
 from nexec.dev.processes import start_nats_server
 from runtime.streamwriter import StreamWriter
-from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, Subjects, encode
+from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus, encode
+from schemas.subjects import Subjects
 from tests.helpers import LiveAgent, MakeController, NatsServer, recorded_result
 from tests.test_agent_lost import acked_job, until
 

@@ -12,16 +12,16 @@ from agentd.counters import AgentCounters
 from agentd.delivery.recorder import ResultRecorder
 from agentd.delivery.replies import encode_to_fit
 from agentd.run.live import LiveOutput
-from schemas import (
+from schemas.messages import (
     ExecAck,
     ExecJob,
     ExecResult,
     OutputChunk,
     ReplyRoute,
     ResultStatus,
-    Subjects,
     encode,
 )
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.agentd")
 

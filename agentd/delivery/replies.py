@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import ExecResult, encode
+from schemas.messages import ExecResult, encode
 
 OMITTED_MARKER = "\n[nexec: output cut to fit the NATS max payload]\n"
 

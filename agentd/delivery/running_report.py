@@ -18,8 +18,8 @@ from collections.abc import Callable
 import nats.errors
 from nats.aio.client import Client
 
-from schemas import RunningReport, Subjects, encode
-from schemas.messages import MAX_RUNNING_JOB_IDS
+from schemas.messages import MAX_RUNNING_JOB_IDS, RunningReport, encode
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.agentd.running")
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from agentd.run.live import LiveOutput
 from agentd.run.output import OutputPipe
 from agentd.run.policy import Policy
-from schemas import ExecJob, ExecResult, ResultStatus
+from schemas.messages import ExecJob, ExecResult, ResultStatus
 
 # After the process exits, how long its output pipes may stay open (held by a
 # background child) before the rest of its process group is killed.

@@ -12,7 +12,7 @@ import asyncio
 import codecs
 from collections.abc import Awaitable, Callable
 
-from schemas import OutputChunk
+from schemas.messages import OutputChunk
 
 STREAMS = ("stdout", "stderr")
 

@@ -23,7 +23,7 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from schemas import ExecResult, ResultStatus
+from schemas.messages import ExecResult, ResultStatus
 
 log = logging.getLogger("nexec.agentd.orphans")
 

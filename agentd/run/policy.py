@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 
 from agentd.config import AgentConfig
-from schemas import ExecJob
+from schemas.messages import ExecJob
 
 SHELL = "/bin/sh"
 # Names a request's env may never set: they change what runs, not just how.

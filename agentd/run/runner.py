@@ -19,7 +19,8 @@ from agentd.run.executor import Executor, ProcessExecutor
 from agentd.run.orphans import Orphan, RunningJobs
 from agentd.run.policy import Policy
 from agentd.run.stops import StopSignals
-from schemas import ExecJob, ExecResult, ResultStatus, WireError, decode_cancel
+from schemas.decoding import WireError, decode_cancel
+from schemas.messages import ExecJob, ExecResult, ResultStatus
 
 log = logging.getLogger("nexec.agentd")
 

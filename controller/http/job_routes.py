@@ -20,9 +20,8 @@ from controller.jobs.live import JobEvent, job_events
 from controller.jobs.records import JobStore
 from controller.jobs.views import job_summary, job_view
 from controller.keys.store import ApiKey
-from schemas import JobRecord
 from schemas.api import JobEnd, JobList, JobState, JobView
-from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, OutputChunk
+from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, JobRecord, OutputChunk
 
 job_routes = Operations()
 

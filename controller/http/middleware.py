@@ -33,7 +33,7 @@ from controller.errors import (
 from controller.jobs.audit import AuditDetails, audit_record, request_record
 from controller.keys.store import ApiKey, KeyExpired
 from controller.natslink import LinkState
-from schemas import ErrorBody
+from schemas.api import ErrorBody
 
 log = logging.getLogger("nexec.controller.http")
 

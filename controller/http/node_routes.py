@@ -11,8 +11,8 @@ from controller.http.openapi import TARGET
 from controller.http.operations import Operations
 from controller.http.routes import require_target
 from controller.http.validation import parse_target_text
-from schemas import TargetKind
 from schemas.api import NodeList, NodeView
+from schemas.targets import TargetKind
 
 node_routes = Operations()
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from controller.keys.store import PERMISSIONS
-from schemas import ErrorBody
+from schemas.api import ErrorBody
 
 KEYED_ERRORS = (401, 403, 429, 500, 503)
 """What every operation behind an API key can answer: the middleware's statuses (no key,

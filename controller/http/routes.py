@@ -44,19 +44,17 @@ from controller.jobs.collector import Collected
 from controller.jobs.views import job_view
 from controller.keys.store import ApiKey
 from controller.natslink import LinkState
-from schemas import (
-    ExecJob,
+from schemas.api import (
+    DryRunResponse,
     ExecRequest,
     ExecResponse,
     HealthResponse,
-    JobRecord,
-    ReplyRoute,
+    JobState,
     ShellRequest,
-    Target,
-    TargetKind,
 )
-from schemas.api import DryRunResponse, JobState
 from schemas.limits import MAX_TIMEOUT_S
+from schemas.messages import ExecJob, JobRecord, ReplyRoute
+from schemas.targets import Target, TargetKind
 
 routes = Operations()
 

@@ -9,9 +9,16 @@ from typing import Any, TypeVar
 import msgspec
 
 from controller.errors import BadRequest
-from schemas import ExecRequest, ShellRequest, Target, TargetSyntaxError, parse_target
-from schemas.api import ABSOLUTE_PATH_PATTERN, COMMAND_PATTERN, ENV_NAME_PATTERN, NO_NUL_PATTERN
+from schemas.api import (
+    ABSOLUTE_PATH_PATTERN,
+    COMMAND_PATTERN,
+    ENV_NAME_PATTERN,
+    NO_NUL_PATTERN,
+    ExecRequest,
+    ShellRequest,
+)
 from schemas.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from schemas.targets import Target, TargetSyntaxError, parse_target
 
 _exec_request_decoder = msgspec.json.Decoder(ExecRequest)
 _shell_request_decoder = msgspec.json.Decoder(ShellRequest)

@@ -41,7 +41,9 @@ from nats.aio.msg import Msg
 from controller.errors import NatsUnavailable
 from controller.jobs.collector import Collector
 from controller.registry.view import Registry
-from schemas import ExecResult, Subjects, WireError, decode_running_report_from
+from schemas.decoding import WireError, decode_running_report_from
+from schemas.messages import ExecResult
+from schemas.subjects import Subjects
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.agent_watch")

@@ -30,7 +30,10 @@ from controller.errors import nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream
 from runtime.streamwriter import StreamAck, StreamWriter
-from schemas import AuditRecord, ErrorBody, Subjects, WireError, decode_audit, encode
+from schemas.api import ErrorBody
+from schemas.decoding import WireError, decode_audit
+from schemas.messages import AuditRecord, encode
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.audit")
 

@@ -11,7 +11,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 
 from controller.jobs.outcome import Outcome, missing_results
-from schemas import ExecAck, ExecResult, ResultStatus
+from schemas.messages import ExecAck, ExecResult, ResultStatus
 
 log = logging.getLogger("nexec.controller.dispatch")
 

@@ -36,21 +36,10 @@ from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
-from schemas import (
-    CancelRequest,
-    ExecAck,
-    ExecJob,
-    ExecResult,
-    ResultStatus,
-    Subjects,
-    Target,
-    TargetKind,
-    WireError,
-    decode_ack_from,
-    decode_reply,
-    decode_result_from,
-    encode,
-)
+from schemas.decoding import WireError, decode_ack_from, decode_reply, decode_result_from
+from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, ResultStatus, encode
+from schemas.subjects import Subjects
+from schemas.targets import Target, TargetKind
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.dispatch")

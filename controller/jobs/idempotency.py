@@ -19,7 +19,9 @@ from nats.js.kv import KeyValue
 
 from controller.errors import Conflict, NatsUnavailable, nats_errors
 from runtime.jetstream import bring_stream_to
-from schemas import IdempotencyClaim, Subjects, WireError, decode_idempotency_claim, encode
+from schemas.decoding import WireError, decode_idempotency_claim
+from schemas.messages import IdempotencyClaim, encode
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.idempotency")
 

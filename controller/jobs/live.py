@@ -20,8 +20,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from controller.jobs.outcome import Outcome, missing_results
 from controller.jobs.records import JobStore
 from controller.jobs.views import DEADLINE_PASSED, job_view
-from schemas import JobRecord, Subjects, decode_chunk_from, decode_result_from
 from schemas.api import JobEnd, JobState
+from schemas.decoding import decode_chunk_from, decode_result_from
+from schemas.messages import JobRecord
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.live")
 

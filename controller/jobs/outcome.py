@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 
-from schemas import ExecResult, ResultStatus
 from schemas.api import JobState
+from schemas.messages import ExecResult, ResultStatus
 
 ANY_PLACEHOLDER_HOSTNAME = "_any"
 """The hostname of an ``_any`` job's ``no_reply`` when no agent took it."""

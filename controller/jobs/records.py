@@ -21,15 +21,9 @@ from controller.errors import StorageFull, nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.streamwriter import StreamWriter
-from schemas import (
-    ExecResult,
-    JobRecord,
-    Subjects,
-    WireError,
-    decode_job_record,
-    decode_result_from,
-    encode,
-)
+from schemas.decoding import WireError, decode_job_record, decode_result_from
+from schemas.messages import ExecResult, JobRecord, encode
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.records")
 

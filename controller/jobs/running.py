@@ -23,9 +23,11 @@ from controller.errors import nats_errors
 from controller.jobs.pages import NewestFirst
 from controller.jobs.records import JobStore
 from controller.jobs.views import job_view
-from schemas import JobRecord, Subjects, WireError, decode_job_record
 from schemas.api import JobState
+from schemas.decoding import WireError, decode_job_record
 from schemas.limits import MAX_DEADLINE_AHEAD_S
+from schemas.messages import JobRecord
+from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.running")
 

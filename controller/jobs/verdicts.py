@@ -17,7 +17,7 @@ import logging
 from controller.errors import NatsUnavailable
 from controller.jobs.records import JobStore
 from runtime.retry import keep_trying
-from schemas import ExecResult
+from schemas.messages import ExecResult
 
 log = logging.getLogger("nexec.controller.verdicts")
 

@@ -9,8 +9,8 @@ from controller.jobs.outcome import (
     missing_results,
     overall_state,
 )
-from schemas import ExecResult, JobRecord, ResultStatus
 from schemas.api import JobState, JobSummary, JobView
+from schemas.messages import ExecResult, JobRecord, ResultStatus
 
 DEADLINE_PASSED = "no result recorded by the deadline"
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import msgspec
 
-from schemas import JobRecord, Target, TargetKind, TargetSyntaxError, parse_target
-from schemas.targets import ALL, ANY
+from schemas.messages import JobRecord
+from schemas.targets import ALL, ANY, Target, TargetKind, TargetSyntaxError, parse_target
 
 KEY_PREFIX = "nxk_"
 PERMISSIONS = frozenset(

@@ -27,8 +27,9 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.registry.view import Registry
 from runtime.jetstream import ensure_registry
-from schemas import Subjects, WireError
+from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
+from schemas.subjects import Subjects
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.registry")

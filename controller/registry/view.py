@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schemas import Heartbeat, Target, TargetKind
 from schemas.limits import MISSED_HEARTBEATS_BEFORE_EXPIRY
+from schemas.messages import Heartbeat
+from schemas.targets import Target, TargetKind
 from schemas.untrusted import shown
 
 log = logging.getLogger("nexec.controller.registry")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nexec.cli.common import Subcommands
 from nexec.provision.natsauth import AgentSpec, write_nats_auth
-from schemas import DEFAULT_PREFIX, Subjects
+from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 
 def add_parsers(commands: Subcommands) -> None:

@@ -23,8 +23,7 @@ from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess, start_nats_server
 from nexec.dev.workdir import dev_work_dir, remove_stale_work_dirs
 from runtime.signing import write_seed_file
-from schemas import TargetSyntaxError
-from schemas.targets import validate_hostname
+from schemas.targets import TargetSyntaxError, validate_hostname
 
 CONTROLLER_READY_RE = re.compile(
     r"nexec-controller listening on http://(?P<host>\S+):(?P<port>\d+)"
@@ -62,7 +61,11 @@ nexec dev is running.
   agent     {stack.hostname}   (label {DEV_LABEL})
   API key   {stack.api_key}   (every permission; gone when nexec dev stops)
 
-Run a command on the agent:
+Run a command on the agent with the nexec command:
+  export NEXEC_URL={stack.url} NEXEC_API_KEY={stack.api_key}
+  nexec exec {stack.hostname} -- uname -a
+
+or with curl:
   curl -s -X POST {exec_url} \\
     -H 'Authorization: Bearer {stack.api_key}' \\
     -H 'Content-Type: application/json' \\

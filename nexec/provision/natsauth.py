@@ -34,10 +34,9 @@ from pathlib import Path
 from nexec.provision.files import write_file
 from nexec.provision.tlsgen import TlsSetup, write_tls_setup
 from runtime.signing import JobSigner, create_seed
-from schemas import Subjects, encode_token, parse_label
 from schemas.limits import MAX_DEADLINE_AHEAD_S
-from schemas.subjects import ANY_QUEUE_GROUP
-from schemas.targets import validate_hostname
+from schemas.subjects import ANY_QUEUE_GROUP, Subjects, encode_token
+from schemas.targets import parse_label, validate_hostname
 
 # Replies to a job: its ack and its result, within the longest timeout and margin.
 AGENT_RESPONSES = {"max": 2, "expires": f"{MAX_DEADLINE_AHEAD_S}s"}
