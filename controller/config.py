@@ -128,6 +128,13 @@ class ControllerConfig(NatsClientSettings):
         help="most bytes of the fleet-state bucket (the pause entry)",
         details="One entry of about 100 B",
     )
+    rollouts_max_bytes: int = setting(
+        64 * MIB,
+        ge=1024,
+        help="most bytes of the rollouts bucket (each rollout's progress); when full, "
+        "rollouts get `503 storage full`",
+        details="About 60 B per rollout plus 50 B per host",
+    )
     health_probe_interval_s: float = setting(
         2.0,
         gt=0,

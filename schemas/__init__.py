@@ -20,6 +20,7 @@ from schemas.decoding import (
     decode_reply,
     decode_result,
     decode_result_from,
+    decode_rollout_state,
     decode_running_report,
     decode_running_report_from,
 )
@@ -37,6 +38,8 @@ from schemas.messages import (
     Reply,
     ReplyRoute,
     ResultStatus,
+    RolloutPlan,
+    RolloutState,
     RunningReport,
     encode,
 )
@@ -65,6 +68,8 @@ __all__ = [
     "Reply",
     "ReplyRoute",
     "ResultStatus",
+    "RolloutPlan",
+    "RolloutState",
     "RunningReport",
     "ShellRequest",
     "Subjects",
@@ -87,6 +92,7 @@ __all__ = [
     "decode_reply",
     "decode_result",
     "decode_result_from",
+    "decode_rollout_state",
     "decode_running_report",
     "decode_running_report_from",
     "encode",

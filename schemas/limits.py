@@ -20,3 +20,8 @@ also how long an agent may answer on a job's reply subject (its NATS permission)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 """``limit`` of a listing (``GET /job``, ``GET /audit``)."""
+
+MAX_ROLLOUT_PAUSE_S = 3600
+"""A rollout's ``pause_s`` at most."""
+MAX_ROLLOUT_ANSWER_S = MAX_TIMEOUT_S
+"""A rollout's HTTP answer comes after at most this long; the rollout goes on."""

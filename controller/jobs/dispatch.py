@@ -33,7 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable
-from controller.jobs.collector import Collected, Collector
+from controller.jobs.collector import Collected, Collector, collector_for, host_key
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
 from schemas import (
@@ -153,10 +153,14 @@ class Dispatcher:
         deadline_s: float,
         delivery_timeout_s: float,
         return_after_s: float | None,
+        host_copy: bool = False,
     ) -> Collected:
         """Publish ``job``; wait for its replies until every expected host is decided or
         ``deadline_s`` passes (the rest become ``no_reply``), or, when ``return_after_s``
         is given, at most that long (the rest are left out and ``complete`` is False).
+        ``host_copy``: ``job`` is one host's copy of a rollout's job (``target`` that
+        host), collected apart from the other hosts' copies of the same job id; the
+        "no responders" status is not used for it (the delivery timeout decides).
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -165,9 +169,12 @@ class Dispatcher:
         if nc is None or not nc.is_connected:
             raise NatsUnavailable("the controller is not connected to NATS")
         collector = Collector(
-            job.job_id, expected, single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY)
+            job.job_id,
+            expected,
+            single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY),
+            key=host_key(job.job_id, target.hostname) if host_copy else None,
         )
-        self._collectors[job.job_id] = collector
+        self._collectors[collector.key] = collector
         payload = encode(job)
         try:
             await nc.publish(
@@ -177,7 +184,7 @@ class Dispatcher:
                 headers=self._signer.headers(payload) if self._signer else None,
             )
         except nats.errors.Error as exc:
-            del self._collectors[job.job_id]
+            del self._collectors[collector.key]
             raise NatsUnavailable(f"publishing the job failed: {exc}") from exc
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
@@ -203,7 +210,7 @@ class Dispatcher:
                     await collector.done.wait()
         finally:
             delivery_timer.cancel()
-            del self._collectors[collector.job_id]
+            del self._collectors[collector.key]
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
@@ -247,7 +254,7 @@ class Dispatcher:
             job_id, hostname = parse(msg.subject)
         except ValueError:
             return None  # not a subject this subscription can carry
-        collector = self._collectors.get(job_id)
+        collector = collector_for(self._collectors, job_id, hostname)
         if collector is None:
             return None  # another controller's job, or one whose collection ended
         if not collector.expects(hostname):

@@ -1,0 +1,308 @@
+"""Driving a rollout: a few hosts at a time, in hostname order, stopping when too many
+failed (docs/jobs.md, "Rollouts").
+
+Each host gets its own copy of the job (same job id, the host as target, its own
+deadline and ``deliver_by`` counted from its own start), published and collected by
+the dispatcher like any job on one host: acks, the delivery timeout, the agent
+watch, the ``no_reply`` verdicts are the same rules. The rollout's progress lives in
+its entry of the rollouts bucket (:mod:`controller.jobs.rollout_store`); a host is
+written there as started before its copy is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from controller.errors import NatsUnavailable
+from controller.fleet_pause import FleetPauseState
+from controller.jobs.dispatch import Dispatcher
+from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
+from controller.jobs.records import JobStore
+from controller.jobs.rollout_plan import host_failed
+from controller.jobs.rollout_store import RolloutChanged, RolloutStore
+from controller.jobs.verdicts import VerdictRecorder
+from runtime.retry import keep_trying
+from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, RolloutState, Target, TargetKind
+
+log = logging.getLogger("nexec.controller.rollouts")
+
+FLEET_WAIT_S = 3600.0
+"""How long one wait for a paused fleet lasts before it is started again."""
+
+Change = Callable[[RolloutState], RolloutState | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutDeps:
+    """What a rollout run works with."""
+
+    dispatcher: Dispatcher
+    store: RolloutStore
+    job_store: JobStore
+    verdicts: VerdictRecorder
+    fleet: FleetPauseState
+    delivery_margin_s: float
+
+
+class RolloutRun:
+    """One rollout, driven by this controller."""
+
+    def __init__(
+        self, deps: RolloutDeps, record: JobRecord, state: RolloutState, revision: int,
+        *, delivery_timeout_s: float,
+    ) -> None:  # fmt: skip
+        assert record.rollout is not None and record.expected_hosts is not None
+        self._deps = deps
+        self.job = record.job
+        self.plan = record.rollout
+        self.hosts = sorted(record.expected_hosts)
+        self._state, self._revision = state, revision
+        self._delivery_timeout_s = delivery_timeout_s
+        self.results: dict[str, ExecResult] = {}
+        self._running: dict[asyncio.Future[ExecResult], str] = {}
+        self._wake = asyncio.Event()
+        self._local_stop: str | None = None
+        self._last_start: float | None = None
+        self.task: asyncio.Task[list[ExecResult]] | None = None
+        """The task driving it (its result: every host's), once started."""
+
+    @property
+    def failures(self) -> int:
+        return sum(self._state.finished.values())
+
+    def stop_reason(self) -> str | None:
+        """Why no further host starts; None while the rollout goes on."""
+        if self._local_stop is not None:
+            return self._local_stop
+        if self._state.stopped is not None:
+            return self._state.stopped
+        if self.failures > self.plan.max_failures:
+            return (
+                f"rollout stopped: {self.failures} hosts failed "
+                f"(max_failures {self.plan.max_failures})"
+            )
+        return None
+
+    def cancel(self, by: str) -> None:
+        """Stop starting hosts at once (the cancel is stored by whoever received it)."""
+        self._local_stop = f"{ROLLOUT_CANCELLED_BY}{by}"
+        self._wake.set()
+
+    def snapshot(self) -> list[ExecResult]:
+        """The results so far, sorted by hostname."""
+        return sorted(self.results.values(), key=lambda result: result.hostname)
+
+    async def drive(self) -> list[ExecResult]:
+        """Start every host in turn, wait for those running, skip the rest once stopped.
+
+        Raises:
+            NatsUnavailable: the rollout's entry could not be written for the whole
+                time the rollout had left (logged; hosts not started stay unrecorded).
+        """
+        for host in self.hosts:
+            if host in self._state.started:
+                continue
+            if not await self._ready():
+                break
+            await self._start(host)
+        while self._running:
+            await self._settle(None)
+        return await self._end()
+
+    async def _ready(self) -> bool:
+        """Wait for a free slot, then the pause after the last start, then a running
+        fleet; False once the rollout stopped."""
+        while len(self._running) >= self.plan.batch_size and self.stop_reason() is None:
+            await self._settle(None)
+        if self._last_start is not None and self.plan.pause_s > 0:
+            start_at = self._last_start + self.plan.pause_s
+            while (left := start_at - time.monotonic()) > 0 and self.stop_reason() is None:
+                await self._settle(left)  # a scheduled pause, not a synchronisation
+        fleet = self._deps.fleet
+        while fleet.paused is not None and self.stop_reason() is None:
+            await self._settle(None, fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S))
+        return self.stop_reason() is None
+
+    async def _settle(self, timeout_s: float | None, also: Awaitable[None] | None = None) -> None:
+        """Wait at most ``timeout_s`` for a running host to finish, a cancel, or ``also``;
+        record every host that finished."""
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+        if also is not None:
+            waiters.add(asyncio.ensure_future(also))
+        watched: set[asyncio.Future[Any]] = {*self._running, *waiters}
+        try:
+            done, _ = await asyncio.wait(
+                watched, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        for task in [task for task in self._running if task in done]:
+            await self._finish(task)
+
+    async def _start(self, host: str) -> None:
+        """Record ``host`` as started, then publish its copy of the job."""
+        now = time.time()
+        deadline = now + self.job.timeout_s + self._deps.delivery_margin_s
+        if deadline > self.job.deadline:  # a long fleet pause ate the rollout's time
+            self._local_stop = "rollout stopped: out of time (its worst case has passed)"
+            return
+
+        def started(state: RolloutState) -> RolloutState | None:
+            if state.stopped is not None:
+                return None
+            return msgspec.structs.replace(state, started={**state.started, host: deadline})
+
+        if not await self._write(started):
+            return
+        copy = msgspec.structs.replace(
+            self.job, target=host, deadline=deadline, deliver_by=now + self._delivery_timeout_s
+        )
+        self._last_start = time.monotonic()
+        self._running[asyncio.ensure_future(self._run_host(copy, host))] = host
+
+    async def _run_host(self, copy: ExecJob, host: str) -> ExecResult:
+        """Publish one host's copy and collect its answer; never raises."""
+        try:
+            collected = await self._deps.dispatcher.run(
+                copy,
+                Target(TargetKind.HOST, hostname=host),
+                frozenset({host}),
+                deadline_s=copy.deadline - time.time(),
+                delivery_timeout_s=self._delivery_timeout_s,
+                return_after_s=None,
+                host_copy=True,
+            )
+        except NatsUnavailable as exc:
+            result = ExecResult(
+                job_id=self.job.job_id, hostname=host, status=ResultStatus.NO_REPLY,
+                error=f"not published: {exc}",
+            )  # fmt: skip
+            await self._deps.verdicts.record([result])
+            return result
+        return collected.results[0]
+
+    async def _finish(self, task: asyncio.Future[ExecResult]) -> None:
+        host = self._running.pop(task)
+        result = task.result()
+        self.results[host] = result
+        failed = host_failed(result)
+        await self._write(
+            lambda state: msgspec.structs.replace(state, finished={**state.finished, host: failed})
+        )
+
+    async def _end(self) -> list[ExecResult]:
+        """Skip every host not started (recorded on its result subject), mark the
+        rollout ended; every host's result, sorted."""
+        reason = self.stop_reason() or "rollout stopped"
+        skipped = [
+            ExecResult(
+                job_id=self.job.job_id, hostname=host, status=ResultStatus.SKIPPED, error=reason
+            )
+            for host in self.hosts
+            if host not in self._state.started
+        ]
+        if skipped:
+            await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
+            self.results.update((result.hostname, result) for result in skipped)
+        stopped = reason if skipped else self._state.stopped
+        await self._write(lambda state: msgspec.structs.replace(state, stopped=stopped, ended=True))
+        return self.snapshot()
+
+    async def _write(self, change: Change) -> bool:
+        """Apply ``change`` to the entry, checked against the revision read last; on a
+        conflict read it again and apply ``change`` to that. False when ``change``
+        declined (the rollout stopped meanwhile). JetStream failing is tried again for
+        as long as the rollout has time left.
+
+        Raises:
+            NatsUnavailable: the entry could not be written in that time.
+        """
+        written = False
+
+        async def attempt() -> None:
+            nonlocal written
+            written = await self._write_once(change)
+
+        try:
+            return await self._write_once(change)
+        except NatsUnavailable as exc:
+            log.warning("rollout %r: state not stored yet: %s", self.job.job_id, exc)
+        left = max(0.0, self.job.deadline - time.time())
+        if await keep_trying(attempt, retry_for_s=left, errors=(NatsUnavailable,)) is None:
+            raise NatsUnavailable(f"rollout {self.job.job_id}: its state could not be stored")
+        return written
+
+    async def _write_once(self, change: Change) -> bool:
+        """Raises: NatsUnavailable."""
+        store, job_id = self._deps.store, self.job.job_id
+        while True:
+            new = change(self._state)
+            if new is None:
+                return False
+            try:
+                self._revision = await store.update(job_id, new, self._revision)
+                self._state = new
+                return True
+            except RolloutChanged:
+                stored = await store.read(job_id)
+                if stored is None:  # the bucket was made again: write it anew
+                    self._revision = await store.create(job_id, self._state)
+                else:
+                    self._state, self._revision = stored.state, stored.revision
+
+
+class Rollouts:
+    """The rollouts this controller drives."""
+
+    def __init__(self, deps: RolloutDeps) -> None:
+        self._deps = deps
+        self._runs: dict[str, RolloutRun] = {}
+        self._tasks: dict[str, asyncio.Task[list[ExecResult]]] = {}
+
+    async def start(self, record: JobRecord, *, delivery_timeout_s: float) -> RolloutRun:
+        """Store the rollout's first entry, then drive it in the background.
+
+        Raises:
+            NatsUnavailable, StorageFull: the entry was not stored; nothing started.
+        """
+        job_id = record.job.job_id
+        state = RolloutState()
+        revision = await self._deps.store.create(job_id, state)
+        run = RolloutRun(self._deps, record, state, revision, delivery_timeout_s=delivery_timeout_s)
+        self._runs[job_id] = run
+        task = run.task = asyncio.create_task(run.drive(), name=f"rollout {job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda done: self._ended(job_id, done))
+        return run
+
+    def _ended(self, job_id: str, task: asyncio.Task[list[ExecResult]]) -> None:
+        self._runs.pop(job_id, None)
+        self._tasks.pop(job_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("rollout %r ended without finishing: %s", job_id, error)
+
+    async def cancel(self, job_id: str, by: str) -> None:
+        """Stop the rollout starting hosts: stored for whichever controller drives it,
+        and at once when this one does.
+
+        Raises:
+            NatsUnavailable: the cancel was not stored.
+        """
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.cancel(by)
+        await self._deps.store.cancel(job_id, by)
+
+    async def close(self) -> None:
+        """Stop driving (on shutdown): hosts running keep their deadlines."""
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -1,0 +1,283 @@
+"""Rollouts: a few hosts at a time, in hostname order, stopping when hosts fail
+(docs/jobs.md, "Rollouts"). Real NATS, a real controller, six real agents; each run
+appends ``start <host>`` and ``end <host>`` to a file, and the tests assert on those
+lines (overlaps and order), never on timing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd.config import DEFAULT_BASE_ENV
+from controller.jobs.agent_watch import AGENT_LOST
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeController,
+)
+
+HOSTS = [f"r{n}" for n in range(1, 7)]
+POOL = "pool:roll"
+
+
+@pytest.fixture
+async def fleet(controller: Controller, live_agent: LiveAgent) -> Controller:
+    """Six agents r1..r6 labelled pool=roll, each with its name in ``$NEXEC_HOST``."""
+    for host in HOSTS:
+        await live_agent(
+            controller,
+            host,
+            labels={"pool": "roll"},
+            allow_shell=True,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
+        )
+    return controller
+
+
+def logged(log: Path, body: str = "sleep 0.2") -> str:
+    """A command line that logs its start and end around ``body``, and exits as it."""
+    return (
+        f'echo "start $NEXEC_HOST" >> {log}; {body}; rc=$?; '
+        f'echo "end $NEXEC_HOST" >> {log}; exit $rc'
+    )
+
+
+def most_at_once(lines: list[str]) -> int:
+    running: set[str] = set()
+    most = 0
+    for line in lines:
+        kind, host = line.split()
+        if kind == "start":
+            running.add(host)
+            most = max(most, len(running))
+        else:
+            running.discard(host)
+    return most
+
+
+def starts(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.split()[1] for line in lines if line.startswith("start ")]
+
+
+async def shell(controller: Controller, body: dict[str, Any], query: str = "") -> Any:
+    return await controller.request("POST", f"/node/{POOL}/command/shell{query}", json=body)
+
+
+async def test_never_more_than_batch_size_at_once_in_hostname_order(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    answer = await shell(fleet, {"command": logged(log), "rollout": {"batch_size": 2}})
+    assert answer.status == 202, answer.body
+    assert answer.body["complete"] is True
+    assert [r["hostname"] for r in answer.body["results"]] == HOSTS
+    assert {r["status"] for r in answer.body["results"]} == {"completed"}
+    lines = log.read_text().splitlines()
+    assert len(lines) == 12
+    assert most_at_once(lines) == 2
+    assert starts(log) == HOSTS
+    job = await fleet.request("GET", f"/job/{answer.body['job_id']}")
+    assert job.body["state"] == "completed"
+    assert job.body["rollout"] == {
+        "batch_size": 2, "max_failures": 0, "pause_s": 0.0, "pending": 0, "running": 0,
+        "finished": 6, "failed": 0, "skipped": 0, "stopped": None,
+    }  # fmt: skip
+
+
+async def test_a_percentage_batch_is_rounded_up(fleet: Controller, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    dry = await shell(fleet, {"command": "true", "rollout": {"batch_size": "50%"}}, "?dry_run=true")
+    assert dry.status == 200
+    assert (dry.body["count"], dry.body["batch_size"]) == (6, 3)
+    tiny = await shell(fleet, {"command": "true", "rollout": {"batch_size": "1%"}}, "?dry_run=true")
+    assert tiny.body["batch_size"] == 1
+    answer = await shell(fleet, {"command": logged(log), "rollout": {"batch_size": "40%"}})
+    assert answer.status == 202, answer.body
+    assert most_at_once(log.read_text().splitlines()) == 3  # 6 * 40% = 2.4, rounded up
+    job = await fleet.request("GET", f"/job/{answer.body['job_id']}")
+    assert job.body["rollout"]["batch_size"] == 3
+
+
+async def test_a_failure_over_the_budget_skips_every_later_host(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    command = logged(log, 'test "$NEXEC_HOST" != r2')
+    answer = await shell(fleet, {"command": command, "rollout": {"batch_size": 1}})
+    assert answer.status == 202, answer.body
+    by_host = {r["hostname"]: r for r in answer.body["results"]}
+    assert by_host["r1"]["status"] == "completed"
+    assert (by_host["r2"]["status"], by_host["r2"]["exit_code"]) == ("completed", 1)
+    reason = "rollout stopped: 1 hosts failed (max_failures 0)"
+    for host in HOSTS[2:]:
+        assert by_host[host]["status"] == "skipped"
+        assert (by_host[host]["changed"], by_host[host]["error"]) == (False, reason)
+    assert starts(log) == ["r1", "r2"]  # nothing else ran
+    job = await fleet.request("GET", f"/job/{answer.body['job_id']}")
+    assert job.body["state"] == "stopped"
+    progress = job.body["rollout"]
+    assert (progress["finished"], progress["failed"], progress["skipped"]) == (2, 1, 4)
+    assert progress["stopped"] == reason
+
+
+async def test_max_failures_one_tolerates_one(fleet: Controller, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    command = logged(log, 'test "$NEXEC_HOST" != r2')
+    rollout = {"batch_size": 1, "max_failures": 1}
+    answer = await shell(fleet, {"command": command, "rollout": rollout})
+    assert [r["exit_code"] for r in answer.body["results"]] == [0, 1, 0, 0, 0, 0]
+    assert starts(log) == HOSTS
+    job = await fleet.request("GET", f"/job/{answer.body['job_id']}")
+    assert job.body["state"] == "completed"
+    assert job.body["rollout"]["failed"] == 1
+
+
+async def test_pause_between_starts_keeps_them_one_after_another(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    """With a pause longer than a run, batch_size 3 still starts hosts one by one, in
+    order, each after the one before ended."""
+    log = tmp_path / "log"
+    rollout = {"batch_size": 3, "pause_s": 0.5}
+    answer = await shell(fleet, {"command": logged(log, "true"), "rollout": rollout})
+    assert answer.status == 202, answer.body
+    lines = log.read_text().splitlines()
+    assert lines == [f"{kind} {host}" for host in HOSTS for kind in ("start", "end")]
+
+
+async def test_cancel_mid_rollout(fleet: Controller, tmp_path: Path, started: Fifo) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    command = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    answer = await shell(
+        fleet, {"command": command, "timeout": 60, "rollout": {"batch_size": 2}}, "?wait=false"
+    )
+    assert answer.status == 202, answer.body
+    assert answer.body["complete"] is False
+    job_id = answer.body["job_id"]
+    assert sorted(await started.lines(2)) == ["r1", "r2"]
+    cancelled = await fleet.request("POST", f"/job/{job_id}/cancel")
+    assert cancelled.status == 202
+    final = await wait_until_ended(fleet, job_id)
+    statuses = [r["status"] for r in final["results"]]
+    assert statuses == ["cancelled", "cancelled", *["skipped"] * 4], final
+    assert final["results"][2]["error"] == "rollout cancelled by admin"
+    assert final["state"] == "cancelled"
+    assert final["rollout"]["stopped"] == "rollout cancelled by admin"
+
+
+async def wait_until_ended(controller: Controller, job_id: str) -> dict[str, Any]:
+    """The job once it is no longer running (followed through its live output)."""
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output",
+        headers={
+            "Authorization": f"Bearer {controller.api_key}",
+            "Accept": "application/x-ndjson",
+        },
+    ) as response:
+        async for _ in response.content:
+            pass
+    job = await controller.request("GET", f"/job/{job_id}")
+    assert job.body["state"] != "running", job.body
+    body: dict[str, Any] = job.body
+    return body
+
+
+@pytest.mark.parametrize(
+    ("rollout", "field"),
+    [
+        ({"batch_size": 0}, "rollout.batch_size"),
+        ({"batch_size": "0%"}, "rollout.batch_size"),
+        ({"batch_size": "101%"}, "rollout.batch_size"),
+        ({"batch_size": "x"}, "rollout.batch_size"),
+        ({"batch_size": 1, "max_failures": -1}, "rollout.max_failures"),
+        ({"batch_size": 1, "max_failures": "101%"}, "rollout.max_failures"),
+        ({"batch_size": 1, "pause_s": 3601}, "rollout.pause_s"),
+        ({"batch_size": 1, "unknown": 1}, "rollout"),
+        ({}, "rollout"),
+    ],
+)
+async def test_invalid_rollouts_name_the_field(
+    controller: Controller, rollout: dict[str, Any], field: str
+) -> None:
+    answer = await controller.exec("_all", {"command": "true", "rollout": rollout})
+    assert answer.status == 400, answer.body
+    assert answer.body["details"].startswith(field), answer.body
+
+
+async def test_a_rollout_on_any_is_refused(controller: Controller, live_agent: LiveAgent) -> None:
+    await live_agent(controller, "solo")
+    answer = await controller.exec("_any", {"command": "true", "rollout": {"batch_size": 1}})
+    assert answer.status == 400
+    assert answer.body["details"] == "rollout: not with _any (one host runs it)"
+
+
+async def test_a_rollout_that_could_outlive_its_record_is_refused(
+    make_controller: MakeController, live_agent: LiveAgent
+) -> None:
+    controller = await make_controller(job_retention_s=700, delivery_margin_s=3)
+    for host in ("a", "b", "c"):
+        await live_agent(controller, host)
+    body = {"command": "true", "timeout": 300, "rollout": {"batch_size": 1}}
+    answer = await controller.exec("_all", body)  # 3 x 303 s > 700 s
+    assert answer.status == 400
+    assert answer.body["details"].startswith("rollout: its worst case (3 hosts, batch_size 1")
+    fits = await controller.exec("_all", {**body, "rollout": {"batch_size": 2}})
+    assert fits.status == 202  # 2 x 303 s
+
+
+async def test_an_agent_killed_mid_rollout_is_a_failure_not_a_hang(
+    make_controller: MakeController,
+    live_agent: LiveAgent,
+    live_agent_process: LiveAgentProcess,
+    tmp_path: Path,
+    started: Fifo,
+) -> None:
+    """r3 is a real agent process, SIGKILLed while it runs its part: it becomes
+    ``no_reply`` (agent lost), which is a failure; the rollout stops, never hangs."""
+    controller = await make_controller(agent_lost_after_s=1.0)
+    victim = await live_agent_process(
+        controller, "r3", "--labels", "pool:roll", "--allow-shell",
+        "--running-report-interval", "0.1",
+        "--base-env", "NEXEC_HOST=r3", "--base-env", f"PATH={DEFAULT_BASE_ENV['PATH']}",
+    )  # fmt: skip
+    for host in ("r1", "r2", "r4", "r5", "r6"):
+        await live_agent(
+            controller, host, labels={"pool": "roll"}, allow_shell=True,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host}, heartbeat_interval_s=0.3,
+        )  # fmt: skip
+    log = tmp_path / "log"
+    hang = f'if [ "$NEXEC_HOST" = r3 ]; then echo $$ > {started.path}; exec sleep 300; fi'
+    body = {"command": logged(log, hang), "timeout": 300, "rollout": {"batch_size": 1}}
+    answer = asyncio.create_task(shell(controller, body))
+    [group] = await started.lines(1)
+    try:
+        await asyncio.to_thread(victim.stop, signum=signal.SIGKILL)
+        response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+    finally:
+        os.killpg(int(group), signal.SIGKILL)
+    by_host = {r["hostname"]: r for r in response.body["results"]}
+    assert by_host["r3"]["status"] == "no_reply"
+    assert by_host["r3"]["error"].startswith(AGENT_LOST), by_host["r3"]
+    assert [by_host[h]["status"] for h in ("r4", "r5", "r6")] == ["skipped"] * 3
+    assert starts(log) == ["r1", "r2", "r3"]
+    job = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert job.body["state"] == "stopped"
+    assert job.body["rollout"]["failed"] == 1
+
+
+async def test_whole_floats_are_integers_in_a_rollout_too(controller: Controller) -> None:
+    """JSON has one number type: ``2.0`` is the integer 2, as for ``timeout``."""
+    answer = await controller.exec(
+        "_any", {"command": "true", "rollout": {"batch_size": 2.0, "max_failures": 1.0}}
+    )
+    assert answer.body["details"] == "rollout: not with _any (one host runs it)"
