@@ -54,8 +54,9 @@ from controller.jobs.audit import AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
-from controller.jobs.rollout import RolloutDeps, Rollouts
+from controller.jobs.rollout import RolloutDeps
 from controller.jobs.rollout_store import RolloutStore
+from controller.jobs.rollouts import Rollouts, new_driver_id
 from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import KeyStore
@@ -145,6 +146,8 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
             verdicts=app[VERDICTS],
             fleet=app[FLEET_PAUSE],
             delivery_margin_s=config.delivery_margin_s,
+            driver=new_driver_id(),
+            lease_s=config.rollout_lease_s,
         )
     )
     app[OPERATIONS] = API
@@ -187,6 +190,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_rollouts(app)
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
+        app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
         await feed.start(
             js,
             config.subjects,

@@ -13,8 +13,8 @@ from controller.jobs.audit import AuditDetails, AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
-from controller.jobs.rollout import Rollouts
 from controller.jobs.rollout_store import RolloutStore
+from controller.jobs.rollouts import Rollouts
 from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import ApiKey, KeyStore

@@ -208,6 +208,8 @@ class RolloutPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Once more hosts than this failed, no further host starts."""
     pause_s: float = 0.0
     """Seconds between one host's start and the next (after the first window)."""
+    delivery_timeout_s: float = 2.0
+    """Seconds each host has to acknowledge its copy of the job."""
 
 
 class RolloutState(
@@ -227,6 +229,11 @@ class RolloutState(
     """The key name that cancelled the rollout."""
     ended: bool = False
     """Every host is decided (the skipped ones recorded)."""
+    driver: str = ""
+    """The controller driving the rollout (its instance id)."""
+    lease_until: float = 0.0
+    """Unix time until which ``driver`` holds the rollout; it renews its lease while it
+    drives, and any controller may take over a rollout whose lease has passed."""
 
 
 class Heartbeat(

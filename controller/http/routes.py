@@ -235,7 +235,7 @@ async def submit(
         if plan is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)
         else:
-            collected = await record_and_roll_out(request, record, body, wait_s)
+            collected = await record_and_roll_out(request, record, wait_s)
     except (NatsUnavailable, StorageFull):
         if idempotency_key:  # nothing ran: a retry with the same key must run it
             await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)

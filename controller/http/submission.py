@@ -42,7 +42,8 @@ def rollout_plan(
     if body.rollout is None:
         return None
     config = request.app[CONFIG]
-    plan = resolve_plan(body.rollout, hosts)
+    delivery_timeout_s = body.delivery_timeout or config.delivery_timeout_s
+    plan = resolve_plan(body.rollout, hosts, delivery_timeout_s=delivery_timeout_s)
     host_deadline_s = body.timeout + config.delivery_margin_s
     check_fits(plan, hosts, host_deadline_s=host_deadline_s, retention_s=config.job_retention_s)
     return plan
@@ -110,10 +111,7 @@ async def record_and_dispatch(
 
 
 async def record_and_roll_out(
-    request: web.Request,
-    record: JobRecord,
-    body: ExecRequest | ShellRequest,
-    wait_s: float | None,
+    request: web.Request, record: JobRecord, wait_s: float | None
 ) -> Collected:
     """Record the job (:func:`record_job`), start the rollout, and wait until it ended,
     ``wait_s`` passed, or 300 s at most (then ``complete`` is False; it goes on).
@@ -124,10 +122,7 @@ async def record_and_roll_out(
     """
     await record_job(request, record)
     try:
-        run = await request.app[ROLLOUTS].start(
-            record,
-            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
-        )
+        run = await request.app[ROLLOUTS].start(record)
     except (NatsUnavailable, StorageFull):
         await request.app[JOB_STORE].mark_not_published(record)
         raise

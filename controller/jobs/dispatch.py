@@ -196,6 +196,39 @@ class Dispatcher:
         except TimeoutError:
             return collector.collected(deadline_passed=False, waited_s=deadline_s)
 
+    async def follow(
+        self,
+        job_id: str,
+        hostname: str,
+        *,
+        deadline_s: float,
+        recorded: Callable[[], Awaitable[ExecResult | None]],
+    ) -> Collected:
+        """Wait for the answer of a host whose copy of a rollout's job another controller
+        published (a takeover): until its result is recorded (``recorded`` reads one
+        stored already), the agent is lost (it is watched as if it had acknowledged),
+        or ``deadline_s`` passes. Never publishes.
+
+        Raises:
+            NatsUnavailable: ``recorded`` could not read the results stream.
+        """
+        collector = Collector(
+            job_id, frozenset({hostname}), single_receiver=True, key=host_key(job_id, hostname)
+        )
+        collector.add_ack(ExecAck(job_id=job_id, hostname=hostname))
+        self._collectors[collector.key] = collector
+        try:
+            stored = await recorded()
+        except BaseException:
+            del self._collectors[collector.key]
+            raise
+        if stored is not None:
+            collector.add_result(stored)
+        task = asyncio.create_task(self._collect(collector, deadline_s, deadline_s))
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
+        return await asyncio.shield(task)
+
     async def _collect(
         self, collector: Collector, deadline_s: float, delivery_timeout_s: float
     ) -> Collected:

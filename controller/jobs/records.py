@@ -251,12 +251,12 @@ class JobStore:
             return self._valid_results(job_id, raws)
         results: list[ExecResult] = []
         for host in record.expected_hosts:
-            result = await self._host_result(job_id, host)
+            result = await self.host_result(job_id, host)
             if result is not None:
                 results.append(result)
         return results
 
-    async def _host_result(self, job_id: str, hostname: str) -> ExecResult | None:
+    async def host_result(self, job_id: str, hostname: str) -> ExecResult | None:
         """The host's last valid result: its last record, or, if that one is not valid
         (only the host itself can write there), the last valid of its first records.
 

@@ -26,7 +26,7 @@ from controller.jobs.dispatch import Dispatcher
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_plan import host_failed
-from controller.jobs.rollout_store import RolloutChanged, RolloutStore
+from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.retry import keep_trying
 from schemas import ExecJob, ExecResult, JobRecord, ResultStatus, RolloutState, Target, TargetKind
@@ -39,6 +39,10 @@ FLEET_WAIT_S = 3600.0
 Change = Callable[[RolloutState], RolloutState | None]
 
 
+class LeaseLost(Exception):
+    """Another controller took the rollout over: this one stops driving it."""
+
+
 @dataclass(frozen=True, slots=True)
 class RolloutDeps:
     """What a rollout run works with."""
@@ -49,22 +53,22 @@ class RolloutDeps:
     verdicts: VerdictRecorder
     fleet: FleetPauseState
     delivery_margin_s: float
+    driver: str
+    """This controller's instance id, as written in the entries it drives."""
+    lease_s: float
 
 
 class RolloutRun:
     """One rollout, driven by this controller."""
 
-    def __init__(
-        self, deps: RolloutDeps, record: JobRecord, state: RolloutState, revision: int,
-        *, delivery_timeout_s: float,
-    ) -> None:  # fmt: skip
+    def __init__(self, deps: RolloutDeps, record: JobRecord, stored: StoredRollout) -> None:
         assert record.rollout is not None and record.expected_hosts is not None
         self._deps = deps
         self.job = record.job
         self.plan = record.rollout
         self.hosts = sorted(record.expected_hosts)
-        self._state, self._revision = state, revision
-        self._delivery_timeout_s = delivery_timeout_s
+        self._state, self._revision = stored.state, stored.revision
+        self._renew_at = time.monotonic() + deps.lease_s / 3
         self.results: dict[str, ExecResult] = {}
         self._running: dict[asyncio.Future[ExecResult], str] = {}
         self._wake = asyncio.Event()
@@ -100,12 +104,26 @@ class RolloutRun:
         return sorted(self.results.values(), key=lambda result: result.hostname)
 
     async def drive(self) -> list[ExecResult]:
-        """Start every host in turn, wait for those running, skip the rest once stopped.
+        """Start every host in turn, wait for those running, skip the rest once stopped;
+        end early, leaving the rest to it, when another controller took over.
 
         Raises:
             NatsUnavailable: the rollout's entry could not be written for the whole
                 time the rollout had left (logged; hosts not started stay unrecorded).
         """
+        try:
+            return await self._drive()
+        except LeaseLost:
+            log.warning("rollout %r: taken over by another controller", self.job.job_id)
+            for task in self._running:
+                task.cancel()
+            return self.snapshot()
+
+    async def _drive(self) -> list[ExecResult]:
+        """Raises: LeaseLost, NatsUnavailable."""
+        for host, deadline in self._state.started.items():
+            if host not in self._state.finished:  # started by a controller before this one
+                self._running[asyncio.ensure_future(self._follow_host(host, deadline))] = host
         for host in self.hosts:
             if host in self._state.started:
                 continue
@@ -132,7 +150,13 @@ class RolloutRun:
 
     async def _settle(self, timeout_s: float | None, also: Awaitable[None] | None = None) -> None:
         """Wait at most ``timeout_s`` for a running host to finish, a cancel, or ``also``;
-        record every host that finished."""
+        record every host that finished, and renew the lease when it is due.
+
+        Raises:
+            LeaseLost, NatsUnavailable.
+        """
+        renew_in = max(0.0, self._renew_at - time.monotonic())
+        timeout_s = renew_in if timeout_s is None else min(timeout_s, renew_in)
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
         if also is not None:
             waiters.add(asyncio.ensure_future(also))
@@ -146,6 +170,8 @@ class RolloutRun:
                 waiter.cancel()
         for task in [task for task in self._running if task in done]:
             await self._finish(task)
+        if time.monotonic() >= self._renew_at:
+            await self._write(lambda state: state)  # renews the lease
 
     async def _start(self, host: str) -> None:
         """Record ``host`` as started, then publish its copy of the job."""
@@ -163,7 +189,7 @@ class RolloutRun:
         if not await self._write(started):
             return
         copy = msgspec.structs.replace(
-            self.job, target=host, deadline=deadline, deliver_by=now + self._delivery_timeout_s
+            self.job, target=host, deadline=deadline, deliver_by=now + self.plan.delivery_timeout_s
         )
         self._last_start = time.monotonic()
         self._running[asyncio.ensure_future(self._run_host(copy, host))] = host
@@ -176,7 +202,7 @@ class RolloutRun:
                 Target(TargetKind.HOST, hostname=host),
                 frozenset({host}),
                 deadline_s=copy.deadline - time.time(),
-                delivery_timeout_s=self._delivery_timeout_s,
+                delivery_timeout_s=self.plan.delivery_timeout_s,
                 return_after_s=None,
                 host_copy=True,
             )
@@ -189,6 +215,21 @@ class RolloutRun:
             return result
         return collected.results[0]
 
+    async def _follow_host(self, host: str, deadline: float) -> ExecResult:
+        """Wait for a host another controller started (never start it again)."""
+        job_id, job_store = self.job.job_id, self._deps.job_store
+
+        async def recorded() -> ExecResult | None:
+            try:
+                return await job_store.host_result(job_id, host)
+            except NatsUnavailable:  # its result, if any, comes from the stream later
+                return None
+
+        collected = await self._deps.dispatcher.follow(
+            job_id, host, deadline_s=max(0.0, deadline - time.time()), recorded=recorded
+        )
+        return collected.results[0]
+
     async def _finish(self, task: asyncio.Future[ExecResult]) -> None:
         host = self._running.pop(task)
         result = task.result()
@@ -199,21 +240,32 @@ class RolloutRun:
         )
 
     async def _end(self) -> list[ExecResult]:
-        """Skip every host not started (recorded on its result subject), mark the
-        rollout ended; every host's result, sorted."""
+        """Skip every host not started (the reason stored first, so no controller
+        starts one after; then recorded on each one's result subject), mark the rollout
+        ended; every host's result, sorted.
+
+        Raises:
+            LeaseLost, NatsUnavailable.
+        """
         reason = self.stop_reason() or "rollout stopped"
-        skipped = [
-            ExecResult(
-                job_id=self.job.job_id, hostname=host, status=ResultStatus.SKIPPED, error=reason
+        not_started = [host for host in self.hosts if host not in self._state.started]
+        if not_started:
+            await self._write(
+                lambda state: msgspec.structs.replace(state, stopped=state.stopped or reason)
             )
-            for host in self.hosts
-            if host not in self._state.started
-        ]
-        if skipped:
+            reason = self._state.stopped or reason
+            skipped = [
+                ExecResult(
+                    job_id=self.job.job_id,
+                    hostname=host,
+                    status=ResultStatus.SKIPPED,
+                    error=reason,
+                )
+                for host in not_started
+            ]
             await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
             self.results.update((result.hostname, result) for result in skipped)
-        stopped = reason if skipped else self._state.stopped
-        await self._write(lambda state: msgspec.structs.replace(state, stopped=stopped, ended=True))
+        await self._write(lambda state: msgspec.structs.replace(state, ended=True))
         return self.snapshot()
 
     async def _write(self, change: Change) -> bool:
@@ -241,12 +293,16 @@ class RolloutRun:
         return written
 
     async def _write_once(self, change: Change) -> bool:
-        """Raises: NatsUnavailable."""
+        """Raises: LeaseLost, NatsUnavailable."""
         store, job_id = self._deps.store, self.job.job_id
         while True:
-            new = change(self._state)
-            if new is None:
+            if self._state.driver != self._deps.driver:
+                raise LeaseLost(self._state.driver)
+            changed = change(self._state)
+            if changed is None:
                 return False
+            new = msgspec.structs.replace(changed, lease_until=time.time() + self._deps.lease_s)
+            self._renew_at = time.monotonic() + self._deps.lease_s / 3
             try:
                 self._revision = await store.update(job_id, new, self._revision)
                 self._state = new
@@ -257,52 +313,3 @@ class RolloutRun:
                     self._revision = await store.create(job_id, self._state)
                 else:
                     self._state, self._revision = stored.state, stored.revision
-
-
-class Rollouts:
-    """The rollouts this controller drives."""
-
-    def __init__(self, deps: RolloutDeps) -> None:
-        self._deps = deps
-        self._runs: dict[str, RolloutRun] = {}
-        self._tasks: dict[str, asyncio.Task[list[ExecResult]]] = {}
-
-    async def start(self, record: JobRecord, *, delivery_timeout_s: float) -> RolloutRun:
-        """Store the rollout's first entry, then drive it in the background.
-
-        Raises:
-            NatsUnavailable, StorageFull: the entry was not stored; nothing started.
-        """
-        job_id = record.job.job_id
-        state = RolloutState()
-        revision = await self._deps.store.create(job_id, state)
-        run = RolloutRun(self._deps, record, state, revision, delivery_timeout_s=delivery_timeout_s)
-        self._runs[job_id] = run
-        task = run.task = asyncio.create_task(run.drive(), name=f"rollout {job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda done: self._ended(job_id, done))
-        return run
-
-    def _ended(self, job_id: str, task: asyncio.Task[list[ExecResult]]) -> None:
-        self._runs.pop(job_id, None)
-        self._tasks.pop(job_id, None)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("rollout %r ended without finishing: %s", job_id, error)
-
-    async def cancel(self, job_id: str, by: str) -> None:
-        """Stop the rollout starting hosts: stored for whichever controller drives it,
-        and at once when this one does.
-
-        Raises:
-            NatsUnavailable: the cancel was not stored.
-        """
-        run = self._runs.get(job_id)
-        if run is not None:
-            run.cancel(by)
-        await self._deps.store.cancel(job_id, by)
-
-    async def close(self) -> None:
-        """Stop driving (on shutdown): hosts running keep their deadlines."""
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -9,7 +9,7 @@ from schemas import ExecResult, ResultStatus, RolloutPlan
 from schemas.api import RolloutRequest
 
 
-def resolve_plan(rollout: RolloutRequest, hosts: int) -> RolloutPlan:
+def resolve_plan(rollout: RolloutRequest, hosts: int, *, delivery_timeout_s: float) -> RolloutPlan:
     """``batch_size`` and ``max_failures`` as numbers of hosts: ``"N%"`` of ``hosts``,
     the batch rounded up (at least 1), the failures rounded down."""
     batch = rollout.batch_size
@@ -18,7 +18,12 @@ def resolve_plan(rollout: RolloutRequest, hosts: int) -> RolloutPlan:
     failures = rollout.max_failures
     if isinstance(failures, str):
         failures = hosts * int(failures[:-1]) // 100
-    return RolloutPlan(batch_size=batch, max_failures=failures, pause_s=rollout.pause_s)
+    return RolloutPlan(
+        batch_size=batch,
+        max_failures=failures,
+        pause_s=rollout.pause_s,
+        delivery_timeout_s=delivery_timeout_s,
+    )
 
 
 def worst_case_s(plan: RolloutPlan, hosts: int, *, host_deadline_s: float) -> float:

@@ -96,6 +96,19 @@ class RolloutStore:
             return None
         return StoredRollout(state, entry.revision or 0)
 
+    async def job_ids(self) -> list[str]:
+        """The job id of every rollout with an entry.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        kv = self._kv()
+        with nats_errors("listing the rollouts"):
+            try:
+                return list(await kv.keys())
+            except nats.js.errors.NoKeysError:
+                return []
+
     async def create(self, job_id: str, state: RolloutState) -> int:
         """Write the first entry of a rollout; its revision.
 
