@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentd.config import DEFAULT_BASE_ENV
+from controller.appkeys import FLEET_PAUSE, ROLLOUT_STORE
 from controller.jobs.agent_watch import AGENT_LOST
+from controller.jobs.rollout_store import RolloutStore, StoredRollout
+from schemas import RolloutState
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -281,3 +285,70 @@ async def test_whole_floats_are_integers_in_a_rollout_too(controller: Controller
         "_any", {"command": "true", "rollout": {"batch_size": 2.0, "max_failures": 1.0}}
     )
     assert answer.body["details"] == "rollout: not with _any (one host runs it)"
+
+
+async def test_no_host_starts_while_the_fleet_is_paused(
+    make_controller: MakeController, live_agent: LiveAgent, tmp_path: Path, started: Fifo
+) -> None:
+    """Paused while r1 runs: r1 finishes, and the driver renews its lease while it waits
+    (so it has passed its check) without starting r2; resumed, the rest run."""
+    controller = await make_controller(rollout_lease_s=0.6)
+    for host in HOSTS:
+        await live_agent(
+            controller, host, labels={"pool": "roll"}, allow_shell=True,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
+        )  # fmt: skip
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    gate.mkdir()
+    wait = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    body = {"command": logged(log, wait), "timeout": 60, "rollout": {"batch_size": 1}}
+    answer = await shell(controller, body, "?wait=false")
+    job_id = answer.body["job_id"]
+    assert await started.lines(1) == ["r1"]
+    assert (await controller.request("POST", "/fleet/pause")).status == 200
+    await controller.app[FLEET_PAUSE].wait_until(lambda paused: paused is not None, 10)
+    gate.rmdir()
+    store = controller.app[ROLLOUT_STORE]
+    entry = await until_entry(store, job_id, lambda state: "r1" in state.finished)
+    renewed = await until_entry(store, job_id, lambda _: True, after=entry.revision)
+    assert list(renewed.state.started) == ["r1"]
+    assert starts(log) == ["r1"]
+    progress = (await controller.request("GET", f"/job/{job_id}")).body["rollout"]
+    assert (progress["finished"], progress["running"], progress["pending"]) == (1, 0, 5)
+    assert (await controller.request("POST", "/fleet/resume")).status == 200
+    job = await wait_until_ended(controller, job_id)
+    assert job["state"] == "completed"
+    assert starts(log) == HOSTS
+
+
+async def until_entry(
+    store: RolloutStore,
+    job_id: str,
+    condition: Callable[[RolloutState], bool],
+    *,
+    after: int = 0,
+) -> StoredRollout:
+    """The rollout's entry once a revision after ``after`` meets ``condition``
+    (a bounded poll of its entry)."""
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        while True:
+            stored = await store.read(job_id)
+            if stored is not None and stored.revision > after and condition(stored.state):
+                return stored
+            await asyncio.sleep(0.05)  # the poll's interval
+
+
+async def test_an_idempotent_rollout_runs_once(fleet: Controller, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    body = {"command": logged(log, "true"), "rollout": {"batch_size": 3}}
+    headers = {"Idempotency-Key": "roll-1"}
+    path = f"/node/{POOL}/command/shell"
+    first = await fleet.request("POST", path, json=body, headers=headers)
+    again = await fleet.request("POST", path, json=body, headers=headers)
+    assert first.status == again.status == 202
+    assert again.body["job_id"] == first.body["job_id"]
+    assert again.body["results"] == first.body["results"]
+    assert starts(log) == HOSTS  # once each
+    other = {**body, "rollout": {"batch_size": 2}}
+    conflict = await fleet.request("POST", path, json=other, headers=headers)
+    assert conflict.status == 409
