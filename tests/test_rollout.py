@@ -352,3 +352,18 @@ async def test_an_idempotent_rollout_runs_once(fleet: Controller, tmp_path: Path
     other = {**body, "rollout": {"batch_size": 2}}
     conflict = await fleet.request("POST", path, json=other, headers=headers)
     assert conflict.status == 409
+
+
+async def test_cancel_all_stops_a_rollout(fleet: Controller, tmp_path: Path, started: Fifo) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    command = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    body = {"command": command, "timeout": 60, "rollout": {"batch_size": 1}}
+    job_id = (await shell(fleet, body, "?wait=false")).body["job_id"]
+    assert await started.lines(1) == ["r1"]
+    cancelled = await fleet.request("POST", "/job/cancel-all")
+    assert cancelled.status == 202
+    assert cancelled.body["job_ids"] == [job_id]
+    final = await wait_until_ended(fleet, job_id)
+    assert [r["status"] for r in final["results"]] == ["cancelled", *["skipped"] * 5]
+    assert final["state"] == "cancelled"
