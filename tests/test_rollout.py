@@ -367,3 +367,45 @@ async def test_cancel_all_stops_a_rollout(fleet: Controller, tmp_path: Path, sta
     final = await wait_until_ended(fleet, job_id)
     assert [r["status"] for r in final["results"]] == ["cancelled", *["skipped"] * 5]
     assert final["state"] == "cancelled"
+
+
+async def test_hosts_running_when_it_stops_finish_normally(
+    fleet: Controller, tmp_path: Path, started: Fifo
+) -> None:
+    """batch_size 2: r1 fails while r2 runs; r2 finishes (completed), nothing else
+    starts, and the progress says why while r2 still runs."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    gate.mkdir()
+    hold = (
+        f'[ "$NEXEC_HOST" = r1 ] && exit 1; echo go > {started.path}; '
+        f"while [ -d {gate} ]; do sleep 0.05; done"
+    )
+    body = {"command": logged(log, f"({hold})"), "timeout": 60, "rollout": {"batch_size": 2}}
+    job_id = (await shell(fleet, body, "?wait=false")).body["job_id"]
+    await started.lines(1)  # r2 runs
+    mid = await until_view(fleet, job_id, lambda view: view["rollout"]["failed"] == 1)
+    assert mid["state"] == "running"
+    reason = "rollout stopped: 1 hosts failed (max_failures 0)"
+    progress = mid["rollout"]
+    assert (progress["running"], progress["stopped"]) == (1, reason)
+    gate.rmdir()
+    final = await wait_until_ended(fleet, job_id)
+    assert [(r["status"], r["exit_code"]) for r in final["results"][:2]] == [
+        ("completed", 1),
+        ("completed", 0),
+    ]
+    assert [r["status"] for r in final["results"][2:]] == ["skipped"] * 4
+    assert final["state"] == "stopped"
+    assert starts(log) in (["r1", "r2"], ["r2", "r1"])
+
+
+async def until_view(
+    controller: Controller, job_id: str, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """``GET /job/{id}`` once it meets ``condition`` (a bounded poll)."""
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        while True:
+            view: dict[str, Any] = (await controller.request("GET", f"/job/{job_id}")).body
+            if condition(view):
+                return view
+            await asyncio.sleep(0.05)  # the poll's interval

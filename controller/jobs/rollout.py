@@ -25,7 +25,7 @@ from controller.fleet_pause import FleetPauseState
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
-from controller.jobs.rollout_plan import host_failed
+from controller.jobs.rollout_plan import failures_stop, host_failed
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.retry import keep_trying
@@ -87,12 +87,7 @@ class RolloutRun:
             return self._local_stop
         if self._state.stopped is not None:
             return self._state.stopped
-        if self.failures > self.plan.max_failures:
-            return (
-                f"rollout stopped: {self.failures} hosts failed "
-                f"(max_failures {self.plan.max_failures})"
-            )
-        return None
+        return failures_stop(self.failures, self.plan.max_failures)
 
     def cancel(self, by: str) -> None:
         """Stop starting hosts at once (the cancel is stored by whoever received it)."""
@@ -130,9 +125,23 @@ class RolloutRun:
             if not await self._ready():
                 break
             await self._start(host)
+        await self._cancel_again()
         while self._running:
             await self._settle(None)
         return await self._end()
+
+    async def _cancel_again(self) -> None:
+        """A cancelled rollout sends the agents' cancel again once it knows: a host
+        recorded as started just before the cancel was stored may have been published
+        after the first one went out."""
+        reason = self.stop_reason() or ""
+        if self._running and reason.startswith(ROLLOUT_CANCELLED_BY):
+            try:
+                await self._deps.dispatcher.cancel(
+                    self.job.job_id, reason[len(ROLLOUT_CANCELLED_BY) :]
+                )
+            except NatsUnavailable as exc:
+                log.warning("rollout %r: the cancel was not sent again: %s", self.job.job_id, exc)
 
     async def _ready(self) -> bool:
         """Wait for a free slot, then the pause after the last start, then a running
@@ -189,7 +198,11 @@ class RolloutRun:
         if not await self._write(started):
             return
         copy = msgspec.structs.replace(
-            self.job, target=host, deadline=deadline, deliver_by=now + self.plan.delivery_timeout_s
+            self.job,
+            target=host,
+            created_at=now,
+            deadline=deadline,
+            deliver_by=now + self.plan.delivery_timeout_s,
         )
         self._last_start = time.monotonic()
         self._running[asyncio.ensure_future(self._run_host(copy, host))] = host

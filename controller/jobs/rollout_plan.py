@@ -47,6 +47,14 @@ def check_fits(
         )
 
 
+def failures_stop(failures: int, max_failures: int) -> str | None:
+    """Why a rollout with ``failures`` failed hosts starts no further host; None while
+    ``max_failures`` allows them."""
+    if failures <= max_failures:
+        return None
+    return f"rollout stopped: {failures} hosts failed (max_failures {max_failures})"
+
+
 def host_failed(result: ExecResult) -> bool:
     """A rollout's host failed: its status is not ``completed``, or its exit code is
     not 0."""

@@ -9,7 +9,7 @@ from controller.jobs.outcome import (
     missing_results,
     overall_state,
 )
-from controller.jobs.rollout_plan import host_failed
+from controller.jobs.rollout_plan import failures_stop, host_failed
 from schemas import ExecResult, JobRecord, ResultStatus, RolloutState
 from schemas.api import JobState, JobSummary, JobView, RolloutProgress
 
@@ -74,17 +74,21 @@ def rollout_progress(
     finished = [r for r in decided.values() if r.status is not ResultStatus.SKIPPED]
     started = set() if state is None else set(state.started)
     running = started - decided.keys()
+    failed = sum(host_failed(result) for result in finished)
     stopped = state.stopped if state is not None else None
     if stopped is None and skipped:
         stopped = skipped[0].error
+    pending = len(record.expected_hosts or ()) - len(decided) - len(running)
+    if stopped is None and pending:  # hosts still running, none started any more
+        stopped = failures_stop(failed, plan.max_failures)
     return RolloutProgress(
         batch_size=plan.batch_size,
         max_failures=plan.max_failures,
         pause_s=plan.pause_s,
-        pending=len(record.expected_hosts or ()) - len(decided) - len(running),
+        pending=pending,
         running=len(running),
         finished=len(finished),
-        failed=sum(host_failed(result) for result in finished),
+        failed=failed,
         skipped=len(skipped),
         stopped=stopped,
     )
