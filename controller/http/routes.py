@@ -22,19 +22,12 @@ from controller.appkeys import (
     REGISTRY,
     REGISTRY_FEED,
 )
-from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound, StorageFull
+from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.http.body import read_json_body
 from controller.http.middleware import json_response
 from controller.http.openapi import TARGET
 from controller.http.operations import Operations, parameter
-from controller.http.submission import (
-    dry_run_answer,
-    new_job,
-    record_and_dispatch,
-    record_and_roll_out,
-    replay,
-    rollout_plan,
-)
+from controller.http.submission import dry_run_answer, new_job, replay, rollout_plan, run_job
 from controller.http.validation import (
     parse_exec_request,
     parse_shell_request,
@@ -231,19 +224,9 @@ async def submit(
             return await replay(request, owner)
     expected_hosts = None if target.kind is TargetKind.ANY else expected
     record = JobRecord(job=job, expected_hosts=expected_hosts, rollout=plan)
-    try:
-        if plan is None:
-            collected = await record_and_dispatch(request, record, target, body, wait_s)
-        else:
-            collected = await record_and_roll_out(request, record, wait_s)
-    except (NatsUnavailable, StorageFull):
-        if idempotency_key:  # nothing ran: a retry with the same key must run it
-            await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)
-        raise
-    response = ExecResponse(
-        job_id=job.job_id, results=collected.results, complete=collected.complete
+    return await run_job(
+        request, record, target, body, wait_s=wait_s, idempotency_key=idempotency_key
     )
-    return json_response(response, status=202)
 
 
 def resolve(request: web.Request, target: Target, target_text: str) -> list[str]:

@@ -10,7 +10,15 @@ import uuid
 
 from aiohttp import web
 
-from controller.appkeys import AUDIT_DETAILS, CONFIG, DISPATCHER, JOB_STORE, ROLLOUTS
+from controller.appkeys import (
+    API_KEY,
+    AUDIT_DETAILS,
+    CONFIG,
+    DISPATCHER,
+    IDEMPOTENCY,
+    JOB_STORE,
+    ROLLOUTS,
+)
 from controller.errors import NatsUnavailable, StorageFull
 from controller.http.middleware import audit_before_action, json_response
 from controller.jobs.collector import Collected
@@ -57,6 +65,36 @@ def dry_run_answer(expected: list[str], target: Target, plan: RolloutPlan | None
     else:
         batch_size = count if plan is None else min(plan.batch_size, count)
     return DryRunResponse(hosts=expected, count=count, batch_size=batch_size)
+
+
+async def run_job(
+    request: web.Request,
+    record: JobRecord,
+    target: Target,
+    body: ExecRequest | ShellRequest,
+    *,
+    wait_s: float | None,
+    idempotency_key: str | None,
+) -> web.Response:
+    """Record, then publish and collect, or roll out; the 202 answer. When nothing
+    ran, the idempotency key is released, so a retry with it runs the job.
+
+    Raises:
+        NatsUnavailable, StorageFull: nothing ran.
+    """
+    try:
+        if record.rollout is None:
+            collected = await record_and_dispatch(request, record, target, body, wait_s)
+        else:
+            collected = await record_and_roll_out(request, record, wait_s)
+    except (NatsUnavailable, StorageFull):
+        if idempotency_key:
+            await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
+        raise
+    response = ExecResponse(
+        job_id=record.job.job_id, results=collected.results, complete=collected.complete
+    )
+    return json_response(response, status=202)
 
 
 async def record_job(request: web.Request, record: JobRecord) -> None:
