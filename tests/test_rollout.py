@@ -409,3 +409,41 @@ async def until_view(
             if condition(view):
                 return view
             await asyncio.sleep(0.05)  # the poll's interval
+
+
+async def test_a_host_gone_before_its_turn_is_no_reply_after_the_delivery_timeout(
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path, started: Fifo
+) -> None:
+    """r3's agent stops while r1 runs: when its turn comes nobody takes its job, it is
+    ``no_reply`` after the delivery timeout (a failure, within max_failures 1), and the
+    rollout goes on."""
+    agents = {}
+    for host in HOSTS:
+        agents[host] = await live_agent(
+            controller, host, labels={"pool": "roll"}, allow_shell=True,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
+        )  # fmt: skip
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    gate.mkdir()
+    hold = (
+        f'[ "$NEXEC_HOST" != r1 ] || {{ echo go > {started.path}; '
+        f"while [ -d {gate} ]; do sleep 0.05; done; }}"
+    )
+    body = {
+        "command": logged(log, hold), "timeout": 60, "delivery_timeout": 0.5,
+        "rollout": {"batch_size": 1, "max_failures": 1},
+    }  # fmt: skip
+    answer = asyncio.create_task(shell(controller, body))
+    await started.lines(1)
+    await agents["r3"].stop()
+    gate.rmdir()
+    response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+    by_host = {r["hostname"]: r for r in response.body["results"]}
+    assert (by_host["r3"]["status"], by_host["r3"]["error"]) == (
+        "no_reply",
+        "not acknowledged within 0.5s",
+    )
+    assert [by_host[h]["status"] for h in HOSTS if h != "r3"] == ["completed"] * 5
+    assert starts(log) == ["r1", "r2", "r4", "r5", "r6"]
+    job = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert (job.body["state"], job.body["rollout"]["failed"]) == ("partial", 1)
