@@ -26,6 +26,8 @@ from controller.appkeys import (
     RATE_LIMITER,
     REGISTRY,
     REGISTRY_FEED,
+    ROLLOUT_STORE,
+    ROLLOUTS,
     STATE_KEEPER,
     STREAM_WRITER,
     VERDICTS,
@@ -52,6 +54,9 @@ from controller.jobs.audit import AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
+from controller.jobs.rollout import RolloutDeps
+from controller.jobs.rollout_store import RolloutStore
+from controller.jobs.rollouts import Rollouts, new_driver_id
 from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import KeyStore
@@ -133,6 +138,19 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
     app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
+    app[ROLLOUT_STORE] = RolloutStore(js, config.subjects)
+    app[ROLLOUTS] = Rollouts(
+        RolloutDeps(
+            dispatcher=app[DISPATCHER],
+            store=app[ROLLOUT_STORE],
+            job_store=job_store,
+            verdicts=app[VERDICTS],
+            fleet=app[FLEET_PAUSE],
+            delivery_margin_s=config.delivery_margin_s,
+            driver=new_driver_id(),
+            lease_s=config.rollout_lease_s,
+        )
+    )
     app[OPERATIONS] = API
     app[OPENAPI_DOCUMENT] = openapi_document(API)
     API.add_to(app)
@@ -170,8 +188,10 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_idempotency(app)
         await ensure_audit(app)
         await ensure_fleet(app)  # before the first request: a paused fleet refuses it
+        await ensure_rollouts(app)
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
+        app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
         await feed.start(
             js,
             config.subjects,
@@ -190,6 +210,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     await keeper.stop()
     await app[FLEET_PAUSE].stop()
     await watch.close()
+    await app[ROLLOUTS].close()
     await app[DISPATCHER].close()
     await app[VERDICTS].close()
     await feed.stop()
@@ -239,6 +260,16 @@ async def ensure_fleet(app: web.Application) -> None:
     )
 
 
+async def ensure_rollouts(app: web.Application) -> None:
+    """The rollouts bucket, as configured. Raises: NatsUnavailable."""
+    config = app[CONFIG]
+    await app[ROLLOUT_STORE].open(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        max_bytes=config.rollouts_max_bytes,
+    )
+
+
 def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     """What the controller keeps in place, and how each is made again (see
     :mod:`controller.statekeeper`)."""
@@ -254,5 +285,6 @@ def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     keeper.keep(f"KV_{subjects.idempotency_bucket()}", lambda: ensure_idempotency(app))
     keeper.keep(subjects.audit_stream(), lambda: ensure_audit(app))
     keeper.keep(f"KV_{subjects.fleet_bucket()}", app[FLEET_PAUSE].remake)
+    keeper.keep(f"KV_{subjects.rollouts_bucket()}", lambda: ensure_rollouts(app))
     keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
     return keeper

@@ -13,6 +13,8 @@ from controller.jobs.audit import AuditDetails, AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
+from controller.jobs.rollout_store import RolloutStore
+from controller.jobs.rollouts import Rollouts
 from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import ApiKey, KeyStore
@@ -38,6 +40,8 @@ IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
 FLEET_PAUSE = web.AppKey("fleet_pause", FleetPauseState)
+ROLLOUT_STORE = web.AppKey("rollout_store", RolloutStore)
+ROLLOUTS = web.AppKey("rollouts", Rollouts)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
 OPERATIONS = web.AppKey("operations", Operations)

@@ -128,6 +128,21 @@ class ControllerConfig(NatsClientSettings):
         help="most bytes of the fleet-state bucket (the pause entry)",
         details="One entry of about 100 B",
     )
+    rollout_lease_s: float = setting(
+        6.0,
+        ge=0.5,
+        le=600,
+        help="how long a controller holds a rollout it drives without renewing it; "
+        "another controller takes over a rollout whose lease has passed",
+        details="Renewed every third of it; checked for by every controller every half of it",
+    )
+    rollouts_max_bytes: int = setting(
+        64 * MIB,
+        ge=1024,
+        help="most bytes of the rollouts bucket (each rollout's progress); when full, "
+        "rollouts get `503 storage full`",
+        details="About 60 B per rollout plus 50 B per host",
+    )
     health_probe_interval_s: float = setting(
         2.0,
         gt=0,

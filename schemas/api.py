@@ -7,7 +7,12 @@ from typing import Annotated
 
 import msgspec
 
-from schemas.limits import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from schemas.limits import (
+    DEFAULT_TIMEOUT_S,
+    MAX_ROLLOUT_PAUSE_S,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
+)
 from schemas.messages import AuditRecord, ExecResult, Heartbeat
 
 MAX_ENV_VARS = 64
@@ -28,6 +33,42 @@ def _pattern(pattern: str, description: str | None = None) -> msgspec.Meta:
     """A string rule for the document only: msgspec's own check would word the error
     its way, so the validator checks the same pattern and names the field and rule."""
     return msgspec.Meta(extra_json_schema={"pattern": pattern}, description=description)
+
+
+BATCH_PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+"""A rollout's ``batch_size`` as a share of the hosts: 1% to 100%."""
+FAILURES_PERCENT_PATTERN = r"^([0-9]|[1-9][0-9]|100)%$"
+"""A rollout's ``max_failures`` as a share of the hosts: 0% to 100%."""
+
+
+class RolloutRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Run the command a few hosts at a time, in hostname order, and stop when hosts fail
+    (docs/jobs.md, "Rollouts")."""
+
+    batch_size: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | Annotated[str, _pattern(BATCH_PERCENT_PATTERN)],
+        msgspec.Meta(
+            description="At most this many hosts run at once (a sliding window): a "
+            'whole number >= 1, or "N%" (1-100) of the hosts, rounded up, at least 1.'
+        ),
+    ]
+    max_failures: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | Annotated[str, _pattern(FAILURES_PERCENT_PATTERN)],
+        msgspec.Meta(
+            description="Once more hosts than this failed (status not completed, or exit "
+            'code not 0), no further host starts: a whole number >= 0, or "N%" of '
+            "the hosts, rounded down (default 0)."
+        ),
+    ] = 0
+    pause_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            le=MAX_ROLLOUT_PAUSE_S,
+            description="Seconds between one host's start and the next, after the first "
+            "window (default 0).",
+        ),
+    ] = 0.0
 
 
 class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +105,8 @@ class _CommandRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "(names [A-Za-z_][A-Za-z0-9_]*), if the agent's policy allows.",
         ),
     ] = {}
+    rollout: RolloutRequest | None = None
+    """Run on the hosts a few at a time (not with ``_any``)."""
 
 
 class ExecRequest(_CommandRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -123,9 +166,33 @@ class JobState(enum.StrEnum):
     """No host completed."""
     CANCELLED = "cancelled"
     """Every host that did not complete was cancelled."""
+    STOPPED = "stopped"
+    """A rollout stopped by ``max_failures``: too many hosts failed, the hosts not
+    started are ``skipped``."""
     NOT_PUBLISHED = "not_published"
     """The job was recorded but never published (the publish or its audit record
     failed): no agent got it, and it has no results."""
+
+
+class RolloutProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a rollout got (``GET /job/{id}``'s ``rollout``)."""
+
+    batch_size: int
+    """The resolved batch size."""
+    max_failures: int
+    """The resolved failure budget."""
+    pause_s: float
+    pending: int
+    """Hosts not started yet."""
+    running: int
+    """Hosts started, without a result yet."""
+    finished: int
+    """Hosts with a result (failed ones included, skipped ones not)."""
+    failed: int
+    """Finished hosts whose status is not completed, or whose exit code is not 0."""
+    skipped: int
+    stopped: str | None = None
+    """Why no further host starts (too many failures, a cancel); null while it goes on."""
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +215,8 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     """Hosts whose own result (in ``results``) was recorded after the controller had
     decided them ``no_reply`` and told the caller so, each with that verdict's error:
     the record keeps both."""
+    rollout: RolloutProgress | None = None
+    """A rollout's settings and progress; null for a job without a rollout."""
 
 
 class JobEnd(msgspec.Struct, frozen=True, kw_only=True):

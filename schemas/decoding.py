@@ -30,6 +30,7 @@ from schemas.messages import (
     JobRecord,
     OutputChunk,
     Reply,
+    RolloutState,
     RunningReport,
 )
 from schemas.untrusted import SHOWN_CHARS, shown
@@ -111,6 +112,7 @@ decode_audit = _Decoder(AuditRecord)
 decode_idempotency_claim = _Decoder(IdempotencyClaim)
 decode_running_report = _Decoder(RunningReport)
 decode_fleet_pause = _Decoder(FleetPauseRecord)
+decode_rollout_state = _Decoder(RolloutState)
 
 
 SpokenT = TypeVar("SpokenT", ExecResult, ExecAck, OutputChunk)

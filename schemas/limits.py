@@ -24,3 +24,7 @@ MAX_PAGE_SIZE = 500
 MISSED_HEARTBEATS_BEFORE_EXPIRY = 3
 """An agent's registry entry lasts this many of its ``heartbeat_interval_s``: the TTL
 the agent gives each entry, and when a controller's view expires it."""
+MAX_ROLLOUT_PAUSE_S = 3600
+"""A rollout's ``pause_s`` at most."""
+MAX_ROLLOUT_ANSWER_S = MAX_TIMEOUT_S
+"""A rollout's HTTP answer comes after at most this long; the rollout goes on."""

@@ -31,6 +31,9 @@ class ResultStatus(enum.StrEnum):
     """Stopped on request or because the agent shut down."""
     NO_REPLY = "no_reply"
     """Set by the controller: an expected agent never answered."""
+    SKIPPED = "skipped"
+    """Set by the controller: a rollout stopped (too many hosts failed, or it was
+    cancelled) before this host started; it never ran."""
 
 
 class ReplyRoute(enum.StrEnum):
@@ -190,6 +193,47 @@ class JobRecord(
     collection ended, with the error it gave the caller (``_any`` for an ``_any`` job
     nobody took). Written before the caller is answered; a result the host records
     later is shown marked late, next to this verdict (docs/jobs.md)."""
+    rollout: RolloutPlan | None = None
+    """Set for a rollout: its resolved settings. The record's job is then the
+    rollout's whole job (its ``deadline`` the rollout's worst-case end); each host is
+    sent a copy with its own deadline, counted from its own start (docs/jobs.md)."""
+
+
+class RolloutPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """A rollout's settings, resolved against the hosts its target resolved to."""
+
+    batch_size: int
+    """At most this many hosts run at once (a sliding window)."""
+    max_failures: int
+    """Once more hosts than this failed, no further host starts."""
+    pause_s: float = 0.0
+    """Seconds between one host's start and the next (after the first window)."""
+    delivery_timeout_s: float = 2.0
+    """Seconds each host has to acknowledge its copy of the job."""
+
+
+class RolloutState(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.rollout.v1.state"
+):
+    """The value of a rollout's entry in the rollouts bucket: how far it got. Only the
+    controller driving the rollout writes it, each write checked against the revision
+    it read; a host is written here as started before its job is published."""
+
+    started: dict[str, float] = {}
+    """Each host started, with its own deadline (Unix seconds)."""
+    finished: dict[str, bool] = {}
+    """Each host whose result is in, and whether it failed."""
+    stopped: str | None = None
+    """Why no further host starts: too many failures, a cancel; None while it goes on."""
+    cancelled_by: str | None = None
+    """The key name that cancelled the rollout."""
+    ended: bool = False
+    """Every host is decided (the skipped ones recorded)."""
+    driver: str = ""
+    """The controller driving the rollout (its instance id)."""
+    lease_until: float = 0.0
+    """Unix time until which ``driver`` holds the rollout; it renews its lease while it
+    drives, and any controller may take over a rollout whose lease has passed."""
 
 
 class Heartbeat(
@@ -268,6 +312,7 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     IdempotencyClaim,
     RunningReport,
     FleetPauseRecord,
+    RolloutState,
 )
 
 Reply = ExecAck | ExecResult

@@ -306,6 +306,16 @@ class Subjects:
         """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
         return f"{self._stem}_idempotency"
 
+    def rollouts_bucket(self) -> str:
+        """KV bucket of running rollouts' progress: key :meth:`rollout_key`, value a
+        RolloutState."""
+        return f"{self._stem}_rollouts"
+
+    @staticmethod
+    def rollout_key(job_id: str) -> str:
+        """The rollouts bucket's key of one rollout (a job id is a UUID: a safe key)."""
+        return job_id
+
     def fleet_bucket(self) -> str:
         """KV bucket of the fleet's state: the pause entry (:meth:`fleet_pause_key`)."""
         return f"{self._stem}_fleet"

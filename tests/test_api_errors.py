@@ -303,7 +303,7 @@ async def test_openapi_is_generated_from_the_models(ready: Controller) -> None:
     assert (timeout["minimum"], timeout["maximum"], timeout["default"]) == (1, 300, 30)
     assert schemas["ExecRequest"]["required"] == ["command"]
     statuses = schemas["ResultStatus"]["enum"]
-    assert set(statuses) == {"completed", "failed", "timeout", "cancelled", "no_reply"}
+    assert set(statuses) == {"completed", "failed", "timeout", "cancelled", "no_reply", "skipped"}
     assert set(schemas["ErrorBody"]["required"]) == {"error", "details", "code"}
     assert "running" in schemas["JobState"]["enum"]
     assert schemas["ExecRequest"]["properties"]["delivery_timeout"]["anyOf"][0]["maximum"] == 60

@@ -125,6 +125,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "idempotency_max_bytes": 14 * 1024,
         "registry_max_bytes": 15 * 1024,
         "fleet_max_bytes": 16 * 1024,
+        "rollouts_max_bytes": 17 * 1024,
     }
     await make_controller(**sizes)
     subjects = Subjects("nexec")
@@ -135,6 +136,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "idempotency_max_bytes": f"KV_{subjects.idempotency_bucket()}",
         "registry_max_bytes": f"KV_{subjects.registry_bucket()}",
         "fleet_max_bytes": f"KV_{subjects.fleet_bucket()}",
+        "rollouts_max_bytes": f"KV_{subjects.rollouts_bucket()}",
     }
     js = nc.jetstream()
     for setting, stream in streams.items():

@@ -90,6 +90,7 @@ def test_python_m_schemas_writes_every_wire_type(tmp_path: Path) -> None:
         "nexec.idempotency.v1.claim.json",
         "nexec.job.v1.cancel.json",
         "nexec.job.v1.record.json",
+        "nexec.rollout.v1.state.json",
     ]
     http_bodies = json.loads((tmp_path / "http-api.json").read_text())["$defs"]
     assert {"ExecRequest", "ShellRequest", "JobView", "NodeList", "AuditList"} <= set(http_bodies)

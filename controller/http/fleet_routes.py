@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.appkeys import API_KEY, CONFIG, DISPATCHER, FLEET_PAUSE, JOB_STORE, NATS_LINK
+from controller.appkeys import (
+    API_KEY,
+    CONFIG,
+    DISPATCHER,
+    FLEET_PAUSE,
+    JOB_STORE,
+    NATS_LINK,
+    ROLLOUT_STORE,
+    ROLLOUTS,
+)
 from controller.errors import Forbidden
 from controller.http.middleware import audit_before_action, json_response
 from controller.http.operations import Operations
@@ -99,11 +108,31 @@ async def cancel_all(request: web.Request) -> web.Response:
     found = await running_jobs(
         js, config.subjects, request.app[JOB_STORE], visible=api_key.may_see_job
     )
+    job_ids = [record.job.job_id for record in found.records]
+    rollouts = await running_rollouts(request, api_key)
+    job_ids += [job_id for job_id in rollouts if job_id not in job_ids]
     await audit_before_action(request, AuditDetails(target="_all"))
     dispatcher = request.app[DISPATCHER]
-    for record in found.records:
-        await dispatcher.cancel(record.job.job_id, api_key.name)
-    response = CancelAllResponse(
-        job_ids=[record.job.job_id for record in found.records], complete=found.complete
-    )
-    return json_response(response, status=202)
+    for job_id in job_ids:
+        if job_id in rollouts:  # no further host starts
+            await request.app[ROLLOUTS].cancel(job_id, api_key.name)
+        await dispatcher.cancel(job_id, api_key.name)
+    return json_response(CancelAllResponse(job_ids=job_ids, complete=found.complete), 202)
+
+
+async def running_rollouts(request: web.Request, api_key: ApiKey) -> list[str]:
+    """The rollouts not ended that ``api_key`` may see, however old (their entries).
+
+    Raises:
+        NatsUnavailable: JetStream did not answer.
+    """
+    store, job_store = request.app[ROLLOUT_STORE], request.app[JOB_STORE]
+    found = []
+    for job_id in await store.job_ids():
+        stored = await store.read(job_id)
+        if stored is None or stored.state.ended:
+            continue
+        record = await job_store.load(job_id)
+        if record is not None and api_key.may_see_job(record):
+            found.append(job_id)
+    return found

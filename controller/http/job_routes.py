@@ -8,7 +8,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from controller.appkeys import API_KEY, AUDIT_DETAILS, CONFIG, DISPATCHER, JOB_STORE, NATS_LINK
+from controller.appkeys import (
+    API_KEY,
+    AUDIT_DETAILS,
+    CONFIG,
+    DISPATCHER,
+    JOB_STORE,
+    NATS_LINK,
+    ROLLOUT_STORE,
+    ROLLOUTS,
+)
 from controller.errors import BadRequest, Conflict, NotFound
 from controller.http.middleware import audit_before_action, json_response
 from controller.http.openapi import CURSOR, LIMIT, REF
@@ -21,7 +30,7 @@ from controller.jobs.records import JobStore
 from controller.jobs.views import job_summary, job_view
 from controller.keys.store import ApiKey
 from schemas.api import JobEnd, JobList, JobState, JobView
-from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, JobRecord, OutputChunk
+from schemas.messages import MAX_JOB_ID_LENGTH, ExecResult, JobRecord, OutputChunk, RolloutState
 
 job_routes = Operations()
 
@@ -106,7 +115,20 @@ async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
     record = await load_job(store, job_id, request[API_KEY])
-    return json_response(job_view(record, await store.results(record), time.time()))
+    rollout = await rollout_entry(request, record)
+    return json_response(job_view(record, await store.results(record), time.time(), rollout))
+
+
+async def rollout_entry(request: web.Request, record: JobRecord) -> RolloutState | None:
+    """A rollout's entry (how far it got); None for a job without a rollout.
+
+    Raises:
+        NatsUnavailable: JetStream did not answer.
+    """
+    if record.rollout is None:
+        return None
+    stored = await request.app[ROLLOUT_STORE].read(record.job.job_id)
+    return None if stored is None else stored.state
 
 
 @job_routes.route(
@@ -202,6 +224,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")
     await audit_before_action(request, details)
+    if record.rollout is not None:  # no further host starts
+        await request.app[ROLLOUTS].cancel(job_id, api_key.name)
     await request.app[DISPATCHER].cancel(job_id, api_key.name)
     return json_response(view, status=202)
 

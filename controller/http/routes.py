@@ -7,18 +7,12 @@ works.
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-
 import msgspec
 from aiohttp import web
 
 from controller.appkeys import (
     API_KEY,
     AUDIT_DETAILS,
-    CONFIG,
-    DISPATCHER,
     FLEET_PAUSE,
     IDEMPOTENCY,
     JOB_STORE,
@@ -28,11 +22,12 @@ from controller.appkeys import (
     REGISTRY,
     REGISTRY_FEED,
 )
-from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound, StorageFull
+from controller.errors import BadRequest, Forbidden, NatsUnavailable, NotFound
 from controller.http.body import read_json_body
-from controller.http.middleware import audit_before_action, json_response
+from controller.http.middleware import json_response
 from controller.http.openapi import TARGET
 from controller.http.operations import Operations, parameter
+from controller.http.submission import dry_run_answer, new_job, replay, rollout_plan, run_job
 from controller.http.validation import (
     parse_exec_request,
     parse_shell_request,
@@ -40,8 +35,6 @@ from controller.http.validation import (
     whole_number,
 )
 from controller.jobs.audit import AuditDetails
-from controller.jobs.collector import Collected
-from controller.jobs.views import job_view
 from controller.keys.store import ApiKey
 from controller.natslink import LinkState
 from schemas.api import (
@@ -49,11 +42,10 @@ from schemas.api import (
     ExecRequest,
     ExecResponse,
     HealthResponse,
-    JobState,
     ShellRequest,
 )
 from schemas.limits import MAX_TIMEOUT_S
-from schemas.messages import ExecJob, JobRecord, ReplyRoute
+from schemas.messages import JobRecord
 from schemas.targets import Target, TargetKind
 
 routes = Operations()
@@ -213,12 +205,13 @@ async def submit(
     )
     request[AUDIT_DETAILS] = details
     wait_s = parse_wait(request.query.get("wait"))
+    if body.rollout is not None and target.kind is TargetKind.ANY:
+        raise BadRequest("rollout: not with _any (one host runs it)")
     expected = resolve(request, target, target_text)
+    plan = rollout_plan(request, body, len(expected))
     if dry_run:  # audited after the answer, as every request that does not act
-        count = len(expected)
-        batch_size = 1 if target.kind is TargetKind.ANY else count
-        return json_response(DryRunResponse(hosts=expected, count=count, batch_size=batch_size))
-    job = new_job(request, body, target_text, api_key.name)
+        return json_response(dry_run_answer(expected, target, plan))
+    job = new_job(request, body, target_text, api_key.name, plan=plan, hosts=len(expected))
     details.job_id = job.job_id
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key:
@@ -229,18 +222,10 @@ async def submit(
         if owner != job.job_id:
             return await replay(request, owner)
     expected_hosts = None if target.kind is TargetKind.ANY else expected
-    try:
-        collected = await record_and_dispatch(
-            request, job, target=target, expected_hosts=expected_hosts, body=body, wait_s=wait_s
-        )
-    except (NatsUnavailable, StorageFull):
-        if idempotency_key:  # nothing ran: a retry with the same key must run it
-            await request.app[IDEMPOTENCY].release(api_key.name, idempotency_key)
-        raise
-    response = ExecResponse(
-        job_id=job.job_id, results=collected.results, complete=collected.complete
+    record = JobRecord(job=job, expected_hosts=expected_hosts, rollout=plan)
+    return await run_job(
+        request, record, target, body, wait_s=wait_s, idempotency_key=idempotency_key
     )
-    return json_response(response, status=202)
 
 
 def resolve(request: web.Request, target: Target, target_text: str) -> list[str]:
@@ -257,83 +242,6 @@ def resolve(request: web.Request, target: Target, target_text: str) -> list[str]
     if not expected:
         raise NotFound(f"no registered agent matches target {target_text!r}")
     return expected
-
-
-async def record_and_dispatch(
-    request: web.Request,
-    job: ExecJob,
-    *,
-    target: Target,
-    expected_hosts: list[str] | None,
-    body: ExecRequest | ShellRequest,
-    wait_s: float | None,
-) -> Collected:
-    """Store the request's audit record and the job record (both in flight at once, both
-    acknowledged), then publish the job and collect its replies. A job record stored for
-    a job that was then not published is marked so (``not_published``).
-
-    Raises:
-        StorageFull: the job stream has no room for the record (nothing published).
-        NatsUnavailable: the audit record, the job record or the publish failed; no
-            agent got the job.
-    """
-    store = request.app[JOB_STORE]
-    record = JobRecord(job=job, expected_hosts=expected_hosts)
-    written = await asyncio.gather(
-        audit_before_action(request, request[AUDIT_DETAILS]),
-        store.save(record),
-        return_exceptions=True,
-    )
-    failure = next((error for error in written if isinstance(error, BaseException)), None)
-    if failure is not None:  # the job record may be stored even if its write failed
-        await store.mark_not_published(record)
-        raise failure
-    try:
-        return await request.app[DISPATCHER].run(
-            job,
-            target,
-            None if expected_hosts is None else frozenset(expected_hosts),
-            deadline_s=job.deadline - job.created_at,
-            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
-            return_after_s=wait_s,
-        )
-    except NatsUnavailable:  # raised before the job went out
-        await store.mark_not_published(record)
-        raise
-
-
-def new_job(
-    request: web.Request, body: ExecRequest | ShellRequest, target: str, caller: str
-) -> ExecJob:
-    now = time.time()
-    return ExecJob(
-        job_id=str(uuid.uuid4()),
-        command=body.command,
-        args=body.args if isinstance(body, ExecRequest) else [],
-        cwd=body.cwd,
-        timeout_s=body.timeout,
-        deadline=now + body.timeout + request.app[CONFIG].delivery_margin_s,
-        target=target,
-        caller=caller,
-        created_at=now,
-        shell=isinstance(body, ShellRequest),
-        env=body.env,
-        reply_route=ReplyRoute.RECORD,
-        deliver_by=now + (body.delivery_timeout or request.app[CONFIG].delivery_timeout_s),
-    )
-
-
-async def replay(request: web.Request, job_id: str) -> web.Response:
-    """The answer to a repeated idempotent request: the earlier job as recorded now."""
-    store = request.app[JOB_STORE]
-    record = await store.load(job_id)
-    if record is None:  # the first request has not recorded its job yet
-        return json_response(ExecResponse(job_id=job_id, results=[], complete=False), 202)
-    view = job_view(record, await store.results(record), time.time())
-    response = ExecResponse(
-        job_id=job_id, results=view.results, complete=view.state is not JobState.RUNNING
-    )
-    return json_response(response, status=202)
 
 
 @routes.route(

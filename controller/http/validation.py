@@ -11,10 +11,13 @@ import msgspec
 from controller.errors import BadRequest
 from schemas.api import (
     ABSOLUTE_PATH_PATTERN,
+    BATCH_PERCENT_PATTERN,
     COMMAND_PATTERN,
     ENV_NAME_PATTERN,
+    FAILURES_PERCENT_PATTERN,
     NO_NUL_PATTERN,
     ExecRequest,
+    RolloutRequest,
     ShellRequest,
 )
 from schemas.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -26,6 +29,8 @@ _COMMAND_RE = re.compile(COMMAND_PATTERN)
 _NO_NUL_RE = re.compile(NO_NUL_PATTERN)
 _ABSOLUTE_PATH_RE = re.compile(ABSOLUTE_PATH_PATTERN)
 _ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
+_BATCH_PERCENT_RE = re.compile(BATCH_PERCENT_PATTERN)
+_FAILURES_PERCENT_RE = re.compile(FAILURES_PERCENT_PATTERN)
 RequestT = TypeVar("RequestT", ExecRequest, ShellRequest)
 MAX_WHOLE_NUMBER_DIGITS = 20
 _VALIDATION_PATH_RE = re.compile(r"^(?P<reason>.*) - at `\$\.?(?P<path>[^`]*)`$")
@@ -122,8 +127,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _decode_whole_floats(body: bytes, model: type[RequestT]) -> RequestT:
     """Decode again, reading a float with no fraction (``30.0``) as the integer it is in
     JSON's one number type (and in JSON Schema's ``integer``), which msgspec refuses for
-    an ``int`` field. Only the top level holds integers. Off the hot path: only after
-    the plain decode failed.
+    an ``int`` field. Only the top level and the ``rollout`` object hold integers. Off
+    the hot path: only after the plain decode failed.
 
     Raises:
         BadRequest: the body is not JSON, or still invalid; ``details`` names the field.
@@ -135,14 +140,20 @@ def _decode_whole_floats(body: bytes, model: type[RequestT]) -> RequestT:
     except RecursionError:
         raise BadRequest("body: JSON nested too deep") from None
     if isinstance(data, dict):
-        data = {
-            name: int(value) if isinstance(value, float) and value.is_integer() else value
-            for name, value in data.items()
-        }
+        data = _whole_floats_as_ints(data)
+        if isinstance(data.get("rollout"), dict):
+            data["rollout"] = _whole_floats_as_ints(data["rollout"])
     try:
         return msgspec.convert(data, model)
     except msgspec.ValidationError as exc:
         raise BadRequest(describe_validation_error(str(exc))) from exc
+
+
+def _whole_floats_as_ints(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: int(value) if isinstance(value, float) and value.is_integer() else value
+        for name, value in data.items()
+    }
 
 
 def describe_validation_error(message: str) -> str:
@@ -169,6 +180,28 @@ def _check_common(request: ExecRequest | ShellRequest) -> None:
             raise BadRequest(f"env: invalid variable name {name!r} (expected {ENV_NAME_PATTERN})")
         if not _NO_NUL_RE.fullmatch(value):
             raise BadRequest(f"env.{name}: must not contain a NUL byte")
+    if request.rollout is not None:
+        _check_rollout(request.rollout)
+
+
+def _check_rollout(rollout: RolloutRequest) -> None:
+    """The percentages' patterns (the numbers' ranges msgspec checked).
+
+    Raises:
+        BadRequest: ``rollout.batch_size`` or ``rollout.max_failures`` is a string that
+            is not a percentage in range; details name the field.
+    """
+    batch, failures = rollout.batch_size, rollout.max_failures
+    if isinstance(batch, str) and not _BATCH_PERCENT_RE.fullmatch(batch):
+        raise BadRequest(
+            f'rollout.batch_size: expected a whole number >= 1 or "N%" with N from 1 to 100, '
+            f"got {batch[:20]!r}"
+        )
+    if isinstance(failures, str) and not _FAILURES_PERCENT_RE.fullmatch(failures):
+        raise BadRequest(
+            'rollout.max_failures: expected a whole number >= 0 or "N%" with N from 0 '
+            f"to 100, got {failures[:20]!r}"
+        )
 
 
 CURSOR_PATTERN = r"^0*[1-9][0-9]{0,19}$"

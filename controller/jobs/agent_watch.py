@@ -39,7 +39,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from controller.errors import NatsUnavailable
-from controller.jobs.collector import Collector
+from controller.jobs.collector import Collector, collector_for
 from controller.registry.view import Registry
 from schemas.decoding import WireError, decode_running_report_from
 from schemas.messages import ExecResult
@@ -145,7 +145,7 @@ class AgentWatch:
         self.reports += 1
         self._heard[hostname] = now
         for job_id in report.job_ids:
-            collector = self._collectors.get(job_id)
+            collector = collector_for(self._collectors, job_id, hostname)
             if collector is not None:
                 collector.heard(hostname, now)
 

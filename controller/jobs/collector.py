@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from controller.jobs.outcome import Outcome, missing_results
@@ -24,6 +24,20 @@ class Collected:
     """False when the wait ended before every expected host was decided."""
 
 
+def host_key(job_id: str, hostname: str) -> str:
+    """The key of a collection of one host's copy of a job (a rollout sends each host
+    its own copy, with the same job id): ``job_id/hostname``, which no job id is."""
+    return f"{job_id}/{hostname}"
+
+
+def collector_for(
+    collectors: Mapping[str, Collector], job_id: str, hostname: str
+) -> Collector | None:
+    """The collection waiting for ``hostname``'s answer to ``job_id``: the job's, or
+    that host's copy's (a rollout's); None when none waits."""
+    return collectors.get(job_id) or collectors.get(host_key(job_id, hostname))
+
+
 class Collector:
     """The replies to one job.
 
@@ -35,11 +49,18 @@ class Collector:
     """
 
     def __init__(
-        self, job_id: str, expected: frozenset[str] | None, *, single_receiver: bool
+        self,
+        job_id: str,
+        expected: frozenset[str] | None,
+        *,
+        single_receiver: bool,
+        key: str | None = None,
     ) -> None:
         """``single_receiver``: at most one agent receives the job (a host, or
-        ``_any``'s queue group), so only that agent could answer on its reply subject."""
+        ``_any``'s queue group), so only that agent could answer on its reply subject.
+        ``key``: where the dispatcher keeps it (the job id, or :func:`host_key`)."""
         self.job_id = job_id
+        self.key = key or job_id
         self.expected = expected
         self.single_receiver = single_receiver
         self.results: dict[str, ExecResult] = {}

@@ -33,7 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
-from controller.jobs.collector import Collected, Collector
+from controller.jobs.collector import Collected, Collector, collector_for, host_key
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
 from schemas.decoding import WireError, decode_ack_from, decode_reply, decode_result_from
@@ -144,10 +144,14 @@ class Dispatcher:
         deadline_s: float,
         delivery_timeout_s: float,
         return_after_s: float | None,
+        host_copy: bool = False,
     ) -> Collected:
         """Publish ``job``; wait for its replies until every expected host is decided or
         ``deadline_s`` passes (the rest become ``no_reply``), or, when ``return_after_s``
         is given, at most that long (the rest are left out and ``complete`` is False).
+        ``host_copy``: ``job`` is one host's copy of a rollout's job (``target`` that
+        host), collected apart from the other hosts' copies of the same job id; the
+        "no responders" status is not used for it (the delivery timeout decides).
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -156,9 +160,12 @@ class Dispatcher:
         if nc is None or not nc.is_connected:
             raise NatsUnavailable("the controller is not connected to NATS")
         collector = Collector(
-            job.job_id, expected, single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY)
+            job.job_id,
+            expected,
+            single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY),
+            key=host_key(job.job_id, target.hostname) if host_copy else None,
         )
-        self._collectors[job.job_id] = collector
+        self._collectors[collector.key] = collector
         payload = encode(job)
         try:
             with nats_errors("publishing the job"):
@@ -169,7 +176,7 @@ class Dispatcher:
                     headers=self._signer.headers(payload) if self._signer else None,
                 )
         except NatsUnavailable:
-            del self._collectors[job.job_id]
+            del self._collectors[collector.key]
             raise
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
@@ -180,6 +187,39 @@ class Dispatcher:
             return await asyncio.wait_for(asyncio.shield(task), return_after_s)
         except TimeoutError:
             return collector.collected(deadline_passed=False, waited_s=deadline_s)
+
+    async def follow(
+        self,
+        job_id: str,
+        hostname: str,
+        *,
+        deadline_s: float,
+        recorded: Callable[[], Awaitable[ExecResult | None]],
+    ) -> Collected:
+        """Wait for the answer of a host whose copy of a rollout's job another controller
+        published (a takeover): until its result is recorded (``recorded`` reads one
+        stored already), the agent is lost (it is watched as if it had acknowledged),
+        or ``deadline_s`` passes. Never publishes.
+
+        Raises:
+            NatsUnavailable: ``recorded`` could not read the results stream.
+        """
+        collector = Collector(
+            job_id, frozenset({hostname}), single_receiver=True, key=host_key(job_id, hostname)
+        )
+        collector.add_ack(ExecAck(job_id=job_id, hostname=hostname))
+        self._collectors[collector.key] = collector
+        try:
+            stored = await recorded()
+        except BaseException:
+            del self._collectors[collector.key]
+            raise
+        if stored is not None:
+            collector.add_result(stored)
+        task = asyncio.create_task(self._collect(collector, deadline_s, deadline_s))
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
+        return await asyncio.shield(task)
 
     async def _collect(
         self, collector: Collector, deadline_s: float, delivery_timeout_s: float
@@ -195,7 +235,7 @@ class Dispatcher:
                     await collector.done.wait()
         finally:
             delivery_timer.cancel()
-            del self._collectors[collector.job_id]
+            del self._collectors[collector.key]
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
@@ -242,7 +282,7 @@ class Dispatcher:
             job_id, hostname = parse(msg.subject)
         except ValueError:
             return None  # not a subject this subscription can carry
-        collector = self._collectors.get(job_id)
+        collector = collector_for(self._collectors, job_id, hostname)
         if collector is None:
             return None  # another controller's job, or one whose collection ended
         if not collector.expects(hostname):

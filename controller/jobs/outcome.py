@@ -13,6 +13,8 @@ from schemas.messages import ExecResult, ResultStatus
 
 ANY_PLACEHOLDER_HOSTNAME = "_any"
 """The hostname of an ``_any`` job's ``no_reply`` when no agent took it."""
+ROLLOUT_CANCELLED_BY = "rollout cancelled by "
+"""How the error of a host a cancelled rollout skipped begins (then the key's name)."""
 
 
 class Outcome:
@@ -85,14 +87,21 @@ def missing_results(
 
 
 def overall_state(results: Iterable[ExecResult]) -> JobState:
-    """COMPLETED if every host completed, FAILED if none did, CANCELLED if every
-    host that did not complete was cancelled, else PARTIAL."""
-    statuses = [result.status for result in results]
-    unfinished = [status for status in statuses if status is not ResultStatus.COMPLETED]
+    """COMPLETED if every host completed; STOPPED if a rollout stopped by its failures
+    skipped hosts; CANCELLED if every host that did not complete was cancelled (or
+    skipped by a cancelled rollout); FAILED if none completed; else PARTIAL."""
+    results = list(results)
+    unfinished = [result for result in results if result.status is not ResultStatus.COMPLETED]
     if not unfinished:
         return JobState.COMPLETED
-    if all(status is ResultStatus.CANCELLED for status in unfinished):
+    skipped = [result for result in unfinished if result.status is ResultStatus.SKIPPED]
+    if any(not (result.error or "").startswith(ROLLOUT_CANCELLED_BY) for result in skipped):
+        return JobState.STOPPED
+    if all(result.status in _CANCELLED for result in unfinished):
         return JobState.CANCELLED
-    if len(unfinished) == len(statuses):
+    if len(unfinished) == len(results):
         return JobState.FAILED
     return JobState.PARTIAL
+
+
+_CANCELLED = (ResultStatus.CANCELLED, ResultStatus.SKIPPED)

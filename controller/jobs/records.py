@@ -121,6 +121,11 @@ class JobStore:
         """
         if not await self._add_no_replies(job_id, {r.hostname: r.error or "" for r in results}):
             return
+        await self.record_where_absent(job_id, results)
+
+    async def record_where_absent(self, job_id: str, results: list[ExecResult]) -> None:
+        """Write results the controller decided (``no_reply``, ``skipped``) on each
+        host's result subject where nothing is recorded yet; a failed write is logged."""
         for result in results:
             try:
                 await self._writer.write(

@@ -9,13 +9,19 @@ from controller.jobs.outcome import (
     missing_results,
     overall_state,
 )
-from schemas.api import JobState, JobSummary, JobView
-from schemas.messages import ExecResult, JobRecord, ResultStatus
+from controller.jobs.rollout_plan import failures_stop, host_failed
+from schemas.api import JobState, JobSummary, JobView, RolloutProgress
+from schemas.messages import ExecResult, JobRecord, ResultStatus, RolloutState
 
 DEADLINE_PASSED = "no result recorded by the deadline"
 
 
-def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobView:
+def job_view(
+    record: JobRecord,
+    recorded: list[ExecResult],
+    now: float,
+    rollout: RolloutState | None = None,
+) -> JobView:
     """The job as ``GET /job/{id}`` shows it at time ``now``.
 
     Each host shows its recorded result or, failing one, the controller's ``no_reply``
@@ -25,6 +31,7 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
     ``_any`` placeholder for an ``_any`` job that nobody took). Results of hosts the
     job was not sent to are left out, as the collector drops them. A job never
     published is ``not_published``, complete, with no results (no agent got it).
+    A rollout's progress comes from its results and ``rollout``, its entry.
     """
     if not record.published:
         return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
@@ -53,7 +60,40 @@ def job_view(record: JobRecord, recorded: list[ExecResult], now: float) -> JobVi
         results += missing_results(job.job_id, outcome.missing(), results, DEADLINE_PASSED)
         state = overall_state(results)
     results.sort(key=lambda result: result.hostname)
-    return _view(record, state, complete=complete, results=results, late=late)
+    progress = None if record.rollout is None else rollout_progress(record, results, rollout)
+    return _view(record, state, complete=complete, results=results, late=late, rollout=progress)
+
+
+def rollout_progress(
+    record: JobRecord, results: list[ExecResult], state: RolloutState | None
+) -> RolloutProgress:
+    """How far a rollout got: its hosts' results, and its entry (the hosts started;
+    without the entry, a host with no result counts as pending)."""
+    assert record.rollout is not None
+    plan = record.rollout
+    decided = {result.hostname: result for result in results}
+    skipped = [r for r in decided.values() if r.status is ResultStatus.SKIPPED]
+    finished = [r for r in decided.values() if r.status is not ResultStatus.SKIPPED]
+    started = set() if state is None else set(state.started)
+    running = started - decided.keys()
+    failed = sum(host_failed(result) for result in finished)
+    stopped = state.stopped if state is not None else None
+    if stopped is None and skipped:
+        stopped = skipped[0].error
+    pending = len(record.expected_hosts or ()) - len(decided) - len(running)
+    if stopped is None and pending:  # hosts still running, none started any more
+        stopped = failures_stop(failed, plan.max_failures)
+    return RolloutProgress(
+        batch_size=plan.batch_size,
+        max_failures=plan.max_failures,
+        pause_s=plan.pause_s,
+        pending=pending,
+        running=len(running),
+        finished=len(finished),
+        failed=failed,
+        skipped=len(skipped),
+        stopped=stopped,
+    )
 
 
 def _view(
@@ -63,6 +103,7 @@ def _view(
     complete: bool,
     results: list[ExecResult],
     late: dict[str, str] | None = None,
+    rollout: RolloutProgress | None = None,
 ) -> JobView:
     job = record.job
     return JobView(
@@ -80,6 +121,7 @@ def _view(
         expected_hosts=record.expected_hosts,
         results=results,
         late=late or {},
+        rollout=rollout,
     )
 
 

@@ -1,0 +1,208 @@
+"""Turning a checked exec or shell request into a job: the rollout's plan, the dry
+run's answer, the job record and audit record, then publishing and collecting (or
+starting the rollout), and the answer to a repeated idempotent request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from aiohttp import web
+
+from controller.appkeys import (
+    API_KEY,
+    AUDIT_DETAILS,
+    CONFIG,
+    DISPATCHER,
+    IDEMPOTENCY,
+    JOB_STORE,
+    ROLLOUTS,
+)
+from controller.errors import NatsUnavailable, StorageFull
+from controller.http.middleware import audit_before_action, json_response
+from controller.jobs.collector import Collected
+from controller.jobs.rollout_plan import check_fits, resolve_plan, worst_case_s
+from controller.jobs.views import job_view
+from schemas.api import DryRunResponse, ExecRequest, ExecResponse, JobState, ShellRequest
+from schemas.limits import MAX_ROLLOUT_ANSWER_S
+from schemas.messages import ExecJob, JobRecord, ReplyRoute, RolloutPlan
+from schemas.targets import Target, TargetKind
+
+
+def rollout_plan(
+    request: web.Request, body: ExecRequest | ShellRequest, hosts: int
+) -> RolloutPlan | None:
+    """The body's rollout resolved against ``hosts``; None without one.
+
+    Raises:
+        BadRequest: its worst case would outlive the job's retention.
+    """
+    if body.rollout is None:
+        return None
+    config = request.app[CONFIG]
+    delivery_timeout_s = body.delivery_timeout or config.delivery_timeout_s
+    plan = resolve_plan(body.rollout, hosts, delivery_timeout_s=delivery_timeout_s)
+    host_deadline_s = body.timeout + config.delivery_margin_s
+    check_fits(plan, hosts, host_deadline_s=host_deadline_s, retention_s=config.job_retention_s)
+    return plan
+
+
+def dry_run_answer(expected: list[str], target: Target, plan: RolloutPlan | None) -> DryRunResponse:
+    """What would run: the hosts, and how many at once."""
+    count = len(expected)
+    if target.kind is TargetKind.ANY:
+        batch_size = 1
+    else:
+        batch_size = count if plan is None else min(plan.batch_size, count)
+    return DryRunResponse(hosts=expected, count=count, batch_size=batch_size)
+
+
+async def run_job(
+    request: web.Request,
+    record: JobRecord,
+    target: Target,
+    body: ExecRequest | ShellRequest,
+    *,
+    wait_s: float | None,
+    idempotency_key: str | None,
+) -> web.Response:
+    """Record, then publish and collect, or roll out; the 202 answer. When nothing
+    ran, the idempotency key is released, so a retry with it runs the job.
+
+    Raises:
+        NatsUnavailable, StorageFull: nothing ran.
+    """
+    try:
+        if record.rollout is None:
+            collected = await record_and_dispatch(request, record, target, body, wait_s)
+        else:
+            collected = await record_and_roll_out(request, record, wait_s)
+    except (NatsUnavailable, StorageFull):
+        if idempotency_key:
+            await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
+        raise
+    response = ExecResponse(
+        job_id=record.job.job_id, results=collected.results, complete=collected.complete
+    )
+    return json_response(response, status=202)
+
+
+async def record_job(request: web.Request, record: JobRecord) -> None:
+    """Store the request's audit record and the job record (both in flight at once, both
+    acknowledged). A job record stored when the audit record was not is marked so
+    (``not_published``).
+
+    Raises:
+        StorageFull: the job stream has no room for the record.
+        NatsUnavailable: the audit record or the job record was not stored.
+    """
+    store = request.app[JOB_STORE]
+    written = await asyncio.gather(
+        audit_before_action(request, request[AUDIT_DETAILS]),
+        store.save(record),
+        return_exceptions=True,
+    )
+    failure = next((error for error in written if isinstance(error, BaseException)), None)
+    if failure is not None:  # the job record may be stored even if its write failed
+        await store.mark_not_published(record)
+        raise failure
+
+
+async def record_and_dispatch(
+    request: web.Request,
+    record: JobRecord,
+    target: Target,
+    body: ExecRequest | ShellRequest,
+    wait_s: float | None,
+) -> Collected:
+    """Record the job (:func:`record_job`), then publish it and collect its replies.
+
+    Raises:
+        StorageFull: the job stream has no room for the record (nothing published).
+        NatsUnavailable: the audit record, the job record or the publish failed; no
+            agent got the job.
+    """
+    await record_job(request, record)
+    job, expected_hosts = record.job, record.expected_hosts
+    try:
+        return await request.app[DISPATCHER].run(
+            job,
+            target,
+            None if expected_hosts is None else frozenset(expected_hosts),
+            deadline_s=job.deadline - job.created_at,
+            delivery_timeout_s=body.delivery_timeout or request.app[CONFIG].delivery_timeout_s,
+            return_after_s=wait_s,
+        )
+    except NatsUnavailable:  # raised before the job went out
+        await request.app[JOB_STORE].mark_not_published(record)
+        raise
+
+
+async def record_and_roll_out(
+    request: web.Request, record: JobRecord, wait_s: float | None
+) -> Collected:
+    """Record the job (:func:`record_job`), start the rollout, and wait until it ended,
+    ``wait_s`` passed, or 300 s at most (then ``complete`` is False; it goes on).
+
+    Raises:
+        StorageFull, NatsUnavailable: the job or its rollout entry was not stored;
+            nothing started.
+    """
+    await record_job(request, record)
+    try:
+        run = await request.app[ROLLOUTS].start(record)
+    except (NatsUnavailable, StorageFull):
+        await request.app[JOB_STORE].mark_not_published(record)
+        raise
+    assert run.task is not None
+    answer_s = MAX_ROLLOUT_ANSWER_S if wait_s is None else min(wait_s, MAX_ROLLOUT_ANSWER_S)
+    done, _ = await asyncio.wait({run.task}, timeout=answer_s)
+    if done and not run.task.cancelled() and run.task.exception() is None:
+        return Collected(run.task.result(), complete=True)
+    return Collected(run.snapshot(), complete=False)
+
+
+def new_job(
+    request: web.Request,
+    body: ExecRequest | ShellRequest,
+    target: str,
+    caller: str,
+    *,
+    plan: RolloutPlan | None,
+    hosts: int,
+) -> ExecJob:
+    """The job to record (and, without a rollout, to publish). A rollout's deadline is
+    its worst-case end; each host's copy gets its own when it starts."""
+    now = time.time()
+    host_deadline_s = body.timeout + request.app[CONFIG].delivery_margin_s
+    if plan is not None:
+        host_deadline_s = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s)
+    return ExecJob(
+        job_id=str(uuid.uuid4()),
+        command=body.command,
+        args=body.args if isinstance(body, ExecRequest) else [],
+        cwd=body.cwd,
+        timeout_s=body.timeout,
+        deadline=now + host_deadline_s,
+        target=target,
+        caller=caller,
+        created_at=now,
+        shell=isinstance(body, ShellRequest),
+        env=body.env,
+        reply_route=ReplyRoute.RECORD,
+        deliver_by=now + (body.delivery_timeout or request.app[CONFIG].delivery_timeout_s),
+    )
+
+
+async def replay(request: web.Request, job_id: str) -> web.Response:
+    """The answer to a repeated idempotent request: the earlier job as recorded now."""
+    store = request.app[JOB_STORE]
+    record = await store.load(job_id)
+    if record is None:  # the first request has not recorded its job yet
+        return json_response(ExecResponse(job_id=job_id, results=[], complete=False), 202)
+    view = job_view(record, await store.results(record), time.time())
+    response = ExecResponse(
+        job_id=job_id, results=view.results, complete=view.state is not JobState.RUNNING
+    )
+    return json_response(response, status=202)

@@ -1,0 +1,329 @@
+"""Driving a rollout: a few hosts at a time, in hostname order, stopping when too many
+failed (docs/jobs.md, "Rollouts").
+
+Each host gets its own copy of the job (same job id, the host as target, its own
+deadline and ``deliver_by`` counted from its own start), published and collected by
+the dispatcher like any job on one host: acks, the delivery timeout, the agent
+watch, the ``no_reply`` verdicts are the same rules. The rollout's progress lives in
+its entry of the rollouts bucket (:mod:`controller.jobs.rollout_store`); a host is
+written there as started before its copy is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from controller.errors import NatsUnavailable
+from controller.fleet_pause import FleetPauseState
+from controller.jobs.dispatch import Dispatcher
+from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
+from controller.jobs.records import JobStore
+from controller.jobs.rollout_plan import failures_stop, host_failed
+from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
+from controller.jobs.verdicts import VerdictRecorder
+from runtime.retry import keep_trying
+from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus, RolloutState
+from schemas.targets import Target, TargetKind
+
+log = logging.getLogger("nexec.controller.rollouts")
+
+FLEET_WAIT_S = 3600.0
+"""How long one wait for a paused fleet lasts before it is started again."""
+
+Change = Callable[[RolloutState], RolloutState | None]
+
+
+class LeaseLost(Exception):
+    """Another controller took the rollout over: this one stops driving it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutDeps:
+    """What a rollout run works with."""
+
+    dispatcher: Dispatcher
+    store: RolloutStore
+    job_store: JobStore
+    verdicts: VerdictRecorder
+    fleet: FleetPauseState
+    delivery_margin_s: float
+    driver: str
+    """This controller's instance id, as written in the entries it drives."""
+    lease_s: float
+
+
+class RolloutRun:
+    """One rollout, driven by this controller."""
+
+    def __init__(self, deps: RolloutDeps, record: JobRecord, stored: StoredRollout) -> None:
+        assert record.rollout is not None and record.expected_hosts is not None
+        self._deps = deps
+        self.job = record.job
+        self.plan = record.rollout
+        self.hosts = sorted(record.expected_hosts)
+        self._state, self._revision = stored.state, stored.revision
+        self._renew_at = time.monotonic() + deps.lease_s / 3
+        self.results: dict[str, ExecResult] = {}
+        self._running: dict[asyncio.Future[ExecResult], str] = {}
+        self._wake = asyncio.Event()
+        self._local_stop: str | None = None
+        self._last_start: float | None = None
+        self.task: asyncio.Task[list[ExecResult]] | None = None
+        """The task driving it (its result: every host's), once started."""
+
+    @property
+    def failures(self) -> int:
+        return sum(self._state.finished.values())
+
+    def stop_reason(self) -> str | None:
+        """Why no further host starts; None while the rollout goes on."""
+        if self._local_stop is not None:
+            return self._local_stop
+        if self._state.stopped is not None:
+            return self._state.stopped
+        return failures_stop(self.failures, self.plan.max_failures)
+
+    def cancel(self, by: str) -> None:
+        """Stop starting hosts at once (the cancel is stored by whoever received it)."""
+        self._local_stop = f"{ROLLOUT_CANCELLED_BY}{by}"
+        self._wake.set()
+
+    def snapshot(self) -> list[ExecResult]:
+        """The results so far, sorted by hostname."""
+        return sorted(self.results.values(), key=lambda result: result.hostname)
+
+    async def drive(self) -> list[ExecResult]:
+        """Start every host in turn, wait for those running, skip the rest once stopped;
+        end early, leaving the rest to it, when another controller took over.
+
+        Raises:
+            NatsUnavailable: the rollout's entry could not be written for the whole
+                time the rollout had left (logged; hosts not started stay unrecorded).
+        """
+        try:
+            return await self._drive()
+        except LeaseLost:
+            log.warning("rollout %r: taken over by another controller", self.job.job_id)
+            for task in self._running:
+                task.cancel()
+            return self.snapshot()
+
+    async def _drive(self) -> list[ExecResult]:
+        """Raises: LeaseLost, NatsUnavailable."""
+        for host, deadline in self._state.started.items():
+            if host not in self._state.finished:  # started by a controller before this one
+                self._running[asyncio.ensure_future(self._follow_host(host, deadline))] = host
+        for host in self.hosts:
+            if host in self._state.started:
+                continue
+            if not await self._ready():
+                break
+            await self._start(host)
+        await self._cancel_again()
+        while self._running:
+            await self._settle(None)
+        return await self._end()
+
+    async def _cancel_again(self) -> None:
+        """A cancelled rollout sends the agents' cancel again once it knows: a host
+        recorded as started just before the cancel was stored may have been published
+        after the first one went out."""
+        reason = self.stop_reason() or ""
+        if self._running and reason.startswith(ROLLOUT_CANCELLED_BY):
+            try:
+                await self._deps.dispatcher.cancel(
+                    self.job.job_id, reason[len(ROLLOUT_CANCELLED_BY) :]
+                )
+            except NatsUnavailable as exc:
+                log.warning("rollout %r: the cancel was not sent again: %s", self.job.job_id, exc)
+
+    async def _ready(self) -> bool:
+        """Wait for a free slot, then the pause after the last start, then a running
+        fleet; False once the rollout stopped."""
+        while len(self._running) >= self.plan.batch_size and self.stop_reason() is None:
+            await self._settle(None)
+        if self._last_start is not None and self.plan.pause_s > 0:
+            start_at = self._last_start + self.plan.pause_s
+            while (left := start_at - time.monotonic()) > 0 and self.stop_reason() is None:
+                await self._settle(left)  # a scheduled pause, not a synchronisation
+        fleet = self._deps.fleet
+        while fleet.paused is not None and self.stop_reason() is None:
+            await self._settle(None, fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S))
+        return self.stop_reason() is None
+
+    async def _settle(self, timeout_s: float | None, also: Awaitable[None] | None = None) -> None:
+        """Wait at most ``timeout_s`` for a running host to finish, a cancel, or ``also``;
+        record every host that finished, and renew the lease when it is due.
+
+        Raises:
+            LeaseLost, NatsUnavailable.
+        """
+        renew_in = max(0.0, self._renew_at - time.monotonic())
+        timeout_s = renew_in if timeout_s is None else min(timeout_s, renew_in)
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+        if also is not None:
+            waiters.add(asyncio.ensure_future(also))
+        watched: set[asyncio.Future[Any]] = {*self._running, *waiters}
+        try:
+            done, _ = await asyncio.wait(
+                watched, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        for task in [task for task in self._running if task in done]:
+            await self._finish(task)
+        if time.monotonic() >= self._renew_at:
+            await self._write(lambda state: state)  # renews the lease
+
+    async def _start(self, host: str) -> None:
+        """Record ``host`` as started, then publish its copy of the job."""
+        now = time.time()
+        deadline = now + self.job.timeout_s + self._deps.delivery_margin_s
+        if deadline > self.job.deadline:  # a long fleet pause ate the rollout's time
+            self._local_stop = "rollout stopped: out of time (its worst case has passed)"
+            return
+
+        def started(state: RolloutState) -> RolloutState | None:
+            if state.stopped is not None:
+                return None
+            return msgspec.structs.replace(state, started={**state.started, host: deadline})
+
+        if not await self._write(started):
+            return
+        copy = msgspec.structs.replace(
+            self.job,
+            target=host,
+            created_at=now,
+            deadline=deadline,
+            deliver_by=now + self.plan.delivery_timeout_s,
+        )
+        self._last_start = time.monotonic()
+        self._running[asyncio.ensure_future(self._run_host(copy, host))] = host
+
+    async def _run_host(self, copy: ExecJob, host: str) -> ExecResult:
+        """Publish one host's copy and collect its answer; never raises."""
+        try:
+            collected = await self._deps.dispatcher.run(
+                copy,
+                Target(TargetKind.HOST, hostname=host),
+                frozenset({host}),
+                deadline_s=copy.deadline - time.time(),
+                delivery_timeout_s=self.plan.delivery_timeout_s,
+                return_after_s=None,
+                host_copy=True,
+            )
+        except NatsUnavailable as exc:
+            result = ExecResult(
+                job_id=self.job.job_id, hostname=host, status=ResultStatus.NO_REPLY,
+                error=f"not published: {exc}",
+            )  # fmt: skip
+            await self._deps.verdicts.record([result])
+            return result
+        return collected.results[0]
+
+    async def _follow_host(self, host: str, deadline: float) -> ExecResult:
+        """Wait for a host another controller started (never start it again)."""
+        job_id, job_store = self.job.job_id, self._deps.job_store
+
+        async def recorded() -> ExecResult | None:
+            try:
+                return await job_store.host_result(job_id, host)
+            except NatsUnavailable:  # its result, if any, comes from the stream later
+                return None
+
+        collected = await self._deps.dispatcher.follow(
+            job_id, host, deadline_s=max(0.0, deadline - time.time()), recorded=recorded
+        )
+        return collected.results[0]
+
+    async def _finish(self, task: asyncio.Future[ExecResult]) -> None:
+        host = self._running.pop(task)
+        result = task.result()
+        self.results[host] = result
+        failed = host_failed(result)
+        await self._write(
+            lambda state: msgspec.structs.replace(state, finished={**state.finished, host: failed})
+        )
+
+    async def _end(self) -> list[ExecResult]:
+        """Skip every host not started (the reason stored first, so no controller
+        starts one after; then recorded on each one's result subject), mark the rollout
+        ended; every host's result, sorted.
+
+        Raises:
+            LeaseLost, NatsUnavailable.
+        """
+        reason = self.stop_reason() or "rollout stopped"
+        not_started = [host for host in self.hosts if host not in self._state.started]
+        if not_started:
+            await self._write(
+                lambda state: msgspec.structs.replace(state, stopped=state.stopped or reason)
+            )
+            reason = self._state.stopped or reason
+            skipped = [
+                ExecResult(
+                    job_id=self.job.job_id,
+                    hostname=host,
+                    status=ResultStatus.SKIPPED,
+                    error=reason,
+                )
+                for host in not_started
+            ]
+            await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
+            self.results.update((result.hostname, result) for result in skipped)
+        await self._write(lambda state: msgspec.structs.replace(state, ended=True))
+        return self.snapshot()
+
+    async def _write(self, change: Change) -> bool:
+        """Apply ``change`` to the entry, checked against the revision read last; on a
+        conflict read it again and apply ``change`` to that. False when ``change``
+        declined (the rollout stopped meanwhile). JetStream failing is tried again for
+        as long as the rollout has time left.
+
+        Raises:
+            NatsUnavailable: the entry could not be written in that time.
+        """
+        written = False
+
+        async def attempt() -> None:
+            nonlocal written
+            written = await self._write_once(change)
+
+        try:
+            return await self._write_once(change)
+        except NatsUnavailable as exc:
+            log.warning("rollout %r: state not stored yet: %s", self.job.job_id, exc)
+        left = max(0.0, self.job.deadline - time.time())
+        if await keep_trying(attempt, retry_for_s=left, errors=(NatsUnavailable,)) is None:
+            raise NatsUnavailable(f"rollout {self.job.job_id}: its state could not be stored")
+        return written
+
+    async def _write_once(self, change: Change) -> bool:
+        """Raises: LeaseLost, NatsUnavailable."""
+        store, job_id = self._deps.store, self.job.job_id
+        while True:
+            if self._state.driver != self._deps.driver:
+                raise LeaseLost(self._state.driver)
+            changed = change(self._state)
+            if changed is None:
+                return False
+            new = msgspec.structs.replace(changed, lease_until=time.time() + self._deps.lease_s)
+            self._renew_at = time.monotonic() + self._deps.lease_s / 3
+            try:
+                self._revision = await store.update(job_id, new, self._revision)
+                self._state = new
+                return True
+            except RolloutChanged:
+                stored = await store.read(job_id)
+                if stored is None:  # the bucket was made again: write it anew
+                    self._revision = await store.create(job_id, self._state)
+                else:
+                    self._state, self._revision = stored.state, stored.revision

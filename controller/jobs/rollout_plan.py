@@ -1,0 +1,61 @@
+"""A rollout's settings resolved against its hosts, and the rule of a host's failure."""
+
+from __future__ import annotations
+
+import math
+
+from controller.errors import BadRequest
+from schemas.api import RolloutRequest
+from schemas.messages import ExecResult, ResultStatus, RolloutPlan
+
+
+def resolve_plan(rollout: RolloutRequest, hosts: int, *, delivery_timeout_s: float) -> RolloutPlan:
+    """``batch_size`` and ``max_failures`` as numbers of hosts: ``"N%"`` of ``hosts``,
+    the batch rounded up (at least 1), the failures rounded down."""
+    batch = rollout.batch_size
+    if isinstance(batch, str):
+        batch = max(1, math.ceil(hosts * int(batch[:-1]) / 100))
+    failures = rollout.max_failures
+    if isinstance(failures, str):
+        failures = hosts * int(failures[:-1]) // 100
+    return RolloutPlan(
+        batch_size=batch,
+        max_failures=failures,
+        pause_s=rollout.pause_s,
+        delivery_timeout_s=delivery_timeout_s,
+    )
+
+
+def worst_case_s(plan: RolloutPlan, hosts: int, *, host_deadline_s: float) -> float:
+    """The longest the rollout may take: every window runs to its hosts' deadline
+    (``timeout`` plus the delivery margin), plus every pause."""
+    windows = math.ceil(hosts / plan.batch_size)
+    return windows * host_deadline_s + max(0, hosts - 1) * plan.pause_s
+
+
+def check_fits(
+    plan: RolloutPlan, hosts: int, *, host_deadline_s: float, retention_s: float
+) -> None:
+    """Raises: BadRequest when the rollout's worst case would outlive its record."""
+    longest = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s)
+    if longest > retention_s:
+        raise BadRequest(
+            f"rollout: its worst case ({hosts} hosts, batch_size {plan.batch_size}, "
+            f"{host_deadline_s:g} s per host, pause_s {plan.pause_s:g}) takes {longest:g} s, "
+            f"more than the job retention ({retention_s:g} s): use a larger batch_size, "
+            "a shorter timeout or pause"
+        )
+
+
+def failures_stop(failures: int, max_failures: int) -> str | None:
+    """Why a rollout with ``failures`` failed hosts starts no further host; None while
+    ``max_failures`` allows them."""
+    if failures <= max_failures:
+        return None
+    return f"rollout stopped: {failures} hosts failed (max_failures {max_failures})"
+
+
+def host_failed(result: ExecResult) -> bool:
+    """A rollout's host failed: its status is not ``completed``, or its exit code is
+    not 0."""
+    return result.status is not ResultStatus.COMPLETED or result.exit_code != 0
