@@ -23,11 +23,10 @@ from collections.abc import Callable
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.errors import FleetPaused, NatsUnavailable, nats_errors
-from runtime.jetstream import bring_stream_to
+from runtime.jetstream import ensure_bucket
 from schemas.api import FleetPause
 from schemas.decoding import WireError, decode_fleet_pause
 from schemas.messages import FleetPauseRecord, encode
@@ -101,22 +100,13 @@ class FleetPauseState:
         """Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
         name = self._subjects.fleet_bucket()
         with nats_errors(f"setting up bucket {name}"):
-            try:
-                self._bucket = await self._js.key_value(name)
-                await bring_stream_to(
-                    self._js, f"KV_{name}", replicas=None, max_bytes=self._max_bytes
-                )
-            except nats.js.errors.BucketNotFoundError:
-                self._bucket = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=name,
-                        description="nexec fleet state (the pause)",
-                        history=1,
-                        storage=StorageType.FILE,
-                        replicas=self._replicas,
-                        max_bytes=self._max_bytes or -1,
-                    )
-                )
+            self._bucket = await ensure_bucket(
+                self._js,
+                name,
+                description="nexec fleet state (the pause)",
+                replicas=self._replicas,
+                max_bytes=self._max_bytes,
+            )
 
     async def pause(self, by: str) -> FleetPause:
         """Pause the fleet as ``by`` (a key name); a fleet paused already stays paused

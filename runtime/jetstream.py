@@ -14,7 +14,7 @@ from dataclasses import replace
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from schemas.subjects import Subjects
@@ -110,6 +110,39 @@ def registry_stream_config(
         storage=StorageType.FILE,
         num_replicas=replicas,
     )
+
+
+async def ensure_bucket(
+    js: JetStreamContext,
+    name: str,
+    *,
+    description: str,
+    replicas: int,
+    max_bytes: int | None,
+    ttl_s: float | None = None,
+) -> KeyValue:
+    """Bind the file-backed KV bucket ``name`` of history 1, brought to ``max_bytes``,
+    or create it (entries expire after ``ttl_s`` when given).
+
+    Raises:
+        nats.js.errors.Error: JetStream refused the configuration.
+        nats.errors.TimeoutError: JetStream did not answer in time.
+    """
+    try:
+        bucket = await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=name,
+            description=description,
+            history=1,
+            ttl=ttl_s,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            max_bytes=max_bytes or -1,
+        )
+        return await js.create_key_value(config)
+    await bring_stream_to(js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
+    return bucket
 
 
 async def bring_stream_to(

@@ -14,11 +14,10 @@ import logging
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from controller.errors import Conflict, NatsUnavailable, nats_errors
-from runtime.jetstream import bring_stream_to
+from runtime.jetstream import ensure_bucket
 from schemas.decoding import WireError, decode_idempotency_claim
 from schemas.messages import IdempotencyClaim, encode
 from schemas.subjects import Subjects
@@ -43,20 +42,14 @@ class IdempotencyKeys:
         Raises: NatsUnavailable when the bucket cannot be bound, updated or created."""
         name = self._subjects.idempotency_bucket()
         with nats_errors(f"setting up bucket {name}"):
-            try:
-                self._bucket = await self._js.key_value(name)
-                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
-            except nats.js.errors.BucketNotFoundError:
-                self._bucket = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=name,
-                        history=1,
-                        ttl=retention_s,
-                        storage=StorageType.FILE,
-                        replicas=replicas,
-                        max_bytes=max_bytes or -1,
-                    )
-                )
+            self._bucket = await ensure_bucket(
+                self._js,
+                name,
+                description="nexec idempotency keys: (key name, Idempotency-Key) -> job",
+                replicas=replicas,
+                max_bytes=max_bytes,
+                ttl_s=retention_s,
+            )
 
     async def claim(self, key_name: str, idempotency_key: str, request: bytes, job_id: str) -> str:
         """Claim the pair for ``job_id``; return the job id that owns it (``job_id`` if new).

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
-from runtime.jetstream import bring_stream_to
+from runtime.jetstream import ensure_bucket
 from schemas.decoding import WireError, decode_rollout_state
 from schemas.messages import RolloutState, encode
 from schemas.subjects import Subjects
@@ -57,21 +56,14 @@ class RolloutStore:
         """
         name = self._subjects.rollouts_bucket()
         with nats_errors(f"setting up bucket {name}"):
-            try:
-                self._bucket = await self._js.key_value(name)
-                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
-            except nats.js.errors.BucketNotFoundError:
-                self._bucket = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=name,
-                        description="nexec rollouts: how far each got",
-                        history=1,
-                        ttl=retention_s,
-                        storage=StorageType.FILE,
-                        replicas=replicas,
-                        max_bytes=max_bytes,
-                    )
-                )
+            self._bucket = await ensure_bucket(
+                self._js,
+                name,
+                description="nexec rollouts: how far each got",
+                replicas=replicas,
+                max_bytes=max_bytes,
+                ttl_s=retention_s,
+            )
 
     def _kv(self) -> KeyValue:
         """Raises: NatsUnavailable before the bucket is open."""
