@@ -6,14 +6,18 @@ to a file, and the tests count those lines, never time."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pty
+import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from agentd.config import DEFAULT_BASE_ENV
-from tests.cli_process import gated, nexec
-from tests.helpers import Controller, Fifo, MakeAgent
+from tests.cli_process import cli_env, gated, nexec
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent
 
 HOSTS = ("web1", "web2", "web10")
 """In hostname order a rollout starts web1, web10, web2."""
@@ -67,6 +71,9 @@ async def test_watch_shows_how_far_a_rollout_got(fleet: Controller, tmp_path: Pa
     [progress] = [line for line in err if line.startswith("nexec: rollout (batch 2")]
     assert ", 1 failed, " in progress
     assert "; stopped: " in progress
+    job = await nexec(fleet, tmp_path, "job", accepted.stdout.strip())
+    assert job.status == 255
+    assert job.stderr.splitlines()[-1] == progress
 
 
 async def test_a_rollout_in_json_and_a_percentage_batch(fleet: Controller, tmp_path: Path) -> None:
@@ -138,3 +145,43 @@ async def test_cancel_all_stops_a_running_job(
     assert watched.stderr.startswith("nexec: web1: cancelled")
     neither = await nexec(fleet, tmp_path, "cancel")
     assert neither.status == 2
+
+
+async def test_the_progress_line_on_a_terminal_shows_the_rollout(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    """The CLI runs on a pseudo-terminal; the first host waits for a gate, which the test
+    opens once the progress line shows the rollout (no timing: it waits for the text)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    master, slave = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexec.cli", "shell", "role:web", "--batch", "1", gated(gate),
+        stdin=asyncio.subprocess.DEVNULL, stdout=slave, stderr=slave,
+        env=cli_env(fleet, tmp_path),
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def readable() -> None:
+        try:
+            seen.extend(os.read(master, 65536) or b"")
+        except OSError:  # EIO: every writer is gone
+            loop.remove_reader(master)
+        changed.set()
+
+    loop.add_reader(master, readable)
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            while b"1 started, 0 finished, 0 failed, 0 skipped, 2 pending" not in seen:
+                changed.clear()
+                await changed.wait()
+            gate.rmdir()
+            await process.wait()
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+    assert process.returncode == 0
+    assert b"[0/3 answered, " in seen

@@ -16,6 +16,7 @@ from nexec.cli import joboutput
 from nexec.cli.common import Subcommands
 from nexec.cli.connection import add_arguments
 from nexec.cli.exit_status import OK, RULE
+from nexec.cli.render import rollout_line
 from nexec.cli.session import run_client
 from nexec.cli.terminal import Terminal
 
@@ -186,7 +187,10 @@ def job_command(args: argparse.Namespace) -> int:
         )
         several = joboutput.addresses_several(view.target)
         human = joboutput.make_view(terminal, _human(args), several=several)
-        return joboutput.show_results(human, view.results, live=False)
+        status = joboutput.show_results(human, view.results, live=False)
+        if view.rollout is not None:
+            terminal.say(rollout_line(view.rollout))
+        return status
 
     return run_client(args, job)
 
