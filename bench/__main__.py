@@ -12,6 +12,7 @@ from bench.cli import measure_cli_alone
 from bench.floors import measure_floors
 from bench.measures import Sizes, measure_nexec
 from bench.report import compare, render_table
+from bench.rollout import measure_rollout_alone
 
 
 def main() -> int:
@@ -23,6 +24,7 @@ def main() -> int:
     floors = measure_floors(sizes)
     nexec = measure_nexec(sizes)
     nexec["N6_cli"] = measure_cli_alone(sizes)
+    nexec["N7_rollout"] = measure_rollout_alone(sizes)
     comparison = compare(floors, nexec, sizes)
     print(render_table(comparison))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,10 @@ class Sizes:
     big_output_bytes: int = 1_000_000
     cli_runs: int = 20
     """N6: runs of each whole process (``nexec exec``, ``python -c``, curl)."""
+    rollout_hosts: int = 100
+    """N7: the simulated hosts a rollout runs on."""
+    rollout_batch: int = 10
+    """N7: its ``batch_size``."""
     is_quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +74,8 @@ class Sizes:
             output_hosts=10,
             output_host_bytes=64 * 1024,
             cli_runs=3,
+            rollout_hosts=10,
+            rollout_batch=2,
             is_quick=True,
         )
 

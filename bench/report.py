@@ -36,7 +36,24 @@ def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list
     rows += _fleet_rows(floors["F3_fanout"], nexec["N3_all"])
     rows += _memory_and_output_rows(nexec, sizes)
     rows += _cli_rows(nexec["N6_cli"])
+    rows += _rollout_rows(nexec["N7_rollout"])
     return rows
+
+
+def _rollout_rows(rollout: dict[str, Any]) -> list[Row]:
+    """N7: a rollout against the same job without one. Its CPU target: at most 2x a plain
+    job's controller CPU per host, every host completed."""
+    plain, rolled = rollout["plain"], rollout["rollout"]
+    hosts, batch = rollout["hosts"], rollout["batch_size"]
+    every = {"completed": hosts * rolled["runs"]}
+    answered = plain["results"] == every and rolled["results"] == every
+    return [
+        _row(f"N7 rollout {hosts} hosts, batch {batch}, p50", rolled["p50_ms"], plain["p50_ms"],
+             "ms", target="- (floor: the job without rollout)", ok=None),
+        _row("N7 rollout controller CPU per host", rolled["cpu_us_per_host"],
+             plain["cpu_us_per_host"], "us", target="<= 2 x without rollout, all answered",
+             ok=answered and rolled["cpu_us_per_host"] <= 2 * plain["cpu_us_per_host"]),
+    ]  # fmt: skip
 
 
 def _cli_rows(cli: dict[str, Any]) -> list[Row]:

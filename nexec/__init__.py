@@ -39,7 +39,7 @@ from nexec.errors import (
 if TYPE_CHECKING:
     from nexec._client import DEFAULT_URL, Client
     from nexec._events import EndEvent, Event, OutputEvent, ResultEvent
-    from nexec._options import CommandOptions
+    from nexec._options import CommandOptions, Rollout
     from nexec._retry import Retrying, RetryPolicy
     from nexec._sync import SyncClient
 
@@ -64,6 +64,7 @@ __all__ = [
     "ResultEvent",
     "RetryPolicy",
     "Retrying",
+    "Rollout",
     "ServiceUnavailable",
     "SyncClient",
     "TimedOut",
@@ -81,6 +82,7 @@ _HOMES = {
     "OutputEvent": "nexec._events",
     "ResultEvent": "nexec._events",
     "CommandOptions": "nexec._options",
+    "Rollout": "nexec._options",
     "Retrying": "nexec._retry",
     "RetryPolicy": "nexec._retry",
     "SyncClient": "nexec._sync",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Literal, Self, TypeVar, Unpack, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -18,7 +18,10 @@ from nexec._retry import OnRetry, RetryPolicy
 from nexec.errors import InvalidResponse
 from schemas.api import (
     AuditList,
+    CancelAllResponse,
+    DryRunResponse,
     ExecResponse,
+    FleetStatus,
     HealthResponse,
     JobList,
     JobSummary,
@@ -104,36 +107,112 @@ class Client:
         )
         return _decode(kind, body)
 
+    @overload
     async def exec(
         self,
         target: str,
         command: str,
         args: Sequence[str] = (),
+        *,
+        dry_run: Literal[False] = False,
         **options: Unpack[CommandOptions],
-    ) -> ExecResponse:
+    ) -> ExecResponse: ...
+
+    @overload
+    async def exec(
+        self,
+        target: str,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        dry_run: Literal[True],
+        **options: Unpack[CommandOptions],
+    ) -> DryRunResponse: ...
+
+    async def exec(
+        self,
+        target: str,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        dry_run: bool = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse | DryRunResponse:
         """Run ``command`` with ``args`` (no shell) on ``target``: a hostname, ``_any``,
         ``_all`` or a label selector (``role:web,env:prod``); see ``CommandOptions``.
+        With ``dry_run=True`` nothing runs: every check is made and the answer is the
+        ``DryRunResponse`` (the hosts it would run on, their count, the batch size).
 
         Raises:
             BadRequest, NotFound (no live agent matches), Conflict (idempotency key
-            reused for another request), PayloadTooLarge, TypeError (unknown option).
+            reused for another request), PayloadTooLarge, ServiceUnavailable (also: the
+            fleet is paused), TypeError (unknown option).
         """
-        return await self._command("exec", target, exec_fields(command, args), options)
+        fields = exec_fields(command, args)
+        if dry_run:
+            return await self._dry_run("exec", target, fields, options)
+        return await self._command("exec", target, fields, options)
+
+    @overload
+    async def shell(
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: Literal[False] = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse: ...
+
+    @overload
+    async def shell(
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: Literal[True],
+        **options: Unpack[CommandOptions],
+    ) -> DryRunResponse: ...
 
     async def shell(
-        self, target: str, command_line: str, **options: Unpack[CommandOptions]
-    ) -> ExecResponse:
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: bool = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse | DryRunResponse:
         """Run ``command_line`` with ``/bin/sh -c`` on ``target``; as :meth:`exec`.
 
         Raises:
-            BadRequest, NotFound, Conflict, PayloadTooLarge, TypeError (unknown option).
+            BadRequest, NotFound, Conflict, PayloadTooLarge, ServiceUnavailable,
+            TypeError (unknown option).
         """
-        return await self._command("shell", target, {"command": command_line}, options)
+        fields = {"command": command_line}
+        if dry_run:
+            return await self._dry_run("shell", target, fields, options)
+        return await self._command("shell", target, fields, options)
 
     async def _command(
         self, kind: str, target: str, fields: dict[str, Any], options: CommandOptions
     ) -> ExecResponse:
-        request = command_request(fields, options)
+        return _decode(ExecResponse, await self._post_command(kind, target, fields, options))
+
+    async def _dry_run(
+        self, kind: str, target: str, fields: dict[str, Any], options: CommandOptions
+    ) -> DryRunResponse:
+        body = await self._post_command(kind, target, fields, options, dry_run=True)
+        return _decode(DryRunResponse, body)
+
+    async def _post_command(
+        self,
+        kind: str,
+        target: str,
+        fields: dict[str, Any],
+        options: CommandOptions,
+        *,
+        dry_run: bool = False,
+    ) -> bytes:
+        request = command_request(fields, options, dry_run=dry_run)
         _, body = await self._http.request(
             "POST",
             _path("node", target, "command", kind).with_query(request.query),
@@ -142,7 +221,7 @@ class Client:
             headers=request.headers,
             retry=request.retry,
         )
-        return _decode(ExecResponse, body)
+        return body
 
     async def job(self, job_id: str) -> JobView:
         """The job's request, state and every host's result.
@@ -193,6 +272,47 @@ class Client:
             NotFound: no such job.
         """
         await self._http.request("DELETE", _path("job", job_id), client_timeout=self._timeout())
+
+    async def cancel_all(self) -> CancelAllResponse:
+        """Cancel every running job (and rollout not ended) the key may see
+        (``POST /job/cancel-all``, permission ``fleet:admin``). ``complete`` is false when
+        the controller stopped at its bound of job records read: call it again.
+
+        Raises:
+            Forbidden: the key lacks ``fleet:admin``.
+        """
+        _, body = await self._http.request(
+            "POST", _path("job", "cancel-all"), client_timeout=self._timeout()
+        )
+        return _decode(CancelAllResponse, body)
+
+    async def fleet(self) -> FleetStatus:
+        """Whether the fleet is paused, and by whom (``GET /fleet``)."""
+        return await self._get(FleetStatus, _path("fleet"))
+
+    async def pause(self) -> FleetStatus:
+        """Pause the fleet: every controller refuses exec and shell with 503, running
+        rollouts start no further host (``POST /fleet/pause``); pausing a paused fleet
+        changes nothing.
+
+        Raises:
+            Forbidden: the key lacks ``fleet:admin``, or has target patterns.
+        """
+        return await self._post_fleet("pause")
+
+    async def resume(self) -> FleetStatus:
+        """Take exec and shell again, on every controller (``POST /fleet/resume``).
+
+        Raises:
+            Forbidden: the key lacks ``fleet:admin``, or has target patterns.
+        """
+        return await self._post_fleet("resume")
+
+    async def _post_fleet(self, action: str) -> FleetStatus:
+        _, body = await self._http.request(
+            "POST", _path("fleet", action), client_timeout=self._timeout()
+        )
+        return _decode(FleetStatus, body)
 
     def output(self, job_id: str, *, last_event_id: int = 0) -> AsyncIterator[Event]:
         """The job's live events (output chunks, each host's result, then ``end``), from

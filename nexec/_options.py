@@ -9,7 +9,12 @@ from typing import Any, TypedDict
 
 import msgspec
 
-from schemas.limits import DEFAULT_TIMEOUT_S
+from schemas.api import RolloutRequest
+from schemas.limits import DEFAULT_TIMEOUT_S, MAX_ROLLOUT_ANSWER_S
+
+Rollout = RolloutRequest
+"""A rollout's settings (``batch_size``, ``max_failures``, ``pause_s``), typed; the
+``rollout=`` option takes one or a dict of the same fields (docs/jobs.md, "Rollouts")."""
 
 
 class CommandOptions(TypedDict, total=False):
@@ -25,6 +30,8 @@ class CommandOptions(TypedDict, total=False):
         idempotency_key: ``True`` (default) sends a new random key, so the client may
             retry the request after a 429 or 503; a string is sent as the key; ``False``
             sends none, and the request is then never retried.
+        rollout: run a few hosts at a time, stop when hosts fail: a :data:`Rollout` or a
+            dict of its fields (``batch_size`` required, ``max_failures``, ``pause_s``).
     """
 
     timeout: int
@@ -33,6 +40,7 @@ class CommandOptions(TypedDict, total=False):
     wait: bool | int
     delivery_timeout: float
     idempotency_key: str | bool
+    rollout: RolloutRequest | Mapping[str, int | str | float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +55,11 @@ class CommandRequest:
     """The longest the controller may take to answer, by the request's own terms."""
 
 
-def command_request(fields: dict[str, Any], options: CommandOptions) -> CommandRequest:
-    """The request for ``fields`` (``command``, and ``args`` for exec) with ``options``.
+def command_request(
+    fields: dict[str, Any], options: CommandOptions, *, dry_run: bool = False
+) -> CommandRequest:
+    """The request for ``fields`` (``command``, and ``args`` for exec) with ``options``;
+    with ``dry_run``, the ``?dry_run=true`` form (no idempotency key: nothing is recorded).
 
     Raises:
         TypeError: an option that is not one of :class:`CommandOptions`.
@@ -62,11 +73,25 @@ def command_request(fields: dict[str, Any], options: CommandOptions) -> CommandR
             body[name] = options[name]
     if "env" in options:
         body["env"] = dict(options["env"])
+    if "rollout" in options:
+        body["rollout"] = _rollout(options["rollout"])
     command_s = float(options.get("timeout", DEFAULT_TIMEOUT_S))
+    if "rollout" in options:  # the answer comes when the rollout ends, or at the bound
+        command_s = float(MAX_ROLLOUT_ANSWER_S)
     query, server_wait_s = _wait_query(options.get("wait"), command_s)
+    if dry_run:
+        return CommandRequest(
+            msgspec.json.encode(body), {**query, "dry_run": "true"}, {}, True, 0.0
+        )
     key = idempotency_key(options.get("idempotency_key", True))
     headers = {} if key is None else {"Idempotency-Key": key}
     return CommandRequest(msgspec.json.encode(body), query, headers, key is not None, server_wait_s)
+
+
+def _rollout(rollout: RolloutRequest | Mapping[str, int | str | float]) -> Any:
+    """The body's ``rollout``: a struct as it is, a mapping as a dict (the controller
+    checks the fields and answers 400 naming a wrong one)."""
+    return rollout if isinstance(rollout, RolloutRequest) else dict(rollout)
 
 
 def _wait_query(wait: bool | int | None, command_s: float) -> tuple[dict[str, str], float]:

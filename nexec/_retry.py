@@ -6,7 +6,8 @@ the answer's ``Retry-After`` when it has one, else the next step of ``backoff_s`
 (0.5, 1, 2 s): at most ``len(backoff_s)`` retries, four tries in all with the default.
 An exec or shell is retried only when it carries an ``Idempotency-Key`` (the caller
 decides, see ``nexec._client``); connection failures and timeouts are never retried,
-since the request may have arrived.
+since the request may have arrived. A ``503 fleet paused`` is not retried either: an
+operator paused the fleet, and it stays paused until one resumes it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from nexec.errors import APIError, ServiceUnavailable, TooManyRequests
 
 DEFAULT_BACKOFF_S = (0.5, 1.0, 2.0)
 DEFAULT_MAX_RETRY_AFTER_S = 30.0
+FLEET_PAUSED = "fleet paused"
+"""The ``error`` of the 503 a paused fleet answers exec and shell with (docs/api.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class RetryPolicy:
     def delay_s(self, retries_done: int, error: APIError) -> float | None:
         """Seconds to wait before retrying after ``error``, or None to raise it."""
         if not isinstance(error, TooManyRequests | ServiceUnavailable):
+            return None
+        if error.error == FLEET_PAUSED:  # until an operator resumes it: not seconds
             return None
         if retries_done >= len(self.backoff_s):
             return None

@@ -15,7 +15,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Literal, Self, TypeVar, Unpack, overload
 
 from nexec._client import DEFAULT_TIMEOUT_S, DEFAULT_URL, Client
 from nexec._events import Event
@@ -23,7 +23,10 @@ from nexec._options import CommandOptions
 from nexec._retry import OnRetry, RetryPolicy
 from schemas.api import (
     AuditList,
+    CancelAllResponse,
+    DryRunResponse,
     ExecResponse,
+    FleetStatus,
     HealthResponse,
     JobList,
     JobSummary,
@@ -116,20 +119,73 @@ class SyncClient:
         """Close the connections and stop the client's thread; safe to call twice."""
         self._loop.close(self._client.aclose())
 
+    @overload
     def exec(
         self,
         target: str,
         command: str,
         args: Sequence[str] = (),
+        *,
+        dry_run: Literal[False] = False,
         **options: Unpack[CommandOptions],
-    ) -> ExecResponse:
+    ) -> ExecResponse: ...
+
+    @overload
+    def exec(
+        self,
+        target: str,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        dry_run: Literal[True],
+        **options: Unpack[CommandOptions],
+    ) -> DryRunResponse: ...
+
+    def exec(
+        self,
+        target: str,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        dry_run: bool = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse | DryRunResponse:
         """As :meth:`nexec.Client.exec`."""
+        if dry_run:
+            return self._loop.run(self._client.exec(target, command, args, dry_run=True, **options))
         return self._loop.run(self._client.exec(target, command, args, **options))
 
+    @overload
     def shell(
-        self, target: str, command_line: str, **options: Unpack[CommandOptions]
-    ) -> ExecResponse:
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: Literal[False] = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse: ...
+
+    @overload
+    def shell(
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: Literal[True],
+        **options: Unpack[CommandOptions],
+    ) -> DryRunResponse: ...
+
+    def shell(
+        self,
+        target: str,
+        command_line: str,
+        *,
+        dry_run: bool = False,
+        **options: Unpack[CommandOptions],
+    ) -> ExecResponse | DryRunResponse:
         """As :meth:`nexec.Client.shell`."""
+        if dry_run:
+            return self._loop.run(self._client.shell(target, command_line, dry_run=True, **options))
         return self._loop.run(self._client.shell(target, command_line, **options))
 
     def job(self, job_id: str) -> JobView:
@@ -151,6 +207,22 @@ class SyncClient:
     def delete_job(self, job_id: str) -> None:
         """As :meth:`nexec.Client.delete_job`."""
         self._loop.run(self._client.delete_job(job_id))
+
+    def cancel_all(self) -> CancelAllResponse:
+        """As :meth:`nexec.Client.cancel_all`."""
+        return self._loop.run(self._client.cancel_all())
+
+    def fleet(self) -> FleetStatus:
+        """As :meth:`nexec.Client.fleet`."""
+        return self._loop.run(self._client.fleet())
+
+    def pause(self) -> FleetStatus:
+        """As :meth:`nexec.Client.pause`."""
+        return self._loop.run(self._client.pause())
+
+    def resume(self) -> FleetStatus:
+        """As :meth:`nexec.Client.resume`."""
+        return self._loop.run(self._client.resume())
 
     def output(self, job_id: str, *, last_event_id: int = 0) -> Iterator[Event]:
         """As :meth:`nexec.Client.output`."""

@@ -385,6 +385,12 @@ async def test_the_examples_in_docs_client_md_run(fleet: Controller) -> None:
         "400 cwd: must be an absolute path",
     ]
     assert listing.startswith("web1 {'role': 'web'}")
+    incident = outputs[4].splitlines()
+    assert incident[:2] == [
+        "would run on ['web1', 'web2'] 2 at once: 1",
+        "['web1 completed', 'web2 completed']",
+    ]
+    assert incident[3:] == ["the fleet is paused by admin", "True None", "True"]
 
 
 @pytest.mark.parametrize(

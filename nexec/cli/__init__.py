@@ -2,7 +2,7 @@
 with :func:`argparse.ArgumentParser.set_defaults` ``func`` = the function that runs it.
 
 nexec exec|shell|watch ...          run commands, follow jobs (:mod:`nexec.cli.run`)
-nexec nodes|jobs|job|cancel|audit   the fleet and its jobs (:mod:`nexec.cli.fleet`)
+nexec nodes|jobs|job|cancel|audit|fleet  the fleet and its jobs (:mod:`nexec.cli.fleet`)
 nexec keys create|revoke|list ...   API keys (:mod:`nexec.cli.keys`)
 nexec signing-key create|public ... job signing keys (:mod:`nexec.cli.signing_key`)
 nexec nats-auth --out DIR ...       NATS users, permissions and TLS (:mod:`nexec.cli.nats_auth`)
@@ -24,7 +24,9 @@ from nexec.cli.exit_status import RULE
 CLIENT_GROUPS = ("run", "fleet")
 ADMIN_GROUPS = ("keys", "signing_key", "nats_auth", "dev")
 """Every subcommand group (a module of this package), in ``--help`` order."""
-CLIENT_COMMANDS = frozenset({"exec", "shell", "watch", "nodes", "jobs", "job", "cancel", "audit"})
+CLIENT_COMMANDS = frozenset(
+    {"exec", "shell", "watch", "nodes", "jobs", "job", "cancel", "audit", "fleet"}
+)
 """The subcommands of :data:`CLIENT_GROUPS`: for them the admin groups, whose modules
 import cryptography and the dev stack, are not loaded (a test checks the list)."""
 

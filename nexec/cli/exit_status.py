@@ -17,8 +17,9 @@ TIMED_OUT = 124
 SIGNALLED_BASE = 128
 """A process a signal N ended: 128 + N, as a shell reports it."""
 NEXEC_FAILED = 255
-"""A host that failed, was cancelled or did not reply (or any other status); a refusal
-by the API or an unreachable controller, as ssh does for its own errors."""
+"""A host that failed, was cancelled, did not reply or was skipped by a rollout (or any
+other status); a refusal by the API or an unreachable controller, as ssh does for its
+own errors."""
 
 RULE = """\
 exit status (exec, shell, watch, job):
@@ -27,7 +28,8 @@ exit status (exec, shell, watch, job):
              a completed host's exit code;
              124 for a host that timed out (as timeout(1));
              128+N for a completed host whose process signal N ended;
-             255 for a host that failed, was cancelled or did not reply
+             255 for a host that failed, was cancelled, did not reply
+                 or was skipped by a rollout that stopped
   255      the API refused (400-503) or the controller could not be reached:
            its error and details on stderr
   2        a usage error, or connection settings that cannot be read"""

@@ -1,5 +1,5 @@
-"""``nexec nodes``, ``jobs``, ``job``, ``cancel`` and ``audit``: tables, or with ``--json``
-the API's document exactly."""
+"""``nexec nodes``, ``jobs``, ``job``, ``cancel``, ``audit`` and ``fleet``: tables, or with
+``--json`` the API's document exactly."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from nexec.cli import joboutput
 from nexec.cli.common import Subcommands
 from nexec.cli.connection import add_arguments
 from nexec.cli.exit_status import OK, RULE
+from nexec.cli.render import rollout_line
 from nexec.cli.session import run_client
 from nexec.cli.terminal import Terminal
 
@@ -46,8 +47,14 @@ def add_parsers(commands: Subcommands) -> None:
     job.add_argument("-b", "--group", action="store_true", help="group identical hosts")
     _json_and_connection(job)
     job.set_defaults(func=job_command)
-    cancel = commands.add_parser("cancel", help="stop a running job on every host")
-    cancel.add_argument("job_id", metavar="ID")
+    cancel = commands.add_parser(
+        "cancel", help="stop a running job on every host (--all: every running job)"
+    )
+    which = cancel.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", metavar="ID", nargs="?")
+    which.add_argument(
+        "--all", action="store_true", help="every running job and rollout (fleet:admin)"
+    )
     _json_and_connection(cancel)
     cancel.set_defaults(func=cancel_command)
     audit = commands.add_parser("audit", help="the audit trail, newest first")
@@ -58,6 +65,15 @@ def add_parsers(commands: Subcommands) -> None:
     audit.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N")
     _json_and_connection(audit, "--json: the first page of GET /audit as the API sends it")
     audit.set_defaults(func=audit_command)
+    fleet = commands.add_parser("fleet", help="pause or resume the fleet, or show whether it is")
+    fleet.add_argument(
+        "action",
+        choices=FLEET_ACTIONS,
+        help="pause: every controller refuses exec and shell, rollouts start no host "
+        "(fleet:admin); resume: undo it (fleet:admin); status: whether it is paused",
+    )
+    _json_and_connection(fleet, '--json: the API\'s answer ({"paused": ...})')
+    fleet.set_defaults(func=fleet_command)
 
 
 def _json_and_connection(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -171,7 +187,10 @@ def job_command(args: argparse.Namespace) -> int:
         )
         several = joboutput.addresses_several(view.target)
         human = joboutput.make_view(terminal, _human(args), several=several)
-        return joboutput.show_results(human, view.results, live=False)
+        status = joboutput.show_results(human, view.results, live=False)
+        if view.rollout is not None:
+            terminal.say(rollout_line(view.rollout))
+        return status
 
     return run_client(args, job)
 
@@ -182,6 +201,8 @@ def _human(args: argparse.Namespace) -> argparse.Namespace:
 
 def cancel_command(args: argparse.Namespace) -> int:
     async def cancel(client: Client, terminal: Terminal) -> int:
+        if args.all:
+            return await _cancel_all(client, terminal, json=args.json)
         view = await client.cancel(args.job_id)
         terminal.write(_json(view) if args.json else f"{view.job_id}: {view.state}\n")
         return OK
@@ -211,3 +232,40 @@ def audit_command(args: argparse.Namespace) -> int:
         return OK
 
     return run_client(args, audit)
+
+
+async def _cancel_all(client: Client, terminal: Terminal, *, json: bool) -> int:
+    """``nexec cancel --all``: the ids of the jobs a cancel was sent for, one a line; a
+    note on stderr when the controller stopped at its bound (run it again)."""
+    answer = await client.cancel_all()
+    if json:
+        terminal.write(_json(answer))
+        return OK
+    terminal.write("".join(f"{job_id}\n" for job_id in answer.job_ids))
+    count = len(answer.job_ids)
+    terminal.say(f"cancel sent for {count} running job{'' if count == 1 else 's'}")
+    if not answer.complete:
+        terminal.say("older jobs were not reached: run `nexec cancel --all` again")
+    return OK
+
+
+FLEET_ACTIONS = ("pause", "resume", "status")
+
+
+def fleet_command(args: argparse.Namespace) -> int:
+    async def fleet(client: Client, terminal: Terminal) -> int:
+        if args.action == "pause":
+            state = await client.pause()
+        elif args.action == "resume":
+            state = await client.resume()
+        else:
+            state = await client.fleet()
+        if args.json:
+            terminal.write(_json(state))
+        elif state.paused is None:
+            terminal.write("running\n")
+        else:
+            terminal.write(f"paused by {state.paused.by} since {when(state.paused.since)} UTC\n")
+        return OK
+
+    return run_client(args, fleet)

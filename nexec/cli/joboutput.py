@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nexec.cli.exit_status import exit_status
-from nexec.cli.render import Human, JsonLines, View
+from nexec.cli.render import Human, JsonLines, View, rollout_line
 from nexec.cli.terminal import Terminal
+from nexec.errors import NexecError
 
 if TYPE_CHECKING:
     from nexec import Client
@@ -94,7 +95,7 @@ async def follow(
     job = job or await client.job(job_id)
     view.expect(job.expected_hosts or [], live=True)
     results: dict[str, ExecResult] = {}
-    ticker = asyncio.create_task(_tick(terminal))
+    ticker = asyncio.create_task(_tick(terminal, client if job.rollout else None, job_id))
     try:
         async for event in client.output(job_id):
             if event.kind == "output":
@@ -104,11 +105,26 @@ async def follow(
                 view.result(event.data)
     finally:
         ticker.cancel()
-    return view.finish(sorted(results.values(), key=lambda result: result.hostname))
+    status = view.finish(sorted(results.values(), key=lambda result: result.hostname))
+    if job.rollout is not None:  # how far it got, and why it stopped
+        ended = (await client.job(job_id)).rollout
+        terminal.say(rollout_line(ended or job.rollout))
+    return status
 
 
-async def _tick(terminal: Terminal) -> None:
+async def _tick(terminal: Terminal, rollout_of: Client | None, job_id: str) -> None:
+    """Redraw the progress line; for a rollout (``rollout_of`` given), with its
+    progress read from ``GET /job/{id}`` at each redraw."""
     while True:
         await asyncio.sleep(PROGRESS_REFRESH_S)
+        if terminal.progress is None:
+            continue
+        if rollout_of is not None:
+            try:
+                rollout = (await rollout_of.job(job_id)).rollout
+            except NexecError:  # a line not redrawn; the output stream says what failed
+                rollout = None
+            if rollout is not None and terminal.progress is not None:
+                terminal.progress.detail = rollout_line(rollout).partition(": ")[2]
         if terminal.progress is not None:
             terminal.progress.draw()

@@ -21,6 +21,7 @@ from nexec.cli.hostlist import compact
 from nexec.cli.terminal import Terminal
 
 if TYPE_CHECKING:
+    from schemas.api import RolloutProgress
     from schemas.messages import ExecResult, OutputChunk
 
 GROUP_RULE = "-" * 15
@@ -45,6 +46,18 @@ def describe(result: ExecResult) -> str | None:
             return f"killed by signal {-result.exit_code}"
         return f"exit {result.exit_code}"
     return f"{result.status}: {result.error}" if result.error else str(result.status)
+
+
+def rollout_line(rollout: RolloutProgress) -> str:
+    """A rollout's progress in one line: ``rollout (batch 2, max failures 0): 3 started,
+    2 finished, 1 failed, 1 skipped, 0 pending``, and why it stopped if it did."""
+    started = rollout.running + rollout.finished
+    line = (
+        f"rollout (batch {rollout.batch_size}, max failures {rollout.max_failures}): "
+        f"{started} started, {rollout.finished} finished, {rollout.failed} failed, "
+        f"{rollout.skipped} skipped, {rollout.pending} pending"
+    )
+    return f"{line}; stopped: {rollout.stopped}" if rollout.stopped else line
 
 
 class JsonLines:

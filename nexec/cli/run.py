@@ -27,9 +27,10 @@ from nexec.errors import Forbidden
 
 if TYPE_CHECKING:
     from nexec import Client, CommandOptions
-    from schemas.api import ExecResponse
+    from schemas.api import DryRunResponse, ExecResponse
 
 Submit = Callable[["Client", "CommandOptions"], Awaitable["ExecResponse"]]
+Plan = Callable[["Client", "CommandOptions"], Awaitable["DryRunResponse"]]
 
 
 def add_parsers(commands: Subcommands) -> None:
@@ -88,6 +89,7 @@ def _command_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send none (then a 429 or 503 is not retried)",
     )
+    _rollout_options(parser)
     parser.add_argument(
         "--async",
         dest="run_async",
@@ -96,6 +98,43 @@ def _command_options(parser: argparse.ArgumentParser) -> None:
     )
     joboutput.add_output_options(parser, json=True)
     add_arguments(parser)
+
+
+def _rollout_options(parser: argparse.ArgumentParser) -> None:
+    rollout = parser.add_argument_group("rollout (docs/jobs.md, Rollouts)")
+    rollout.add_argument(
+        "--batch",
+        type=_count(minimum=1),
+        metavar="N|N%",
+        help="run on at most N hosts (or N%% of them) at once, in hostname order",
+    )
+    rollout.add_argument(
+        "--max-failures",
+        type=_count(minimum=0),
+        metavar="N|N%",
+        help="with --batch: start no further host once more than N hosts failed (default 0)",
+    )
+    rollout.add_argument(
+        "--pause", type=float, metavar="S", help="with --batch: S seconds between host starts"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the request and print the hosts it would run on; run nothing",
+    )
+
+
+def _count(*, minimum: int) -> Callable[[str], int | str]:
+    """A ``--batch`` or ``--max-failures`` value: a whole number >= ``minimum`` or
+    ``N%``, as the API takes it (the controller checks the percentage's range)."""
+
+    def parse(text: str) -> int | str:
+        number = text.removesuffix("%")
+        if not number.isdigit() or (number == text and int(number) < minimum):
+            raise argparse.ArgumentTypeError(f"expected N (>= {minimum}) or N%, got {text!r}")
+        return text if number != text else int(number)
+
+    return parse
 
 
 def _variable(text: str) -> tuple[str, str]:
@@ -120,6 +159,13 @@ def command_options(args: argparse.Namespace) -> CommandOptions:
         options["idempotency_key"] = args.idempotency_key
     elif args.no_idempotency_key:
         options["idempotency_key"] = False
+    if args.batch is not None:
+        rollout: dict[str, int | str | float] = {"batch_size": args.batch}
+        if args.max_failures is not None:
+            rollout["max_failures"] = args.max_failures
+        if args.pause is not None:
+            rollout["pause_s"] = args.pause
+        options["rollout"] = rollout
     return options
 
 
@@ -132,20 +178,38 @@ def exec_command(args: argparse.Namespace) -> int:
     async def submit(client: Client, options: CommandOptions) -> ExecResponse:
         return await client.exec(args.target, command, command_args, **options)
 
-    return _run(args, submit)
+    async def plan(client: Client, options: CommandOptions) -> DryRunResponse:
+        return await client.exec(args.target, command, command_args, dry_run=True, **options)
+
+    return _run(args, submit, plan)
 
 
 def shell_command(args: argparse.Namespace) -> int:
     async def submit(client: Client, options: CommandOptions) -> ExecResponse:
         return await client.shell(args.target, args.command_line, **options)
 
-    return _run(args, submit)
+    async def plan(client: Client, options: CommandOptions) -> DryRunResponse:
+        return await client.shell(args.target, args.command_line, dry_run=True, **options)
+
+    return _run(args, submit, plan)
 
 
-def _run(args: argparse.Namespace, submit: Submit) -> int:
+def _run(args: argparse.Namespace, submit: Submit, plan: Plan) -> int:
     if not _usable(args):
         return USAGE
-    return run_client(args, lambda client, terminal: run_job(client, terminal, args, submit))
+
+    async def run(client: Client, terminal: Terminal) -> int:
+        if args.dry_run:
+            hosts = await plan(client, command_options(args))
+            if args.json:
+                terminal.write(_json(hosts))
+            else:
+                terminal.write("".join(f"{host}\n" for host in hosts.hosts))
+                terminal.say(_plan(hosts))
+            return OK
+        return await run_job(client, terminal, args, submit)
+
+    return run_client(args, run)
 
 
 async def run_job(
@@ -201,11 +265,30 @@ def watch_command(args: argparse.Namespace) -> int:
 
 
 def _usable(args: argparse.Namespace) -> bool:
-    """Whether the output flags go together; if not, say why on stderr."""
-    problem = joboutput.conflict(args)
+    """Whether the flags go together; if not, say why on stderr."""
+    problem = joboutput.conflict(args) or _rollout_conflict(args)
     if problem is not None:
         print(f"nexec: {problem}", file=sys.stderr)
     return problem is None
+
+
+def _rollout_conflict(args: argparse.Namespace) -> str | None:
+    """What is wrong with the rollout and dry-run flags together, or None."""
+    if getattr(args, "batch", None) is None and (
+        getattr(args, "max_failures", None) is not None or getattr(args, "pause", None) is not None
+    ):
+        return "--max-failures and --pause go with --batch"
+    if getattr(args, "dry_run", False) and (
+        args.run_async or args.stream or args.jsonl or args.group
+    ):
+        return "--dry-run prints the hosts (with --json the API's document) only"
+    return None
+
+
+def _plan(plan: DryRunResponse) -> str:
+    """The line under a dry run's hosts: how many, how many at once."""
+    hosts = "host" if plan.count == 1 else "hosts"
+    return f"dry run: {plan.count} {hosts}, {plan.batch_size} at once; nothing ran"
 
 
 def _json(document: object) -> str:

@@ -82,11 +82,14 @@ class Progress:
     expected: int
     answered: int = 0
     started: float = field(default_factory=time.monotonic)
+    detail: str = ""
+    """More to show after the count (a rollout's progress)."""
 
     def draw(self) -> None:
         elapsed = time.monotonic() - self.started
+        detail = f", {self.detail}" if self.detail else ""
         self.stream.write(
-            f"{CLEAR_LINE}[{self.answered}/{self.expected} answered, {elapsed:.1f} s]"
+            f"{CLEAR_LINE}[{self.answered}/{self.expected} answered, {elapsed:.1f} s{detail}]"
         )
         self.stream.flush()
 
