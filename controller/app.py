@@ -117,6 +117,24 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         check_interval_s=config.registry_check_interval_s,
         check_timeout_s=config.health_probe_timeout_s,
     )
+    app[NATS_LINK] = link
+    app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+    add_jobs(app, link, js, signer)
+    app[OPERATIONS] = API
+    app[OPENAPI_DOCUMENT] = openapi_document(API)
+    API.add_to(app)
+    app.cleanup_ctx.append(keys_context)
+    app[STATE_KEEPER] = keep_state(app, js)
+    app.cleanup_ctx.append(nats_context)
+    return app
+
+
+def add_jobs(
+    app: web.Application, link: NatsLink, js: JetStreamContext, signer: JobSigner | None
+) -> None:
+    """The job domain's parts, wired to one another: records, verdicts, dispatch, the
+    agent watch, idempotency, the audit trail, the fleet pause and rollouts."""
+    config = app[CONFIG]
     writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
@@ -132,10 +150,8 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
         connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
         recorded=job_store.host_result,
     )
-    app[NATS_LINK] = link
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
-    app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
     app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
     app[ROLLOUT_STORE] = RolloutStore(js, config.subjects)
@@ -151,13 +167,6 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
             lease_s=config.rollout_lease_s,
         )
     )
-    app[OPERATIONS] = API
-    app[OPENAPI_DOCUMENT] = openapi_document(API)
-    API.add_to(app)
-    app.cleanup_ctx.append(keys_context)
-    app[STATE_KEEPER] = keep_state(app, js)
-    app.cleanup_ctx.append(nats_context)
-    return app
 
 
 async def keys_context(app: web.Application) -> AsyncIterator[None]:
