@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from controller.errors import Forbidden, NatsUnavailable, nats_errors
+from controller.errors import Forbidden, NatsUnavailable, StorageFull, nats_errors
 from runtime.jetstream import bring_stream_to
 from schemas.decoding import WireError, decode_host_slots
 from schemas.messages import HostSlots, RolloutPlan, encode
@@ -165,7 +165,7 @@ class HostSlotsStore:
                 kept = {lease: deadline for lease, deadline in held.items() if lease not in freed}
                 if await self._write(key_name, kept, revision):
                     return
-        except NatsUnavailable as exc:
+        except (NatsUnavailable, StorageFull) as exc:
             log.warning("host slots of key %r not given back (free at their deadlines): %s",
                         key_name, exc)  # fmt: skip
             return

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from controller.errors import NatsUnavailable
+from controller.errors import NatsUnavailable, StorageFull
 from controller.fleet_pause import FleetPauseState
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore, lease_id
@@ -234,7 +234,7 @@ class RolloutRun:
             try:
                 if await slots.take(job.caller, self.plan.max_hosts, lease):
                     return deadline
-            except NatsUnavailable as exc:
+            except (NatsUnavailable, StorageFull) as exc:
                 log.warning("rollout %r: no host slot taken yet: %s", job.job_id, exc)
             await self._settle(self._deps.slots_retry_s)  # a slot may come free elsewhere
         return None

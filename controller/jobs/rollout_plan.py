@@ -48,10 +48,12 @@ def check_fits(
     """Raises: BadRequest when the rollout's worst case (:func:`worst_case_s`) would
     outlive its record."""
     longest = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s, slot_wait_s=slot_wait_s)
+    waits = "" if plan.max_hosts is None else f", max_hosts_wait_s {slot_wait_s:g}"
     if longest > retention_s:
         raise BadRequest(
             f"rollout: its worst case ({hosts} hosts, batch_size {plan.batch_size}, "
-            f"{host_deadline_s:g} s per host, pause_s {plan.pause_s:g}) takes {longest:g} s, "
+            f"{host_deadline_s:g} s per host, pause_s {plan.pause_s:g}{waits}) "
+            f"takes {longest:g} s, "
             f"more than the job retention ({retention_s:g} s): use a larger batch_size, "
             "a shorter timeout or pause"
         )
