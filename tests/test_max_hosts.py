@@ -11,20 +11,25 @@ import json
 import re
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
+import nats
 import pytest
+from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import KEYS
+from controller.jobs.host_slots import HostSlotsStore
 from controller.keys.store import KeysFile, KeysFileError, create_key, read_keys_file
 from nexec.cli import main as nexec_main
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
+from schemas.subjects import Subjects
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -216,3 +221,29 @@ def test_keys_create_stores_and_lists_max_hosts(
     keys_file.write_text(json.dumps({"keys": [entry]}))
     with pytest.raises(KeysFileError, match="invalid max_hosts"):
         read_keys_file(keys_file)
+
+
+async def test_of_many_controllers_taking_the_last_slot_at_once_one_wins(
+    nats_server: NatsServer, nc: Client
+) -> None:
+    """Two connections (as two controllers), ten takes of the one free slot at once:
+    the revision check lets exactly one through; a lease past its deadline is free."""
+    other = await nats.connect(nats_server.url)
+    try:
+        stores = [HostSlotsStore(client.jetstream(), Subjects()) for client in (nc, other)]
+        for store in stores:
+            await store.open(retention_s=60, replicas=1, max_bytes=1024 * 1024)
+        later = time.time() + 60
+        assert await stores[0].take("ops", 2, {"job0/h0": later})
+        taken = await asyncio.gather(
+            *(stores[n % 2].take("ops", 2, {f"job{n}/h{n}": later}) for n in range(1, 11))
+        )
+        assert sorted(taken) == [False] * 9 + [True]
+        assert not await stores[1].take("ops", 2, {"late/h": later})
+
+        await stores[1].give_back("ops", ["job0/h0"])
+        assert await stores[0].take("ops", 2, {"late/h": later})
+        assert await stores[0].take("past", 1, {"old/h": time.time() - 1})
+        assert await stores[1].take("past", 1, {"new/h": later})  # the old lease expired
+    finally:
+        await other.close()
