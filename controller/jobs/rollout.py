@@ -190,7 +190,11 @@ class RolloutRun:
 
     async def _start(self, host: str) -> None:
         """Take one of the key's host slots (when it has ``max_hosts``), record ``host``
-        as started, then publish its copy of the job."""
+        as started, then publish its copy of the job.
+
+        Raises:
+            LeaseLost, NatsUnavailable: from storing its state (the slot given back).
+        """
         deadline = await self._host_deadline(host)
         if deadline is None:
             return
@@ -201,7 +205,12 @@ class RolloutRun:
                 return None
             return msgspec.structs.replace(state, started={**state.started, host: deadline})
 
-        if not await self._write(started):
+        try:
+            recorded = await self._write(started)
+        except (LeaseLost, NatsUnavailable):
+            await self._give_back(host)
+            raise
+        if not recorded:
             await self._give_back(host)
             return
         copy = msgspec.structs.replace(
