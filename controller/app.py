@@ -15,6 +15,7 @@ from controller.appkeys import (
     CONFIG,
     DISPATCHER,
     FLEET_PAUSE,
+    HOST_SLOTS,
     IDEMPOTENCY,
     JOB_STORE,
     KEYS,
@@ -52,6 +53,7 @@ from controller.http.server import connection_middleware
 from controller.jobs.agent_watch import AgentWatch
 from controller.jobs.audit import AuditLog
 from controller.jobs.dispatch import Dispatcher
+from controller.jobs.host_slots import HostSlotsStore
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
 from controller.jobs.rollout import RolloutDeps
@@ -155,6 +157,7 @@ def add_jobs(
     app[AUDIT] = AuditLog(js, writer, config.subjects)
     app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
     app[ROLLOUT_STORE] = RolloutStore(js, config.subjects)
+    app[HOST_SLOTS] = HostSlotsStore(js, config.subjects)
     app[ROLLOUTS] = Rollouts(
         RolloutDeps(
             dispatcher=app[DISPATCHER],
@@ -162,6 +165,8 @@ def add_jobs(
             job_store=job_store,
             verdicts=app[VERDICTS],
             fleet=app[FLEET_PAUSE],
+            slots=app[HOST_SLOTS],
+            slots_retry_s=config.host_slots_retry_s,
             delivery_margin_s=config.delivery_margin_s,
             driver=new_driver_id(),
             lease_s=config.rollout_lease_s,
@@ -198,6 +203,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_audit(app)
         await ensure_fleet(app)  # before the first request: a paused fleet refuses it
         await ensure_rollouts(app)
+        await ensure_host_slots(app)
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
         app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
@@ -279,6 +285,16 @@ async def ensure_rollouts(app: web.Application) -> None:
     )
 
 
+async def ensure_host_slots(app: web.Application) -> None:
+    """The host-slots bucket, as configured. Raises: NatsUnavailable."""
+    config = app[CONFIG]
+    await app[HOST_SLOTS].open(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        max_bytes=config.host_slots_max_bytes,
+    )
+
+
 def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     """What the controller keeps in place, and how each is made again (see
     :mod:`controller.statekeeper`)."""
@@ -295,5 +311,6 @@ def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
     keeper.keep(subjects.audit_stream(), lambda: ensure_audit(app))
     keeper.keep(f"KV_{subjects.fleet_bucket()}", app[FLEET_PAUSE].remake)
     keeper.keep(f"KV_{subjects.rollouts_bucket()}", lambda: ensure_rollouts(app))
+    keeper.keep(f"KV_{subjects.host_slots_bucket()}", lambda: ensure_host_slots(app))
     keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
     return keeper

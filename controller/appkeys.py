@@ -11,6 +11,7 @@ from controller.http.ratelimit import RateLimiter
 from controller.jobs.agent_watch import AgentWatch
 from controller.jobs.audit import AuditDetails, AuditLog
 from controller.jobs.dispatch import Dispatcher
+from controller.jobs.host_slots import HostSlotsStore
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_store import RolloutStore
@@ -41,6 +42,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUDIT = web.AppKey("audit", AuditLog)
 FLEET_PAUSE = web.AppKey("fleet_pause", FleetPauseState)
 ROLLOUT_STORE = web.AppKey("rollout_store", RolloutStore)
+HOST_SLOTS = web.AppKey("host_slots", HostSlotsStore)
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)

@@ -143,6 +143,29 @@ class ControllerConfig(NatsClientSettings):
         "rollouts get `503 storage full`",
         details="About 60 B per rollout plus 50 B per host",
     )
+    host_slots_max_bytes: int = setting(
+        16 * MIB,
+        ge=1024,
+        help="most bytes of the host-slots bucket (the hosts each `max_hosts` key has "
+        "running); when full, such keys' requests get `503 storage full`",
+        details="About 100 B per host running for a key with `max_hosts`",
+    )
+    max_hosts_wait_s: float = setting(
+        600.0,
+        ge=0,
+        le=86400,
+        help="how long, at most, a rollout of a key with `max_hosts` may wait in all for "
+        "host slots its key's other requests hold",
+        details="Added to such a rollout's worst case (its deadline, and the check "
+        "against `job_retention_s`); a rollout that runs out of it stops, the rest skipped",
+    )
+    host_slots_retry_s: float = setting(
+        0.5,
+        gt=0,
+        le=60,
+        help="how often a rollout waiting for one of its key's `max_hosts` slots looks again",
+        details="A slot given back on this controller is seen at once",
+    )
     health_probe_interval_s: float = setting(
         2.0,
         gt=0,

@@ -26,6 +26,7 @@ from schemas.messages import (
     ExecResult,
     FleetPauseRecord,
     Heartbeat,
+    HostSlots,
     IdempotencyClaim,
     JobRecord,
     OutputChunk,
@@ -113,6 +114,7 @@ decode_idempotency_claim = _Decoder(IdempotencyClaim)
 decode_running_report = _Decoder(RunningReport)
 decode_fleet_pause = _Decoder(FleetPauseRecord)
 decode_rollout_state = _Decoder(RolloutState)
+decode_host_slots = _Decoder(HostSlots)
 
 
 SpokenT = TypeVar("SpokenT", ExecResult, ExecAck, OutputChunk)

@@ -210,6 +210,9 @@ class RolloutPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds between one host's start and the next (after the first window)."""
     delivery_timeout_s: float = 2.0
     """Seconds each host has to acknowledge its copy of the job."""
+    max_hosts: int | None = None
+    """The calling key's ``max_hosts``: a host starts only once one of the key's host
+    slots is taken (None: the key has no limit)."""
 
 
 class RolloutState(
@@ -324,3 +327,14 @@ _encoder = msgspec.json.Encoder()
 def encode(message: msgspec.Struct) -> bytes:
     """JSON-encode any nexec message."""
     return _encoder.encode(message)
+
+
+class HostSlots(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.slots.v1.key"
+):
+    """The value of one API key's entry in the host-slots bucket: the hosts running its
+    commands now. Each write is checked against the revision read, so two controllers
+    never both take the last slot; a lease whose deadline passed no longer counts."""
+
+    leases: dict[str, float] = {}
+    """``<job id>/<hostname>`` to that host's deadline (Unix seconds)."""

@@ -324,3 +324,13 @@ class Subjects:
     def fleet_pause_key() -> str:
         """The fleet bucket's key of the pause entry (a FleetPauseRecord)."""
         return "pause"
+
+    def host_slots_bucket(self) -> str:
+        """KV bucket of the hosts each ``max_hosts`` key has running: key
+        :meth:`host_slots_key`, value a HostSlots."""
+        return f"{self._stem}_host_slots"
+
+    @staticmethod
+    def host_slots_key(key_name: str) -> str:
+        """The host-slots bucket's key of one API key (its name, made subject-safe)."""
+        return encode_token(key_name)

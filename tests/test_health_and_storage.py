@@ -126,6 +126,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "registry_max_bytes": 15 * 1024,
         "fleet_max_bytes": 16 * 1024,
         "rollouts_max_bytes": 17 * 1024,
+        "host_slots_max_bytes": 18 * 1024,
     }
     await make_controller(**sizes)
     subjects = Subjects("nexec")
@@ -137,6 +138,7 @@ async def test_every_stream_and_bucket_gets_max_bytes_also_when_it_exists(
         "registry_max_bytes": f"KV_{subjects.registry_bucket()}",
         "fleet_max_bytes": f"KV_{subjects.fleet_bucket()}",
         "rollouts_max_bytes": f"KV_{subjects.rollouts_bucket()}",
+        "host_slots_max_bytes": f"KV_{subjects.host_slots_bucket()}",
     }
     js = nc.jetstream()
     for setting, stream in streams.items():

@@ -92,6 +92,7 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
         "KV_nexec_agents",
         "KV_nexec_fleet",
         "KV_nexec_rollouts",
+        "KV_nexec_host_slots",
     ],
 )
 async def test_a_stream_or_bucket_lost_under_a_running_system_is_made_again(

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 
+import msgspec
 from aiohttp import web
 
 from controller.appkeys import (
@@ -15,13 +16,15 @@ from controller.appkeys import (
     AUDIT_DETAILS,
     CONFIG,
     DISPATCHER,
+    HOST_SLOTS,
     IDEMPOTENCY,
     JOB_STORE,
     ROLLOUTS,
 )
-from controller.errors import NatsUnavailable, StorageFull
+from controller.errors import NatsUnavailable, RateLimited, StorageFull
 from controller.http.middleware import audit_before_action, json_response
 from controller.jobs.collector import Collected
+from controller.jobs.host_slots import check_blast_radius, lease_id
 from controller.jobs.rollout_plan import check_fits, resolve_plan, worst_case_s
 from controller.jobs.views import job_view
 from schemas.api import DryRunResponse, ExecRequest, ExecResponse, JobState, ShellRequest
@@ -29,22 +32,37 @@ from schemas.limits import MAX_ROLLOUT_ANSWER_S
 from schemas.messages import ExecJob, JobRecord, ReplyRoute, RolloutPlan
 from schemas.targets import Target, TargetKind
 
+ANY_LEASE = "_any"
+"""The lease of a job on ``_any`` (one host, not known before it answers)."""
+
 
 def rollout_plan(
     request: web.Request, body: ExecRequest | ShellRequest, hosts: int
 ) -> RolloutPlan | None:
-    """The body's rollout resolved against ``hosts``; None without one.
+    """The body's rollout resolved against ``hosts``, carrying the key's ``max_hosts``;
+    None without one. The key's blast radius is checked either way.
 
     Raises:
+        Forbidden: more hosts at once than the key's ``max_hosts``.
         BadRequest: its worst case would outlive the job's retention.
     """
+    api_key = request[API_KEY]
     if body.rollout is None:
+        check_blast_radius(api_key.name, api_key.max_hosts, hosts, None)
         return None
     config = request.app[CONFIG]
     delivery_timeout_s = body.delivery_timeout or config.delivery_timeout_s
     plan = resolve_plan(body.rollout, hosts, delivery_timeout_s=delivery_timeout_s)
-    host_deadline_s = body.timeout + config.delivery_margin_s
-    check_fits(plan, hosts, host_deadline_s=host_deadline_s, retention_s=config.job_retention_s)
+    check_blast_radius(api_key.name, api_key.max_hosts, hosts, plan)
+    if api_key.max_hosts is not None:
+        plan = msgspec.structs.replace(plan, max_hosts=api_key.max_hosts)
+    check_fits(
+        plan,
+        hosts,
+        host_deadline_s=body.timeout + config.delivery_margin_s,
+        slot_wait_s=config.max_hosts_wait_s,
+        retention_s=config.job_retention_s,
+    )
     return plan
 
 
@@ -71,14 +89,15 @@ async def run_job(
     ran, the idempotency key is released, so a retry with it runs the job.
 
     Raises:
-        NatsUnavailable, StorageFull: nothing ran.
+        NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
+            slots are taken by its other requests; nothing ran.
     """
     try:
         if record.rollout is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)
         else:
             collected = await record_and_roll_out(request, record, wait_s)
-    except (NatsUnavailable, StorageFull):
+    except (NatsUnavailable, StorageFull, RateLimited):
         if idempotency_key:
             await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
         raise
@@ -116,12 +135,38 @@ async def record_and_dispatch(
     body: ExecRequest | ShellRequest,
     wait_s: float | None,
 ) -> Collected:
-    """Record the job (:func:`record_job`), then publish it and collect its replies.
+    """Take the key's host slots (:func:`take_slots`), record the job
+    (:func:`record_job`), then publish it and collect its replies; the slots are given
+    back once every host answered (else they come free at the job's deadline).
 
     Raises:
+        RateLimited: too few of the key's host slots are free (nothing recorded).
         StorageFull: the job stream has no room for the record (nothing published).
         NatsUnavailable: the audit record, the job record or the publish failed; no
             agent got the job.
+    """
+    leases = await take_slots(request, record)
+    try:
+        collected = await dispatch(request, record, target, body, wait_s)
+    except (NatsUnavailable, StorageFull):
+        await give_back_slots(request, leases)
+        raise
+    if collected.complete:
+        await give_back_slots(request, leases)
+    return collected
+
+
+async def dispatch(
+    request: web.Request,
+    record: JobRecord,
+    target: Target,
+    body: ExecRequest | ShellRequest,
+    wait_s: float | None,
+) -> Collected:
+    """Record the job, publish it and collect its replies.
+
+    Raises:
+        StorageFull, NatsUnavailable: as :func:`record_and_dispatch`.
     """
     await record_job(request, record)
     job, expected_hosts = record.job, record.expected_hosts
@@ -137,6 +182,37 @@ async def record_and_dispatch(
     except NatsUnavailable:  # raised before the job went out
         await request.app[JOB_STORE].mark_not_published(record)
         raise
+
+
+async def take_slots(request: web.Request, record: JobRecord) -> list[str]:
+    """Take one of the key's host slots per host the job goes to (all or none, until
+    the job's deadline), when the key has ``max_hosts``; the leases taken.
+
+    Raises:
+        RateLimited: too few are free. NatsUnavailable, StorageFull: none taken.
+    """
+    max_hosts = request[API_KEY].max_hosts
+    if max_hosts is None:
+        return []
+    job = record.job
+    hosts = record.expected_hosts or [ANY_LEASE]
+    leases = [lease_id(job.job_id, host) for host in hosts]
+    taken = await request.app[HOST_SLOTS].take(
+        job.caller, max_hosts, dict.fromkeys(leases, job.deadline)
+    )
+    if not taken:
+        raise RateLimited(
+            f"key {job.caller!r} has hosts running its other commands: {len(hosts)} more "
+            f"would exceed its max_hosts {max_hosts}; try again when they finished, or "
+            f"use a rollout (it waits for free slots)"
+        )
+    return leases
+
+
+async def give_back_slots(request: web.Request, leases: list[str]) -> None:
+    """Give back the slots :func:`take_slots` took; never raises."""
+    if leases:
+        await request.app[HOST_SLOTS].give_back(request[API_KEY].name, leases)
 
 
 async def record_and_roll_out(
@@ -177,7 +253,12 @@ def new_job(
     now = time.time()
     host_deadline_s = body.timeout + request.app[CONFIG].delivery_margin_s
     if plan is not None:
-        host_deadline_s = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s)
+        host_deadline_s = worst_case_s(
+            plan,
+            hosts,
+            host_deadline_s=host_deadline_s,
+            slot_wait_s=request.app[CONFIG].max_hosts_wait_s,
+        )
     return ExecJob(
         job_id=str(uuid.uuid4()),
         command=body.command,

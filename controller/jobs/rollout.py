@@ -20,9 +20,10 @@ from typing import Any
 
 import msgspec
 
-from controller.errors import NatsUnavailable
+from controller.errors import NatsUnavailable, StorageFull
 from controller.fleet_pause import FleetPauseState
 from controller.jobs.dispatch import Dispatcher
+from controller.jobs.host_slots import HostSlotsStore, lease_id
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_plan import failures_stop, host_failed
@@ -54,6 +55,10 @@ class RolloutDeps:
     verdicts: VerdictRecorder
     fleet: FleetPauseState
     delivery_margin_s: float
+    slots: HostSlotsStore
+    """The host slots of keys with ``max_hosts``."""
+    slots_retry_s: float
+    """How often a rollout waiting for a host slot looks again."""
     driver: str
     """This controller's instance id, as written in the entries it drives."""
     lease_s: float
@@ -184,19 +189,29 @@ class RolloutRun:
             await self._write(lambda state: state)  # renews the lease
 
     async def _start(self, host: str) -> None:
-        """Record ``host`` as started, then publish its copy of the job."""
-        now = time.time()
-        deadline = now + self.job.timeout_s + self._deps.delivery_margin_s
-        if deadline > self.job.deadline:  # a long fleet pause ate the rollout's time
-            self._local_stop = "rollout stopped: out of time (its worst case has passed)"
+        """Take one of the key's host slots (when it has ``max_hosts``), record ``host``
+        as started, then publish its copy of the job.
+
+        Raises:
+            LeaseLost, NatsUnavailable: from storing its state (the slot given back).
+        """
+        deadline = await self._host_deadline(host)
+        if deadline is None:
             return
+        now = time.time()
 
         def started(state: RolloutState) -> RolloutState | None:
             if state.stopped is not None:
                 return None
             return msgspec.structs.replace(state, started={**state.started, host: deadline})
 
-        if not await self._write(started):
+        try:
+            recorded = await self._write(started)
+        except (LeaseLost, NatsUnavailable):
+            await self._give_back(host)
+            raise
+        if not recorded:
+            await self._give_back(host)
             return
         copy = msgspec.structs.replace(
             self.job,
@@ -207,6 +222,36 @@ class RolloutRun:
         )
         self._last_start = time.monotonic()
         self._running[asyncio.ensure_future(self._run_host(copy, host))] = host
+
+    async def _host_deadline(self, host: str) -> float | None:
+        """The deadline of ``host``'s copy if it starts now, once one of the key's host
+        slots is taken for it (waiting, while the rollout goes on, for one to come
+        free); None when the rollout stopped or ran out of time meanwhile.
+
+        Raises:
+            LeaseLost, NatsUnavailable: from storing the rollout's state while waiting.
+        """
+        job, slots = self.job, self._deps.slots
+        while self.stop_reason() is None:
+            deadline = time.time() + job.timeout_s + self._deps.delivery_margin_s
+            if deadline > job.deadline:  # a long fleet pause or wait ate the rollout's time
+                self._local_stop = "rollout stopped: out of time (its worst case has passed)"
+                return None
+            if self.plan.max_hosts is None:
+                return deadline
+            lease = {lease_id(job.job_id, host): deadline}
+            try:
+                if await slots.take(job.caller, self.plan.max_hosts, lease):
+                    return deadline
+            except (NatsUnavailable, StorageFull) as exc:
+                log.warning("rollout %r: no host slot taken yet: %s", job.job_id, exc)
+            await self._settle(self._deps.slots_retry_s)  # a slot may come free elsewhere
+        return None
+
+    async def _give_back(self, host: str) -> None:
+        """Give back ``host``'s slot, if the key has ``max_hosts``; never raises."""
+        if self.plan.max_hosts is not None:
+            await self._deps.slots.give_back(self.job.caller, [lease_id(self.job.job_id, host)])
 
     async def _run_host(self, copy: ExecJob, host: str) -> ExecResult:
         """Publish one host's copy and collect its answer; never raises."""
@@ -248,6 +293,7 @@ class RolloutRun:
         host = self._running.pop(task)
         result = task.result()
         self.results[host] = result
+        await self._give_back(host)
         failed = host_failed(result)
         await self._write(
             lambda state: msgspec.structs.replace(state, finished={**state.finished, host: failed})

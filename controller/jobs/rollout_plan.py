@@ -26,22 +26,34 @@ def resolve_plan(rollout: RolloutRequest, hosts: int, *, delivery_timeout_s: flo
     )
 
 
-def worst_case_s(plan: RolloutPlan, hosts: int, *, host_deadline_s: float) -> float:
+def worst_case_s(
+    plan: RolloutPlan, hosts: int, *, host_deadline_s: float, slot_wait_s: float = 0.0
+) -> float:
     """The longest the rollout may take: every window runs to its hosts' deadline
-    (``timeout`` plus the delivery margin), plus every pause."""
+    (``timeout`` plus the delivery margin), plus every pause, plus (for a key with
+    ``max_hosts``) ``slot_wait_s`` of waiting for host slots its other requests hold."""
     windows = math.ceil(hosts / plan.batch_size)
-    return windows * host_deadline_s + max(0, hosts - 1) * plan.pause_s
+    waits = 0.0 if plan.max_hosts is None else slot_wait_s
+    return windows * host_deadline_s + max(0, hosts - 1) * plan.pause_s + waits
 
 
 def check_fits(
-    plan: RolloutPlan, hosts: int, *, host_deadline_s: float, retention_s: float
+    plan: RolloutPlan,
+    hosts: int,
+    *,
+    host_deadline_s: float,
+    retention_s: float,
+    slot_wait_s: float = 0.0,
 ) -> None:
-    """Raises: BadRequest when the rollout's worst case would outlive its record."""
-    longest = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s)
+    """Raises: BadRequest when the rollout's worst case (:func:`worst_case_s`) would
+    outlive its record."""
+    longest = worst_case_s(plan, hosts, host_deadline_s=host_deadline_s, slot_wait_s=slot_wait_s)
+    waits = "" if plan.max_hosts is None else f", max_hosts_wait_s {slot_wait_s:g}"
     if longest > retention_s:
         raise BadRequest(
             f"rollout: its worst case ({hosts} hosts, batch_size {plan.batch_size}, "
-            f"{host_deadline_s:g} s per host, pause_s {plan.pause_s:g}) takes {longest:g} s, "
+            f"{host_deadline_s:g} s per host, pause_s {plan.pause_s:g}{waits}) "
+            f"takes {longest:g} s, "
             f"more than the job retention ({retention_s:g} s): use a larger batch_size, "
             "a shorter timeout or pause"
         )

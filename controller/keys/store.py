@@ -50,6 +50,8 @@ PERMISSIONS = frozenset(
 DURATION_RE = re.compile(r"(?P<count>[1-9][0-9]{0,8})(?P<unit>[smhd])")
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_S = 100 * 365 * 86400
+MAX_MAX_HOSTS = 1_000_000
+"""The largest ``max_hosts`` a key may carry."""
 LATEST_EXPIRY = 253402300799.0
 """9999-12-31T23:59:59Z: the latest ``expires_at`` a keys file may hold."""
 
@@ -82,6 +84,8 @@ class StoredKey(
     created_at: float = 0.0
     expires_at: float | None = None
     """Unix time from which the key is refused; None: never."""
+    max_hosts: int | None = None
+    """At most this many hosts run the key's commands at once; None: no limit."""
 
 
 class KeysFile(msgspec.Struct, kw_only=True):
@@ -96,6 +100,8 @@ class ApiKey:
     permissions: frozenset[str]
     targets: tuple[str, ...]
     expires_at: float | None = None
+    max_hosts: int | None = None
+    """At most this many hosts run its commands at once (docs/security.md)."""
 
     def has_permission(self, permission: str) -> bool:
         return permission in self.permissions
@@ -176,7 +182,11 @@ def _entries(stored: list[StoredKey]) -> tuple[tuple[bytes, ApiKey], ...]:
         (
             bytes.fromhex(entry.sha256),
             ApiKey(
-                entry.name, frozenset(entry.permissions), tuple(entry.targets), entry.expires_at
+                entry.name,
+                frozenset(entry.permissions),
+                tuple(entry.targets),
+                entry.expires_at,
+                entry.max_hosts,
             ),
         )
         for entry in stored
@@ -250,6 +260,14 @@ def _check_entry(entry: StoredKey, path: Path) -> None:
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has no valid sha256")
     if entry.expires_at is not None and not 0 < entry.expires_at < LATEST_EXPIRY:
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has an invalid expires_at")
+    if entry.max_hosts is not None and not 1 <= entry.max_hosts <= MAX_MAX_HOSTS:
+        raise KeysFileError(f"keys file {path}: key {entry.name!r} has an invalid max_hosts")
+
+
+def check_max_hosts(max_hosts: int | None) -> None:
+    """Raises: KeysFileError when ``max_hosts`` is given and not 1..MAX_MAX_HOSTS."""
+    if max_hosts is not None and not 1 <= max_hosts <= MAX_MAX_HOSTS:
+        raise KeysFileError(f"max_hosts must be 1..{MAX_MAX_HOSTS}, not {max_hosts}")
 
 
 def create_key(
@@ -259,18 +277,21 @@ def create_key(
     permissions: list[str],
     targets: list[str],
     expires_at: float | None = None,
+    max_hosts: int | None = None,
 ) -> str:
     """Add a new random key to the keys file (created if missing, mode 0600),
-    refused from ``expires_at`` (unix time) on when given.
+    refused from ``expires_at`` (unix time) on when given, running its commands on at
+    most ``max_hosts`` hosts at once when given.
 
     Returns the key itself, which is stored nowhere.
 
     Raises:
         KeysFileError: the name is taken or empty, a permission is unknown,
-            or the file cannot be read or written.
+            ``max_hosts`` is not 1..MAX_MAX_HOSTS, or the file cannot be read or written.
     """
     if not name:
         raise KeysFileError("a key needs a name")
+    check_max_hosts(max_hosts)
     unknown = set(permissions) - PERMISSIONS
     if unknown:
         raise KeysFileError(
@@ -288,6 +309,7 @@ def create_key(
             targets=targets,
             created_at=time.time(),
             expires_at=expires_at,
+            max_hosts=max_hosts,
         )
     )
     _write_keys_file(path, keys_file)

@@ -48,6 +48,13 @@ def add_parsers(commands: Subcommands) -> None:
         metavar="DURATION",
         help="refuse the key this long from now: 30d, 12h, 90m or 3600s (default: never)",
     )
+    create.add_argument(
+        "--max-hosts",
+        type=int,
+        metavar="N",
+        help="at most N hosts run the key's commands at once, on every controller "
+        "(default: no limit)",
+    )
     create.set_defaults(func=create_command)
     revoke = keys.add_parser(
         "revoke", help="remove a key; controllers refuse it once they reload the file"
@@ -55,7 +62,9 @@ def add_parsers(commands: Subcommands) -> None:
     revoke.add_argument("--keys-file", type=Path, required=True)
     revoke.add_argument("--name", required=True)
     revoke.set_defaults(func=revoke_command)
-    listing = keys.add_parser("list", help="names, permissions, targets and expiry (never keys)")
+    listing = keys.add_parser(
+        "list", help="names, permissions, targets, expiry and max_hosts (never keys)"
+    )
     listing.add_argument("--keys-file", type=Path, required=True)
     listing.set_defaults(func=list_command)
 
@@ -77,6 +86,7 @@ def create_command(args: argparse.Namespace) -> int:
         permissions=args.permissions,
         targets=args.targets,
         expires_at=expires_at,
+        max_hosts=args.max_hosts,
     )
     print(key)
     return 0
@@ -93,7 +103,8 @@ def list_command(args: argparse.Namespace) -> int:
     now = time.time()
     for entry in read_keys_file(args.keys_file).keys:
         fields = [entry.name, ",".join(entry.permissions), ",".join(entry.targets) or "*"]
-        print("\t".join([*fields, expiry(entry.expires_at, now)]))
+        limit = [] if entry.max_hosts is None else [f"max_hosts {entry.max_hosts}"]
+        print("\t".join([*fields, expiry(entry.expires_at, now), *limit]))
     return 0
 
 
