@@ -17,11 +17,10 @@ from collections.abc import Iterable
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from controller.errors import Forbidden, NatsUnavailable, StorageFull, nats_errors
-from runtime.jetstream import bring_stream_to
+from runtime.jetstream import ensure_bucket
 from schemas.decoding import WireError, decode_host_slots
 from schemas.messages import HostSlots, RolloutPlan, encode
 from schemas.subjects import Subjects
@@ -75,21 +74,14 @@ class HostSlotsStore:
         """
         name = self._subjects.host_slots_bucket()
         with nats_errors(f"setting up bucket {name}"):
-            try:
-                self._bucket = await self._js.key_value(name)
-                await bring_stream_to(self._js, f"KV_{name}", replicas=None, max_bytes=max_bytes)
-            except nats.js.errors.BucketNotFoundError:
-                self._bucket = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=name,
-                        description="nexec host slots: hosts running per max_hosts key",
-                        history=1,
-                        ttl=retention_s,
-                        storage=StorageType.FILE,
-                        replicas=replicas,
-                        max_bytes=max_bytes,
-                    )
-                )
+            self._bucket = await ensure_bucket(
+                self._js,
+                name,
+                description="nexec host slots: hosts running per max_hosts key",
+                replicas=replicas,
+                max_bytes=max_bytes,
+                ttl_s=retention_s,
+            )
 
     def _kv(self) -> KeyValue:
         """Raises: NatsUnavailable before the bucket is open."""
