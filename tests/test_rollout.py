@@ -72,6 +72,15 @@ def starts(log: Path) -> list[str]:
     return [line.split()[1] for line in lines if line.startswith("start ")]
 
 
+def started_in_order(started: list[str], batch_size: int) -> bool:
+    """Every host ran once, in hostname order as far as a window allows: hosts started
+    together may write their lines in any order, so a host's line is less than
+    ``batch_size`` places from its place in ``HOSTS``."""
+    return sorted(started) == HOSTS and all(
+        abs(place - HOSTS.index(host)) < batch_size for place, host in enumerate(started)
+    )
+
+
 async def shell(controller: Controller, body: dict[str, Any], query: str = "") -> Any:
     return await controller.request("POST", f"/node/{POOL}/command/shell{query}", json=body)
 
@@ -88,7 +97,7 @@ async def test_never_more_than_batch_size_at_once_in_hostname_order(
     lines = log.read_text().splitlines()
     assert len(lines) == 12
     assert most_at_once(lines) == 2
-    assert starts(log) == HOSTS
+    assert started_in_order(starts(log), 2), starts(log)
     job = await fleet.request("GET", f"/job/{answer.body['job_id']}")
     assert job.body["state"] == "completed"
     assert job.body["rollout"] == {
@@ -348,7 +357,7 @@ async def test_an_idempotent_rollout_runs_once(fleet: Controller, tmp_path: Path
     assert first.status == again.status == 202
     assert again.body["job_id"] == first.body["job_id"]
     assert again.body["results"] == first.body["results"]
-    assert starts(log) == HOSTS  # once each
+    assert started_in_order(starts(log), 3), starts(log)  # once each
     other = {**body, "rollout": {"batch_size": 2}}
     conflict = await fleet.request("POST", path, json=other, headers=headers)
     assert conflict.status == 409
