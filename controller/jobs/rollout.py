@@ -206,8 +206,8 @@ class RolloutRun:
     async def _start(self, hosts: list[str]) -> None:
         """Take one of the key's host slots for each host (when it has ``max_hosts``),
         record them all as started in one write, then publish each one's copy, in
-        hostname order: each after the one before was acknowledged (or decided, or its
-        delivery timeout passed).
+        hostname order: each after the one before was acknowledged (or decided), for
+        as long as :meth:`_order_wait_s` allows.
 
         Raises:
             LeaseLost, NatsUnavailable: from storing its state (the slots given back).
@@ -234,11 +234,19 @@ class RolloutRun:
         if not recorded:
             await self._give_back(list(deadlines))
             return
+        order_until = time.monotonic() + self._order_wait_s()
         for number, (host, deadline) in enumerate(deadlines.items(), 1):
             answered = asyncio.Event()
             self._publish(host, deadline, answered)
             if number < len(deadlines):
-                await until_answered(answered, self.plan.delivery_timeout_s)
+                await until_answered(answered, max(0.0, order_until - time.monotonic()))
+
+    def _order_wait_s(self) -> float:
+        """The longest the hosts of one turn wait, all together, for one another's
+        acknowledgement: well within the delivery margin (their deadlines are recorded
+        before) and the lease (not renewed meanwhile)."""
+        deps = self._deps
+        return min(self.plan.delivery_timeout_s, deps.delivery_margin_s, deps.lease_s / 3) / 2
 
     def _publish(self, host: str, deadline: float, answered: asyncio.Event) -> None:
         """Publish ``host``'s copy of the job (in a task of its own)."""
