@@ -55,10 +55,12 @@ class Collector:
         *,
         single_receiver: bool,
         key: str | None = None,
+        answered: asyncio.Event | None = None,
     ) -> None:
         """``single_receiver``: at most one agent receives the job (a host, or
         ``_any``'s queue group), so only that agent could answer on its reply subject.
-        ``key``: where the dispatcher keeps it (the job id, or :func:`host_key`)."""
+        ``key``: where the dispatcher keeps it (the job id, or :func:`host_key`).
+        ``answered``: set at the first acknowledgement, or once every host is decided."""
         self.job_id = job_id
         self.key = key or job_id
         self.expected = expected
@@ -73,6 +75,7 @@ class Collector:
         self.unverified: dict[str, str] = {}
         """Claimed hostname -> what an answer on the reply subject said (not trusted)."""
         self.done = asyncio.Event()
+        self.answered = answered or asyncio.Event()
         self._outcome = Outcome(expected)
 
     def expects(self, hostname: str) -> bool:
@@ -82,6 +85,7 @@ class Collector:
     def add_ack(self, ack: ExecAck) -> None:
         self.acked.add(ack.hostname)
         self.heard_at[ack.hostname] = time.monotonic()
+        self.answered.set()
 
     def heard(self, hostname: str, now: float) -> None:
         """``hostname`` reported this job running (only an acknowledged host counts)."""
@@ -146,6 +150,7 @@ class Collector:
     def _check_done(self) -> None:
         if not self._pending():
             self.done.set()
+            self.answered.set()
 
     def collected(self, *, deadline_passed: bool, waited_s: float) -> Collected:
         """The results so far, with ``no_reply`` for hosts given up on (and, once the

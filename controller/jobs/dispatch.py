@@ -145,6 +145,7 @@ class Dispatcher:
         delivery_timeout_s: float,
         return_after_s: float | None,
         host_copy: bool = False,
+        answered: asyncio.Event | None = None,
     ) -> Collected:
         """Publish ``job``; wait for its replies until every expected host is decided or
         ``deadline_s`` passes (the rest become ``no_reply``), or, when ``return_after_s``
@@ -152,6 +153,7 @@ class Dispatcher:
         ``host_copy``: ``job`` is one host's copy of a rollout's job (``target`` that
         host), collected apart from the other hosts' copies of the same job id; the
         "no responders" status is not used for it (the delivery timeout decides).
+        ``answered``: set at the first acknowledgement, or once every host is decided.
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -164,6 +166,7 @@ class Dispatcher:
             expected,
             single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY),
             key=host_key(job.job_id, target.hostname) if host_copy else None,
+            answered=answered,
         )
         self._collectors[collector.key] = collector
         payload = encode(job)

@@ -6,7 +6,10 @@ deadline and ``deliver_by`` counted from its own start), published and collected
 the dispatcher like any job on one host: acks, the delivery timeout, the agent
 watch, the ``no_reply`` verdicts are the same rules. The rollout's progress lives in
 its entry of the rollouts bucket (:mod:`controller.jobs.rollout_store`); a host is
-written there as started before its copy is published.
+written there as started before its copy is published. The hosts a turn of the window
+starts are written in one write, and the hosts that finished are written with the
+next write (their results are in the results stream already, where a takeover reads
+them).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore, lease_id
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
+from controller.jobs.rollout_host import follow_host, run_host, until_answered
 from controller.jobs.rollout_plan import failures_stop, host_failed
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.retry import keep_trying
-from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus, RolloutState
-from schemas.targets import Target, TargetKind
+from schemas.messages import ExecResult, JobRecord, ResultStatus, RolloutState
 
 log = logging.getLogger("nexec.controller.rollouts")
 
@@ -76,6 +79,8 @@ class RolloutRun:
         self._state, self._revision = stored.state, stored.revision
         self._renew_at = time.monotonic() + deps.lease_s / 3
         self.results: dict[str, ExecResult] = {}
+        self._unwritten: dict[str, bool] = {}
+        """Hosts finished (and whether each failed) not yet in the entry."""
         self._running: dict[asyncio.Future[ExecResult], str] = {}
         self._wake = asyncio.Event()
         self._local_stop: str | None = None
@@ -85,7 +90,7 @@ class RolloutRun:
 
     @property
     def failures(self) -> int:
-        return sum(self._state.finished.values())
+        return sum({**self._state.finished, **self._unwritten}.values())
 
     def stop_reason(self) -> str | None:
         """Why no further host starts; None while the rollout goes on."""
@@ -124,13 +129,16 @@ class RolloutRun:
         """Raises: LeaseLost, NatsUnavailable."""
         for host, deadline in self._state.started.items():
             if host not in self._state.finished:  # started by a controller before this one
-                self._running[asyncio.ensure_future(self._follow_host(host, deadline))] = host
-        for host in self.hosts:
-            if host in self._state.started:
-                continue
-            if not await self._ready():
-                break
-            await self._start(host)
+                deps = self._deps
+                following = follow_host(
+                    deps.dispatcher, deps.job_store, self.job.job_id, host, deadline
+                )
+                self._running[asyncio.ensure_future(following)] = host
+        waiting = [host for host in self.hosts if host not in self._state.started]
+        while waiting and await self._ready():
+            size = self._turn_size()
+            await self._start(waiting[:size])
+            waiting = waiting[size:]
         await self._cancel_again()
         while self._running:
             await self._settle(None)
@@ -163,6 +171,13 @@ class RolloutRun:
             await self._settle(None, fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S))
         return self.stop_reason() is None
 
+    def _turn_size(self) -> int:
+        """How many hosts start together now: every free place in the window, or one
+        at a time with ``pause_s`` or ``max_hosts`` (each waits for its turn)."""
+        if self.plan.pause_s > 0 or self.plan.max_hosts is not None:
+            return 1
+        return max(1, self.plan.batch_size - len(self._running))
+
     async def _settle(self, timeout_s: float | None, also: Awaitable[None] | None = None) -> None:
         """Wait at most ``timeout_s`` for a running host to finish, a cancel, or ``also``;
         record every host that finished, and renew the lease when it is due.
@@ -188,31 +203,54 @@ class RolloutRun:
         if time.monotonic() >= self._renew_at:
             await self._write(lambda state: state)  # renews the lease
 
-    async def _start(self, host: str) -> None:
-        """Take one of the key's host slots (when it has ``max_hosts``), record ``host``
-        as started, then publish its copy of the job.
+    async def _start(self, hosts: list[str]) -> None:
+        """Take one of the key's host slots for each host (when it has ``max_hosts``),
+        record them all as started in one write, then publish each one's copy, in
+        hostname order: each after the one before was acknowledged (or decided), for
+        as long as :meth:`_order_wait_s` allows.
 
         Raises:
-            LeaseLost, NatsUnavailable: from storing its state (the slot given back).
+            LeaseLost, NatsUnavailable: from storing its state (the slots given back).
         """
-        deadline = await self._host_deadline(host)
-        if deadline is None:
+        deadlines: dict[str, float] = {}
+        for host in hosts:
+            deadline = await self._host_deadline(host)
+            if deadline is None:
+                break
+            deadlines[host] = deadline
+        if not deadlines:
             return
-        now = time.time()
 
         def started(state: RolloutState) -> RolloutState | None:
             if state.stopped is not None:
                 return None
-            return msgspec.structs.replace(state, started={**state.started, host: deadline})
+            return msgspec.structs.replace(state, started={**state.started, **deadlines})
 
         try:
             recorded = await self._write(started)
         except (LeaseLost, NatsUnavailable):
-            await self._give_back(host)
+            await self._give_back(list(deadlines))
             raise
         if not recorded:
-            await self._give_back(host)
+            await self._give_back(list(deadlines))
             return
+        order_until = time.monotonic() + self._order_wait_s()
+        for number, (host, deadline) in enumerate(deadlines.items(), 1):
+            answered = asyncio.Event()
+            self._publish(host, deadline, answered)
+            if number < len(deadlines):
+                await until_answered(answered, max(0.0, order_until - time.monotonic()))
+
+    def _order_wait_s(self) -> float:
+        """The longest the hosts of one turn wait, all together, for one another's
+        acknowledgement: well within the delivery margin (their deadlines are recorded
+        before) and the lease (not renewed meanwhile)."""
+        deps = self._deps
+        return min(self.plan.delivery_timeout_s, deps.delivery_margin_s, deps.lease_s / 3) / 2
+
+    def _publish(self, host: str, deadline: float, answered: asyncio.Event) -> None:
+        """Publish ``host``'s copy of the job (in a task of its own)."""
+        now = time.time()
         copy = msgspec.structs.replace(
             self.job,
             target=host,
@@ -221,7 +259,11 @@ class RolloutRun:
             deliver_by=now + self.plan.delivery_timeout_s,
         )
         self._last_start = time.monotonic()
-        self._running[asyncio.ensure_future(self._run_host(copy, host))] = host
+        deps, timeout_s = self._deps, self.plan.delivery_timeout_s
+        running = run_host(
+            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s, answered=answered
+        )
+        self._running[asyncio.ensure_future(running)] = host
 
     async def _host_deadline(self, host: str) -> float | None:
         """The deadline of ``host``'s copy if it starts now, once one of the key's host
@@ -248,56 +290,18 @@ class RolloutRun:
             await self._settle(self._deps.slots_retry_s)  # a slot may come free elsewhere
         return None
 
-    async def _give_back(self, host: str) -> None:
-        """Give back ``host``'s slot, if the key has ``max_hosts``; never raises."""
+    async def _give_back(self, hosts: list[str]) -> None:
+        """Give back the slots of ``hosts``, if the key has ``max_hosts``; never raises."""
         if self.plan.max_hosts is not None:
-            await self._deps.slots.give_back(self.job.caller, [lease_id(self.job.job_id, host)])
-
-    async def _run_host(self, copy: ExecJob, host: str) -> ExecResult:
-        """Publish one host's copy and collect its answer; never raises."""
-        try:
-            collected = await self._deps.dispatcher.run(
-                copy,
-                Target(TargetKind.HOST, hostname=host),
-                frozenset({host}),
-                deadline_s=copy.deadline - time.time(),
-                delivery_timeout_s=self.plan.delivery_timeout_s,
-                return_after_s=None,
-                host_copy=True,
-            )
-        except NatsUnavailable as exc:
-            result = ExecResult(
-                job_id=self.job.job_id, hostname=host, status=ResultStatus.NO_REPLY,
-                error=f"not published: {exc}",
-            )  # fmt: skip
-            await self._deps.verdicts.record([result])
-            return result
-        return collected.results[0]
-
-    async def _follow_host(self, host: str, deadline: float) -> ExecResult:
-        """Wait for a host another controller started (never start it again)."""
-        job_id, job_store = self.job.job_id, self._deps.job_store
-
-        async def recorded() -> ExecResult | None:
-            try:
-                return await job_store.host_result(job_id, host)
-            except NatsUnavailable:  # its result, if any, comes from the stream later
-                return None
-
-        collected = await self._deps.dispatcher.follow(
-            job_id, host, deadline_s=max(0.0, deadline - time.time()), recorded=recorded
-        )
-        return collected.results[0]
+            leases = [lease_id(self.job.job_id, host) for host in hosts]
+            await self._deps.slots.give_back(self.job.caller, leases)
 
     async def _finish(self, task: asyncio.Future[ExecResult]) -> None:
         host = self._running.pop(task)
         result = task.result()
         self.results[host] = result
-        await self._give_back(host)
-        failed = host_failed(result)
-        await self._write(
-            lambda state: msgspec.structs.replace(state, finished={**state.finished, host: failed})
-        )
+        await self._give_back([host])
+        self._unwritten[host] = host_failed(result)  # stored with the next write
 
     async def _end(self) -> list[ExecResult]:
         """Skip every host not started (the reason stored first, so no controller
@@ -358,7 +362,11 @@ class RolloutRun:
         while True:
             if self._state.driver != self._deps.driver:
                 raise LeaseLost(self._state.driver)
-            changed = change(self._state)
+            finishes = dict(self._unwritten)
+            base = self._state
+            if finishes:
+                base = msgspec.structs.replace(base, finished={**base.finished, **finishes})
+            changed = change(base)
             if changed is None:
                 return False
             new = msgspec.structs.replace(changed, lease_until=time.time() + self._deps.lease_s)
@@ -366,6 +374,8 @@ class RolloutRun:
             try:
                 self._revision = await store.update(job_id, new, self._revision)
                 self._state = new
+                for host in finishes:
+                    self._unwritten.pop(host, None)
                 return True
             except RolloutChanged:
                 stored = await store.read(job_id)
