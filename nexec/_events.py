@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -33,8 +32,7 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The longest event line read: NATS's own limit on a message (a result is one)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutputEvent:
+class OutputEvent(msgspec.Struct, frozen=True):
     """A chunk of a host's output, as it was produced."""
 
     id: int | None
@@ -43,8 +41,7 @@ class OutputEvent:
     kind: Literal["output"] = "output"
 
 
-@dataclass(frozen=True, slots=True)
-class ResultEvent:
+class ResultEvent(msgspec.Struct, frozen=True):
     """A host's final result. ``id`` is None for the ``no_reply`` results the controller
     adds at the deadline."""
 
@@ -53,8 +50,7 @@ class ResultEvent:
     kind: Literal["result"] = "result"
 
 
-@dataclass(frozen=True, slots=True)
-class EndEvent:
+class EndEvent(msgspec.Struct, frozen=True):
     """The job's state once it is done: the last event."""
 
     id: int | None

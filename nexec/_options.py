@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import msgspec
@@ -43,8 +42,7 @@ class CommandOptions(TypedDict, total=False):
     rollout: RolloutRequest | Mapping[str, int | str | float]
 
 
-@dataclass(frozen=True, slots=True)
-class CommandRequest:
+class CommandRequest(msgspec.Struct, frozen=True):
     """An exec or shell request as sent: body, query, headers; whether it may be retried."""
 
     body: bytes

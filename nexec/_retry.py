@@ -15,7 +15,8 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from nexec.errors import APIError, ServiceUnavailable, TooManyRequests
 
@@ -25,8 +26,7 @@ FLEET_PAUSED = "fleet paused"
 """The ``error`` of the 503 a paused fleet answers exec and shell with (docs/api.md)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True):
     """How the client retries a ``429`` or ``503``.
 
     Attributes:
@@ -52,8 +52,7 @@ class RetryPolicy:
         return self.backoff_s[retries_done]
 
 
-@dataclass(frozen=True, slots=True)
-class Retrying:
+class Retrying(msgspec.Struct, frozen=True):
     """What ``on_retry`` is told before each retry: the refused request, the error and
     the seconds the client waits before trying again (``attempt`` counts from 1)."""
 

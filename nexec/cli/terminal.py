@@ -10,8 +10,9 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TextIO
+
+import msgspec
 
 CLEAR_LINE = "\r\x1b[K"
 COLOURS = {"host": "36", "error": "31", "warn": "33", "ok": "32", "bold": "1"}
@@ -22,8 +23,7 @@ def wants_colour(stream: TextIO, env: Mapping[str, str]) -> bool:
     return stream.isatty() and not env.get("NO_COLOR")
 
 
-@dataclass
-class Terminal:
+class Terminal(msgspec.Struct):
     """Where the command writes: ``out`` (stdout) and ``err`` (stderr)."""
 
     out: TextIO
@@ -74,14 +74,13 @@ class Terminal:
             self.progress = None
 
 
-@dataclass
-class Progress:
+class Progress(msgspec.Struct):
     """``3/5 answered, 1.2 s`` on the last line of a terminal, redrawn as hosts answer."""
 
     stream: TextIO
     expected: int
     answered: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = msgspec.field(default_factory=time.monotonic)
     detail: str = ""
     """More to show after the count (a rollout's progress)."""
 
