@@ -456,3 +456,14 @@ async def test_a_host_gone_before_its_turn_is_no_reply_after_the_delivery_timeou
     assert starts(log) == ["r1", "r2", "r4", "r5", "r6"]
     job = await controller.request("GET", f"/job/{response.body['job_id']}")
     assert (job.body["state"], job.body["rollout"]["failed"]) == ("partial", 1)
+
+
+async def test_a_rollout_whose_hosts_fit_one_window_runs_them_all(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    """Its deadline leaves room to start the window (the first host always starts a
+    little after the job was made)."""
+    log = tmp_path / "log"
+    answer = await shell(fleet, {"command": logged(log), "rollout": {"batch_size": "100%"}})
+    assert [r["status"] for r in answer.body["results"]] == ["completed"] * len(HOSTS)
+    assert sorted(starts(log)) == HOSTS

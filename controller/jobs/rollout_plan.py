@@ -26,15 +26,23 @@ def resolve_plan(rollout: RolloutRequest, hosts: int, *, delivery_timeout_s: flo
     )
 
 
+WINDOW_START_SLACK_S = 5.0
+"""What each window may take to start its hosts (recording them, taking slots,
+publishing) on top of their deadlines: without it, a rollout whose hosts all fit one
+window would have no time to start its first host."""
+
+
 def worst_case_s(
     plan: RolloutPlan, hosts: int, *, host_deadline_s: float, slot_wait_s: float = 0.0
 ) -> float:
-    """The longest the rollout may take: every window runs to its hosts' deadline
-    (``timeout`` plus the delivery margin), plus every pause, plus (for a key with
-    ``max_hosts``) ``slot_wait_s`` of waiting for host slots its other requests hold."""
+    """The longest the rollout may take: every window starts (within
+    :data:`WINDOW_START_SLACK_S`) and runs to its hosts' deadline (``timeout`` plus the
+    delivery margin), plus every pause, plus (for a key with ``max_hosts``)
+    ``slot_wait_s`` of waiting for host slots its other requests hold."""
     windows = math.ceil(hosts / plan.batch_size)
     waits = 0.0 if plan.max_hosts is None else slot_wait_s
-    return windows * host_deadline_s + max(0, hosts - 1) * plan.pause_s + waits
+    per_window = host_deadline_s + WINDOW_START_SLACK_S
+    return windows * per_window + max(0, hosts - 1) * plan.pause_s + waits
 
 
 def check_fits(
