@@ -177,12 +177,14 @@ async def test_a_killed_controller_s_slots_come_free_at_their_deadlines(
     keys_file = tmp_path / "keys.json"
     key = limited_key(keys_file, survivor)
     hang = f'echo "$NEXEC_HOST" > {started.path}; exec sleep 60'
+    # Its hosts' leases last 15.5 s: long enough that the 429 below never meets a slot
+    # already come free on a slow machine; the rollout then waits out the rest.
     victim, port = await asyncio.to_thread(start_controller, nats_server, keys_file)
     try:
         url = f"http://127.0.0.1:{port}/node/pair:yes/command/shell?wait=false"
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session,
-            session.post(url, json={"command": hang, "timeout": 5}) as response,
+            session.post(url, json={"command": hang, "timeout": 15}) as response,
         ):
             assert response.status == 202, await response.text()
         assert sorted(await started.lines(2)) == ["r1", "r2"]
