@@ -17,10 +17,9 @@ from collections.abc import Iterable
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from controller.errors import Forbidden, NatsUnavailable, StorageFull, nats_errors
-from runtime.jetstream import ensure_bucket
+from controller.jobs.bucket import BucketStore
 from schemas.decoding import WireError, decode_host_slots
 from schemas.messages import HostSlots, RolloutPlan, encode
 from schemas.subjects import Subjects
@@ -58,36 +57,14 @@ def lease_id(job_id: str, hostname: str) -> str:
     return f"{job_id}/{hostname}"
 
 
-class HostSlotsStore:
+class HostSlotsStore(BucketStore):
     """Takes and gives back host slots; every method may raise :class:`NatsUnavailable`."""
 
     def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
-        self._js = js
+        super().__init__(
+            js, subjects.host_slots_bucket(), "nexec host slots: hosts running per max_hosts key"
+        )
         self._subjects = subjects
-        self._bucket: KeyValue | None = None
-
-    async def open(self, *, retention_s: float, replicas: int, max_bytes: int) -> None:
-        """Bind the bucket (brought to ``max_bytes``) or create it.
-
-        Raises:
-            NatsUnavailable: JetStream did not answer or refused the configuration.
-        """
-        name = self._subjects.host_slots_bucket()
-        with nats_errors(f"setting up bucket {name}"):
-            self._bucket = await ensure_bucket(
-                self._js,
-                name,
-                description="nexec host slots: hosts running per max_hosts key",
-                replicas=replicas,
-                max_bytes=max_bytes,
-                ttl_s=retention_s,
-            )
-
-    def _kv(self) -> KeyValue:
-        """Raises: NatsUnavailable before the bucket is open."""
-        if self._bucket is None:
-            raise NatsUnavailable("the host-slots bucket is not open yet")
-        return self._bucket
 
     async def _read(self, key_name: str) -> tuple[dict[str, float], int]:
         """The key's leases not yet expired, and the entry's revision (0: none).

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from controller.errors import NatsUnavailable, nats_errors
+from controller.jobs.bucket import BucketStore
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
-from runtime.jetstream import ensure_bucket
 from schemas.decoding import WireError, decode_rollout_state
 from schemas.messages import RolloutState, encode
 from schemas.subjects import Subjects
@@ -40,36 +39,12 @@ class StoredRollout:
     revision: int
 
 
-class RolloutStore:
+class RolloutStore(BucketStore):
     """Reads and writes rollout entries; every method may raise :class:`NatsUnavailable`."""
 
     def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
-        self._js = js
+        super().__init__(js, subjects.rollouts_bucket(), "nexec rollouts: how far each got")
         self._subjects = subjects
-        self._bucket: KeyValue | None = None
-
-    async def open(self, *, retention_s: float, replicas: int, max_bytes: int) -> None:
-        """Bind the bucket (brought to ``max_bytes``) or create it.
-
-        Raises:
-            NatsUnavailable: JetStream did not answer or refused the configuration.
-        """
-        name = self._subjects.rollouts_bucket()
-        with nats_errors(f"setting up bucket {name}"):
-            self._bucket = await ensure_bucket(
-                self._js,
-                name,
-                description="nexec rollouts: how far each got",
-                replicas=replicas,
-                max_bytes=max_bytes,
-                ttl_s=retention_s,
-            )
-
-    def _kv(self) -> KeyValue:
-        """Raises: NatsUnavailable before the bucket is open."""
-        if self._bucket is None:
-            raise NatsUnavailable("the rollouts bucket is not open yet")
-        return self._bucket
 
     async def read(self, job_id: str) -> StoredRollout | None:
         """The rollout's entry; None when there is none (or it is unreadable: logged).
