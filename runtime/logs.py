@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Literal
 
 import pydantic
@@ -137,7 +138,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str, log_format: LogFormat, context: Mapping[str, str]) -> None:
     """Log to stderr at ``level`` in ``log_format``; ``context``: the fields every JSON
-    line carries. Replaces any handler the root logger had.
+    line carries. Replaces any handler the root logger had. In ``json``, warnings and
+    uncaught exceptions are logged too (as JSON lines).
 
     Raises:
         ValueError: ``level`` is not a logging level name.
@@ -145,6 +147,16 @@ def configure_logging(level: str, log_format: LogFormat, context: Mapping[str, s
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter(context))
+        # So that nothing else writes a line that is not JSON: warnings and an
+        # exception nobody caught go through the log too.
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _log_uncaught(
+    kind: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    logging.getLogger("nexec").critical("uncaught exception", exc_info=(kind, exc, traceback))

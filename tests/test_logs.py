@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,29 @@ def test_a_json_line_is_one_line_with_the_traceback_as_exc() -> None:
         "h1",
     )
     assert obj["exc"].startswith("Traceback") and "RuntimeError: boom" in obj["exc"]
+
+
+def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
+    code = (
+        "import warnings; from runtime.logs import configure_logging; "
+        "configure_logging('INFO', 'json', {'hostname': 'h1'}); "
+        "warnings.warn('careful'); raise RuntimeError('boom')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    warned, crashed = parsed(done.stderr.splitlines())
+    assert (warned["level"], warned["logger"]) == ("WARNING", "py.warnings")
+    assert "careful" in warned["message"]
+    assert (crashed["level"], crashed["message"], crashed["hostname"]) == (
+        "CRITICAL",
+        "uncaught exception",
+        "h1",
+    )
+    assert "RuntimeError: boom" in crashed["exc"]
