@@ -33,8 +33,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FIELDS_ATTRIBUTE = "nexec_fields"
 """The log record attribute that carries a call's fields (set through ``extra``)."""
 
-BASE_KEYS = ("time", "level", "logger", "message")
-
 
 class LogSettings(pydantic.BaseModel):
     """The logging settings both daemons share (``--log-level`` stays a plain flag)."""
