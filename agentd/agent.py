@@ -37,6 +37,8 @@ from agentd.run.executor import Executor
 from agentd.run.runner import JobRunner
 from agentd.subscriptions import JobSubscriptions
 from runtime.connection import close_within, drain_or_close
+from runtime.logs import log_fields, log_summary
+from runtime.settings import urls_shown
 from runtime.streamwriter import StreamWriter
 from schemas.messages import ExecJob
 
@@ -168,7 +170,7 @@ class Agent:
             "nexec-agentd ready: hostname=%s labels=%s nats=%s",
             self.hostname,
             ",".join(f"{k}:{v}" for k, v in sorted(self.config.labels.items())) or "-",
-            self.config.nats_url,
+            urls_shown(self.config.nats_url),
         )
 
     async def stop(self) -> None:
@@ -192,13 +194,9 @@ class Agent:
         if previous_state in (AgentState.RUNNING, AgentState.CONNECTING):
             await self._close_connection(drain=previous_state is AgentState.RUNNING)
         self.state = AgentState.STOPPED
-        log.info(
-            "nexec-agentd stopped: hostname=%s %s records_retried=%d records_lost=%d",
-            self.hostname,
-            self.counters.summary(),
-            self._results.retried,
-            self._results.lost,
-        )
+        counts: dict[str, int | str] = {"hostname": self.hostname, **self.counters.counts()}
+        counts.update(records_retried=self._results.retried, records_lost=self._results.lost)
+        log_summary(log, "nexec-agentd stopped", counts)
 
     async def _close_connection(self, *, drain: bool) -> None:
         """Drain (or close) the agent's own connection; a shared one stays open."""
@@ -240,7 +238,11 @@ class Agent:
             # Someone else asks for the answer: a replay, not NATS delivering twice.
             await self._outbox.refuse(reply, job.job_id, refusal)
         else:
-            log.warning("job %r delivered again; not run twice", job.job_id)
+            log.warning(
+                "job %r delivered again; not run twice",
+                job.job_id,
+                extra=log_fields(job_id=job.job_id),
+            )
         return True
 
     async def _on_reconnected(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pydantic
 
+from runtime.logs import LogSettings
 from runtime.settings import NatsClientSettings, setting
 from runtime.signing import decode_public_key
 from schemas.registry_entry import (
@@ -24,7 +25,7 @@ DEFAULT_BASE_ENV = {
 }
 
 
-class AgentConfig(NatsClientSettings):
+class AgentConfig(NatsClientSettings, LogSettings):
     """Settings of ``nexec-agentd``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 
@@ -231,3 +232,7 @@ class AgentConfig(NatsClientSettings):
     @property
     def subjects(self) -> Subjects:
         return Subjects(self.subject_prefix)
+
+    def log_context(self) -> dict[str, str]:
+        """Every JSON log line of the agent carries its ``hostname``."""
+        return {"hostname": self.hostname}

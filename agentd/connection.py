@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 
 from agentd.config import AgentConfig
-from runtime.settings import server_urls
+from runtime.settings import server_urls, urls_shown
 
 log = logging.getLogger("nexec.agentd")
 
@@ -34,7 +34,7 @@ async def connect(
 
     async def on_disconnected() -> None:
         if running():
-            log.warning("NATS: disconnected from %s", config.nats_url)
+            log.warning("NATS: disconnected from %s", urls_shown(config.nats_url))
 
     await nc.connect(
         servers=server_urls(config.nats_url),

@@ -13,8 +13,12 @@ class AgentCounters:
     refused: int = 0
     replies_lost: int = 0
 
-    def summary(self) -> str:
-        return (
-            f"received={self.received} started={self.started} duplicates={self.duplicates} "
-            f"refused={self.refused} replies_lost={self.replies_lost}"
-        )
+    def counts(self) -> dict[str, int]:
+        """The counters of the shutdown summary, in its order."""
+        return {
+            "received": self.received,
+            "started": self.started,
+            "duplicates": self.duplicates,
+            "refused": self.refused,
+            "replies_lost": self.replies_lost,
+        }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pydantic
 
 from controller.http.validation import whole_number
+from runtime.logs import LogSettings
 from runtime.settings import NatsClientSettings, setting
 from schemas.limits import MAX_DELIVERY_MARGIN_S
 from schemas.subjects import DEFAULT_PREFIX, Subjects
@@ -15,7 +16,7 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
-class ControllerConfig(NatsClientSettings):
+class ControllerConfig(NatsClientSettings, LogSettings):
     """Settings of ``nexec-controller``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 

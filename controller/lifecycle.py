@@ -44,8 +44,10 @@ class Lifecycle:
                 await self._idle.wait()
         return self.in_flight == 0
 
-    def summary(self) -> str:
-        return (
-            f"served={self.served} in_flight={self.in_flight} "
-            f"refused_while_draining={self.refused_while_draining}"
-        )
+    def counts(self) -> dict[str, int]:
+        """The counters of the shutdown summary, in its order."""
+        return {
+            "served": self.served,
+            "in_flight": self.in_flight,
+            "refused_while_draining": self.refused_while_draining,
+        }

@@ -17,6 +17,7 @@ from controller.config import ControllerConfig
 from controller.http.server import make_runner
 from controller.keys.store import KeysFileError, KeyStore
 from runtime.daemon import daemon_parser, start_daemon
+from runtime.logs import log_summary
 from runtime.settings import SettingsError
 from runtime.signing import SigningKeyError
 from schemas.limits import MAX_TIMEOUT_S
@@ -54,11 +55,8 @@ async def serve(config: ControllerConfig, app: web.Application) -> None:
             log.warning("drain timeout: %d request(s) still in flight", lifecycle.in_flight)
     finally:
         await runner.cleanup()
-        log.info(
-            "nexec-controller stopped: %s registry_entries_refused=%d",
-            lifecycle.summary(),
-            app[REGISTRY].refused,
-        )
+        counts = {**lifecycle.counts(), "registry_entries_refused": app[REGISTRY].refused}
+        log_summary(log, "nexec-controller stopped", counts)
 
 
 def main(argv: list[str] | None = None) -> int:

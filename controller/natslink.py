@@ -21,7 +21,7 @@ from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
 from runtime.connection import close_within, drain_or_close
-from runtime.settings import server_urls
+from runtime.settings import server_urls, urls_shown
 
 log = logging.getLogger("nexec.controller.nats")
 
@@ -57,6 +57,7 @@ class NatsLink:
         :meth:`start` runs every ``probe_interval_s`` and fails after ``probe_timeout_s``."""
         self.client = Client()
         self._url = url
+        self._shown = urls_shown(url)  # what the logs show: no credentials
         self._name = name
         self._connect_timeout_s = connect_timeout_s
         self._options = options or {}
@@ -161,7 +162,7 @@ class NatsLink:
                 await asyncio.sleep(delay_s)
         self.setup_error = None
         self.ready.set()
-        log.info("NATS connected: %s", self._url)
+        log.info("NATS connected: %s", self._shown)
 
     async def close(self) -> None:
         """Stop probing and connecting, or drain the connection. Safe to call twice."""
@@ -183,7 +184,7 @@ class NatsLink:
             await close_within(self.client, self._connect_timeout_s)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("NATS %s: %s", self._url, exc or type(exc).__name__)
+        log.warning("NATS %s: %s", self._shown, exc or type(exc).__name__)
 
     def on_connection_change(
         self, lost: Callable[[], None], back: Callable[[], Coroutine[Any, Any, None]]
@@ -196,13 +197,13 @@ class NatsLink:
     async def _on_disconnected(self) -> None:
         if self.ready.is_set() and not self._closing:
             self.disconnected.set()
-            log.warning("NATS disconnected: %s", self._url)
+            log.warning("NATS disconnected: %s", self._shown)
             for lost in self._when_lost:
                 lost()
 
     async def _on_reconnected(self) -> None:
         self.disconnected.clear()
-        log.info("NATS reconnected: %s", self._url)
+        log.info("NATS reconnected: %s", self._shown)
         if self._closing:
             return
         for back in self._when_back:

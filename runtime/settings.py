@@ -233,6 +233,19 @@ def server_urls(nats_url: str) -> list[str]:
     return [url.strip() for url in nats_url.split(",") if url.strip()]
 
 
+def urls_shown(nats_url: str) -> str:
+    """``nats_url`` as logs show it: each server without its user, password or token
+    (``nats://user:secret@host:4222`` -> ``nats://host:4222``)."""
+    shown = []
+    for url in server_urls(nats_url):
+        scheme, separator, rest = url.partition("://")
+        if not separator:
+            scheme, rest = "", url
+        authority, slash, path = rest.partition("/")
+        shown.append(f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}")
+    return ",".join(shown)
+
+
 class NatsClientSettings(pydantic.BaseModel):
     """How a process authenticates to NATS and secures the connection; shared by the
     controller's and the agent's settings (``NEXEC_NATS_USER``, ``nats_creds_file``...)."""

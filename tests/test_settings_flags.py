@@ -112,6 +112,7 @@ def _sample_argv(model: type[pydantic.BaseModel], name: str) -> list[str]:
         "subject_prefix": ["acme"],
         "hostname": ["h1"],
         "nats_url": ["nats://127.0.0.1:1"],
+        "log_format": ["json"],
     }
     annotation = model.model_fields[name].annotation
     if annotation is bool:

@@ -12,6 +12,7 @@ from agentd.counters import AgentCounters
 from agentd.delivery.recorder import ResultRecorder
 from agentd.delivery.replies import encode_to_fit
 from agentd.run.live import LiveOutput
+from runtime.logs import log_fields
 from schemas.messages import (
     ExecAck,
     ExecJob,
@@ -60,7 +61,7 @@ class Outbox:
     async def refuse(self, reply: str, job_id: str, reason: str) -> None:
         """Count and log a refusal; answer it on ``reply`` only (if any), unrecorded."""
         self._counters.refused += 1
-        log.warning("job %r refused: %r", job_id, reason)
+        log.warning("job %r refused: %r", job_id, reason, extra=log_fields(job_id=job_id))
         if reply:
             await self._send(reply, encode(self.result(job_id, ResultStatus.FAILED, reason)))
 
@@ -68,7 +69,7 @@ class Outbox:
         """Count and log the refusal of a job whose id was taken; deliver it as its
         ``failed`` result (recorded, and answered by its reply route)."""
         self._counters.refused += 1
-        log.warning("job %r refused: %r", job.job_id, reason)
+        log.warning("job %r refused: %r", job.job_id, reason, extra=log_fields(job_id=job.job_id))
         await self.deliver(job, reply, self.result(job.job_id, ResultStatus.FAILED, reason))
 
     async def deliver(self, job: ExecJob, reply: str, result: ExecResult) -> None:

@@ -13,6 +13,7 @@ import logging
 
 import nats.errors
 
+from runtime.logs import log_fields
 from runtime.retry import keep_trying
 from runtime.streamwriter import StreamWriter
 
@@ -55,13 +56,14 @@ class ResultRecorder:
                 msg_id,
                 self._retry_for_s,
                 exc or type(exc).__name__,
+                extra=log_fields(job_id=job_id),
             )
-        task = asyncio.create_task(self._retry(subject, data, headers))
+        task = asyncio.create_task(self._retry(subject, data, headers, job_id))
         self._retrying[task] = job_id
         task.add_done_callback(lambda done: self._retrying.pop(done, None))
         return False
 
-    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    async def _retry(self, subject: str, data: bytes, headers: dict[str, str], job_id: str) -> None:
         tries = await keep_trying(
             lambda: self._writer.write(subject, data, headers=headers),
             retry_for_s=self._retry_for_s,
@@ -69,10 +71,19 @@ class ResultRecorder:
         )
         if tries is None:
             self.lost += 1
-            log.error("result %r not recorded: given up", headers[MSG_ID_HEADER])
+            log.error(
+                "result %r not recorded: given up",
+                headers[MSG_ID_HEADER],
+                extra=log_fields(job_id=job_id),
+            )
             return
         self.retried += 1
-        log.info("result %r recorded at try %d", headers[MSG_ID_HEADER], tries)
+        log.info(
+            "result %r recorded at try %d",
+            headers[MSG_ID_HEADER],
+            tries,
+            extra=log_fields(job_id=job_id),
+        )
 
     async def close(self, timeout_s: float) -> None:
         """Give pending results up to ``timeout_s`` more, then count the rest lost."""

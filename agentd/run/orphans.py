@@ -23,6 +23,7 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from runtime.logs import log_fields
 from schemas.messages import ExecResult, ResultStatus
 
 log = logging.getLogger("nexec.agentd.orphans")
@@ -119,14 +120,18 @@ class RunningJobs:
             temporary.write_text(json.dumps(asdict(job)))
             temporary.rename(path)
         except OSError as exc:
-            log.error("job %r: state file not written: %s", job_id, exc)
+            log.error(
+                "job %r: state file not written: %s", job_id, exc, extra=log_fields(job_id=job_id)
+            )
 
     def ended(self, job_id: str) -> None:
         """Forget ``job_id``: its result is delivered. Never raises."""
         try:
             self._path(job_id).unlink(missing_ok=True)
         except OSError as exc:
-            log.error("job %r: state file not removed: %s", job_id, exc)
+            log.error(
+                "job %r: state file not removed: %s", job_id, exc, extra=log_fields(job_id=job_id)
+            )
 
     def reap(self) -> list[Orphan]:
         """Kill the process groups that the files left by a previous agent name, if
@@ -167,9 +172,18 @@ class RunningJobs:
         if same:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pgid, signal.SIGKILL)
-                log.warning("job %r: killed process group %d left running", job.job_id, job.pgid)
+                log.warning(
+                    "job %r: killed process group %d left running",
+                    job.job_id,
+                    job.pgid,
+                    extra=log_fields(job_id=job.job_id),
+                )
                 return KILLED
-        log.warning("job %r: its process had ended before the agent restarted", job.job_id)
+        log.warning(
+            "job %r: its process had ended before the agent restarted",
+            job.job_id,
+            extra=log_fields(job_id=job.job_id),
+        )
         return ALREADY_ENDED
 
 

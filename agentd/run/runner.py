@@ -19,6 +19,7 @@ from agentd.run.executor import Executor, ProcessExecutor
 from agentd.run.orphans import Orphan, RunningJobs
 from agentd.run.policy import Policy
 from agentd.run.stops import StopSignals
+from runtime.logs import log_fields, log_result
 from schemas.decoding import WireError, decode_cancel
 from schemas.messages import ExecJob, ExecResult, ResultStatus
 
@@ -95,7 +96,7 @@ class JobRunner:
             return
         reason = f"cancelled on request of {request.caller or 'unknown'}"
         if self.stops.stop(request.job_id, reason):
-            log.info("job %r: %s", request.job_id, reason)
+            log.info("job %r: %s", request.job_id, reason, extra=log_fields(job_id=request.job_id))
 
     def __len__(self) -> int:
         """The jobs held now: queued for a slot or running."""
@@ -142,6 +143,7 @@ class JobRunner:
             else:
                 self._counters.started += 1
                 result = await self._execute(job, min(float(job.timeout_s), remaining_s), stop)
+        log_result(log, result)
         await self._outbox.deliver(job, reply, result)
         if self._running_jobs is not None:
             self._running_jobs.ended(job.job_id)
@@ -153,7 +155,7 @@ class JobRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("job %r: executor error", job.job_id)
+            log.exception("job %r: executor error", job.job_id, extra=log_fields(job_id=job.job_id))
             return self._outbox.result(job.job_id, ResultStatus.FAILED, f"agent error: {exc!r}")
         if result.status is ResultStatus.CANCELLED:
             reason = f"{self.stops.reason(job.job_id)}; process group killed"

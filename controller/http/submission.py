@@ -5,6 +5,7 @@ starting the rollout), and the answer to a repeated idempotent request."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -27,10 +28,13 @@ from controller.jobs.collector import Collected
 from controller.jobs.host_slots import check_blast_radius, lease_id
 from controller.jobs.rollout_plan import check_fits, resolve_plan, worst_case_s
 from controller.jobs.views import job_view
+from runtime.logs import log_fields
 from schemas.api import DryRunResponse, ExecRequest, ExecResponse, JobState, ShellRequest
 from schemas.limits import MAX_ROLLOUT_ANSWER_S
 from schemas.messages import ExecJob, JobRecord, ReplyRoute, RolloutPlan
 from schemas.targets import Target, TargetKind
+
+log = logging.getLogger("nexec.controller.submission")
 
 ANY_LEASE = "_any"
 """The lease of a job on ``_any`` (one host, not known before it answers)."""
@@ -89,9 +93,18 @@ async def run_job(
     ran, the idempotency key is released, so a retry with it runs the job.
 
     Raises:
-        NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
+            NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
             slots are taken by its other requests; nothing ran.
     """
+    job = record.job
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "job %r of key %r to %r",
+            job.job_id,
+            job.caller,
+            job.target,
+            extra=log_fields(job_id=job.job_id, key_name=job.caller),
+        )
     try:
         if record.rollout is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)

@@ -41,6 +41,7 @@ from nats.aio.msg import Msg
 from controller.errors import NatsUnavailable
 from controller.jobs.collector import Collector, collector_for
 from controller.registry.view import Registry
+from runtime.logs import log_fields
 from schemas.decoding import WireError, decode_running_report_from
 from schemas.messages import ExecResult
 from schemas.subjects import Subjects
@@ -206,14 +207,25 @@ class AgentWatch:
             result = await self._recorded(collector.job_id, host)
         except NatsUnavailable as exc:
             self.withheld += 1
-            log.info("job %r: %r silent, its record unread: %s", collector.job_id, host, exc)
+            log.info(
+                "job %r: %r silent, its record unread: %s",
+                collector.job_id,
+                host,
+                exc,
+                extra=log_fields(job_id=collector.job_id, hostname=host),
+            )
             return
         if result is not None:  # the results consumer lags behind: the record decides
             if host not in collector.results:
                 collector.add_result(result)
             return
         self.lost += 1
-        log.warning("job %r: %r lost while running", collector.job_id, host)
+        log.warning(
+            "job %r: %r lost while running",
+            collector.job_id,
+            host,
+            extra=log_fields(job_id=collector.job_id, hostname=host),
+        )
         collector.give_up_lost(host, f"{AGENT_LOST}; not heard from for {silent_s:.1f}s")
 
     def _may_decide(self, host: str, heard_at: float, now: float) -> bool:

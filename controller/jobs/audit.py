@@ -29,6 +29,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from controller.errors import nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream
+from runtime.logs import log_fields
 from runtime.streamwriter import StreamAck, StreamWriter
 from schemas.api import ErrorBody
 from schemas.decoding import WireError, decode_audit
@@ -133,7 +134,12 @@ class AuditLog:
 
     def _lose(self, record: AuditRecord, reason: str) -> None:
         self.lost += 1
-        log.error("audit record not stored (%s): %s", reason, encode(record).decode())
+        log.error(
+            "audit record not stored (%s): %s",
+            reason,
+            encode(record).decode(),
+            extra=log_fields(job_id=record.job_id or None, key_name=record.key_name or None),
+        )
 
     async def page(
         self, *, limit: int, cursor: str | None, key_name: str | None, since: float, until: float

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from controller.jobs.outcome import Outcome, missing_results
+from runtime.logs import log_fields, log_result
 from schemas.messages import ExecAck, ExecResult, ResultStatus
 
 log = logging.getLogger("nexec.controller.dispatch")
@@ -110,9 +111,15 @@ class Collector:
 
     def add_result(self, result: ExecResult) -> None:
         if result.hostname in self.results:
-            log.warning("job %r: second result from %r ignored", self.job_id, result.hostname)
+            log.warning(
+                "job %r: second result from %r ignored",
+                self.job_id,
+                result.hostname,
+                extra=log_fields(job_id=self.job_id, hostname=result.hostname),
+            )
             return
         self.results[result.hostname] = result
+        log_result(log, result)
         self.not_delivered.pop(result.hostname, None)
         self._outcome.decide(result.hostname)
         self._check_done()

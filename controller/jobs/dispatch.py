@@ -34,6 +34,7 @@ from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
+from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
 from schemas.decoding import WireError, decode_ack_from, decode_reply, decode_result_from
@@ -270,7 +271,14 @@ class Dispatcher:
         """Count and log a dropped message; ``hostname`` may be untrusted (it is shown
         short), ``detail`` must not be (callers cut untrusted text with ``shown``)."""
         self.dropped[reason] += 1
-        log.warning("job %r: %s from %s dropped: %s", job_id, reason, shown(hostname), detail)
+        log.warning(
+            "job %r: %s from %s dropped: %s",
+            job_id,
+            reason,
+            shown(hostname),
+            detail,
+            extra=log_fields(job_id=job_id, hostname=shown(hostname)),
+        )
 
     def _answer(
         self,

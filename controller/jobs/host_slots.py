@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from controller.errors import Forbidden, NatsUnavailable, StorageFull, nats_errors
 from controller.jobs.bucket import BucketStore
+from runtime.logs import log_fields
 from schemas.decoding import WireError, decode_host_slots
 from schemas.messages import HostSlots, RolloutPlan, encode
 from schemas.subjects import Subjects
@@ -80,7 +81,12 @@ class HostSlotsStore(BucketStore):
         try:
             leases = decode_host_slots(entry.value or b"").leases
         except WireError as exc:  # rewritten by the next write
-            log.error("host slots of key %r unreadable: %s", key_name, exc)
+            log.error(
+                "host slots of key %r unreadable: %s",
+                key_name,
+                exc,
+                extra=log_fields(key_name=key_name),
+            )
             leases = {}
         now = time.time()
         live = {lease: deadline for lease, deadline in leases.items() if deadline > now}
@@ -136,6 +142,10 @@ class HostSlotsStore(BucketStore):
                     return
         except (NatsUnavailable, StorageFull) as exc:
             log.warning("host slots of key %r not given back (free at their deadlines): %s",
-                        key_name, exc)  # fmt: skip
+                        key_name, exc, extra=log_fields(key_name=key_name))  # fmt: skip
             return
-        log.warning("host slots of key %r kept changing: free at their deadlines", key_name)
+        log.warning(
+            "host slots of key %r kept changing: free at their deadlines",
+            key_name,
+            extra=log_fields(key_name=key_name),
+        )

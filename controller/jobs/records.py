@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from controller.errors import StorageFull, nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
+from runtime.logs import log_fields
 from runtime.streamwriter import StreamWriter
 from schemas.decoding import WireError, decode_job_record, decode_result_from
 from schemas.messages import ExecResult, JobRecord, encode
@@ -106,6 +107,7 @@ class JobStore:
                 "job %r was not published, and marking its record so failed: %s",
                 record.job.job_id,
                 exc or type(exc).__name__,
+                extra=log_fields(job_id=record.job.job_id),
             )
 
     async def record_no_replies(self, job_id: str, results: list[ExecResult]) -> None:
@@ -135,11 +137,28 @@ class JobStore:
                 )
             except nats.js.errors.APIError as exc:
                 if is_wrong_last_sequence(exc):
-                    log.debug("job %r: %r already has a result", job_id, result.hostname)
+                    log.debug(
+                        "job %r: %r already has a result",
+                        job_id,
+                        result.hostname,
+                        extra=log_fields(job_id=job_id, hostname=result.hostname),
+                    )
                 else:
-                    log.warning("job %r: no_reply of %r refused: %s", job_id, result.hostname, exc)
+                    log.warning(
+                        "job %r: no_reply of %r refused: %s",
+                        job_id,
+                        result.hostname,
+                        exc,
+                        extra=log_fields(job_id=job_id, hostname=result.hostname),
+                    )
             except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("job %r: no_reply of %r not recorded: %s", job_id, result.hostname, exc)
+                log.warning(
+                    "job %r: no_reply of %r not recorded: %s",
+                    job_id,
+                    result.hostname,
+                    exc,
+                    extra=log_fields(job_id=job_id, hostname=result.hostname),
+                )
 
     async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> bool:
         """Rewrite the job record with ``no_replies`` added, unless it changed or went
@@ -168,13 +187,26 @@ class JobStore:
                     )
                     return True
                 except nats.errors.MaxPayloadError:  # never fits: trying again cannot help
-                    log.error("job %r: record too large for %d verdicts", job_id, len(no_replies))
+                    log.error(
+                        "job %r: record too large for %d verdicts",
+                        job_id,
+                        len(no_replies),
+                        extra=log_fields(job_id=job_id),
+                    )
                     return True
                 except nats.js.errors.APIError as exc:
                     if not is_wrong_last_sequence(exc):
                         raise  # e.g. no room: NatsUnavailable, tried again later
-                    log.info("job %r: record changed while adding verdicts", job_id)
-        log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
+                    log.info(
+                        "job %r: record changed while adding verdicts",
+                        job_id,
+                        extra=log_fields(job_id=job_id),
+                    )
+        log.warning(
+            "job %r: verdicts not recorded, the record kept changing",
+            job_id,
+            extra=log_fields(job_id=job_id),
+        )
         return True
 
     async def load(self, job_id: str) -> JobRecord | None:
@@ -231,7 +263,13 @@ class JobStore:
             try:
                 results.append(_decode_result(self._subjects, raw))
             except WireError as exc:
-                log.warning("job %r: result record %d skipped: %s", job_id, raw.seq, exc)
+                log.warning(
+                    "job %r: result record %d skipped: %s",
+                    job_id,
+                    raw.seq,
+                    exc,
+                    extra=log_fields(job_id=job_id),
+                )
         return results
 
     async def _first_records(self, subject: str) -> list[nats.js.api.RawStreamMsg]:

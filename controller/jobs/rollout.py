@@ -33,6 +33,7 @@ from controller.jobs.rollout_host import follow_host, run_host, until_answered
 from controller.jobs.rollout_plan import failures_stop, host_failed
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
+from runtime.logs import log_fields
 from runtime.retry import keep_trying
 from schemas.messages import ExecResult, JobRecord, ResultStatus, RolloutState
 
@@ -120,7 +121,11 @@ class RolloutRun:
         try:
             return await self._drive()
         except LeaseLost:
-            log.warning("rollout %r: taken over by another controller", self.job.job_id)
+            log.warning(
+                "rollout %r: taken over by another controller",
+                self.job.job_id,
+                extra=log_fields(job_id=self.job.job_id),
+            )
             for task in self._running:
                 task.cancel()
             return self.snapshot()
@@ -155,7 +160,12 @@ class RolloutRun:
                     self.job.job_id, reason[len(ROLLOUT_CANCELLED_BY) :]
                 )
             except NatsUnavailable as exc:
-                log.warning("rollout %r: the cancel was not sent again: %s", self.job.job_id, exc)
+                log.warning(
+                    "rollout %r: the cancel was not sent again: %s",
+                    self.job.job_id,
+                    exc,
+                    extra=log_fields(job_id=self.job.job_id),
+                )
 
     async def _ready(self) -> bool:
         """Wait for a free slot, then the pause after the last start, then a running
@@ -286,7 +296,12 @@ class RolloutRun:
                 if await slots.take(job.caller, self.plan.max_hosts, lease):
                     return deadline
             except (NatsUnavailable, StorageFull) as exc:
-                log.warning("rollout %r: no host slot taken yet: %s", job.job_id, exc)
+                log.warning(
+                    "rollout %r: no host slot taken yet: %s",
+                    job.job_id,
+                    exc,
+                    extra=log_fields(job_id=job.job_id, key_name=job.caller),
+                )
             await self._settle(self._deps.slots_retry_s)  # a slot may come free elsewhere
         return None
 
@@ -350,7 +365,12 @@ class RolloutRun:
         try:
             return await self._write_once(change)
         except NatsUnavailable as exc:
-            log.warning("rollout %r: state not stored yet: %s", self.job.job_id, exc)
+            log.warning(
+                "rollout %r: state not stored yet: %s",
+                self.job.job_id,
+                exc,
+                extra=log_fields(job_id=self.job.job_id),
+            )
         left = max(0.0, self.job.deadline - time.time())
         if await keep_trying(attempt, retry_for_s=left, errors=(NatsUnavailable,)) is None:
             raise NatsUnavailable(f"rollout {self.job.job_id}: its state could not be stored")

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.bucket import BucketStore
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
+from runtime.logs import log_fields
 from schemas.decoding import WireError, decode_rollout_state
 from schemas.messages import RolloutState, encode
 from schemas.subjects import Subjects
@@ -61,7 +62,9 @@ class RolloutStore(BucketStore):
         try:
             state = decode_rollout_state(entry.value or b"")
         except WireError as exc:
-            log.error("rollout %r: entry unreadable: %s", job_id, exc)
+            log.error(
+                "rollout %r: entry unreadable: %s", job_id, exc, extra=log_fields(job_id=job_id)
+            )
             return None
         return StoredRollout(state, entry.revision or 0)
 

@@ -22,6 +22,7 @@ import msgspec
 from controller.errors import NatsUnavailable
 from controller.jobs.rollout import RolloutDeps, RolloutRun
 from controller.jobs.rollout_store import RolloutChanged, StoredRollout
+from runtime.logs import log_fields
 from schemas.messages import ExecResult, JobRecord, RolloutState
 
 log = logging.getLogger("nexec.controller.rollouts")
@@ -69,7 +70,12 @@ class Rollouts:
     def _drove(self, job_id: str, task: asyncio.Task[list[ExecResult]]) -> None:
         self._runs.pop(job_id, None)
         if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("rollout %r: this controller stopped driving it: %s", job_id, error)
+            log.error(
+                "rollout %r: this controller stopped driving it: %s",
+                job_id,
+                error,
+                extra=log_fields(job_id=job_id),
+            )
 
     async def cancel(self, job_id: str, by: str) -> None:
         """Stop the rollout starting hosts: stored for whichever controller drives it,
@@ -130,6 +136,7 @@ class Rollouts:
         log.warning(
             "rollout %r: taken over from %r (%d hosts started, %d finished)",
             job_id, stored.state.driver, len(taken.started), len(taken.finished),
+            extra=log_fields(job_id=job_id),
         )  # fmt: skip
         self.taken_over += 1
         self.took_over.set()

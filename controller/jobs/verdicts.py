@@ -16,6 +16,7 @@ import logging
 
 from controller.errors import NatsUnavailable
 from controller.jobs.records import JobStore
+from runtime.logs import log_fields
 from runtime.retry import keep_trying
 from schemas.messages import ExecResult
 
@@ -52,6 +53,7 @@ class VerdictRecorder:
                 job_id,
                 self._retry_for_s,
                 exc,
+                extra=log_fields(job_id=job_id),
             )
         task = asyncio.create_task(self._retry(job_id, results))
         self._retrying.add(task)
@@ -65,9 +67,16 @@ class VerdictRecorder:
         )
         if tries is None:
             self.lost += 1
-            log.error("job %r: verdicts not recorded: given up", job_id)
+            log.error(
+                "job %r: verdicts not recorded: given up", job_id, extra=log_fields(job_id=job_id)
+            )
         else:
-            log.info("job %r: verdicts recorded at try %d", job_id, tries)
+            log.info(
+                "job %r: verdicts recorded at try %d",
+                job_id,
+                tries,
+                extra=log_fields(job_id=job_id),
+            )
 
     async def close(self) -> None:
         """Stop trying (on shutdown); what is still pending is counted lost and logged."""

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runtime.logs import log_fields
 from schemas.limits import MISSED_HEARTBEATS_BEFORE_EXPIRY
 from schemas.messages import Heartbeat
 from schemas.targets import Target, TargetKind
@@ -102,7 +103,9 @@ class Registry:
         """Record a valid heartbeat read from ``hostname``'s entry: the key's hostname,
         validated by :func:`schemas.registry_entry.registry_key_hostname` (safe to log)."""
         if hostname not in self._agents:
-            log.info("agent joined: %s", hostname)  # a validated hostname
+            log.info(
+                "agent joined: %s", hostname, extra=log_fields(hostname=hostname)
+            )  # a validated hostname
         expires_at = self._now() + MISSED_HEARTBEATS_BEFORE_EXPIRY * heartbeat.interval_s
         self._agents[hostname] = AgentEntry(heartbeat, expires_at, self._clock())
         self._notify()
@@ -117,7 +120,7 @@ class Registry:
     def remove(self, hostname: str, reason: str) -> None:
         """Forget an agent whose entry was deleted or expired."""
         if self._agents.pop(hostname, None) is not None:
-            log.info("agent left: %s (%s)", hostname, reason)
+            log.info("agent left: %s (%s)", hostname, reason, extra=log_fields(hostname=hostname))
             self._notify()
 
     def _notify(self) -> None:
@@ -148,7 +151,9 @@ class Registry:
         """Every live agent, sorted by hostname; forgets the expired ones."""
         now = self._expiry_now()
         for hostname in [h for h, entry in self._agents.items() if entry.expires_at <= now]:
-            log.info("agent expired: %s (no heartbeat)", hostname)
+            log.info(
+                "agent expired: %s (no heartbeat)", hostname, extra=log_fields(hostname=hostname)
+            )
             del self._agents[hostname]
         return [self._agents[hostname].heartbeat for hostname in sorted(self._agents)]
 
