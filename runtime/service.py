@@ -10,7 +10,6 @@ answers), and reports what the daemon counts (:class:`EndpointCounts`).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 import logging
@@ -24,6 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from runtime.connection import drain_subscriptions
 from schemas.service_api import (
     EndpointInfo,
     EndpointStats,
@@ -149,17 +149,7 @@ class ServiceResponder:
         """Stop answering (the requests already delivered are answered). A server that
         does not answer within ``timeout_s`` is logged, never raised."""
         subscriptions, self._subscriptions = self._subscriptions, {}
-        drains = [
-            asyncio.ensure_future(subscription.drain())  # type: ignore[no-untyped-call]  # nats-py: untyped
-            for subscription in subscriptions.values()
-        ]
-        if not drains:
-            return
-        _, pending = await asyncio.wait(drains, timeout=self._timeout_s)
-        for drain in pending:
-            drain.cancel()
-        results = await asyncio.gather(*drains, return_exceptions=True)
-        if pending or any(isinstance(result, Exception) for result in results):
+        if not await drain_subscriptions(subscriptions.values(), self._timeout_s):
             log.warning("service %s: discovery subscriptions not drained", self._identity.name)
 
     def ping(self) -> PingResponse:
