@@ -208,6 +208,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_host_slots(app)
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
+        await service.start(nc)  # ADR-32 discovery (runtime/service.py)
         app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
         await feed.start(
             js,
@@ -216,7 +217,6 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
             max_bytes=config.registry_max_bytes,
         )
         keeper.start(js)
-        await service.start(nc)  # ADR-32 discovery (runtime/service.py)
 
     link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
     link.on_connection_change(lost=watch.restart_clocks, back=watch.connection_back)

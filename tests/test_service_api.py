@@ -126,8 +126,8 @@ async def test_every_controller_answers_as_nexec_controller(
 
     ran = await controller.exec("web1", {"command": "true"})
     assert ran.status == 202
-    missing = await controller.exec("web1", {"command": "sleep", "args": ["5"], "timeout": 1})
-    assert missing.body["results"][0]["status"] == "timeout"
+    timed_out = await controller.exec("web1", {"command": "sleep", "args": ["5"], "timeout": 1})
+    assert timed_out.body["results"][0]["status"] == "timeout"
     stats = await service_replies(nc, SRV("STATS", CONTROLLER_SERVICE), expected=2)
     [mine] = [s for s in stats if s["endpoints"][0]["data"]["collected"]]
     ServiceStats.from_dict(mine)
