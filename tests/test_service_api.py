@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import nats.errors
+import pytest
 from nats.aio.client import Client
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from agentd.agent import Agent
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
-from tests.helpers import Controller, LiveAgent, MakeAgent, service_replies
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeAgent, service_replies
 
 SRV = Subjects.service_request
 
@@ -155,3 +157,13 @@ async def test_an_answer_never_goes_to_a_nexec_subject(make_agent: MakeAgent, nc
     assert len(await service_replies(nc, own, expected=1)) == 1
     await nc.flush()
     assert leaked.empty()
+
+
+async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Client) -> None:
+    """Its stop drains the discovery subscriptions (ADR-32): nobody answers after it."""
+    agent = await make_agent("web1")
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    assert len(await service_replies(nc, own, expected=1)) == 1
+    await agent.stop()
+    with pytest.raises(nats.errors.NoRespondersError):
+        await nc.request(own, b"", timeout=STARTUP_TIMEOUT_S)
