@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import time
+import uuid
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,6 +36,7 @@ from agentd.intake import (
 )
 from agentd.run.executor import Executor
 from agentd.run.runner import JobRunner
+from agentd.service import agent_service
 from agentd.subscriptions import JobSubscriptions
 from runtime.connection import close_within, drain_or_close
 from runtime.logs import log_fields, log_summary
@@ -89,6 +91,8 @@ class Agent:
         self._runner = JobRunner(config, self._outbox, self.counters, executor=executor)
         self._recent_jobs = RecentJobs()
         self._started_at = time.time()
+        self.instance_id = uuid.uuid4().hex
+        """This process's id: in its heartbeats and its service discovery answers."""
         self._rules = IntakeRules.from_config(config, started_at=self._started_at)
         # Reported while held, and until JetStream took the result (the requester waits).
         self._reporter = RunningReporter(
@@ -96,7 +100,18 @@ class Agent:
             lambda: [*self._runner.stops.held(), *self._results.retrying_jobs()],
         )  # fmt: skip
         self._heartbeats = Heartbeats(
-            self._records, config, started_at=self._started_at, jobs_running=self._runner.__len__
+            self._records,
+            config,
+            instance_id=self.instance_id,
+            started_at=self._started_at,
+            jobs_running=self._runner.__len__,
+        )
+        self._service = agent_service(
+            config,
+            self.counters,
+            instance_id=self.instance_id,
+            started_at=self._started_at,
+            jobs_running=self._runner.__len__,
         )
         self._job_subscriptions = JobSubscriptions(self._nc, config)
         self.reconnected = asyncio.Event()
@@ -159,6 +174,7 @@ class Agent:
         await self._records.open()
         await self._runner.record_orphans()
         await self._job_subscriptions.open(self._on_job)
+        await self._service.start(self._nc)
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._heartbeats.beat()
         if self.state is not AgentState.CONNECTING:
@@ -187,6 +203,7 @@ class Agent:
         self.state = AgentState.STOPPING
         if previous_state is AgentState.RUNNING:
             await self._heartbeats.stop()  # first: new requests no longer expect this agent
+            await self._service.stop()
             await self._job_subscriptions.drain()
             await self._runner.finish()
             await self._results.close(self.config.connect_timeout_s)
@@ -209,9 +226,17 @@ class Agent:
             await close_within(self._nc, timeout_s)
 
     async def _on_job(self, msg: Msg) -> None:
+        """Count the job message and the time spent on it here (:meth:`_take`)."""
+        self.counters.received += 1
+        began_ns = time.perf_counter_ns()
+        try:
+            await self._take(msg)
+        finally:
+            self.counters.processing_ns += time.perf_counter_ns() - began_ns
+
+    async def _take(self, msg: Msg) -> None:
         """Act on :func:`agentd.intake.intake`: ignore, refuse, or take the job's id and
         then refuse it by its reply route or run it."""
-        self.counters.received += 1
         if self.state is AgentState.CONNECTING:
             return  # not in the registry yet: nobody expects this agent's answer
         reply = usable_reply(self._subjects, msg.reply)

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable
 
 import nats.errors
@@ -41,6 +40,7 @@ class Heartbeats:
         records: StreamWriter,
         config: AgentConfig,
         *,
+        instance_id: str,
         started_at: float,
         jobs_running: Callable[[], int],
     ) -> None:
@@ -49,7 +49,7 @@ class Heartbeats:
         self._subject = config.subjects.registry_entry(config.hostname)
         self._started_at = started_at
         self._jobs_running = jobs_running
-        self._instance_id = uuid.uuid4().hex
+        self._instance_id = instance_id
         self._task: asyncio.Task[None] | None = None
         self._beating = False
 

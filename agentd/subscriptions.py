@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +10,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentd.config import AgentConfig
+from runtime.connection import drain_subscriptions
 from schemas.subjects import ANY_QUEUE_GROUP
 
 log = logging.getLogger("nexec.agentd")
@@ -48,15 +48,5 @@ class JobSubscriptions:
         """Stop taking jobs, but take the ones NATS already delivered. Bounded by
         ``connect_timeout_s``: a drain waits for a round trip to the server, which may
         not answer; that is logged, never raised."""
-        drains = [
-            asyncio.ensure_future(subscription.drain())  # type: ignore[no-untyped-call]  # nats-py: untyped
-            for subscription in self._subscriptions
-        ]
-        if not drains:
-            return
-        _, pending = await asyncio.wait(drains, timeout=self._config.connect_timeout_s)
-        for drain in pending:
-            drain.cancel()
-        results = await asyncio.gather(*drains, return_exceptions=True)
-        if pending or any(isinstance(result, Exception) for result in results):
+        if not await drain_subscriptions(self._subscriptions, self._config.connect_timeout_s):
             log.warning("job subscriptions not drained: NATS did not answer")

@@ -66,6 +66,7 @@ from controller.lifecycle import Lifecycle
 from controller.natslink import LinkState, NatsLink
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
+from controller.service import controller_service
 from controller.statekeeper import StateKeeper
 from runtime.signing import JobSigner
 from runtime.streamwriter import StreamWriter
@@ -195,6 +196,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     keeper = app[STATE_KEEPER]
     watch = app[AGENT_WATCH]
+    service = controller_service(config, app[DISPATCHER], app[REGISTRY])
 
     async def on_connected(nc: Client) -> None:
         await app[STREAM_WRITER].open()
@@ -206,6 +208,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
         await ensure_host_slots(app)
         await app[DISPATCHER].attach(nc, js)
         await watch.attach(nc)
+        await service.start(nc)  # ADR-32 discovery (runtime/service.py)
         app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
         await feed.start(
             js,
@@ -222,6 +225,7 @@ async def nats_context(app: web.Application) -> AsyncIterator[None]:
     jobs_stream = config.subjects.jobs_stream()
     link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
     yield
+    await service.stop()
     await keeper.stop()
     await app[FLEET_PAUSE].stop()
     await watch.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 
 log = logging.getLogger("nexec.nats")
 
@@ -62,6 +64,23 @@ async def close_within(nc: Client, timeout_s: float) -> bool:
     closing.cancel()
     closing.add_done_callback(_retrieve)
     return False
+
+
+async def drain_subscriptions(subscriptions: Iterable[Subscription], timeout_s: float) -> bool:
+    """Drain each subscription (its messages already delivered are still handled),
+    waiting at most ``timeout_s``: a drain waits for a round trip to the server, which
+    may not answer. Returns False when one did not drain; raises nothing."""
+    drains = [
+        asyncio.ensure_future(subscription.drain())  # type: ignore[no-untyped-call]  # nats-py: untyped
+        for subscription in subscriptions
+    ]
+    if not drains:
+        return True
+    _, pending = await asyncio.wait(drains, timeout=timeout_s)
+    for drain in pending:
+        drain.cancel()
+    results = await asyncio.gather(*drains, return_exceptions=True)
+    return not pending and not any(isinstance(result, Exception) for result in results)
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

@@ -16,6 +16,14 @@ from schemas.targets import Target, TargetKind
 DEFAULT_PREFIX = "nexec"
 ANY_QUEUE_GROUP = "nexec-agents"
 
+SERVICE_PREFIX = "$SRV"
+"""The root of the NATS service API's discovery subjects (ADR-32): NATS's, not ours."""
+SERVICE_VERBS = ("PING", "INFO", "STATS")
+AGENT_SERVICE = "nexec-agent"
+"""The ADR-32 service name of every agent (one instance per agent process)."""
+CONTROLLER_SERVICE = "nexec-controller"
+"""The ADR-32 service name of every controller (one instance per controller process)."""
+
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
@@ -294,6 +302,43 @@ class Subjects:
             ValueError: its last token is not a valid encoding.
         """
         return decode_token(subject.rsplit(".", 1)[-1])
+
+    @staticmethod
+    def service_request(verb: str, name: str = "", instance_id: str = "") -> str:
+        """An ADR-32 discovery subject: ``$SRV.<verb>``, ``$SRV.<verb>.<name>`` or
+        ``$SRV.<verb>.<name>.<id>`` (names and ids are subject-safe already)."""
+        tokens = [SERVICE_PREFIX, verb, *(t for t in (name, instance_id) if t)]
+        return ".".join(tokens)
+
+    @staticmethod
+    def service_requests_of(name: str, instance_id: str) -> list[tuple[str, str]]:
+        """Every subject one service instance answers, with its verb: for each verb,
+        all services, the service ``name``, and this instance."""
+        return [
+            (verb, Subjects.service_request(verb, *parts))
+            for verb in SERVICE_VERBS
+            for parts in ((), (name,), (name, instance_id))
+        ]
+
+    @staticmethod
+    def service_requests_allowed(name: str) -> list[str]:
+        """The discovery subjects a user answering as the service ``name`` may read
+        (its NATS permission: any instance id, since ids are made at start)."""
+        return [
+            Subjects.service_request(verb, *parts)
+            for verb in SERVICE_VERBS
+            for parts in ((), (name,), (name, "*"))
+        ]
+
+    @staticmethod
+    def service_requests_any() -> list[str]:
+        """Every discovery request a user asking services may publish (its NATS
+        permission): all, one service, one instance."""
+        return [
+            Subjects.service_request(verb, *parts)
+            for verb in SERVICE_VERBS
+            for parts in ((), ("*",), ("*", "*"))
+        ]
 
     def audit_stream(self) -> str:
         """Stream of audit records, one message per audited request."""

@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,11 +22,13 @@ import aiohttp
 import psutil
 from aiohttp import web
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from agentd.agent import Agent
 from controller.appkeys import REGISTRY
 from controller.registry.view import Registry
 from nexec.dev.processes import ManagedProcess
+from runtime.streamwriter import is_no_responders
 from schemas.subjects import Subjects
 
 STARTUP_TIMEOUT_S = 20.0
@@ -188,3 +191,44 @@ def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
 async def gone(pid: int, timeout_s: float = 10.0) -> bool:
     """:func:`wait_gone` for an async test: the event loop runs on meanwhile."""
     return await asyncio.to_thread(wait_gone, pid, timeout_s)
+
+
+SERVICE_QUIET_S = 0.3
+"""After the expected answers to a discovery request, how long one more is waited
+for (to show there is none): a bound on a wait for nothing, never a synchronisation."""
+
+
+async def service_replies(
+    nc: Client, subject: str, *, expected: int, timeout_s: float = STARTUP_TIMEOUT_S
+) -> list[dict[str, Any]]:
+    """Every answer to one ADR-32 discovery request (``$SRV.PING...``), as ``nats micro``
+    collects them: a request on a fresh inbox, answers gathered until ``expected``
+    arrived (within ``timeout_s``) and then, for :data:`SERVICE_QUIET_S`, any more.
+
+    Raises:
+        TimeoutError: fewer than ``expected`` answers came within ``timeout_s``.
+        AssertionError: nobody answers on ``subject`` (NATS: no responders).
+    """
+    inbox = nc.new_inbox()
+    answers: asyncio.Queue[Msg] = asyncio.Queue()
+    subscription = await nc.subscribe(inbox, cb=answers.put)
+
+    async def next_answer() -> dict[str, Any]:
+        msg = await answers.get()
+        assert not is_no_responders(msg), f"no service answers on {subject}"
+        answer: dict[str, Any] = json.loads(msg.data)
+        return answer
+
+    try:
+        await nc.publish(subject, b"", reply=inbox)
+        replies = []
+        async with asyncio.timeout(timeout_s):
+            while len(replies) < expected:
+                replies.append(await next_answer())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SERVICE_QUIET_S):
+                while True:
+                    replies.append(await next_answer())
+        return replies
+    finally:
+        await subscription.unsubscribe()

@@ -20,8 +20,11 @@ from nats.aio.client import Client
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from nexec.dev.processes import start_nats_server
+from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
 from tests.deployed_nats import GeneratedAuth, deploy_config
-from tests.helpers import MakeController
+from tests.helpers import MakeController, service_replies
+
+SRV = Subjects.service_request
 
 
 @dataclass
@@ -184,3 +187,77 @@ async def test_an_agent_reports_running_jobs_only_on_its_own_subject(
     error = await asyncio.wait_for(errors.get(), 10)
     assert 'permissions violation for publish to "nexec.running.db1"' in error.lower()
     assert errors.empty()  # its own subject was allowed
+
+
+async def test_discovery_works_with_the_generated_users(
+    locked_nats: LockedNats, make_controller: MakeController, agent_state_dir: Path
+) -> None:
+    """The publisher finds the agent and the controller on ``$SRV`` (ADR-32); the agent
+    answers as ``nexec-agent`` under its permissions (through ``allow_responses``)."""
+    await make_controller(nats_url=locked_nats.url, **locked_nats.settings("controller"))
+    agent = Agent(
+        AgentConfig(
+            nats_url=locked_nats.url,
+            hostname="web1",
+            state_dir=agent_state_dir,
+            **locked_nats.settings("agent-web1"),
+        )
+    )
+    await agent.start()
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    publisher = await connect_as(locked_nats, "publisher", errors)
+    try:
+        [ping] = await service_replies(publisher, SRV("PING", AGENT_SERVICE), expected=1)
+        assert (ping["id"], ping["metadata"]["hostname"]) == (agent.instance_id, "web1")
+        own = SRV("STATS", AGENT_SERVICE, agent.instance_id)
+        [stats] = await service_replies(publisher, own, expected=1)
+        assert stats["endpoints"][0]["name"] == "jobs"
+        everyone = await service_replies(publisher, SRV("INFO"), expected=2)
+        assert sorted(r["name"] for r in everyone) == [AGENT_SERVICE, CONTROLLER_SERVICE]
+        assert errors.empty()
+    finally:
+        await publisher.close()
+        await agent.stop()
+
+
+async def test_an_agent_answers_discovery_only_as_nexec_agent(
+    as_agent: tuple[Client, asyncio.Queue[str]],
+) -> None:
+    """It may read its own service's requests, not a controller's (to answer in its
+    name) nor every ``$SRV`` request."""
+    client, errors = as_agent
+    await client.subscribe(SRV("PING", AGENT_SERVICE, "some-instance"))
+    await client.subscribe(SRV("PING", CONTROLLER_SERVICE))
+    await client.flush()
+    error = await asyncio.wait_for(errors.get(), 10)
+    assert 'permissions violation for subscription to "$srv.ping.nexec-controller"' in error.lower()
+    await client.subscribe("$SRV.>")
+    await client.flush()
+    error = await asyncio.wait_for(errors.get(), 10)
+    assert 'permissions violation for subscription to "$srv.>"' in error.lower()
+    assert errors.empty()  # its own service's subject was allowed
+
+
+@pytest.mark.parametrize("subject", [SRV("PING"), SRV("STATS", AGENT_SERVICE)])
+async def test_an_agent_cannot_ask_for_discovery(
+    as_agent: tuple[Client, asyncio.Queue[str]], subject: str
+) -> None:
+    """Publishing a ``$SRV`` request is not a reply: an agent may not (it learns
+    nothing of the fleet from NATS but its own jobs)."""
+    client, errors = as_agent
+    await client.publish(subject, b"", reply="_INBOX_web1.x")
+    await client.flush()
+    error = await asyncio.wait_for(errors.get(), 10)
+    assert f'permissions violation for publish to "{subject.lower()}"' in error.lower()
+
+
+async def test_the_publisher_cannot_answer_as_a_service(locked_nats: LockedNats) -> None:
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    client = await connect_as(locked_nats, "publisher", errors)
+    try:
+        await client.subscribe(SRV("PING", AGENT_SERVICE))
+        await client.flush()
+        error = await asyncio.wait_for(errors.get(), 10)
+        assert 'permissions violation for subscription to "$srv.ping.nexec-agent"' in error.lower()
+    finally:
+        await client.close()

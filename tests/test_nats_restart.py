@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
@@ -17,7 +18,10 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
 from nexec.dev.processes import start_nats_server
-from tests.helpers import LiveAgent, MakeController
+from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
+from tests.helpers import LiveAgent, MakeController, service_replies
+
+SRV = Subjects.service_request
 
 RECOVERY_BOUND_S = 10.0
 
@@ -69,6 +73,17 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
 
         node = await controller.request("GET", "/node")
         assert sorted(n["hostname"] for n in node.body["nodes"]) == ["h1", "h2"]
+        # Discovery answers again too: the $SRV subscriptions came back with the connection.
+        asker = await nats.connect(url)
+        try:
+            pings = await service_replies(asker, SRV("PING"), expected=3)
+            assert sorted(p["name"] for p in pings) == [
+                AGENT_SERVICE,
+                AGENT_SERVICE,
+                CONTROLLER_SERVICE,
+            ]
+        finally:
+            await asker.close()
         missing = [
             r.getMessage()
             for r in caplog.records

@@ -62,8 +62,10 @@ class Outbox:
         """Count and log a refusal; answer it on ``reply`` only (if any), unrecorded."""
         self._counters.refused += 1
         log.warning("job %r refused: %r", job_id, reason, extra=log_fields(job_id=job_id))
+        result = self.result(job_id, ResultStatus.FAILED, reason)
+        self._counters.answer(result)
         if reply:
-            await self._send(reply, encode(self.result(job_id, ResultStatus.FAILED, reason)))
+            await self._send(reply, encode(result))
 
     async def refuse_taken(self, job: ExecJob, reply: str, reason: str) -> None:
         """Count and log the refusal of a job whose id was taken; deliver it as its
@@ -80,6 +82,7 @@ class Outbox:
         Recording first means that once the requester has the answer, so has the job
         record, or it will as soon as JetStream takes it.
         """
+        self._counters.answer(result)
         data = await self.record(result)
         if reply and job.reply_route is ReplyRoute.REPLY:
             await self._send(reply, data)

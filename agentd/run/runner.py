@@ -126,6 +126,7 @@ class JobRunner:
         await asyncio.gather(*still_pending, return_exceptions=True)
 
     async def _run(self, job: ExecJob, reply: str, stop: asyncio.Event) -> None:
+        taken_ns = time.perf_counter_ns()
         async with self._slots:
             # Leave the kill grace before the deadline, so that even a job killed
             # at its timeout answers while the requester still listens.
@@ -145,6 +146,7 @@ class JobRunner:
                 result = await self._execute(job, min(float(job.timeout_s), remaining_s), stop)
         log_result(log, result)
         await self._outbox.deliver(job, reply, result)
+        self._counters.processing_ns += time.perf_counter_ns() - taken_ns
         if self._running_jobs is not None:
             self._running_jobs.ended(job.job_id)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -34,6 +35,7 @@ from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
+from controller.jobs.counters import DispatchCounters
 from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -77,6 +79,7 @@ class Dispatcher:
         self.dropped: Counter[str] = Counter()
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
+        self.counters = DispatchCounters()
 
     @property
     def collectors(self) -> Mapping[str, Collector]:
@@ -161,6 +164,7 @@ class Dispatcher:
         """
         nc = self._nc
         if nc is None or not nc.is_connected:
+            self.counters.publish_failed("the controller is not connected to NATS")
             raise NatsUnavailable("the controller is not connected to NATS")
         collector = Collector(
             job.job_id,
@@ -179,8 +183,9 @@ class Dispatcher:
                     reply=self._subjects.job_reply(self._inbox_prefix, job.job_id),
                     headers=self._signer.headers(payload) if self._signer else None,
                 )
-        except NatsUnavailable:
+        except NatsUnavailable as exc:
             del self._collectors[collector.key]
+            self.counters.publish_failed(exc.details)
             raise
         task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
         self._collecting.add(task)
@@ -228,6 +233,7 @@ class Dispatcher:
     async def _collect(
         self, collector: Collector, deadline_s: float, delivery_timeout_s: float
     ) -> Collected:
+        began_ns = time.perf_counter_ns()
         delivery_timer = asyncio.get_running_loop().call_later(
             delivery_timeout_s,
             collector.give_up_unacknowledged,
@@ -243,6 +249,7 @@ class Dispatcher:
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
+        self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
         # The verdicts are the controller's: a host's own no_reply is its answer.
         no_replies = [
             r

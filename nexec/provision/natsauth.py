@@ -19,9 +19,11 @@ subjects, the all and any subjects, cancel requests and its private inbox; it
 may publish only its registry entry, its acks, its running reports, its results
 and output records (each subject carrying its own hostname's token), and answers to
 the jobs it received. It cannot publish a job, read another host's subject or speak on
-another host's subject. The publisher may publish jobs, read its own inbox, and
-read the ack and result subjects (to collect ``record``-route answers whose
-sender NATS vouches for). Controllers are trusted with every subject.
+another host's subject. It answers discovery requests (``$SRV``, ADR-32) as the service
+``nexec-agent`` only, and cannot ask any. The publisher may publish jobs and discovery
+requests, read its own inbox, and read the ack and result subjects (to collect
+``record``-route answers whose sender NATS vouches for). Controllers are trusted
+with every subject.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from nexec.provision.files import write_file
 from nexec.provision.tlsgen import TlsSetup, write_tls_setup
 from runtime.signing import JobSigner, create_seed
 from schemas.limits import MAX_DEADLINE_AHEAD_S
-from schemas.subjects import ANY_QUEUE_GROUP, Subjects, encode_token
+from schemas.subjects import AGENT_SERVICE, ANY_QUEUE_GROUP, Subjects, encode_token
 from schemas.targets import parse_label, validate_hostname
 
 # Replies to a job: its ack and its result, within the longest timeout and margin.
@@ -66,6 +68,8 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
         f"{subjects.exec_any()} {ANY_QUEUE_GROUP}",
         subjects.cancel(),
         subjects.inbox_all(subjects.agent_inbox_prefix(agent.hostname)),
+        # Discovery (ADR-32) as nexec-agent only; answered through allow_responses.
+        *subjects.service_requests_allowed(AGENT_SERVICE),
     ]
     publishes = [
         subjects.registry_entry(agent.hostname),
@@ -83,7 +87,7 @@ def agent_permissions(subjects: Subjects, agent: AgentSpec) -> dict[str, object]
 
 def publisher_permissions(subjects: Subjects) -> dict[str, object]:
     return {
-        "publish": {"allow": [subjects.exec_every()]},
+        "publish": {"allow": [subjects.exec_every(), *subjects.service_requests_any()]},
         "subscribe": {
             "allow": [
                 subjects.inbox_all(subjects.publisher_inbox_prefix()),

@@ -1,0 +1,82 @@
+"""The agent as the NATS service ``nexec-agent`` (ADR-32): what ``nats micro ls``,
+``nats micro info`` and ``nats micro stats`` show of it (:mod:`runtime.service`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentd.config import AgentConfig
+from agentd.counters import AgentCounters
+from runtime.service import Endpoint, EndpointCounts, ServiceIdentity, ServiceResponder
+from schemas import __version__
+from schemas.messages import ResultStatus
+from schemas.subjects import AGENT_SERVICE, ANY_QUEUE_GROUP
+
+FINAL_STATUSES = (
+    ResultStatus.COMPLETED,
+    ResultStatus.FAILED,
+    ResultStatus.TIMEOUT,
+    ResultStatus.CANCELLED,
+)
+"""The statuses an agent answers with (``no_reply`` and ``skipped`` are controllers')."""
+
+
+def agent_service(
+    config: AgentConfig,
+    counters: AgentCounters,
+    *,
+    instance_id: str,
+    started_at: float,
+    jobs_running: Callable[[], int],
+) -> ServiceResponder:
+    """The responder of one agent process: instance ``instance_id`` (its heartbeats'),
+    metadata ``hostname``, ``labels`` (``k:v,k2:v2``), ``version``, ``subject_prefix``,
+    and one endpoint ``jobs`` counting the job messages it received."""
+    subjects = config.subjects
+    labels = sorted(config.labels.items())
+    listens = [
+        subjects.exec_host(config.hostname),
+        *(subjects.exec_label(key, value) for key, value in labels),
+        subjects.exec_all(),
+        subjects.exec_any(),
+    ]
+
+    def counts() -> EndpointCounts:
+        answered = counters.answered
+        return EndpointCounts(
+            requests=counters.received,
+            errors=answered[ResultStatus.FAILED],
+            last_error=counters.last_error,
+            processing_ns=counters.processing_ns,
+            data={
+                "received": counters.received,
+                "started": counters.started,
+                "refused": counters.refused,
+                "duplicates": counters.duplicates,
+                "replies_lost": counters.replies_lost,
+                "running": jobs_running(),
+                **{status.value: answered[status] for status in FINAL_STATUSES},
+            },
+        )
+
+    jobs = Endpoint(
+        name="jobs",
+        subject=subjects.exec_every(),
+        counts=counts,
+        metadata={"subjects": ",".join(listens), "any_queue_group": ANY_QUEUE_GROUP},
+    )
+    identity = ServiceIdentity(
+        name=AGENT_SERVICE,
+        instance_id=instance_id,
+        version=__version__,
+        description="nexec agent: runs the commands of jobs addressed to its host",
+        metadata={
+            "hostname": config.hostname,
+            "labels": ",".join(f"{key}:{value}" for key, value in labels),
+            "version": __version__,
+            "subject_prefix": subjects.prefix,
+        },
+    )
+    return ServiceResponder(
+        subjects, identity, [jobs], started_at=started_at, timeout_s=config.connect_timeout_s
+    )

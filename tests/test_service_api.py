@@ -1,0 +1,169 @@
+"""Agents and controllers on the NATS service API (ADR-32): discovery with plain
+requests on ``$SRV`` subjects, what INFO and STATS say, and the job subjects still
+broadcast while the services run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
+
+from agentd.agent import Agent
+from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeAgent, service_replies
+
+SRV = Subjects.service_request
+
+
+def by_host(replies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {reply["metadata"]["hostname"]: reply for reply in replies}
+
+
+async def three_agents(make_agent: MakeAgent) -> list[Agent]:
+    return [
+        await make_agent("web1", labels={"role": "web", "env": "prod"}),
+        await make_agent("web2", labels={"role": "web"}),
+        await make_agent("db1.example.com", labels={"role": "db"}),
+    ]
+
+
+async def test_a_fleet_is_discovered_with_plain_requests(nc: Client, make_agent: MakeAgent) -> None:
+    agents = await three_agents(make_agent)
+    replies = await service_replies(nc, SRV("PING", AGENT_SERVICE), expected=3)
+    assert len(replies) == 3  # each agent once: no queue group
+    pings = [ServicePing.from_dict(reply) for reply in replies]  # nats.micro reads them
+    assert {(p.name, p.id) for p in pings} == {(AGENT_SERVICE, a.instance_id) for a in agents}
+    assert {reply["type"] for reply in replies} == {"io.nats.micro.v1.ping_response"}
+    hosts = by_host(replies)
+    assert hosts["web1"]["metadata"] == {
+        "hostname": "web1",
+        "labels": "env:prod,role:web",
+        "version": pings[0].version,
+        "subject_prefix": "nexec",
+    }
+    assert hosts["db1.example.com"]["metadata"]["labels"] == "role:db"
+    # Without the name (every service), and with name and instance id (one agent).
+    assert len(await service_replies(nc, SRV("PING"), expected=3)) == 3
+    one = await service_replies(nc, SRV("PING", AGENT_SERVICE, agents[1].instance_id), expected=1)
+    assert [reply["id"] for reply in one] == [agents[1].instance_id]
+
+
+async def test_info_and_stats_describe_an_agent_and_count_its_jobs(
+    controller: Controller, live_agent: LiveAgent, nc: Client
+) -> None:
+    agent = await live_agent(controller, "web1", labels={"role": "web"})
+    for verb in ("INFO", "STATS"):  # every form of the subject is answered
+        everyone = await service_replies(nc, SRV(verb), expected=2)  # the controller too
+        assert sorted(reply["name"] for reply in everyone) == [AGENT_SERVICE, CONTROLLER_SERVICE]
+        for parts in ((AGENT_SERVICE,), (AGENT_SERVICE, agent.instance_id)):
+            assert len(await service_replies(nc, SRV(verb, *parts), expected=1)) == 1
+    [info] = await service_replies(nc, SRV("INFO", AGENT_SERVICE), expected=1)
+    parsed = ServiceInfo.from_dict(info)
+    assert (parsed.name, parsed.id, info["type"]) == (
+        AGENT_SERVICE, agent.instance_id, "io.nats.micro.v1.info_response",
+    )  # fmt: skip
+    [endpoint] = info["endpoints"]
+    assert (endpoint["name"], endpoint["subject"], endpoint["queue_group"]) == (
+        "jobs", "nexec.exec.>", "",
+    )  # fmt: skip
+    assert endpoint["metadata"]["subjects"].split(",") == [
+        "nexec.exec.host.web1", "nexec.exec.label.role.web", "nexec.exec.all", "nexec.exec.any",
+    ]  # fmt: skip
+
+    ran = await controller.exec("web1", {"command": "echo", "args": ["hi"]})
+    refused = await controller.request(
+        "POST", "/node/web1/command/shell", json={"command": "echo no"}
+    )  # the agent does not allow shell
+    assert [r["status"] for r in ran.body["results"] + refused.body["results"]] == [
+        "completed", "failed",
+    ]  # fmt: skip
+    [stats] = await service_replies(nc, SRV("STATS", AGENT_SERVICE), expected=1)
+    ServiceStats.from_dict(stats)  # nats.micro reads it, ``started`` included
+    [jobs] = stats["endpoints"]
+    assert (jobs["name"], jobs["num_requests"], jobs["num_errors"]) == ("jobs", 2, 1)
+    assert "shell" in jobs["last_error"]
+    assert jobs["processing_time"] > 0
+    assert jobs["average_processing_time"] == jobs["processing_time"] // 2
+    assert jobs["data"] == {
+        "received": 2, "started": 1, "refused": 1, "duplicates": 0, "replies_lost": 0,
+        "running": 0, "completed": 1, "failed": 1, "timeout": 0, "cancelled": 0,
+    }  # fmt: skip
+
+
+async def test_broadcast_jobs_reach_every_agent_with_the_services_running(
+    controller: Controller, make_agent: MakeAgent, nc: Client
+) -> None:
+    await three_agents(make_agent)
+    await controller.wait_for_agents("web1", "web2", "db1.example.com")
+    assert len(await service_replies(nc, SRV("PING", AGENT_SERVICE), expected=3)) == 3
+    everyone = await controller.exec("_all", {"command": "true"})
+    assert [(r["hostname"], r["status"]) for r in everyone.body["results"]] == [
+        ("db1.example.com", "completed"), ("web1", "completed"), ("web2", "completed"),
+    ]  # fmt: skip
+    web = await controller.exec("role:web", {"command": "true"})
+    assert [r["hostname"] for r in web.body["results"]] == ["web1", "web2"]
+    assert {r["status"] for r in web.body["results"]} == {"completed"}
+    stats = by_host(await service_replies(nc, SRV("STATS", AGENT_SERVICE), expected=3))
+    received = {host: reply["endpoints"][0]["data"]["received"] for host, reply in stats.items()}
+    assert received == {"web1": 2, "web2": 2, "db1.example.com": 1}
+
+
+async def test_every_controller_answers_as_nexec_controller(
+    controller: Controller, make_controller: Any, live_agent: LiveAgent, nc: Client
+) -> None:
+    second = await make_controller()
+    await live_agent(controller, "web1")
+    await second.wait_for_agents("web1")
+    pings = await service_replies(nc, SRV("PING", CONTROLLER_SERVICE), expected=2)
+    assert len({reply["id"] for reply in pings}) == 2  # both, no queue group
+    listens = {reply["metadata"]["listen"] for reply in pings}
+    assert listens == {"127.0.0.1:0"}
+    everything = await service_replies(nc, SRV("PING"), expected=3)
+    names = sorted(reply["name"] for reply in everything)
+    assert names == [AGENT_SERVICE, CONTROLLER_SERVICE, CONTROLLER_SERVICE]
+
+    ran = await controller.exec("web1", {"command": "true"})
+    assert ran.status == 202
+    timed_out = await controller.exec("web1", {"command": "sleep", "args": ["5"], "timeout": 1})
+    assert timed_out.body["results"][0]["status"] == "timeout"
+    stats = await service_replies(nc, SRV("STATS", CONTROLLER_SERVICE), expected=2)
+    [mine] = [s for s in stats if s["endpoints"][0]["data"]["collected"]]
+    ServiceStats.from_dict(mine)
+    [jobs] = mine["endpoints"]
+    assert (jobs["name"], jobs["num_requests"], jobs["num_errors"]) == ("jobs", 2, 0)
+    assert jobs["average_processing_time"] == jobs["processing_time"] // 2 > 0
+    data = jobs["data"]
+    assert (data["hosts_completed"], data["hosts_timeout"], data["agents_live"]) == (1, 1, 1)
+    assert (data["hosts_no_reply"], data["collecting"], data["publish_failures"]) == (0, 0, 0)
+
+
+async def test_an_answer_never_goes_to_a_nexec_subject(make_agent: MakeAgent, nc: Client) -> None:
+    """A requester that names a job subject as its "reply" gets no answer there."""
+    agent = await make_agent("web1")
+    leaked: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_leak(msg: Any) -> None:
+        await leaked.put(msg.subject)
+
+    await nc.subscribe("nexec.audit", cb=on_leak)
+    await nc.publish(SRV("PING", AGENT_SERVICE), b"", reply="nexec.audit")
+    # Answered in order on one subscription: once the next request's answer is here,
+    # the first one would have been too.
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    assert len(await service_replies(nc, own, expected=1)) == 1
+    await nc.flush()
+    assert leaked.empty()
+
+
+async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Client) -> None:
+    """Its stop drains the discovery subscriptions (ADR-32): nobody answers after it."""
+    agent = await make_agent("web1")
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    assert len(await service_replies(nc, own, expected=1)) == 1
+    await agent.stop()
+    with pytest.raises(nats.errors.NoRespondersError):
+        await nc.request(own, b"", timeout=STARTUP_TIMEOUT_S)
