@@ -147,13 +147,14 @@ def add_metrics(app: web.Application) -> None:
     when scraped, and its own listener if ``metrics_listen`` is set; with metrics off,
     a :class:`JobMetrics` that records nothing."""
     if not app[CONFIG].metrics_enabled:
-        app[JOB_METRICS] = JobMetrics(None)
+        app[JOB_METRICS] = JobMetrics(enabled=False)
         return
     registry = CollectorRegistry(auto_describe=False)
     app[METRICS_REGISTRY] = registry
-    app[HTTP_METRICS] = HttpMetrics(registry)
-    app[JOB_METRICS] = JobMetrics(registry)
-    registry.register(StateCollector(app))
+    app[HTTP_METRICS] = HttpMetrics()
+    app[JOB_METRICS] = JobMetrics()
+    for collector in (app[HTTP_METRICS], app[JOB_METRICS], StateCollector(app)):
+        registry.register(collector)
     app.cleanup_ctx.append(metrics_listener)
 
 

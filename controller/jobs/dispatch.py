@@ -71,7 +71,7 @@ class Dispatcher:
     ) -> None:
         """``metrics`` counts each host's outcome and times each job's collection."""
         self._subjects = subjects
-        self.metrics = metrics or JobMetrics(None)
+        self.metrics = metrics or JobMetrics(enabled=False)
         self._record_no_replies = record_no_replies
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
