@@ -16,8 +16,15 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.appkeys import AUDIT
-from tests.helpers import Controller, LiveAgent, LiveAgentProcess, MakeController
+from controller.appkeys import AUDIT, NATS_LINK
+from nexec.dev.processes import start_nats_server
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeController,
+)
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 EXEC_ROUTE = "/node/{hostname}/command/exec"
@@ -170,6 +177,39 @@ async def test_agents_follows_agents_joining_and_leaving(
         lambda registry: [hb.hostname for hb in registry.live()] == ["join-2"], 10
     )
     assert value(await scrape(controller.url), "nexec_agents") == 1
+
+
+async def test_nats_connected_and_reconnects_follow_a_nats_restart(
+    tmp_path: Path, make_controller: MakeController
+) -> None:
+    store = tmp_path / "jetstream"
+    server, url = start_nats_server(store)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        controller = await make_controller(nats_url=url)
+        link = controller.app[NATS_LINK]
+        back = asyncio.Event()
+
+        async def reconnected() -> None:
+            back.set()
+
+        link.on_connection_change(lost=lambda: None, back=reconnected)
+        before = await scrape(controller.url)
+
+        await asyncio.to_thread(server.stop)
+        await asyncio.wait_for(link.disconnected.wait(), STARTUP_TIMEOUT_S)
+        down = await scrape(controller.url)
+        server, _ = start_nats_server(store, port=port)
+        await asyncio.wait_for(back.wait(), 20)
+        up = await scrape(controller.url)
+    finally:
+        server.stop()
+
+    assert value(before, "nexec_nats_connected") == 1
+    assert value(down, "nexec_nats_connected") == 0
+    assert value(up, "nexec_nats_connected") == 1
+    reconnects = "nexec_nats_reconnects_total"
+    assert (value(before, reconnects), value(up, reconnects)) == (0, 1)
 
 
 async def test_metrics_off_answers_404_in_the_error_shape(make_controller: MakeController) -> None:
