@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from controller.appkeys import CONFIG, HTTP_METRICS, METRICS_REGISTRY
 from controller.config import split_host_port
-from controller.errors import NotFound
+from controller.errors import ClientDisconnected, NotFound
 from controller.http.middleware import error_middleware
 from controller.http.operations import Operations
 from controller.metrics.instruments import UNMATCHED_ROUTE
@@ -29,25 +29,28 @@ log = logging.getLogger("nexec.controller.http")
 metrics_routes = Operations()
 
 METRICS_CONTENT = {"text/plain": {"schema": {"type": "string"}}}
-CLIENT_GONE_STATUS = 499
-"""The status counted for a request whose client went away before its answer."""
 
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count the request by method, route pattern and status, and time it (the first
-    middleware: it sees the answer every other one gave)."""
+    middleware: it sees the answer every other one gave). A request cancelled because
+    its client left counts as ``499``, as the audit trail has it.
+
+    Raises:
+        whatever the handler raises (an ``HTTPException`` below 400, a cancel).
+    """
     started = time.perf_counter()
     status = 500
     try:
         response = await handler(request)
         status = response.status
         return response
-    except web.HTTPException as exc:  # below 400 (a redirect): the error middleware's rest
+    except web.HTTPException as exc:  # a redirect: the error middleware answers the rest
         status = exc.status
         raise
     except asyncio.CancelledError:
-        status = CLIENT_GONE_STATUS
+        status = ClientDisconnected.status
         raise
     finally:
         route = request.match_info.route.resource
