@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.cli import measure_cli_alone
 from bench.floors import measure_floors
 from bench.measures import Sizes, measure_nexec
+from bench.metrics_overhead import measure_metrics_overhead_alone
 from bench.report import compare, render_table
 from bench.rollout import measure_rollout_alone
 
@@ -25,6 +26,7 @@ def main() -> int:
     nexec = measure_nexec(sizes)
     nexec["N6_cli"] = measure_cli_alone(sizes)
     nexec["N7_rollout"] = measure_rollout_alone(sizes)
+    nexec["N8_metrics"] = measure_metrics_overhead_alone(sizes)
     comparison = compare(floors, nexec, sizes)
     print(render_table(comparison))
     args.out.parent.mkdir(parents=True, exist_ok=True)

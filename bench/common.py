@@ -38,6 +38,10 @@ class Sizes:
     """N7: the simulated hosts a rollout runs on."""
     rollout_batch: int = 10
     """N7: its ``batch_size``."""
+    metrics_runs: int = 9
+    """N8: runs with metrics on, and as many with them off, taking turns."""
+    metrics_requests: int = 5000
+    """N8: requests per run (the CPU clock ticks every 10 ms: enough for 1/500 of a run)."""
     is_quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +80,8 @@ class Sizes:
             cli_runs=3,
             rollout_hosts=10,
             rollout_batch=2,
+            metrics_runs=2,
+            metrics_requests=10,
             is_quick=True,
         )
 

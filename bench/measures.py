@@ -62,24 +62,36 @@ def nexec_stack() -> Iterator[Stack]:
         )
         nats, nats_url = start_nats_server(work / "nats")
         children.callback(nats.stop)
-        controller = ManagedProcess(
-            [sys.executable, "-m", "controller", "--nats-url", nats_url, "--listen",
-             "127.0.0.1:0", "--keys-file", str(work / "keys.json"), "--rate-limit", "0"],
-            name="controller",
-        )  # fmt: skip
+        controller, url = start_controller(work, nats_url)
         children.callback(controller.stop)
-        ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
-        stack = Stack(f"http://127.0.0.1:{ready['port']}", nats_url, key, controller, work)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                stack.live_agents()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        stack = Stack(url, nats_url, key, controller, work)
         yield stack
+
+
+def start_controller(work: Path, nats_url: str, *extra: str) -> tuple[ManagedProcess, str]:
+    """A controller process on ``nats_url`` with the keys file in ``work``, answering
+    HTTP with NATS connected; it and its URL. The caller stops it.
+
+    Raises:
+        ProcessFailed, OSError: it did not start or answer in time.
+    """
+    controller = ManagedProcess(
+        [sys.executable, "-m", "controller", "--nats-url", nats_url, "--listen",
+         "127.0.0.1:0", "--keys-file", str(work / "keys.json"), "--rate-limit", "0", *extra],
+        name="controller",
+    )  # fmt: skip
+    ready = controller.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
+    url = f"http://127.0.0.1:{ready['port']}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=10).close()  # 503 until NATS
+            return controller, url
+        except OSError:
+            if time.monotonic() > deadline:
+                controller.stop()
+                raise
+            time.sleep(0.1)
 
 
 def exec_body(command: str, *args: str, **extra: Any) -> str:

@@ -37,7 +37,18 @@ def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list
     rows += _memory_and_output_rows(nexec, sizes)
     rows += _cli_rows(nexec["N6_cli"])
     rows += _rollout_rows(nexec["N7_rollout"])
+    rows += _metrics_rows(nexec["N8_metrics"])
     return rows
+
+
+def _metrics_rows(metrics: dict[str, Any]) -> list[Row]:
+    """N8: the controller's CPU per N2 request with metrics on; its floor, the same with
+    them off (medians of runs taking turns). Target: within 5 %."""
+    on, off = metrics["on_cpu_us_per_request"], metrics["off_cpu_us_per_request"]
+    return [
+        _row("N8 controller CPU per N2 request, metrics on", on, off, "us",
+             target="<= 1.05 x metrics off", ok=on <= 1.05 * off),
+    ]  # fmt: skip
 
 
 def _rollout_rows(rollout: dict[str, Any]) -> list[Row]:

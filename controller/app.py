@@ -6,8 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
 
 from controller.appkeys import (
     AGENT_WATCH,
@@ -16,11 +18,14 @@ from controller.appkeys import (
     DISPATCHER,
     FLEET_PAUSE,
     HOST_SLOTS,
+    HTTP_METRICS,
     IDEMPOTENCY,
+    JOB_METRICS,
     JOB_STORE,
     KEYS,
     KEYS_RELOADER,
     LIFECYCLE,
+    METRICS_REGISTRY,
     NATS_LINK,
     OPENAPI_DOCUMENT,
     OPERATIONS,
@@ -38,6 +43,7 @@ from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
 from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
+from controller.http.metrics_routes import metrics_listener, metrics_middleware, metrics_routes
 from controller.http.middleware import (
     audit_middleware,
     auth_middleware,
@@ -63,6 +69,8 @@ from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import KeyStore
 from controller.lifecycle import Lifecycle
+from controller.metrics.instruments import HttpMetrics, JobMetrics
+from controller.metrics.state import StateCollector
 from controller.natslink import LinkState, NatsLink
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
@@ -73,7 +81,7 @@ from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
-API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes)
+API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes, metrics_routes)
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]
@@ -91,8 +99,10 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     if config.job_signing_key_file is not None:
         signer = JobSigner.from_file(config.job_signing_key_file)
         log.info("signing every job as %s", signer.public_key)
+    counted: list[Middleware] = [metrics_middleware] if config.metrics_enabled else []
     app = web.Application(
         middlewares=[
+            *counted,
             audit_middleware,
             error_middleware,
             connection_middleware,
@@ -122,6 +132,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     )
     app[NATS_LINK] = link
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+    add_metrics(app)
     add_jobs(app, link, js, signer)
     app[OPERATIONS] = API
     app[OPENAPI_DOCUMENT] = openapi_document(API)
@@ -132,18 +143,37 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     return app
 
 
+def add_metrics(app: web.Application) -> None:
+    """This controller's own metrics registry, what records into it and what it reads
+    when scraped, and its own listener if ``metrics_listen`` is set; with metrics off,
+    a :class:`JobMetrics` that records nothing."""
+    if not app[CONFIG].metrics_enabled:
+        app[JOB_METRICS] = JobMetrics(enabled=False)
+        return
+    registry = CollectorRegistry(auto_describe=False)
+    app[METRICS_REGISTRY] = registry
+    app[HTTP_METRICS] = HttpMetrics()
+    app[JOB_METRICS] = JobMetrics()
+    for collector in (app[HTTP_METRICS], app[JOB_METRICS], StateCollector(app)):
+        registry.register(collector)
+    app.cleanup_ctx.append(metrics_listener)
+
+
 def add_jobs(
     app: web.Application, link: NatsLink, js: JetStreamContext, signer: JobSigner | None
 ) -> None:
     """The job domain's parts, wired to one another: records, verdicts, dispatch, the
     agent watch, idempotency, the audit trail, the fleet pause and rollouts."""
     config = app[CONFIG]
-    writer = StreamWriter(link.client, timeout_s=config.jetstream_timeout_s)
+    subjects = config.subjects
+    writer = StreamWriter(
+        link.client, timeout_s=config.jetstream_timeout_s, stream_of=subjects.stream_of
+    )
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
     app[VERDICTS] = VerdictRecorder(job_store, retry_for_s=config.job_retention_s)
     app[DISPATCHER] = Dispatcher(
-        config.subjects, record_no_replies=app[VERDICTS].record, signer=signer
+        subjects, record_no_replies=app[VERDICTS].record, signer=signer, metrics=app[JOB_METRICS]
     )
     app[AGENT_WATCH] = AgentWatch(
         config.subjects,

@@ -235,13 +235,25 @@ class ControllerConfig(NatsClientSettings, LogSettings):
         "per request (docs/performance.md)",
     )
 
-    @pydantic.field_validator("listen")
+    metrics_enabled: bool = setting(
+        True,
+        help="serve Prometheus metrics at `GET /metrics` (no key needed); false: `404`",
+        details='See "Monitoring"; with it off, nothing is recorded for them',
+    )
+    metrics_listen: str | None = setting(
+        None,
+        help="`HOST:PORT` of a listener of its own for `GET /metrics` (then `404` on "
+        "`listen`); unset: served on `listen`",
+        details="Keep metrics off a public interface: a private or loopback address here",
+        example="127.0.0.1:9464",
+        metavar="HOST:PORT",
+    )
+
+    @pydantic.field_validator("listen", "metrics_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        port_number = whole_number(port)
-        if not sep or not host or port_number is None or port_number > 65535:
-            raise ValueError("expected HOST:PORT")
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
         return value
 
     @pydantic.field_validator("subject_prefix")
@@ -252,12 +264,25 @@ class ControllerConfig(NatsClientSettings, LogSettings):
 
     @property
     def listen_host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
+        return split_host_port(self.listen)[0]
 
     @property
     def listen_port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return split_host_port(self.listen)[1]
 
     @property
     def subjects(self) -> Subjects:
         return Subjects(self.subject_prefix)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:80`` too) as its host and port.
+
+    Raises:
+        ValueError: not ``HOST:PORT`` with a port from 0 to 65535.
+    """
+    host, sep, port = address.rpartition(":")
+    port_number = whole_number(port)
+    if not sep or not host or port_number is None or port_number > 65535:
+        raise ValueError("expected HOST:PORT")
+    return host.strip("[]"), port_number

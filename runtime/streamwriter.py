@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import Counter
+from collections.abc import Callable
 
 import msgspec
 import nats.errors
@@ -66,14 +68,22 @@ class StreamWriter:
     deadline of the writes in flight, so no write waits much past its own.
     """
 
-    def __init__(self, nc: Client, *, timeout_s: float) -> None:
+    def __init__(
+        self, nc: Client, *, timeout_s: float, stream_of: Callable[[str], str] | None = None
+    ) -> None:
+        """``stream_of`` names the stream a subject is written to, for :attr:`failures`
+        (without it, every failure counts under ``""``)."""
         self._nc = nc
         self._timeout_s = timeout_s
+        self._stream_of = stream_of
         self._prefix = ""
         self._subscription: Subscription | None = None
         self._tokens = itertools.count()
-        self._in_flight: dict[str, tuple[asyncio.Future[StreamAck], float]] = {}
-        """Reply token -> (the write's acknowledgement, its loop-time deadline)."""
+        self._in_flight: dict[str, tuple[asyncio.Future[StreamAck], float, str]] = {}
+        """Reply token -> (the write's acknowledgement, its loop-time deadline, subject)."""
+        self.failures: Counter[str] = Counter()
+        """Writes that failed (not published, refused, no stream, no acknowledgement in
+        time), by stream."""
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
 
@@ -139,11 +149,12 @@ class StreamWriter:
         token = str(next(self._tokens))
         acknowledged: asyncio.Future[StreamAck] = loop.create_future()
         deadline = loop.time() + (self._timeout_s if timeout_s is None else timeout_s)
-        self._in_flight[token] = (acknowledged, deadline)
+        self._in_flight[token] = (acknowledged, deadline, subject)
         try:
             await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
         except BaseException:
             self._in_flight.pop(token, None)
+            self._count_failure(subject)
             raise
         if self._expiry is None or deadline < self._expiry_at:
             self._expire_at(loop, deadline)
@@ -153,22 +164,32 @@ class StreamWriter:
         entry = self._in_flight.pop(msg.subject[len(self._prefix) :], None)
         if entry is None or entry[0].done():
             return  # late: the write already timed out
-        acknowledged = entry[0]
+        acknowledged, _, subject = entry
         if is_no_responders(msg):
-            acknowledged.set_exception(nats.js.errors.NoStreamResponseError())
+            self._fail(acknowledged, subject, nats.js.errors.NoStreamResponseError())
             return
         try:
             reply = _decode_ack_reply(msg.data)
         except msgspec.DecodeError as exc:
-            acknowledged.set_exception(nats.js.errors.APIError(description=f"bad ack: {exc}"))
+            error = nats.js.errors.APIError(description=f"bad ack: {exc}")
+            self._fail(acknowledged, subject, error)
             return
         if reply.error is not None:
             try:
                 nats.js.errors.APIError.from_error(msgspec.structs.asdict(reply.error))
             except nats.js.errors.APIError as exc:
-                acknowledged.set_exception(exc)
+                self._fail(acknowledged, subject, exc)
             return
         acknowledged.set_result(StreamAck(reply.stream, reply.seq, reply.duplicate))
+
+    def _fail(
+        self, acknowledged: asyncio.Future[StreamAck], subject: str, error: Exception
+    ) -> None:
+        acknowledged.set_exception(error)
+        self._count_failure(subject)
+
+    def _count_failure(self, subject: str) -> None:
+        self.failures[self._stream_of(subject) if self._stream_of else ""] += 1
 
     def _expire_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._expiry is not None:
@@ -181,11 +202,11 @@ class StreamWriter:
         self._expiry = None
         now = loop.time()
         next_deadline = None
-        for token, (acknowledged, deadline) in list(self._in_flight.items()):
+        for token, (acknowledged, deadline, subject) in list(self._in_flight.items()):
             if deadline <= now:
                 del self._in_flight[token]
                 if not acknowledged.done():
-                    acknowledged.set_exception(nats.errors.TimeoutError())
+                    self._fail(acknowledged, subject, nats.errors.TimeoutError())
             elif next_deadline is None or deadline < next_deadline:
                 next_deadline = deadline
         if next_deadline is not None:

@@ -347,6 +347,17 @@ class Subjects:
     def audit_record(self) -> str:
         return f"{self.prefix}.audit"
 
+    def stream_of(self, subject: str) -> str:
+        """The name of the stream of ours that stores what is written on ``subject`` (a
+        job record, result, output or audit subject); ``other`` for any other subject."""
+        if subject.startswith(f"{self.prefix}.record.job."):
+            return self.jobs_stream()
+        if subject.startswith((f"{self.prefix}.record.result.", f"{self.prefix}.record.output.")):
+            return self.results_stream()
+        if subject == self.audit_record():
+            return self.audit_stream()
+        return "other"
+
     def idempotency_bucket(self) -> str:
         """KV bucket mapping (key name, Idempotency-Key) to the job it started."""
         return f"{self._stem}_idempotency"

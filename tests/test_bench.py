@@ -30,3 +30,6 @@ def test_quick_benchmark_runs_and_every_agent_answers(tmp_path: Path) -> None:
     rollout = nexec["N7_rollout"]
     every = {"completed": rollout["hosts"] * report["sizes"]["repeats"]}
     assert rollout["plain"]["results"] == rollout["rollout"]["results"] == every
+    metrics = nexec["N8_metrics"]
+    assert len(metrics["runs"]["on"]) == len(metrics["runs"]["off"]) == 2
+    assert "N8 controller CPU per N2 request, metrics on" in completed.stdout

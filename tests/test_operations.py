@@ -81,7 +81,7 @@ async def test_every_keyed_route_enforces_its_declared_permission(
 
 async def test_public_operations_are_exactly_the_declared_ones(controller: Controller) -> None:
     public = {op.path for op in controller.app[OPERATIONS] if op.public}
-    assert public == {"/healthz", "/livez", "/openapi.json"}
+    assert public == {"/healthz", "/livez", "/metrics", "/openapi.json"}
     async with aiohttp.ClientSession() as session:
         for path in sorted(public):
             async with session.get(controller.url + path) as response:

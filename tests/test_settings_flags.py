@@ -106,6 +106,7 @@ def _sample_argv(model: type[pydantic.BaseModel], name: str) -> list[str]:
     flag = "--" + name.replace("_", "-")
     samples: dict[str, list[str]] = {
         "listen": ["127.0.0.1:0"],
+        "metrics_listen": ["127.0.0.1:9464"],
         "labels": ["a:b"],
         "base_env": ["PATH=/bin"],
         "trusted_signers": [SIGNER],

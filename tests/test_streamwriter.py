@@ -118,3 +118,22 @@ async def test_writes_in_flight_at_close_time_out(nc: Client, writer: StreamWrit
 async def test_writing_before_open_raises(nc: Client) -> None:
     with pytest.raises(nats.errors.Error, match="before open"):
         await StreamWriter(nc, timeout_s=1).write("writes.a", b"x")
+
+
+async def test_failures_are_counted_by_the_stream_of_their_subject(nc: Client) -> None:
+    await nc.jetstream().add_stream(STREAM)
+    await silence(nc)
+    writer = StreamWriter(nc, timeout_s=5, stream_of=lambda subject: subject.split(".")[0])
+    await writer.open()
+    refused = {"Nats-Expected-Last-Sequence": "7"}
+
+    await writer.write("writes.a", b"stored")
+    with pytest.raises(nats.js.errors.APIError):
+        await writer.write("writes.b", b"refused", headers=refused)
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await writer.write("elsewhere.a", b"no stream")
+    with pytest.raises(nats.errors.TimeoutError):
+        await writer.write("silent.a", b"no ack", timeout_s=0.2)
+    await writer.close()
+
+    assert writer.failures == {"writes": 1, "elsewhere": 1, "silent": 1}

@@ -21,6 +21,8 @@ class RateLimiter:
         self._burst = float(burst)
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self.refused = 0
+        """Requests refused (a non-zero answer of :meth:`retry_after_s`)."""
 
     @property
     def enabled(self) -> bool:
@@ -37,4 +39,5 @@ class RateLimiter:
             self._buckets[key_name] = (tokens - 1, now)
             return 0
         self._buckets[key_name] = (tokens, now)
+        self.refused += 1
         return max(1, math.ceil((1 - tokens) / self._rate_per_s))

@@ -19,6 +19,7 @@ from controller.appkeys import (
     DISPATCHER,
     HOST_SLOTS,
     IDEMPOTENCY,
+    JOB_METRICS,
     JOB_STORE,
     ROLLOUTS,
 )
@@ -114,6 +115,8 @@ async def run_job(
         if idempotency_key:
             await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
         raise
+    hosts = 1 if record.expected_hosts is None else len(record.expected_hosts)
+    request.app[JOB_METRICS].job_started(shell=record.job.shell, hosts=hosts)
     response = ExecResponse(
         job_id=record.job.job_id, results=collected.results, complete=collected.complete
     )

@@ -36,6 +36,7 @@ from nats.js.api import DeliverPolicy
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
 from controller.jobs.counters import DispatchCounters
+from controller.metrics.instruments import JobMetrics
 from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -64,9 +65,15 @@ class Dispatcher:
     """
 
     def __init__(
-        self, subjects: Subjects, record_no_replies: Recorder, signer: JobSigner | None = None
+        self,
+        subjects: Subjects,
+        record_no_replies: Recorder,
+        signer: JobSigner | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
+        """``metrics`` counts each host's outcome and times each job's collection."""
         self._subjects = subjects
+        self.metrics = metrics or JobMetrics(enabled=False)
         self._record_no_replies = record_no_replies
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
@@ -187,7 +194,10 @@ class Dispatcher:
             del self._collectors[collector.key]
             self.counters.publish_failed(exc.details)
             raise
-        task = asyncio.create_task(self._collect(collector, deadline_s, delivery_timeout_s))
+        published_at = None if host_copy else time.perf_counter()
+        task = asyncio.create_task(
+            self._collect(collector, deadline_s, delivery_timeout_s, published_at)
+        )
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
         if return_after_s is None:
@@ -225,14 +235,21 @@ class Dispatcher:
             raise
         if stored is not None:
             collector.add_result(stored)
-        task = asyncio.create_task(self._collect(collector, deadline_s, deadline_s))
+        task = asyncio.create_task(self._collect(collector, deadline_s, deadline_s, None))
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
         return await asyncio.shield(task)
 
     async def _collect(
-        self, collector: Collector, deadline_s: float, delivery_timeout_s: float
+        self,
+        collector: Collector,
+        deadline_s: float,
+        delivery_timeout_s: float,
+        published_at: float | None,
     ) -> Collected:
+        """Wait until every host is decided or the deadline passed; record the verdicts.
+        ``published_at``: the job's publish (``time.perf_counter``), for the metric of a
+        whole job's collection; None for a rollout host's copy or a host followed."""
         began_ns = time.perf_counter_ns()
         delivery_timer = asyncio.get_running_loop().call_later(
             delivery_timeout_s,
@@ -250,6 +267,9 @@ class Dispatcher:
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
         self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
+        if published_at is not None:
+            self.metrics.collected(time.perf_counter() - published_at)
+        self.metrics.decided(collected.results)
         # The verdicts are the controller's: a host's own no_reply is its answer.
         no_replies = [
             r

@@ -43,6 +43,7 @@ async def run_host(
             error=f"not published: {exc}",
         )  # fmt: skip
         await verdicts.record([result])
+        dispatcher.metrics.decided([result])
         answered.set()
         return result
     return collected.results[0]
