@@ -25,10 +25,10 @@ from controller.errors import NatsUnavailable, RateLimited, StorageFull
 from controller.http.middleware import audit_before_action, json_response
 from controller.jobs.collector import Collected
 from controller.jobs.host_slots import check_blast_radius, lease_id
+from controller.jobs.idempotency import entry_key
 from controller.jobs.rollout_plan import check_fits, resolve_plan, worst_case_s
 from controller.jobs.views import job_view
 from schemas.api import DryRunResponse, ExecRequest, ExecResponse, JobState, ShellRequest
-from schemas.limits import MAX_ROLLOUT_ANSWER_S
 from schemas.messages import ExecJob, JobRecord, ReplyRoute, RolloutPlan
 from schemas.targets import Target, TargetKind
 
@@ -96,7 +96,10 @@ async def run_job(
         if record.rollout is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)
         else:
-            collected = await record_and_roll_out(request, record, wait_s)
+            claim = (
+                None if not idempotency_key else entry_key(request[API_KEY].name, idempotency_key)
+            )
+            collected = await record_and_roll_out(request, record, wait_s, claim)
     except (NatsUnavailable, StorageFull, RateLimited):
         if idempotency_key:
             await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
@@ -216,10 +219,11 @@ async def give_back_slots(request: web.Request, leases: list[str]) -> None:
 
 
 async def record_and_roll_out(
-    request: web.Request, record: JobRecord, wait_s: float | None
+    request: web.Request, record: JobRecord, wait_s: float | None, claim: str | None
 ) -> Collected:
-    """Record the job (:func:`record_job`), start the rollout, and wait until it ended,
-    ``wait_s`` passed, or 300 s at most (then ``complete`` is False; it goes on).
+    """Record the job (:func:`record_job`), start the rollout (``claim``: the bucket key
+    of its ``Idempotency-Key``, kept from its end), and wait until it ended, ``wait_s``
+    passed, or ``rollout_answer_s`` (then ``complete`` is False; it goes on).
 
     Raises:
         StorageFull, NatsUnavailable: the job or its rollout entry was not stored;
@@ -227,12 +231,13 @@ async def record_and_roll_out(
     """
     await record_job(request, record)
     try:
-        run = await request.app[ROLLOUTS].start(record)
+        run = await request.app[ROLLOUTS].start(record, claim)
     except (NatsUnavailable, StorageFull):
         await request.app[JOB_STORE].mark_not_published(record)
         raise
     assert run.task is not None
-    answer_s = MAX_ROLLOUT_ANSWER_S if wait_s is None else min(wait_s, MAX_ROLLOUT_ANSWER_S)
+    longest_s = request.app[CONFIG].rollout_answer_s
+    answer_s = longest_s if wait_s is None else min(wait_s, longest_s)
     done, _ = await asyncio.wait({run.task}, timeout=answer_s)
     if done and not run.task.cancelled() and run.task.exception() is None:
         return Collected(run.task.result(), complete=True)

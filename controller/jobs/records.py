@@ -8,6 +8,7 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from controller.errors import StorageFull, nats_errors
+from controller.errors import NatsUnavailable, StorageFull, nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.streamwriter import StreamWriter
@@ -35,6 +36,9 @@ write on their own subjects."""
 
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
+
+KEEP_AT_ONCE = 32
+"""Records :meth:`JobStore.keep_from_now` writes again at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,45 @@ class JobStore:
                     log.info("job %r: record changed while adding verdicts", job_id)
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
         return True
+
+    async def keep_from_now(self, job_id: str, hosts: list[str]) -> None:
+        """Write the job record, then each host's last result, again, unchanged, so that
+        their age, and so their expiry (the streams' ``job_retention_s``), counts from
+        now: a rollout's are kept that long after it ends. Each copy is checked against
+        the sequence read, so a record written meanwhile (a late result) stays the
+        last. Live output chunks are not copied. Failures are logged, not raised."""
+        subjects = self._subjects
+        await self._write_again(subjects.jobs_stream(), subjects.job_record(job_id))
+        results = [subjects.result_record(job_id, host) for host in hosts]
+        for first in range(0, len(results), KEEP_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self._write_again(subjects.results_stream(), subject)
+                    for subject in results[first : first + KEEP_AT_ONCE]
+                )
+            )
+
+    async def _write_again(self, stream: str, subject: str) -> None:
+        """Write the last record on ``subject`` again, if it is still the last; never
+        raises (a failure is logged)."""
+        try:
+            raw = await self._direct_get(stream, subject=subject)
+        except NatsUnavailable as exc:
+            log.warning("%r not kept from now: %s", subject, exc)
+            return
+        if raw is None:
+            return
+        try:
+            await self._writer.write(
+                subject,
+                raw.data or b"",
+                headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
+            )
+        except nats.js.errors.APIError as exc:
+            if not is_wrong_last_sequence(exc):  # else a newer record is there: it is kept
+                log.warning("%r not kept from now: %s", subject, exc)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("%r not kept from now: %s", subject, exc or type(exc).__name__)
 
     async def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when there is none (never made, expired, deleted).

@@ -27,6 +27,7 @@ from controller.errors import NatsUnavailable, StorageFull
 from controller.fleet_pause import FleetPauseState
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore, lease_id
+from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_host import follow_host, run_host, until_answered
@@ -65,6 +66,8 @@ class RolloutDeps:
     driver: str
     """This controller's instance id, as written in the entries it drives."""
     lease_s: float
+    idempotency: IdempotencyKeys
+    """Where a rollout's ``Idempotency-Key`` claim is written again at its end."""
 
 
 class RolloutRun:
@@ -305,8 +308,8 @@ class RolloutRun:
 
     async def _end(self) -> list[ExecResult]:
         """Skip every host not started (the reason stored first, so no controller
-        starts one after; then recorded on each one's result subject), mark the rollout
-        ended; every host's result, sorted.
+        starts one after; then recorded on each one's result subject), keep its records
+        from now, mark the rollout ended; every host's result, sorted.
 
         Raises:
             LeaseLost, NatsUnavailable.
@@ -329,8 +332,18 @@ class RolloutRun:
             ]
             await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
             self.results.update((result.hostname, result) for result in skipped)
+        await self._keep_from_now()
         await self._write(lambda state: msgspec.structs.replace(state, ended=True))
         return self.snapshot()
+
+    async def _keep_from_now(self) -> None:
+        """Write the job record, every host's result and the idempotency claim again, so
+        that they last ``job_retention_s`` from the end (before ``ended`` is stored: a
+        takeover ends it again); never raises."""
+        deps = self._deps
+        await deps.job_store.keep_from_now(self.job.job_id, self.hosts)
+        if self._state.idempotency_entry is not None:
+            await deps.idempotency.keep_from_now(self._state.idempotency_entry)
 
     async def _write(self, change: Change) -> bool:
         """Apply ``change`` to the entry, checked against the revision read last; on a
