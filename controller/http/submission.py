@@ -5,6 +5,7 @@ starting the rollout), and the answer to a repeated idempotent request."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 
@@ -207,9 +208,23 @@ async def take_slots(request: web.Request, record: JobRecord) -> list[str]:
         raise RateLimited(
             f"key {job.caller!r} has hosts running its other commands: {len(hosts)} more "
             f"would exceed its max_hosts {max_hosts}; try again when they finished, or "
-            f"use a rollout (it waits for free slots)"
+            f"use a rollout (it waits for free slots)",
+            headers={"Retry-After": await retry_after(request, max_hosts, len(hosts))},
         )
     return leases
+
+
+async def retry_after(request: web.Request, max_hosts: int, wanted: int) -> str:
+    """``Retry-After`` for a request refused for want of ``wanted`` host slots: whole
+    seconds until they come free at the latest (their leases' deadlines), at least 1
+    (also when the slots cannot be read)."""
+    try:
+        free_in_s = await request.app[HOST_SLOTS].free_in_s(
+            request[API_KEY].name, max_hosts, wanted
+        )
+    except (NatsUnavailable, StorageFull):
+        free_in_s = 0.0
+    return str(max(1, math.ceil(free_in_s)))
 
 
 async def give_back_slots(request: web.Request, leases: list[str]) -> None:

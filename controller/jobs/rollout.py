@@ -31,7 +31,7 @@ from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_host import follow_host, run_host, until_answered
-from controller.jobs.rollout_plan import failures_stop, host_failed
+from controller.jobs.rollout_plan import failures_stop, host_failed, last_started
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.retry import keep_trying
@@ -87,7 +87,8 @@ class RolloutRun:
         self._running: dict[asyncio.Future[ExecResult], str] = {}
         self._wake = asyncio.Event()
         self._local_stop: str | None = None
-        self._last_start: float | None = None
+        self._last_start = last_started(stored.state, self.job.timeout_s + deps.delivery_margin_s)
+        """When (monotonic) the last host started: after a takeover, the last recorded."""
         self.task: asyncio.Task[list[ExecResult]] | None = None
         """The task driving it (its result: every host's), once started."""
 
@@ -162,7 +163,8 @@ class RolloutRun:
 
     async def _ready(self) -> bool:
         """Wait for a free slot, then the pause after the last start, then a running
-        fleet; False once the rollout stopped."""
+        fleet (at most until a host started later would outlive the rollout's deadline:
+        :meth:`_host_deadline` then stops it, out of time); False once it stopped."""
         while len(self._running) >= self.plan.batch_size and self.stop_reason() is None:
             await self._settle(None)
         if self._last_start is not None and self.plan.pause_s > 0:
@@ -170,8 +172,12 @@ class RolloutRun:
             while (left := start_at - time.monotonic()) > 0 and self.stop_reason() is None:
                 await self._settle(left)  # a scheduled pause, not a synchronisation
         fleet = self._deps.fleet
+        latest_start = self.job.deadline - self.job.timeout_s - self._deps.delivery_margin_s
         while fleet.paused is not None and self.stop_reason() is None:
-            await self._settle(None, fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S))
+            if (left := latest_start - time.time()) <= 0:
+                break
+            resumed = fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S)
+            await self._settle(left, resumed)
         return self.stop_reason() is None
 
     def _turn_size(self) -> int:
