@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -23,7 +23,7 @@ from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.streamwriter import StreamWriter
 from schemas.decoding import WireError, decode_job_record, decode_result_from
-from schemas.messages import ExecResult, JobRecord, encode
+from schemas.messages import ExecResult, JobRecord, ResultStatus, encode
 from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.records")
@@ -37,6 +37,9 @@ write on their own subjects."""
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
 
+CONTROLLER_DECIDED = (ResultStatus.NO_REPLY, ResultStatus.SKIPPED)
+"""The statuses only a controller writes (a host may still record its own result
+after its ``no_reply``)."""
 KEEP_AT_ONCE = 32
 """Records :meth:`JobStore.keep_from_now` writes again at once."""
 
@@ -181,39 +184,49 @@ class JobStore:
         log.warning("job %r: verdicts not recorded, the record kept changing", job_id)
         return True
 
-    async def keep_from_now(self, job_id: str, hosts: list[str]) -> None:
-        """Write the job record, then each host's last result, again, unchanged, so that
+    async def keep_from_now(
+        self, job_id: str, hosts: list[str], collected: Mapping[str, ExecResult]
+    ) -> None:
+        """Write the job record, then each host's result, again, unchanged, so that
         their age, and so their expiry (the streams' ``job_retention_s``), counts from
-        now: a rollout's are kept that long after it ends. Each copy is checked against
-        the sequence read, so a record written meanwhile (a late result) stays the
-        last. Live output chunks are not copied. Failures are logged, not raised."""
+        now: a rollout's are kept that long after it ends. A host's own result in
+        ``collected`` (read from its result subject: it is final) is written as it is;
+        any other (a controller's verdict, or one not collected here) is read, and
+        copied only if it is still the last, so a late result stays the last. Live
+        output chunks are not copied. Failures are logged, not raised."""
         subjects = self._subjects
-        await self._write_again(subjects.jobs_stream(), subjects.job_record(job_id))
-        results = [subjects.result_record(job_id, host) for host in hosts]
-        for first in range(0, len(results), KEEP_AT_ONCE):
-            await asyncio.gather(
-                *(
-                    self._write_again(subjects.results_stream(), subject)
-                    for subject in results[first : first + KEEP_AT_ONCE]
-                )
-            )
+        await self._write_again(subjects.job_record(job_id), stream=subjects.jobs_stream())
+        for first in range(0, len(hosts), KEEP_AT_ONCE):
+            writes = []
+            for host in hosts[first : first + KEEP_AT_ONCE]:
+                result = collected.get(host)
+                own = result is not None and result.status not in CONTROLLER_DECIDED
+                subject = subjects.result_record(job_id, host)
+                stream = None if own else subjects.results_stream()
+                writes.append(self._write_again(subject, result if own else None, stream))
+            await asyncio.gather(*writes)
 
-    async def _write_again(self, stream: str, subject: str) -> None:
-        """Write the last record on ``subject`` again, if it is still the last; never
-        raises (a failure is logged)."""
+    async def _write_again(
+        self, subject: str, result: ExecResult | None = None, stream: str | None = None
+    ) -> None:
+        """Write ``result`` on ``subject``; without one, the last record in ``stream``
+        on ``subject``, if it is still the last. Never raises (a failure is logged)."""
+        headers = None
+        if result is not None:
+            data = encode(result)
+        else:
+            assert stream is not None
+            try:
+                raw = await self._direct_get(stream, subject=subject)
+            except NatsUnavailable as exc:
+                log.warning("%r not kept from now: %s", subject, exc)
+                return
+            if raw is None:
+                return
+            data = raw.data or b""
+            headers = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq)}
         try:
-            raw = await self._direct_get(stream, subject=subject)
-        except NatsUnavailable as exc:
-            log.warning("%r not kept from now: %s", subject, exc)
-            return
-        if raw is None:
-            return
-        try:
-            await self._writer.write(
-                subject,
-                raw.data or b"",
-                headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
-            )
+            await self._writer.write(subject, data, headers=headers)
         except nats.js.errors.APIError as exc:
             if not is_wrong_last_sequence(exc):  # else a newer record is there: it is kept
                 log.warning("%r not kept from now: %s", subject, exc)

@@ -347,7 +347,7 @@ class RolloutRun:
         that they last ``job_retention_s`` from the end (before ``ended`` is stored: a
         takeover ends it again); never raises."""
         deps = self._deps
-        await deps.job_store.keep_from_now(self.job.job_id, self.hosts)
+        await deps.job_store.keep_from_now(self.job.job_id, self.hosts, self.results)
         if self._state.idempotency_entry is not None:
             await deps.idempotency.keep_from_now(self._state.idempotency_entry)
 
