@@ -195,36 +195,35 @@ class JobStore:
         copied only if it is still the last, so a late result stays the last. Live
         output chunks are not copied. Failures are logged, not raised."""
         subjects = self._subjects
-        await self._write_again(subjects.job_record(job_id), stream=subjects.jobs_stream())
+        await self._copy_last(subjects.jobs_stream(), subjects.job_record(job_id))
         for first in range(0, len(hosts), KEEP_AT_ONCE):
             writes = []
             for host in hosts[first : first + KEEP_AT_ONCE]:
-                result = collected.get(host)
-                own = result is not None and result.status not in CONTROLLER_DECIDED
                 subject = subjects.result_record(job_id, host)
-                stream = None if own else subjects.results_stream()
-                writes.append(self._write_again(subject, result if own else None, stream))
+                result = collected.get(host)
+                if result is not None and result.status not in CONTROLLER_DECIDED:
+                    writes.append(self._write_kept(subject, encode(result)))
+                else:
+                    writes.append(self._copy_last(subjects.results_stream(), subject))
             await asyncio.gather(*writes)
 
-    async def _write_again(
-        self, subject: str, result: ExecResult | None = None, stream: str | None = None
+    async def _copy_last(self, stream: str, subject: str) -> None:
+        """Write the last record on ``subject`` in ``stream`` again, if it is still the
+        last then; never raises (a failure is logged)."""
+        try:
+            raw = await self._direct_get(stream, subject=subject)
+        except NatsUnavailable as exc:
+            log.warning("%r not kept from now: %s", subject, exc)
+            return
+        if raw is not None:
+            expected = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq)}
+            await self._write_kept(subject, raw.data or b"", expected)
+
+    async def _write_kept(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        """Write ``result`` on ``subject``; without one, the last record in ``stream``
-        on ``subject``, if it is still the last. Never raises (a failure is logged)."""
-        headers = None
-        if result is not None:
-            data = encode(result)
-        else:
-            assert stream is not None
-            try:
-                raw = await self._direct_get(stream, subject=subject)
-            except NatsUnavailable as exc:
-                log.warning("%r not kept from now: %s", subject, exc)
-                return
-            if raw is None:
-                return
-            data = raw.data or b""
-            headers = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq)}
+        """Write ``data`` on ``subject`` for :meth:`keep_from_now`; never raises (a
+        failure is logged; a condition in ``headers`` that no longer holds is not one)."""
         try:
             await self._writer.write(subject, data, headers=headers)
         except nats.js.errors.APIError as exc:
