@@ -201,6 +201,7 @@ def add_jobs(
             delivery_margin_s=config.delivery_margin_s,
             driver=new_driver_id(),
             lease_s=config.rollout_lease_s,
+            idempotency=app[IDEMPOTENCY],
         )
     )
 

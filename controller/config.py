@@ -9,7 +9,7 @@ import pydantic
 from controller.http.validation import whole_number
 from runtime.logs import LogSettings
 from runtime.settings import NatsClientSettings, setting
-from schemas.limits import MAX_DELIVERY_MARGIN_S
+from schemas.limits import MAX_DELIVERY_MARGIN_S, MAX_ROLLOUT_ANSWER_S
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 MIB = 1024 * 1024
@@ -83,8 +83,9 @@ class ControllerConfig(NatsClientSettings, LogSettings):
     )
     job_retention_s: float = setting(
         24 * 3600.0,
-        ge=60,
+        ge=1,
         help="how long job records, results and idempotency keys are kept",
+        details='A rollout\'s are kept this long after it ends (docs/jobs.md, "Rollouts")',
         aliases=["--job-retention"],
     )
     audit_retention_s: float = setting(
@@ -136,6 +137,14 @@ class ControllerConfig(NatsClientSettings, LogSettings):
         help="how long a controller holds a rollout it drives without renewing it; "
         "another controller takes over a rollout whose lease has passed",
         details="Renewed every third of it; checked for by every controller every half of it",
+    )
+    rollout_answer_s: float = setting(
+        float(MAX_ROLLOUT_ANSWER_S),
+        gt=0,
+        le=MAX_ROLLOUT_ANSWER_S,
+        help="the longest a rollout's HTTP answer waits; then it comes with what is known "
+        "(`complete: false`) and the rollout goes on",
+        details="`?wait` answers earlier, never later",
     )
     rollouts_max_bytes: int = setting(
         64 * MIB,

@@ -193,6 +193,9 @@ class RolloutProgress(msgspec.Struct, frozen=True, kw_only=True):
     skipped: int
     stopped: str | None = None
     """Why no further host starts (too many failures, a cancel); null while it goes on."""
+    max_hosts: int | None = None
+    """The calling key's ``max_hosts``: each host starts only once one of the key's host
+    slots is free (null: the key has no such limit)."""
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):

@@ -237,6 +237,10 @@ class RolloutState(
     lease_until: float = 0.0
     """Unix time until which ``driver`` holds the rollout; it renews its lease while it
     drives, and any controller may take over a rollout whose lease has passed."""
+    idempotency_entry: str | None = None
+    """The idempotency bucket key its request claimed (a hash; None without an
+    ``Idempotency-Key``): written again at the end, so it lasts ``job_retention_s``
+    from then, whichever controller ends the rollout."""
 
 
 class Heartbeat(

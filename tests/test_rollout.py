@@ -102,7 +102,7 @@ async def test_never_more_than_batch_size_at_once_in_hostname_order(
     assert job.body["state"] == "completed"
     assert job.body["rollout"] == {
         "batch_size": 2, "max_failures": 0, "pause_s": 0.0, "pending": 0, "running": 0,
-        "finished": 6, "failed": 0, "skipped": 0, "stopped": None,
+        "finished": 6, "failed": 0, "skipped": 0, "stopped": None, "max_hosts": None,
     }  # fmt: skip
 
 

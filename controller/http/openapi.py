@@ -32,7 +32,8 @@ ERROR_TEXT = {
     409: "Idempotency-Key reused for a different request, or the job has ended.",
     413: "Request body too large (the controller's max_body_bytes).",
     415: "The body is not sent as Content-Type: application/json.",
-    429: "The key is over its request rate; retry after Retry-After seconds.",
+    429: "The key is over its request rate, or (exec and shell) its max_hosts slots are "
+    "taken; retry after Retry-After seconds.",
     500: "Unexpected error (no stack trace is returned).",
     503: "NATS or JetStream unreachable, storage full, draining, too many connections, "
     "or (exec and shell) the fleet paused.",

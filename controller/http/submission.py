@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 
@@ -27,11 +28,11 @@ from controller.errors import NatsUnavailable, RateLimited, StorageFull
 from controller.http.middleware import audit_before_action, json_response
 from controller.jobs.collector import Collected
 from controller.jobs.host_slots import check_blast_radius, lease_id
+from controller.jobs.idempotency import entry_key
 from controller.jobs.rollout_plan import check_fits, resolve_plan, worst_case_s
 from controller.jobs.views import job_view
 from runtime.logs import log_fields
 from schemas.api import DryRunResponse, ExecRequest, ExecResponse, JobState, ShellRequest
-from schemas.limits import MAX_ROLLOUT_ANSWER_S
 from schemas.messages import ExecJob, JobRecord, ReplyRoute, RolloutPlan
 from schemas.targets import Target, TargetKind
 
@@ -110,7 +111,10 @@ async def run_job(
         if record.rollout is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)
         else:
-            collected = await record_and_roll_out(request, record, wait_s)
+            claim = (
+                None if not idempotency_key else entry_key(request[API_KEY].name, idempotency_key)
+            )
+            collected = await record_and_roll_out(request, record, wait_s, claim)
     except (NatsUnavailable, StorageFull, RateLimited):
         if idempotency_key:
             await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
@@ -220,9 +224,23 @@ async def take_slots(request: web.Request, record: JobRecord) -> list[str]:
         raise RateLimited(
             f"key {job.caller!r} has hosts running its other commands: {len(hosts)} more "
             f"would exceed its max_hosts {max_hosts}; try again when they finished, or "
-            f"use a rollout (it waits for free slots)"
+            f"use a rollout (it waits for free slots)",
+            headers={"Retry-After": await retry_after(request, max_hosts, len(hosts))},
         )
     return leases
+
+
+async def retry_after(request: web.Request, max_hosts: int, wanted: int) -> str:
+    """``Retry-After`` for a request refused for want of ``wanted`` host slots: whole
+    seconds until they come free at the latest (their leases' deadlines), at least 1
+    (also when the slots cannot be read)."""
+    try:
+        free_in_s = await request.app[HOST_SLOTS].free_in_s(
+            request[API_KEY].name, max_hosts, wanted
+        )
+    except (NatsUnavailable, StorageFull):
+        free_in_s = 0.0
+    return str(max(1, math.ceil(free_in_s)))
 
 
 async def give_back_slots(request: web.Request, leases: list[str]) -> None:
@@ -232,10 +250,11 @@ async def give_back_slots(request: web.Request, leases: list[str]) -> None:
 
 
 async def record_and_roll_out(
-    request: web.Request, record: JobRecord, wait_s: float | None
+    request: web.Request, record: JobRecord, wait_s: float | None, claim: str | None
 ) -> Collected:
-    """Record the job (:func:`record_job`), start the rollout, and wait until it ended,
-    ``wait_s`` passed, or 300 s at most (then ``complete`` is False; it goes on).
+    """Record the job (:func:`record_job`), start the rollout (``claim``: the bucket key
+    of its ``Idempotency-Key``, kept from its end), and wait until it ended, ``wait_s``
+    passed, or ``rollout_answer_s`` (then ``complete`` is False; it goes on).
 
     Raises:
         StorageFull, NatsUnavailable: the job or its rollout entry was not stored;
@@ -243,12 +262,13 @@ async def record_and_roll_out(
     """
     await record_job(request, record)
     try:
-        run = await request.app[ROLLOUTS].start(record)
+        run = await request.app[ROLLOUTS].start(record, claim)
     except (NatsUnavailable, StorageFull):
         await request.app[JOB_STORE].mark_not_published(record)
         raise
     assert run.task is not None
-    answer_s = MAX_ROLLOUT_ANSWER_S if wait_s is None else min(wait_s, MAX_ROLLOUT_ANSWER_S)
+    longest_s = request.app[CONFIG].rollout_answer_s
+    answer_s = longest_s if wait_s is None else min(wait_s, longest_s)
     done, _ = await asyncio.wait({run.task}, timeout=answer_s)
     if done and not run.task.cancelled() and run.task.exception() is None:
         return Collected(run.task.result(), complete=True)

@@ -128,6 +128,20 @@ class HostSlotsStore(BucketStore):
             if await self._write(key_name, {**leases, **new}, revision):
                 return True
 
+    async def free_in_s(self, key_name: str, limit: int, wanted: int) -> float:
+        """Seconds until ``wanted`` of the key's ``limit`` slots are free at the latest:
+        when enough of its leases reach their deadlines (a slot given back comes free
+        sooner); 0 when they are free now.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer.
+        """
+        leases, _ = await self._read(key_name)
+        short = min(len(leases), len(leases) + wanted - limit)
+        if short <= 0:
+            return 0.0
+        return max(0.0, sorted(leases.values())[short - 1] - time.time())
+
     async def give_back(self, key_name: str, leases: Iterable[str]) -> None:
         """Free the slots of ``leases`` (those not held are ignored). Never raises: a
         slot not given back comes free at its deadline (logged)."""

@@ -61,20 +61,20 @@ class IdempotencyKeys:
         """
         if self._bucket is None:
             raise NatsUnavailable("the idempotency bucket is not open yet")
-        entry_key = _entry_key(key_name, idempotency_key)
+        bucket_key = entry_key(key_name, idempotency_key)
         claim = IdempotencyClaim(job_id=job_id, request_sha256=hashlib.sha256(request).hexdigest())
         with nats_errors(
             "idempotency check", when_full="the idempotency key was not stored, nothing ran"
         ):
             try:
-                await self._bucket.create(entry_key, encode(claim))
+                await self._bucket.create(bucket_key, encode(claim))
                 return job_id
             except nats.js.errors.KeyWrongLastSequenceError:
-                entry = await self._bucket.get(entry_key)
+                entry = await self._bucket.get(bucket_key)
         try:
             earlier = decode_idempotency_claim(entry.value or b"")
         except WireError as exc:
-            log.warning("unreadable idempotency claim %s: %s", entry_key, exc)
+            log.warning("unreadable idempotency claim %s: %s", bucket_key, exc)
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} is held by an unreadable claim; "
                 "use another key"
@@ -86,16 +86,35 @@ class IdempotencyKeys:
             )
         return earlier.job_id
 
+    async def keep_from_now(self, bucket_key: str) -> None:
+        """Write the claim under ``bucket_key`` (:func:`entry_key`) again, unchanged, so
+        that its age, and so its expiry (the bucket's ``job_retention_s``), counts from
+        now. A claim released or changed meanwhile is left so; failures are logged, not
+        raised."""
+        if self._bucket is None:
+            return
+        try:
+            entry = await self._bucket.get(bucket_key)
+            await self._bucket.update(bucket_key, entry.value or b"", last=entry.revision)
+        except nats.js.errors.KeyNotFoundError:
+            log.info("idempotency claim %s: gone before it was kept from now", bucket_key)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            log.info("idempotency claim %s: changed before it was kept from now", bucket_key)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("idempotency claim %s not kept from now: %s", bucket_key,
+                        exc or type(exc).__name__)  # fmt: skip
+
     async def release(self, key_name: str, idempotency_key: str) -> None:
         """Forget a claim whose job never started; failures are logged, not raised."""
         if self._bucket is None:
             return
         try:
-            await self._bucket.delete(_entry_key(key_name, idempotency_key))
+            await self._bucket.delete(entry_key(key_name, idempotency_key))
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("idempotency claim not released: %s", exc or type(exc).__name__)
 
 
-def _entry_key(key_name: str, idempotency_key: str) -> str:
+def entry_key(key_name: str, idempotency_key: str) -> str:
+    """The bucket key of the pair (API key name, ``Idempotency-Key``)."""
     text = f"{key_name}\0{idempotency_key}"
     return hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()

@@ -57,6 +57,9 @@ async def job_events(
     for result in await store.results(record):
         outcome.decide(result.hostname)
     subscription = await _subscribe(js, subjects, job.job_id, after)
+    sent: dict[str, object] = {}
+    """The last result sent for each host: one written again unchanged (a rollout's
+    results, at its end) is not sent twice."""
     try:
         # Replay what is recorded already, then follow live until the job is done.
         info = await subscription.consumer_info()
@@ -75,9 +78,12 @@ async def job_events(
             event = _decode(subjects, message.subject, message.data, sequence)
             # Another host's output or result (one that learnt the job id, e.g. from a
             # label it shares) is left out, as the job view does.
-            if event is not None and outcome.accepts(event.data.hostname):
+            if event is not None and outcome.accepts(host := event.data.hostname):
                 if event.kind == "result":
-                    outcome.decide(event.data.hostname)
+                    if sent.get(host) == event.data:
+                        continue
+                    sent[host] = event.data
+                    outcome.decide(host)
                 yield event
     finally:
         await subscription.unsubscribe()

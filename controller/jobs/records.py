@@ -8,8 +8,9 @@ counted in :attr:`JobStore.reads` so that tests can check what a page costs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -17,13 +18,13 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from controller.errors import StorageFull, nats_errors
+from controller.errors import NatsUnavailable, StorageFull, nats_errors
 from controller.jobs.pages import NewestFirst
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.logs import log_fields
 from runtime.streamwriter import StreamWriter
 from schemas.decoding import WireError, decode_job_record, decode_result_from
-from schemas.messages import ExecResult, JobRecord, encode
+from schemas.messages import ExecResult, JobRecord, ResultStatus, encode
 from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.records")
@@ -36,6 +37,12 @@ write on their own subjects."""
 
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
+
+CONTROLLER_DECIDED = (ResultStatus.NO_REPLY, ResultStatus.SKIPPED)
+"""The statuses only a controller writes (a host may still record its own result
+after its ``no_reply``)."""
+KEEP_AT_ONCE = 32
+"""Records :meth:`JobStore.keep_from_now` writes again at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +215,54 @@ class JobStore:
             extra=log_fields(job_id=job_id),
         )
         return True
+
+    async def keep_from_now(
+        self, job_id: str, hosts: list[str], collected: Mapping[str, ExecResult]
+    ) -> None:
+        """Write the job record, then each host's result, again, unchanged, so that
+        their age, and so their expiry (the streams' ``job_retention_s``), counts from
+        now: a rollout's are kept that long after it ends. A host's own result in
+        ``collected`` (read from its result subject: it is final) is written as it is;
+        any other (a controller's verdict, or one not collected here) is read, and
+        copied only if it is still the last, so a late result stays the last. Live
+        output chunks are not copied. Failures are logged, not raised."""
+        subjects = self._subjects
+        await self._copy_last(subjects.jobs_stream(), subjects.job_record(job_id))
+        for first in range(0, len(hosts), KEEP_AT_ONCE):
+            writes = []
+            for host in hosts[first : first + KEEP_AT_ONCE]:
+                subject = subjects.result_record(job_id, host)
+                result = collected.get(host)
+                if result is not None and result.status not in CONTROLLER_DECIDED:
+                    writes.append(self._write_kept(subject, encode(result)))
+                else:
+                    writes.append(self._copy_last(subjects.results_stream(), subject))
+            await asyncio.gather(*writes)
+
+    async def _copy_last(self, stream: str, subject: str) -> None:
+        """Write the last record on ``subject`` in ``stream`` again, if it is still the
+        last then; never raises (a failure is logged)."""
+        try:
+            raw = await self._direct_get(stream, subject=subject)
+        except NatsUnavailable as exc:
+            log.warning("%r not kept from now: %s", subject, exc)
+            return
+        if raw is not None:
+            expected = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq)}
+            await self._write_kept(subject, raw.data or b"", expected)
+
+    async def _write_kept(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Write ``data`` on ``subject`` for :meth:`keep_from_now`; never raises (a
+        failure is logged; a condition in ``headers`` that no longer holds is not one)."""
+        try:
+            await self._writer.write(subject, data, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if not is_wrong_last_sequence(exc):  # else a newer record is there: it is kept
+                log.warning("%r not kept from now: %s", subject, exc)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("%r not kept from now: %s", subject, exc or type(exc).__name__)
 
     async def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when there is none (never made, expired, deleted).

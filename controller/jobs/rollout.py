@@ -27,10 +27,11 @@ from controller.errors import NatsUnavailable, StorageFull
 from controller.fleet_pause import FleetPauseState
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore, lease_id
+from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
 from controller.jobs.rollout_host import follow_host, run_host, until_answered
-from controller.jobs.rollout_plan import failures_stop, host_failed
+from controller.jobs.rollout_plan import failures_stop, host_failed, last_started
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.logs import log_fields
@@ -66,6 +67,8 @@ class RolloutDeps:
     driver: str
     """This controller's instance id, as written in the entries it drives."""
     lease_s: float
+    idempotency: IdempotencyKeys
+    """Where a rollout's ``Idempotency-Key`` claim is written again at its end."""
 
 
 class RolloutRun:
@@ -85,7 +88,8 @@ class RolloutRun:
         self._running: dict[asyncio.Future[ExecResult], str] = {}
         self._wake = asyncio.Event()
         self._local_stop: str | None = None
-        self._last_start: float | None = None
+        self._last_start = last_started(stored.state, self.job.timeout_s + deps.delivery_margin_s)
+        """When (monotonic) the last host started: after a takeover, the last recorded."""
         self.task: asyncio.Task[list[ExecResult]] | None = None
         """The task driving it (its result: every host's), once started."""
 
@@ -169,7 +173,8 @@ class RolloutRun:
 
     async def _ready(self) -> bool:
         """Wait for a free slot, then the pause after the last start, then a running
-        fleet; False once the rollout stopped."""
+        fleet (at most until a host started later would outlive the rollout's deadline:
+        :meth:`_host_deadline` then stops it, out of time); False once it stopped."""
         while len(self._running) >= self.plan.batch_size and self.stop_reason() is None:
             await self._settle(None)
         if self._last_start is not None and self.plan.pause_s > 0:
@@ -177,8 +182,12 @@ class RolloutRun:
             while (left := start_at - time.monotonic()) > 0 and self.stop_reason() is None:
                 await self._settle(left)  # a scheduled pause, not a synchronisation
         fleet = self._deps.fleet
+        latest_start = self.job.deadline - self.job.timeout_s - self._deps.delivery_margin_s
         while fleet.paused is not None and self.stop_reason() is None:
-            await self._settle(None, fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S))
+            if (left := latest_start - time.time()) <= 0:
+                break
+            resumed = fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S)
+            await self._settle(left, resumed)
         return self.stop_reason() is None
 
     def _turn_size(self) -> int:
@@ -320,8 +329,8 @@ class RolloutRun:
 
     async def _end(self) -> list[ExecResult]:
         """Skip every host not started (the reason stored first, so no controller
-        starts one after; then recorded on each one's result subject), mark the rollout
-        ended; every host's result, sorted.
+        starts one after; then recorded on each one's result subject), keep its records
+        from now, mark the rollout ended; every host's result, sorted.
 
         Raises:
             LeaseLost, NatsUnavailable.
@@ -345,8 +354,18 @@ class RolloutRun:
             await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
             self._deps.dispatcher.metrics.decided(skipped)
             self.results.update((result.hostname, result) for result in skipped)
+        await self._keep_from_now()
         await self._write(lambda state: msgspec.structs.replace(state, ended=True))
         return self.snapshot()
+
+    async def _keep_from_now(self) -> None:
+        """Write the job record, every host's result and the idempotency claim again, so
+        that they last ``job_retention_s`` from the end (before ``ended`` is stored: a
+        takeover ends it again); never raises."""
+        deps = self._deps
+        await deps.job_store.keep_from_now(self.job.job_id, self.hosts, self.results)
+        if self._state.idempotency_entry is not None:
+            await deps.idempotency.keep_from_now(self._state.idempotency_entry)
 
     async def _write(self, change: Change) -> bool:
         """Apply ``change`` to the entry, checked against the revision read last; on a

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 
 from controller.errors import BadRequest
 from schemas.api import RolloutRequest
-from schemas.messages import ExecResult, ResultStatus, RolloutPlan
+from schemas.messages import ExecResult, ResultStatus, RolloutPlan, RolloutState
 
 
 def resolve_plan(rollout: RolloutRequest, hosts: int, *, delivery_timeout_s: float) -> RolloutPlan:
@@ -79,3 +80,13 @@ def host_failed(result: ExecResult) -> bool:
     """A rollout's host failed: its status is not ``completed``, or its exit code is
     not 0."""
     return result.status is not ResultStatus.COMPLETED or result.exit_code != 0
+
+
+def last_started(state: RolloutState, host_deadline_s: float) -> float | None:
+    """When (``time.monotonic()``) the last host recorded as started started, told by
+    its deadline (``host_deadline_s`` after its start), so that after a takeover the
+    next start still waits ``pause_s`` from it; None before any host started."""
+    if not state.started:
+        return None
+    started_at = max(state.started.values()) - host_deadline_s
+    return time.monotonic() - max(0.0, time.time() - started_at)

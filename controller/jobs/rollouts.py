@@ -47,15 +47,19 @@ class Rollouts:
         self.took_over = asyncio.Event()
         """Set once this controller took a rollout over."""
 
-    async def start(self, record: JobRecord) -> RolloutRun:
-        """Store the rollout's first entry (this controller its driver), then drive it
-        in the background.
+    async def start(self, record: JobRecord, idempotency_entry: str | None = None) -> RolloutRun:
+        """Store the rollout's first entry (this controller its driver, and the bucket
+        key of its ``Idempotency-Key`` claim, if any), then drive it in the background.
 
         Raises:
             NatsUnavailable, StorageFull: the entry was not stored; nothing started.
         """
         job_id = record.job.job_id
-        state = RolloutState(driver=self._deps.driver, lease_until=time.time() + self._deps.lease_s)
+        state = RolloutState(
+            driver=self._deps.driver,
+            lease_until=time.time() + self._deps.lease_s,
+            idempotency_entry=idempotency_entry,
+        )
         revision = await self._deps.store.create(job_id, state)
         return self._drive(record, StoredRollout(state, revision))
 

@@ -93,6 +93,7 @@ def rollout_progress(
         failed=failed,
         skipped=len(skipped),
         stopped=stopped,
+        max_hosts=plan.max_hosts,
     )
 
 
