@@ -17,6 +17,9 @@ DEFAULT_PREFIX = "nexec"
 ANY_QUEUE_GROUP = "nexec-agents"
 
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_SAFE_RE = re.compile(r"[A-Za-z0-9-]+")
+"""A name made of :data:`_SAFE_CHARS` only: its own token (checked on every ack and
+result, so a regular expression rather than a loop over its characters)."""
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -33,7 +36,7 @@ def encode_token(name: str) -> str:
     """
     if not name:
         raise ValueError("a subject token cannot be empty")
-    if all(char in _SAFE_CHARS for char in name):
+    if _SAFE_RE.fullmatch(name):
         return name
     parts: list[str] = []
     for char in name:
@@ -50,6 +53,8 @@ def decode_token(token: str) -> str:
     Raises:
         ValueError: ``token`` is not a valid encoding.
     """
+    if "_" not in token:  # no escape: every character stands for itself
+        return token
     out = bytearray()
     index = 0
     while index < len(token):
