@@ -29,7 +29,7 @@ from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore, lease_id
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
-from controller.jobs.rollout_host import follow_host, run_host, until_answered
+from controller.jobs.rollout_host import follow_host, start_host
 from controller.jobs.rollout_plan import failures_stop, host_failed
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
@@ -206,8 +206,7 @@ class RolloutRun:
     async def _start(self, hosts: list[str]) -> None:
         """Take one of the key's host slots for each host (when it has ``max_hosts``),
         record them all as started in one write, then publish each one's copy, in
-        hostname order: each after the one before was acknowledged (or decided), for
-        as long as :meth:`_order_wait_s` allows.
+        hostname order, without waiting for one another (they go out together).
 
         Raises:
             LeaseLost, NatsUnavailable: from storing its state (the slots given back).
@@ -234,22 +233,11 @@ class RolloutRun:
         if not recorded:
             await self._give_back(list(deadlines))
             return
-        order_until = time.monotonic() + self._order_wait_s()
-        for number, (host, deadline) in enumerate(deadlines.items(), 1):
-            answered = asyncio.Event()
-            self._publish(host, deadline, answered)
-            if number < len(deadlines):
-                await until_answered(answered, max(0.0, order_until - time.monotonic()))
+        for host, deadline in deadlines.items():
+            await self._publish(host, deadline)
 
-    def _order_wait_s(self) -> float:
-        """The longest the hosts of one turn wait, all together, for one another's
-        acknowledgement: well within the delivery margin (their deadlines are recorded
-        before) and the lease (not renewed meanwhile)."""
-        deps = self._deps
-        return min(self.plan.delivery_timeout_s, deps.delivery_margin_s, deps.lease_s / 3) / 2
-
-    def _publish(self, host: str, deadline: float, answered: asyncio.Event) -> None:
-        """Publish ``host``'s copy of the job (in a task of its own)."""
+    async def _publish(self, host: str, deadline: float) -> None:
+        """Publish ``host``'s copy of the job; it runs until its future is settled."""
         now = time.time()
         copy = msgspec.structs.replace(
             self.job,
@@ -260,10 +248,10 @@ class RolloutRun:
         )
         self._last_start = time.monotonic()
         deps, timeout_s = self._deps, self.plan.delivery_timeout_s
-        running = run_host(
-            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s, answered=answered
+        running = await start_host(
+            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s
         )
-        self._running[asyncio.ensure_future(running)] = host
+        self._running[running] = host
 
     async def _host_deadline(self, host: str) -> float | None:
         """The deadline of ``host``'s copy if it starts now, once one of the key's host
