@@ -321,6 +321,11 @@ class Subjects:
         """The rollouts bucket's key of one rollout (a job id is a UUID: a safe key)."""
         return job_id
 
+    def rollout_entry(self, job_id: str) -> str:
+        """The subject a rollout's entry is written on (its key in the rollouts bucket's
+        stream), for writes that skip the KV client's request machinery."""
+        return f"$KV.{self.rollouts_bucket()}.{self.rollout_key(job_id)}"
+
     def fleet_bucket(self) -> str:
         """KV bucket of the fleet's state: the pause entry (:meth:`fleet_pause_key`)."""
         return f"{self._stem}_fleet"

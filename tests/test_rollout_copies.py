@@ -1,0 +1,72 @@
+"""The per-host path of a rollout (docs/performance.md, N7): each host's copy collected
+by callbacks (controller/jobs/copies.py), its entry written through the stream
+writer. Real NATS, a real controller, real agents (one a process, frozen with
+SIGSTOP)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from agentd.config import DEFAULT_BASE_ENV
+from controller.appkeys import ROLLOUT_STORE
+from controller.jobs.rollout_store import RolloutChanged
+from schemas.messages import RolloutState
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, LiveAgentProcess, MakeController
+
+
+async def test_an_entry_is_written_only_over_the_revision_read(controller: Controller) -> None:
+    store = controller.app[ROLLOUT_STORE]
+    first = await store.create("j-1", RolloutState(driver="a", lease_until=1.0))
+    second = await store.update("j-1", RolloutState(driver="b", lease_until=2.0), first)
+    assert second > first
+    stored = await store.read("j-1")
+    assert stored is not None and (stored.state.driver, stored.revision) == ("b", second)
+    with pytest.raises(RolloutChanged):
+        await store.update("j-1", RolloutState(driver="c", lease_until=3.0), first)
+    stored = await store.read("j-1")
+    assert stored is not None and stored.state.driver == "b"
+
+
+async def test_a_host_that_acknowledged_and_fell_silent_is_no_reply_at_its_deadline(
+    make_controller: MakeController, live_agent_process: LiveAgentProcess, started: Fifo
+) -> None:
+    """r1 acknowledges, starts the command, and is frozen before it ends (or its timeout);
+    the agent watch is set too slow to decide first: at r1's own deadline (timeout +
+    delivery margin, counted from its start) it is ``no_reply``, recorded, and the
+    rollout goes on with r2 (max_failures 1)."""
+    controller = await make_controller(delivery_margin_s=0.5, agent_lost_after_s=120)
+    env = f"PATH={DEFAULT_BASE_ENV['PATH']}"
+    agents = {}
+    for host in ("r1", "r2"):
+        agents[host] = await live_agent_process(
+            controller, host, "--labels", "pool:copies", "--allow-shell",
+            "--base-env", f"NEXEC_HOST={host}", "--base-env", env,
+        )  # fmt: skip
+    body = {
+        "command": f'echo "$NEXEC_HOST" > {started.path}; [ "$NEXEC_HOST" != r1 ] || sleep 5',
+        "timeout": 2,
+        "rollout": {"batch_size": 1, "max_failures": 1},
+    }  # fmt: skip
+    answer = asyncio.create_task(
+        controller.request("POST", "/node/pool:copies/command/shell", json=body)
+    )
+    assert await started.lines(1) == ["r1"]
+    os.kill(agents["r1"].pid, signal.SIGSTOP)
+    try:
+        assert await started.lines(1) == ["r2"]  # r1 decided: the next host started
+        response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+    finally:
+        os.kill(agents["r1"].pid, signal.SIGCONT)
+    by_host = {r["hostname"]: r for r in response.body["results"]}
+    assert by_host["r1"]["status"] == "no_reply"
+    assert by_host["r1"]["error"].startswith("acknowledged, but no result recorded within")
+    assert by_host["r2"]["status"] == "completed"
+    job = await controller.request("GET", f"/job/{response.body['job_id']}")
+    assert job.body["rollout"]["failed"] == 1
+    recorded = {r["hostname"]: r["status"] for r in job.body["results"]}
+    late = job.body.get("late") or {}
+    assert recorded.get("r1") == "no_reply" or "r1" in late  # the verdict is in the record
