@@ -8,14 +8,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import ROLLOUT_STORE
+from controller.jobs.rollout import RolloutRun
 from controller.jobs.rollout_store import RolloutChanged
 from schemas.messages import RolloutState
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, LiveAgentProcess, MakeController
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    LiveAgent,
+    LiveAgentProcess,
+    MakeController,
+)
+from tests.test_rollout import wait_until_ended
 
 
 async def test_an_entry_is_written_only_over_the_revision_read(controller: Controller) -> None:
@@ -70,3 +81,49 @@ async def test_a_host_that_acknowledged_and_fell_silent_is_no_reply_at_its_deadl
     recorded = {r["hostname"]: r["status"] for r in job.body["results"]}
     late = job.body.get("late") or {}
     assert recorded.get("r1") == "no_reply" or "r1" in late  # the verdict is in the record
+
+
+async def test_a_cancelled_rollout_waits_for_its_running_hosts_without_spinning(
+    controller: Controller,
+    live_agent: LiveAgent,
+    tmp_path: Path,
+    started: Fifo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a cancel the driver waits for its running hosts (here: ignoring SIGTERM,
+    held by a gate, with a long kill grace) to end. It used to leave its wake event
+    set, so each of its waits returned at once: it ran every turn of the event loop
+    until they ended. Counted: its waits while the test makes 20 requests."""
+    waits = 0
+    settle = RolloutRun._settle
+
+    async def counted(self: RolloutRun, *args: Any, **kwargs: Any) -> None:
+        nonlocal waits
+        waits += 1
+        await settle(self, *args, **kwargs)
+
+    monkeypatch.setattr(RolloutRun, "_settle", counted)
+    for host in ("r1", "r2", "r3"):
+        await live_agent(
+            controller, host, labels={"pool": "spin"}, allow_shell=True, kill_grace_s=60,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
+        )  # fmt: skip
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    command = (
+        f"trap '' TERM; echo \"$NEXEC_HOST\" > {started.path}; "
+        f"while [ -d {gate} ]; do sleep 0.05; done"
+    )
+    body = {"command": command, "timeout": 60, "rollout": {"batch_size": 2}}
+    answer = await controller.request("POST", "/node/pool:spin/command/shell?wait=false", json=body)
+    job_id = answer.body["job_id"]
+    assert sorted(await started.lines(2)) == ["r1", "r2"]
+    assert (await controller.request("POST", f"/job/{job_id}/cancel")).status == 202
+    before = waits
+    for _ in range(20):
+        job = await controller.request("GET", f"/job/{job_id}")
+        assert job.body["rollout"]["running"] == 2
+    assert waits - before < 10, waits - before
+    gate.rmdir()
+    final = await wait_until_ended(controller, job_id)
+    assert [r["status"] for r in final["results"]] == ["cancelled", "cancelled", "skipped"]
