@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
 
 from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import ROLLOUT_STORE
 from controller.jobs.rollout import RolloutRun
 from controller.jobs.rollout_store import RolloutChanged
 from schemas.messages import RolloutState
+from schemas.subjects import Subjects
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -127,3 +129,26 @@ async def test_a_cancelled_rollout_waits_for_its_running_hosts_without_spinning(
     gate.rmdir()
     final = await wait_until_ended(controller, job_id)
     assert [r["status"] for r in final["results"]] == ["cancelled", "cancelled", "skipped"]
+
+
+async def test_hosts_are_published_in_hostname_order(
+    controller: Controller, live_agent: LiveAgent, nc: Client
+) -> None:
+    """The start order is the publish order (docs/jobs.md, "Rollouts"): seen by a
+    subscriber of every job subject, each turn's hosts come in hostname order, and no
+    host before one ahead of it."""
+    hosts = [f"o{n}" for n in range(1, 8)]
+    for host in reversed(hosts):
+        await live_agent(controller, host, labels={"pool": "order"})
+    published: list[str] = []
+    subscription = await nc.subscribe(Subjects().exec_every(), cb=None)
+    await nc.flush()
+    try:
+        body = {"command": "true", "rollout": {"batch_size": 3}}
+        answer = await controller.exec("pool:order", body)
+        assert [r["status"] for r in answer.body["results"]] == ["completed"] * len(hosts)
+        for _ in hosts:
+            published.append((await subscription.next_msg(timeout=STARTUP_TIMEOUT_S)).subject)
+    finally:
+        await subscription.unsubscribe()
+    assert published == [Subjects().exec_host(host) for host in hosts]
