@@ -187,7 +187,7 @@ def add_jobs(
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
     app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
-    app[ROLLOUT_STORE] = RolloutStore(js, config.subjects)
+    app[ROLLOUT_STORE] = RolloutStore(js, writer, config.subjects)
     app[HOST_SLOTS] = HostSlotsStore(js, config.subjects)
     app[ROLLOUTS] = Rollouts(
         RolloutDeps(

@@ -25,6 +25,9 @@ CONTROLLER_SERVICE = "nexec-controller"
 """The ADR-32 service name of every controller (one instance per controller process)."""
 
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_SAFE_RE = re.compile(r"[A-Za-z0-9-]+")
+"""A name made of :data:`_SAFE_CHARS` only: its own token (checked on every ack and
+result, so a regular expression rather than a loop over its characters)."""
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -41,7 +44,7 @@ def encode_token(name: str) -> str:
     """
     if not name:
         raise ValueError("a subject token cannot be empty")
-    if all(char in _SAFE_CHARS for char in name):
+    if _SAFE_RE.fullmatch(name):
         return name
     parts: list[str] = []
     for char in name:
@@ -58,6 +61,8 @@ def decode_token(token: str) -> str:
     Raises:
         ValueError: ``token`` is not a valid encoding.
     """
+    if "_" not in token:  # no escape: every character stands for itself
+        return token
     out = bytearray()
     index = 0
     while index < len(token):
@@ -371,6 +376,11 @@ class Subjects:
     def rollout_key(job_id: str) -> str:
         """The rollouts bucket's key of one rollout (a job id is a UUID: a safe key)."""
         return job_id
+
+    def rollout_entry(self, job_id: str) -> str:
+        """The subject a rollout's entry is written on (its key in the rollouts bucket's
+        stream), for writes that skip the KV client's request machinery."""
+        return f"$KV.{self.rollouts_bucket()}.{self.rollout_key(job_id)}"
 
     def fleet_bucket(self) -> str:
         """KV bucket of the fleet's state: the pause entry (:meth:`fleet_pause_key`)."""

@@ -1,7 +1,7 @@
-"""The hosts one turn of a rollout's window starts are published in hostname order,
-each once the one before acknowledged, but a host that never acknowledges does not
-hold the rest of its turn back (docs/jobs.md, "Rollouts"). Real NATS, a real
-controller, real agents (one a process, frozen with SIGSTOP)."""
+"""The hosts one turn of a rollout's window starts are published together in hostname
+order, so a host that never acknowledges does not hold the rest of its turn back
+(docs/jobs.md, "Rollouts"). Real NATS, a real controller, real agents (one a
+process, frozen with SIGSTOP)."""
 
 from __future__ import annotations
 

@@ -109,7 +109,13 @@ def test_capped_output_under_the_cap_keeps_multibyte_characters_whole() -> None:
 
 @pytest.mark.parametrize(
     "subject",
-    ["nexec.record.result._61bc.web1", "nexec.record.result.abc.we_62", "nexec.ack._61bc.h1"],
+    [
+        "nexec.record.result._61bc.web1",
+        "nexec.record.result.abc.we_62",
+        "nexec.ack._61bc.h1",
+        "nexec.ack.a+b.h1",  # no escape, yet not a token encode_token makes
+        "nexec.record.result.j1.h\u00e9",
+    ],
 )
 def test_per_host_subjects_must_carry_names_in_their_one_encoding(subject: str) -> None:
     subjects = Subjects()

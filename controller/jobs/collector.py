@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from controller.jobs.outcome import Outcome, missing_results
@@ -56,12 +56,10 @@ class Collector:
         *,
         single_receiver: bool,
         key: str | None = None,
-        answered: asyncio.Event | None = None,
     ) -> None:
         """``single_receiver``: at most one agent receives the job (a host, or
         ``_any``'s queue group), so only that agent could answer on its reply subject.
-        ``key``: where the dispatcher keeps it (the job id, or :func:`host_key`).
-        ``answered``: set at the first acknowledgement, or once every host is decided."""
+        ``key``: where the dispatcher keeps it (the job id, or :func:`host_key`)."""
         self.job_id = job_id
         self.key = key or job_id
         self.expected = expected
@@ -76,7 +74,9 @@ class Collector:
         self.unverified: dict[str, str] = {}
         """Claimed hostname -> what an answer on the reply subject said (not trusted)."""
         self.done = asyncio.Event()
-        self.answered = answered or asyncio.Event()
+        self.on_done: Callable[[], None] | None = None
+        """Called once, when every expected host is decided (for a collection that
+        has no task of its own waiting on :attr:`done`)."""
         self._outcome = Outcome(expected)
 
     def expects(self, hostname: str) -> bool:
@@ -86,7 +86,6 @@ class Collector:
     def add_ack(self, ack: ExecAck) -> None:
         self.acked.add(ack.hostname)
         self.heard_at[ack.hostname] = time.monotonic()
-        self.answered.set()
 
     def heard(self, hostname: str, now: float) -> None:
         """``hostname`` reported this job running (only an acknowledged host counts)."""
@@ -155,9 +154,10 @@ class Collector:
         return self._outcome.missing(taken_by=self.acked)
 
     def _check_done(self) -> None:
-        if not self._pending():
+        if not self._pending() and not self.done.is_set():
             self.done.set()
-            self.answered.set()
+            if self.on_done is not None:
+                self.on_done()
 
     def collected(self, *, deadline_passed: bool, waited_s: float) -> Collected:
         """The results so far, with ``no_reply`` for hosts given up on (and, once the
@@ -177,3 +177,12 @@ class Collector:
             results += missing_results(self.job_id, pending - self.acked, results, silent)
             pending = set()
         return Collected(sorted(results, key=lambda r: r.hostname), complete=not pending)
+
+    def verdicts(self, collected: Collected) -> list[ExecResult]:
+        """The controller's ``no_reply`` verdicts among ``collected``'s results, to be
+        recorded (a host's own ``no_reply`` is its answer, recorded by the host)."""
+        return [
+            result
+            for result in collected.results
+            if result.status is ResultStatus.NO_REPLY and result.hostname not in self.results
+        ]

@@ -35,13 +35,14 @@ from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
+from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
 from controller.metrics.instruments import JobMetrics
 from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
 from schemas.decoding import WireError, decode_ack_from, decode_reply, decode_result_from
-from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, ResultStatus, encode
+from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
 from schemas.subjects import Subjects
 from schemas.targets import Target, TargetKind
 from schemas.untrusted import shown
@@ -72,13 +73,15 @@ class Dispatcher:
         metrics: JobMetrics | None = None,
     ) -> None:
         """``metrics`` counts each host's outcome and times each job's collection."""
-        self._subjects = subjects
         self.metrics = metrics or JobMetrics(enabled=False)
+        self._subjects = subjects
         self._record_no_replies = record_no_replies
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
         self._collectors: dict[str, Collector] = {}
         self._collecting: set[asyncio.Task[Collected]] = set()
+        self._copies: set[CopyCollection] = set()
+        """Rollout hosts' copies being collected (:meth:`start_copy`)."""
         self._inbox_prefix = ""
         self._nc: Client | None = None
         self._listening = False
@@ -142,6 +145,8 @@ class Dispatcher:
 
     async def close(self) -> None:
         """Stop collecting (on shutdown); unanswered hosts stay to be derived at the deadline."""
+        for copy in list(self._copies):
+            copy.cancel()
         for task in list(self._collecting):
             task.cancel()
         await asyncio.gather(*self._collecting, return_exceptions=True)
@@ -155,48 +160,19 @@ class Dispatcher:
         deadline_s: float,
         delivery_timeout_s: float,
         return_after_s: float | None,
-        host_copy: bool = False,
-        answered: asyncio.Event | None = None,
     ) -> Collected:
         """Publish ``job``; wait for its replies until every expected host is decided or
         ``deadline_s`` passes (the rest become ``no_reply``), or, when ``return_after_s``
         is given, at most that long (the rest are left out and ``complete`` is False).
-        ``host_copy``: ``job`` is one host's copy of a rollout's job (``target`` that
-        host), collected apart from the other hosts' copies of the same job id; the
-        "no responders" status is not used for it (the delivery timeout decides).
-        ``answered``: set at the first acknowledgement, or once every host is decided.
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
         """
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            self.counters.publish_failed("the controller is not connected to NATS")
-            raise NatsUnavailable("the controller is not connected to NATS")
-        collector = Collector(
-            job.job_id,
-            expected,
-            single_receiver=target.kind in (TargetKind.HOST, TargetKind.ANY),
-            key=host_key(job.job_id, target.hostname) if host_copy else None,
-            answered=answered,
-        )
-        self._collectors[collector.key] = collector
-        payload = encode(job)
-        try:
-            with nats_errors("publishing the job"):
-                await nc.publish(
-                    self._subjects.exec_target(target),
-                    payload,
-                    reply=self._subjects.job_reply(self._inbox_prefix, job.job_id),
-                    headers=self._signer.headers(payload) if self._signer else None,
-                )
-        except NatsUnavailable as exc:
-            del self._collectors[collector.key]
-            self.counters.publish_failed(exc.details)
-            raise
-        published_at = None if host_copy else time.perf_counter()
+        single = target.kind in (TargetKind.HOST, TargetKind.ANY)
+        collector = Collector(job.job_id, expected, single_receiver=single)
+        await self._publish(job, self._subjects.exec_target(target), collector)
         task = asyncio.create_task(
-            self._collect(collector, deadline_s, delivery_timeout_s, published_at)
+            self._collect(collector, deadline_s, delivery_timeout_s, time.perf_counter())
         )
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
@@ -206,6 +182,68 @@ class Dispatcher:
             return await asyncio.wait_for(asyncio.shield(task), return_after_s)
         except TimeoutError:
             return collector.collected(deadline_passed=False, waited_s=deadline_s)
+
+    async def start_copy(
+        self, copy: ExecJob, *, deadline_s: float, delivery_timeout_s: float
+    ) -> asyncio.Future[ExecResult]:
+        """Publish one host's copy of a rollout's job (``copy.target`` the host) and
+        collect it apart from the other hosts' copies of the same job id, by callbacks
+        (:mod:`controller.jobs.copies`). The future's result: the host's result, or its
+        ``no_reply`` verdict once recorded. The "no responders" status is not used for
+        a copy (the delivery timeout decides).
+
+        Raises:
+            NatsUnavailable: NATS is not connected, or the publish failed.
+        """
+        host = copy.target
+        key = host_key(copy.job_id, host)
+        collector = Collector(copy.job_id, frozenset({host}), single_receiver=True, key=key)
+        await self._publish(copy, self._subjects.exec_host(host), collector)
+        collection = CopyCollection(
+            collector,
+            deadline_s=deadline_s,
+            delivery_timeout_s=delivery_timeout_s,
+            record=self._record_no_replies,
+            routes=self._collectors,
+            live=self._copies,
+        )
+        collection.result.add_done_callback(self._copy_decided(time.perf_counter_ns()))
+        return collection.result
+
+    def _copy_decided(self, began_ns: int) -> Callable[[asyncio.Future[ExecResult]], None]:
+        """Count a rollout host's outcome as :meth:`_collect` counts a job's."""
+
+        def decided(result: asyncio.Future[ExecResult]) -> None:
+            if not result.cancelled() and result.exception() is None:
+                self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
+                self.metrics.decided([result.result()])
+
+        return decided
+
+    async def _publish(self, job: ExecJob, subject: str, collector: Collector) -> None:
+        """Route ``job``'s answers to ``collector``, then publish it on ``subject``.
+
+        Raises:
+            NatsUnavailable: NATS is not connected, or the publish failed (nothing routed).
+        """
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            self.counters.publish_failed("the controller is not connected to NATS")
+            raise NatsUnavailable("the controller is not connected to NATS")
+        self._collectors[collector.key] = collector
+        payload = encode(job)
+        try:
+            with nats_errors("publishing the job"):
+                await nc.publish(
+                    subject,
+                    payload,
+                    reply=self._subjects.job_reply(self._inbox_prefix, job.job_id),
+                    headers=self._signer.headers(payload) if self._signer else None,
+                )
+        except NatsUnavailable as exc:
+            del self._collectors[collector.key]
+            self.counters.publish_failed(exc.details)
+            raise
 
     async def follow(
         self,
@@ -249,7 +287,7 @@ class Dispatcher:
     ) -> Collected:
         """Wait until every host is decided or the deadline passed; record the verdicts.
         ``published_at``: the job's publish (``time.perf_counter``), for the metric of a
-        whole job's collection; None for a rollout host's copy or a host followed."""
+        whole job's collection; None for a host followed after a takeover."""
         began_ns = time.perf_counter_ns()
         delivery_timer = asyncio.get_running_loop().call_later(
             delivery_timeout_s,
@@ -270,12 +308,7 @@ class Dispatcher:
         if published_at is not None:
             self.metrics.collected(time.perf_counter() - published_at)
         self.metrics.decided(collected.results)
-        # The verdicts are the controller's: a host's own no_reply is its answer.
-        no_replies = [
-            r
-            for r in collected.results
-            if r.status is ResultStatus.NO_REPLY and r.hostname not in collector.results
-        ]
+        no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)
         return collected

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
@@ -30,7 +29,7 @@ from controller.jobs.host_slots import HostSlotsStore, lease_id
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
-from controller.jobs.rollout_host import follow_host, run_host, until_answered
+from controller.jobs.rollout_host import follow_host, start_host
 from controller.jobs.rollout_plan import failures_stop, host_failed, last_started
 from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
@@ -86,7 +85,11 @@ class RolloutRun:
         self._unwritten: dict[str, bool] = {}
         """Hosts finished (and whether each failed) not yet in the entry."""
         self._running: dict[asyncio.Future[ExecResult], str] = {}
-        self._wake = asyncio.Event()
+        self._woken: asyncio.Future[None] | None = None
+        """What :meth:`_settle` waits on, while it waits: settled by a host finishing, a
+        cancel, or its timeout."""
+        self._cancelled_unseen = False
+        """A cancel came while :meth:`_settle` was not waiting: its next call returns."""
         self._local_stop: str | None = None
         self._last_start = last_started(stored.state, self.job.timeout_s + deps.delivery_margin_s)
         """When (monotonic) the last host started: after a takeover, the last recorded."""
@@ -108,7 +111,17 @@ class RolloutRun:
     def cancel(self, by: str) -> None:
         """Stop starting hosts at once (the cancel is stored by whoever received it)."""
         self._local_stop = f"{ROLLOUT_CANCELLED_BY}{by}"
-        self._wake.set()
+        self._cancelled_unseen = self._woken is None
+        self._wake()
+
+    def _wake(self, _: object = None) -> None:
+        """End the wait of :meth:`_settle`, if it waits."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
+
+    def _add_running(self, running: asyncio.Future[ExecResult], host: str) -> None:
+        self._running[running] = host
+        running.add_done_callback(self._wake)
 
     def snapshot(self) -> list[ExecResult]:
         """The results so far, sorted by hostname."""
@@ -142,7 +155,7 @@ class RolloutRun:
                 following = follow_host(
                     deps.dispatcher, deps.job_store, self.job.job_id, host, deadline
                 )
-                self._running[asyncio.ensure_future(following)] = host
+                self._add_running(asyncio.ensure_future(following), host)
         waiting = [host for host in self.hosts if host not in self._state.started]
         while waiting and await self._ready():
             size = self._turn_size()
@@ -199,34 +212,42 @@ class RolloutRun:
 
     async def _settle(self, timeout_s: float | None, also: Awaitable[None] | None = None) -> None:
         """Wait at most ``timeout_s`` for a running host to finish, a cancel, or ``also``;
-        record every host that finished, and renew the lease when it is due.
+        record every host that finished, and renew the lease when it is due. The hosts
+        wake it through their futures' callbacks: no task or waiter per host or call.
 
         Raises:
             LeaseLost, NatsUnavailable.
         """
         renew_in = max(0.0, self._renew_at - time.monotonic())
         timeout_s = renew_in if timeout_s is None else min(timeout_s, renew_in)
-        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
-        if also is not None:
-            waiters.add(asyncio.ensure_future(also))
-        watched: set[asyncio.Future[Any]] = {*self._running, *waiters}
-        try:
-            done, _ = await asyncio.wait(
-                watched, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        for task in [task for task in self._running if task in done]:
+        if not self._cancelled_unseen and not any(task.done() for task in self._running):
+            await self._wait_for_wake(timeout_s, also)
+        self._cancelled_unseen = False
+        for task in [task for task in self._running if task.done()]:
             await self._finish(task)
         if time.monotonic() >= self._renew_at:
             await self._write(lambda state: state)  # renews the lease
 
+    async def _wait_for_wake(self, timeout_s: float, also: Awaitable[None] | None) -> None:
+        """Wait until :meth:`_wake` is called, ``also`` is done, or ``timeout_s`` passed."""
+        loop = asyncio.get_running_loop()
+        self._woken = loop.create_future()
+        timer = loop.call_later(timeout_s, self._wake)
+        extra = None if also is None else asyncio.ensure_future(also)
+        if extra is not None:
+            extra.add_done_callback(self._wake)
+        try:
+            await self._woken
+        finally:
+            self._woken = None
+            timer.cancel()
+            if extra is not None:
+                extra.cancel()
+
     async def _start(self, hosts: list[str]) -> None:
         """Take one of the key's host slots for each host (when it has ``max_hosts``),
         record them all as started in one write, then publish each one's copy, in
-        hostname order: each after the one before was acknowledged (or decided), for
-        as long as :meth:`_order_wait_s` allows.
+        hostname order, without waiting for one another (they go out together).
 
         Raises:
             LeaseLost, NatsUnavailable: from storing its state (the slots given back).
@@ -253,22 +274,11 @@ class RolloutRun:
         if not recorded:
             await self._give_back(list(deadlines))
             return
-        order_until = time.monotonic() + self._order_wait_s()
-        for number, (host, deadline) in enumerate(deadlines.items(), 1):
-            answered = asyncio.Event()
-            self._publish(host, deadline, answered)
-            if number < len(deadlines):
-                await until_answered(answered, max(0.0, order_until - time.monotonic()))
+        for host, deadline in deadlines.items():
+            await self._publish(host, deadline)
 
-    def _order_wait_s(self) -> float:
-        """The longest the hosts of one turn wait, all together, for one another's
-        acknowledgement: well within the delivery margin (their deadlines are recorded
-        before) and the lease (not renewed meanwhile)."""
-        deps = self._deps
-        return min(self.plan.delivery_timeout_s, deps.delivery_margin_s, deps.lease_s / 3) / 2
-
-    def _publish(self, host: str, deadline: float, answered: asyncio.Event) -> None:
-        """Publish ``host``'s copy of the job (in a task of its own)."""
+    async def _publish(self, host: str, deadline: float) -> None:
+        """Publish ``host``'s copy of the job; it runs until its future is settled."""
         now = time.time()
         copy = msgspec.structs.replace(
             self.job,
@@ -279,10 +289,10 @@ class RolloutRun:
         )
         self._last_start = time.monotonic()
         deps, timeout_s = self._deps, self.plan.delivery_timeout_s
-        running = run_host(
-            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s, answered=answered
+        running = await start_host(
+            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s
         )
-        self._running[asyncio.ensure_future(running)] = host
+        self._add_running(running, host)
 
     async def _host_deadline(self, host: str) -> float | None:
         """The deadline of ``host``'s copy if it starts now, once one of the key's host
