@@ -38,6 +38,7 @@ from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
 from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
+from controller.http.key_routes import key_routes
 from controller.http.middleware import (
     audit_middleware,
     auth_middleware,
@@ -72,7 +73,7 @@ from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
-API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes)
+API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes, key_routes)
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]
