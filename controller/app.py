@@ -36,6 +36,7 @@ from controller.appkeys import (
 from controller.config import ControllerConfig
 from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
+from controller.http.console_routes import console_routes
 from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
 from controller.http.key_routes import key_routes
@@ -73,7 +74,9 @@ from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
-API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes, key_routes)
+API = Operations(
+    routes, job_routes, node_routes, audit_routes, fleet_routes, key_routes, console_routes
+)
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]

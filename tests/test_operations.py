@@ -16,7 +16,11 @@ from controller.keys.store import PERMISSIONS
 from schemas.jsonschema import HTTP_TYPES
 from tests.helpers import Controller, MakeController
 
-PATH_VALUES = {"{hostname}": "_all", "{job_id}": "00000000-0000-4000-8000-000000000000"}
+PATH_VALUES = {
+    "{hostname}": "_all",
+    "{job_id}": "00000000-0000-4000-8000-000000000000",
+    "{name}": "app.js",
+}
 
 
 def concrete(path: str) -> str:
@@ -88,10 +92,10 @@ async def test_every_keyed_route_enforces_its_declared_permission(
 
 async def test_public_operations_are_exactly_the_declared_ones(controller: Controller) -> None:
     public = {op.path for op in controller.app[OPERATIONS] if op.public}
-    assert public == {"/healthz", "/livez", "/openapi.json"}
+    assert public == {"/healthz", "/livez", "/openapi.json", "/ui/", "/ui/{name}"}
     async with aiohttp.ClientSession() as session:
         for path in sorted(public):
-            async with session.get(controller.url + path) as response:
+            async with session.get(controller.url + concrete(path)) as response:
                 assert response.status == 200, path
 
 
