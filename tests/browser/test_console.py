@@ -135,3 +135,57 @@ async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
     await expect(console.page.get_by_label("API key")).to_be_visible()
     assert await console.page.evaluate("sessionStorage.length") == 0
     assert not any(re.search("not-a-key", url) for url in console.requested)
+
+
+async def test_a_refusal_is_shown_as_the_apis_message(
+    browser: Browser, make_controller: MakeController, live_agent: LiveAgent
+) -> None:
+    """A 403 (a target outside the key's patterns) and a 503 (the fleet paused) show the
+    API's own message; the page stays usable."""
+    controller = await make_controller(keys={"web-only": (["command:exec"], ["web*"])})
+    await three_agents(controller, live_agent)
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.extra_keys["web-only"])
+    page = console.page
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Run")
+    await page.get_by_label("Target").fill("_all")
+    await page.get_by_label("Command").fill("/bin/true")
+    await page.get_by_label("Command").press("Enter")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "403 forbidden: key 'web-only' may not reach target '_all'"
+    )
+    paused = await controller.request("POST", "/fleet/pause")
+    assert paused.status == 200, paused.body
+    await page.get_by_label("Target").fill("web1")
+    await page.get_by_label("Command").press("Enter")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "503 fleet paused: the fleet is paused by admin"
+    )
+    await controller.request("POST", "/fleet/resume")
+    await page.get_by_label("Command").press("Enter")
+    await expect(page.get_by_role("alert")).to_be_hidden()
+    await expect(page.locator("#run-hosts")).to_have_text("Resolves to 1 host: web1")
+
+
+async def test_a_rollout_shows_its_progress(
+    browser: Browser, controller: Controller, live_agent: LiveAgent, screenshots: Path
+) -> None:
+    await three_agents(controller, live_agent)
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await console.view("Run")
+    await page.get_by_label("Target").fill("role:web")
+    await page.get_by_label("Command").fill("/bin/echo")
+    await page.get_by_label("Rollout batch size").fill("1")
+    await page.get_by_label("Max failures").fill("0")
+    await page.get_by_label("Command").press("Enter")
+    await expect(page.locator("#run-hosts")).to_have_text(
+        "Resolves to 3 hosts (1 at a time): web1, web2, web3"
+    )
+    await page.get_by_role("button", name="Run on 3 hosts").click()
+    await expect(page.locator("#job-state")).to_have_text("completed")
+    await expect(page.locator("#job-rollout")).to_have_text(
+        "Rollout (1 at a time, at most 0 failures): 3 finished, 0 running, 0 pending, "
+        "0 failed, 0 skipped"
+    )

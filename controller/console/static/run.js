@@ -38,7 +38,8 @@ function preview(answer, onRun) {
   const button = h("button", { type: "button", id: "run-confirm", onclick: onRun },
     `Run on ${answer.count} host${answer.count === 1 ? "" : "s"}`);
   const batch = answer.batch_size < answer.count ? ` (${answer.batch_size} at a time)` : "";
-  return [h("p", { id: "run-hosts" }, `Resolves to ${answer.count} hosts${batch}: ${names}${more}`), button];
+  const hosts = `${answer.count} host${answer.count === 1 ? "" : "s"}`;
+  return [h("p", { id: "run-hosts" }, `Resolves to ${hosts}${batch}: ${names}${more}`), button];
 }
 
 function modes(context) {
