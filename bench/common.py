@@ -38,6 +38,8 @@ class Sizes:
     """N7: the simulated hosts a rollout runs on."""
     rollout_batch: int = 10
     """N7: its ``batch_size``."""
+    console_hosts: int = 1000
+    """N8: the simulated hosts of the job the web console draws."""
     is_quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +78,7 @@ class Sizes:
             cli_runs=3,
             rollout_hosts=10,
             rollout_batch=2,
+            console_hosts=10,
             is_quick=True,
         )
 

@@ -37,7 +37,24 @@ def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list
     rows += _memory_and_output_rows(nexec, sizes)
     rows += _cli_rows(nexec["N6_cli"])
     rows += _rollout_rows(nexec["N7_rollout"])
+    rows += _console_rows(nexec.get("N8_console", {}))
     return rows
+
+
+def _console_rows(console: dict[str, Any]) -> list[Row]:
+    """N8: the web console drawing one job's every host (none without a browser). The
+    target: the page holds only the panels in view (no freezing however many hosts)."""
+    if "render_p50_ms" not in console:
+        return []
+    hosts = console["hosts"]
+    return [
+        _row(f"N8 console: a {hosts}-host job drawn, p50", console["render_p50_ms"],
+             console["get_job_p50_ms"], "ms", target="- (floor: GET /job/{id})", ok=None),
+        _row(f"N8 console: host panels in the page ({hosts} hosts)", console["panels_in_page"],
+             None, "", target="<= 50 (virtualised)", ok=console["panels_in_page"] <= 50),
+        _row("N8 console: scroll to the last host", console["scroll_to_last_ms"], None, "ms",
+             target="-", ok=None),
+    ]  # fmt: skip
 
 
 def _rollout_rows(rollout: dict[str, Any]) -> list[Row]:

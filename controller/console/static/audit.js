@@ -1,11 +1,11 @@
 // Audit: who did what, newest first (keys with audit:read).
 import { api } from "./api.js";
-import { h, when } from "./dom.js";
+import { commandLine, h, when } from "./dom.js";
 
 export const PAGE_SIZE = 50;
 
 function row(record) {
-  const what = [record.command, ...(record.args || [])].join(" ");
+  const what = record.command ? commandLine(record.command, record.args) : "";
   return h("tr", {},
     h("td", {}, when(record.time)),
     h("td", {}, record.key_name || "—"),

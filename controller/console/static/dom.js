@@ -26,3 +26,9 @@ export function ago(unixSeconds) {
 export function when(unixSeconds) {
   return new Date(unixSeconds * 1000).toLocaleString();
 }
+
+// A command and its arguments as one line a shell would read the same way.
+export function commandLine(command, args = []) {
+  const quote = (word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`);
+  return [command, ...args.map(quote)].join(" ");
+}

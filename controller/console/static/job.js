@@ -1,7 +1,7 @@
 // One job: every host's result and live output (one panel per host, virtualised), the
 // grouped view (identical output and exit code shown once), search, cancel, rollout.
 import { api, streamEvents } from "./api.js";
-import { field, h, when } from "./dom.js";
+import { commandLine, field, h, when } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
 export const POLL_MS = 2000;
@@ -104,7 +104,7 @@ function rolloutText(rollout) {
 }
 
 function summary(job) {
-  const command = [job.command, ...job.args].join(" ");
+  const command = commandLine(job.command, job.args);
   return [
     h("p", {}, "State: ", h("strong", { id: "job-state", class: `status-${job.state}` }, job.state)),
     h("p", { class: "mono" }, `${job.target} $ ${command}`),

@@ -1,11 +1,11 @@
 // Jobs: the history, newest first, a page at a time.
 import { api } from "./api.js";
-import { h, when } from "./dom.js";
+import { commandLine, h, when } from "./dom.js";
 
 export const PAGE_SIZE = 25;
 
 function row(job) {
-  const command = [job.command, ...job.args].join(" ");
+  const command = commandLine(job.command, job.args);
   return h("tr", {},
     h("td", {}, h("a", { href: `#/job/${job.job_id}`, class: "mono" }, job.job_id.slice(0, 8))),
     h("td", {}, when(job.created_at)),
