@@ -110,9 +110,15 @@ async def test_a_job_started_elsewhere_shows_live_and_is_cancelled_from_the_page
 
 
 async def test_a_key_without_command_exec_sees_no_run_form(
-    browser: Browser, make_controller: MakeController
+    browser: Browser, make_controller: MakeController, live_agent: LiveAgent
 ) -> None:
+    """Nor a cancel button without ``job:cancel``, nor the audit without ``audit:read``."""
     controller = await make_controller(keys={"viewer": (["node:read", "job:read"], [])})
+    await live_agent(controller, "web1")
+    running = await controller.request(
+        "POST", "/node/web1/command/exec?wait=false",
+        json={"command": "sh", "args": ["-c", "exec sleep 60"], "timeout": 90},
+    )  # fmt: skip
     console = await Console.open(browser, controller)
     await console.signed_in(controller.extra_keys["viewer"])
     page = console.page
@@ -123,6 +129,36 @@ async def test_a_key_without_command_exec_sees_no_run_form(
     await expect(page.get_by_role("heading", level=1)).to_have_text("Fleet")
     await expect(page.get_by_label("Target")).to_have_count(0)
     await expect(page.get_by_label("Command")).to_have_count(0)
+    job_id = running.body["job_id"]
+    await page.goto(f"{controller.url}/ui/#/job/{job_id}")
+    await expect(page.locator("#job-state")).to_have_text("running")
+    await expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
+    cancelled = await controller.request("POST", f"/job/{job_id}/cancel")
+    assert cancelled.status == 202, cancelled.body
+    await expect(page.locator("#job-state")).to_have_text("cancelled")
+
+
+async def test_the_history_pages_newest_first(
+    browser: Browser, controller: Controller, live_agent: LiveAgent
+) -> None:
+    await live_agent(controller, "web1")
+    for index in range(26):  # one more than a page
+        ran = await controller.exec("web1", {"command": "/bin/echo", "args": [f"job-{index}"]})
+        assert ran.status == 202, ran.body
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await console.view("Jobs")
+    rows = page.locator("#jobs tbody tr")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first).to_contain_text("job-25")
+    await expect(page.get_by_role("button", name="Newer")).to_be_disabled()
+    await page.get_by_role("button", name="Older").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("job-0")
+    await expect(page.get_by_role("button", name="Older")).to_be_disabled()
+    await page.get_by_role("button", name="Newer").click()
+    await expect(rows).to_have_count(25)
 
 
 async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
