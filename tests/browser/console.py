@@ -50,7 +50,8 @@ class Console:
     requested: list[str] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, browser: Browser, controller: Controller) -> Console:
+    async def open(cls, browser: Browser, controller: Controller, query: str = "") -> Console:
+        """A new tab on ``/ui/`` (plus ``query``, e.g. ``?refresh_s=0.2``)."""
         context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
         page = await context.new_page()
         console = cls(controller, context, page)
@@ -59,7 +60,7 @@ class Console:
             console.requested.append(request.url)
 
         page.on("request", record)
-        await page.goto(controller.url + "/ui/")
+        await page.goto(controller.url + "/ui/" + query)
         return console
 
     async def sign_in(self, key: str) -> None:

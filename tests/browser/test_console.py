@@ -50,6 +50,19 @@ async def test_sign_in_shows_every_agent_and_the_key_stays_in_the_tab(
     assert await page.evaluate("sessionStorage.length") == 0
 
 
+async def test_the_fleet_refreshes_by_itself(
+    browser: Browser, controller: Controller, live_agent: LiveAgent
+) -> None:
+    await live_agent(controller, "web1")
+    console = await Console.open(browser, controller, "?refresh_s=0.2")
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await expect(page.get_by_text("1 of 1 live agents")).to_be_visible()
+    await live_agent(controller, "web2")
+    await expect(page.get_by_text("2 of 2 live agents")).to_be_visible()
+    await expect(page.locator('[data-host="web2"]')).to_be_visible()
+
+
 async def test_run_on_all_shows_each_hosts_output_and_the_grouped_view(
     browser: Browser, controller: Controller, live_agent: LiveAgent, screenshots: Path
 ) -> None:
@@ -162,9 +175,10 @@ async def test_the_history_pages_newest_first(
 
 
 async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
-    browser: Browser, controller: Controller
+    browser: Browser, controller: Controller, screenshots: Path
 ) -> None:
     console = await Console.open(browser, controller)
+    await console.screenshot(screenshots, "sign-in")
     await console.sign_in("nxk_not-a-key")
     alert = console.page.get_by_role("alert")
     await expect(alert).to_have_text("401 unauthorized: unknown API key")

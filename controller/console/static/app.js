@@ -25,6 +25,13 @@ function clearError() {
 
 const can = (permission) => whoami !== null && whoami.permissions.includes(permission);
 
+// How often the fleet and a running job are read again: the view's default, or
+// ?refresh_s=N in the page's address (0.1 to 3600 seconds).
+function refreshMs(defaultMs) {
+  const seconds = Number(new URLSearchParams(location.search).get("refresh_s"));
+  return seconds >= 0.1 && seconds <= 3600 ? seconds * 1000 : defaultMs;
+}
+
 function allowedViews() {
   return [...document.querySelectorAll("#nav a")]
     .filter((link) => link.dataset.needs.split(" ").some(can))
@@ -50,7 +57,7 @@ function route() {
   }
   const root = $("view");
   root.replaceChildren();
-  const context = { can, showError, clearError, whoami };
+  const context = { can, showError, clearError, refreshMs, whoami };
   cleanup = VIEWS[view].render(context, root, params.map(decodeURIComponent)) || null;
 }
 

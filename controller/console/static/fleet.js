@@ -49,6 +49,6 @@ export function render(context, root) {
     h("div", { class: "row" }, h("div", { class: "grow" }, field("Filter by name or label", filter)), refresh),
     count, head, list.element);
   load();
-  const timer = setInterval(load, REFRESH_MS);
+  const timer = setInterval(load, context.refreshMs(REFRESH_MS));
   return () => clearInterval(timer);
 }

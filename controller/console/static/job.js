@@ -194,7 +194,7 @@ export function render(context, root, [jobId]) {
   refresh().then(() => {
     if (state === "running") {
       follow();
-      timer = setInterval(refresh, POLL_MS);
+      timer = setInterval(refresh, context.refreshMs(POLL_MS));
     }
   });
   return () => {
