@@ -47,6 +47,7 @@ async def test_sign_in_shows_every_agent_and_the_key_stays_in_the_tab(
     assert console.requested and all(controller.api_key not in url for url in console.requested)
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_label("API key")).to_be_visible()
+    await expect(page.get_by_role("navigation")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
 
 
@@ -178,6 +179,7 @@ async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
     browser: Browser, controller: Controller, screenshots: Path
 ) -> None:
     console = await Console.open(browser, controller)
+    await expect(console.page.get_by_role("link", name="Fleet", exact=True)).to_be_hidden()
     await console.screenshot(screenshots, "sign-in")
     await console.sign_in("nxk_not-a-key")
     alert = console.page.get_by_role("alert")
