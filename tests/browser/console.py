@@ -79,6 +79,15 @@ class Console:
     async def screenshot(self, folder: Path, name: str) -> None:
         await self.page.screenshot(path=folder / f"console-{name}.png", full_page=True)
 
+    async def unlabelled_fields(self) -> list[str]:
+        """The form fields shown without a label (by id)."""
+        found: list[str] = await self.page.evaluate(
+            "[...document.querySelectorAll('input, select, textarea')]"
+            ".filter((e) => e.offsetParent !== null && e.labels.length === 0)"
+            ".map((e) => e.id || e.outerHTML)"
+        )
+        return found
+
     async def stored_outside_the_tab(self) -> list[str]:
         """What of the page's state could outlive the tab: localStorage, cookies."""
         local = await self.page.evaluate("JSON.stringify(Object.entries(localStorage))")

@@ -34,6 +34,7 @@ async def test_sign_in_shows_every_agent_and_the_key_stays_in_the_tab(
         await expect(page.locator(f'[data-host="{host}"]')).to_contain_text("role:web")
     await expect(page.get_by_text("3 of 3 live agents")).to_be_visible()
     await console.screenshot(screenshots, "fleet")
+    assert await console.unlabelled_fields() == []
     await page.get_by_label("Filter by name or label").fill("rack:r1")
     await expect(page.get_by_text("1 of 3 live agents")).to_be_visible()
     await expect(page.locator('[data-host="web2"]')).to_be_visible()
@@ -78,6 +79,7 @@ async def test_run_on_all_shows_each_hosts_output_and_the_grouped_view(
     await page.get_by_label("Command").press("Enter")  # Enter submits: the dry run
     await expect(page.locator("#run-hosts")).to_have_text("Resolves to 3 hosts: web1, web2, web3")
     await console.screenshot(screenshots, "run")
+    assert await console.unlabelled_fields() == []
     await page.get_by_role("button", name="Run on 3 hosts").click()
     await expect(page.locator("#job-state")).to_have_text("completed")
     for host in HOSTS:
@@ -92,6 +94,7 @@ async def test_run_on_all_shows_each_hosts_output_and_the_grouped_view(
     await expect(page.locator("#job-counts")).to_contain_text("0 match")
     await page.get_by_label("Search the output").fill("")
     await console.screenshot(screenshots, "job")
+    assert await console.unlabelled_fields() == []
     assert all(controller.api_key not in url for url in console.requested)
 
 
@@ -181,6 +184,7 @@ async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
     console = await Console.open(browser, controller)
     await expect(console.page.get_by_role("link", name="Fleet", exact=True)).to_be_hidden()
     await console.screenshot(screenshots, "sign-in")
+    assert await console.unlabelled_fields() == []
     await console.sign_in("nxk_not-a-key")
     alert = console.page.get_by_role("alert")
     await expect(alert).to_have_text("401 unauthorized: unknown API key")
