@@ -113,92 +113,120 @@ function summary(job) {
   ];
 }
 
-export function render(context, root, [jobId]) {
-  const hosts = new Hosts();
-  const abort = new AbortController();
-  const path = `/job/${encodeURIComponent(jobId)}`;
-  const head = h("div", { id: "job-summary" });
-  const search = h("input", { id: "job-search", type: "search" });
-  const counts = h("p", { class: "muted", id: "job-counts" });
-  const groups = h("div", { id: "job-groups" });
-  let searchText = "";
-  const list = new VirtualList("Hosts", 150, (host) => panel(host, searchText));
-  const cancel = h("button", { type: "button", id: "job-cancel", hidden: true }, "Cancel job");
-  let state = null;
-  let timer = null;
-  let frame = false;
+function matching(hosts, text) {
+  if (!text) return hosts;
+  return hosts.filter((host) => host.stdout.includes(text) || host.stderr.includes(text));
+}
 
-  const draw = () => {
-    frame = false;
-    const all = hosts.all();
-    const shown = searchText ? all.filter((host) => host.stdout.includes(searchText) || host.stderr.includes(searchText)) : all;
+// The view of one job: its parts, what it has read so far, and how it reads more.
+class JobPage {
+  constructor(context, jobId) {
+    this.context = context;
+    this.path = `/job/${encodeURIComponent(jobId)}`;
+    this.hosts = new Hosts();
+    this.abort = new AbortController();
+    this.state = null;
+    this.timer = null;
+    this.frame = false;
+    this.searchText = "";
+    this.head = h("div", { id: "job-summary" });
+    this.search = h("input", { id: "job-search", type: "search", oninput: () => this.searched() });
+    this.counts = h("p", { class: "muted", id: "job-counts" });
+    this.groups = h("div", { id: "job-groups" });
+    this.list = new VirtualList("Hosts", 150, (host) => panel(host, this.searchText));
+    this.cancel = h("button", { type: "button", id: "job-cancel", hidden: true, onclick: () => this.cancelJob() }, "Cancel job");
+  }
+
+  elements(jobId) {
+    return [h("h1", {}, "Job ", h("span", { class: "mono" }, jobId)), this.head, this.cancel, this.counts,
+      field("Search the output", this.search), h("h2", {}, "Hosts"), this.list.element, this.groups];
+  }
+
+  draw() {
+    this.frame = false;
+    const all = this.hosts.all();
+    const shown = matching(all, this.searchText);
     const done = all.filter((host) => host.result).length;
-    counts.textContent = `${done} of ${all.length} hosts answered` + (searchText ? `; ${shown.length} match` : "");
-    list.setItems(shown);
+    const matched = this.searchText ? `; ${shown.length} match` : "";
+    this.counts.textContent = `${done} of ${all.length} hosts answered${matched}`;
+    this.list.setItems(shown);
     const found = groupsOf(all);
-    groups.replaceChildren(h("h2", {}, `Grouped: ${found.length} distinct outcome${found.length === 1 ? "" : "s"}`),
-      ...found.slice(0, SHOWN_GROUPS).map(groupView));
-  };
-  const redraw = () => {
-    if (!frame) {
-      frame = true;
-      requestAnimationFrame(draw);
-    }
-  };
-  const refresh = async () => {
+    const title = `Grouped: ${found.length} distinct outcome${found.length === 1 ? "" : "s"}`;
+    this.groups.replaceChildren(h("h2", {}, title), ...found.slice(0, SHOWN_GROUPS).map(groupView));
+  }
+
+  redraw() {
+    if (this.frame) return;
+    this.frame = true;
+    requestAnimationFrame(() => this.draw());
+  }
+
+  searched() {
+    this.searchText = this.search.value;
+    this.redraw();
+  }
+
+  async refresh() {
     try {
-      const job = await api(path, { signal: abort.signal });
-      state = job.state;
-      head.replaceChildren(...summary(job));
-      hosts.expect(job.expected_hosts);
-      for (const result of job.results) hosts.result(result);
-      cancel.hidden = !(state === "running" && context.can("job:cancel"));
-      if (state !== "running" && timer !== null) {
-        clearInterval(timer);
-        timer = null;
-      }
-      redraw();
+      const job = await api(this.path, { signal: this.abort.signal });
+      this.state = job.state;
+      this.head.replaceChildren(...summary(job));
+      this.hosts.expect(job.expected_hosts);
+      for (const result of job.results) this.hosts.result(result);
+      this.cancel.hidden = !(job.state === "running" && this.context.can("job:cancel"));
+      if (job.state !== "running") this.stopPolling();
+      this.redraw();
     } catch (error) {
-      context.showError(error);
+      this.context.showError(error);
     }
-  };
-  const follow = async () => {
+  }
+
+  async follow() {
     const onEvent = (event) => {
-      if (event.event === "output") hosts.chunk(event.data);
-      else if (event.event === "result") hosts.result(event.data);
-      else if (event.event === "end") refresh();
-      redraw();
+      if (event.event === "output") this.hosts.chunk(event.data);
+      else if (event.event === "result") this.hosts.result(event.data);
+      else if (event.event === "end") this.refresh();
+      this.redraw();
     };
     try {
-      await streamEvents(`${path}/output`, onEvent, abort.signal);
+      await streamEvents(`${this.path}/output`, onEvent, this.abort.signal);
     } catch (error) {
-      context.showError(error);
+      this.context.showError(error);
     }
-  };
-  cancel.addEventListener("click", async () => {
-    cancel.disabled = true;
+  }
+
+  async cancelJob() {
+    this.cancel.disabled = true;
     try {
-      await api(`${path}/cancel`, { method: "POST" });
+      await api(`${this.path}/cancel`, { method: "POST" });
     } catch (error) {
-      context.showError(error);
+      this.context.showError(error);
     }
-    cancel.disabled = false;
-    refresh();
-  });
-  search.addEventListener("input", () => {
-    searchText = search.value;
-    redraw();
-  });
-  root.append(h("h1", {}, "Job ", h("span", { class: "mono" }, jobId)), head, cancel, counts,
-    field("Search the output", search), h("h2", {}, "Hosts"), list.element, groups);
-  refresh().then(() => {
-    if (state === "running") {
-      follow();
-      timer = setInterval(refresh, context.refreshMs(POLL_MS));
-    }
-  });
-  return () => {
-    abort.abort();
-    if (timer !== null) clearInterval(timer);
-  };
+    this.cancel.disabled = false;
+    this.refresh();
+  }
+
+  async start() {
+    await this.refresh();
+    if (this.state !== "running") return;
+    this.follow();
+    this.timer = setInterval(() => this.refresh(), this.context.refreshMs(POLL_MS));
+  }
+
+  stopPolling() {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  stop() {
+    this.abort.abort();
+    this.stopPolling();
+  }
+}
+
+export function render(context, root, [jobId]) {
+  const page = new JobPage(context, jobId);
+  root.append(...page.elements(jobId));
+  page.start();
+  return () => page.stop();
 }

@@ -35,7 +35,11 @@ function requestOf(form) {
 function preview(answer, onRun) {
   const names = answer.hosts.slice(0, SHOWN_HOSTS).join(", ");
   const more = answer.count > SHOWN_HOSTS ? ` and ${answer.count - SHOWN_HOSTS} more` : "";
-  const button = h("button", { type: "button", id: "run-confirm", onclick: onRun },
+  const once = (event) => {
+    event.target.disabled = true; // one click, one job
+    onRun();
+  };
+  const button = h("button", { type: "button", id: "run-confirm", onclick: once },
     `Run on ${answer.count} host${answer.count === 1 ? "" : "s"}`);
   const batch = answer.batch_size < answer.count ? ` (${answer.batch_size} at a time)` : "";
   const hosts = `${answer.count} host${answer.count === 1 ? "" : "s"}`;
@@ -48,7 +52,7 @@ function modes(context) {
     ...allowed.map((mode) => h("option", { value: mode }, mode === "exec" ? "exec (no shell)" : "shell (/bin/sh -c)")));
 }
 
-export function render(context, root) {
+function formOf(context) {
   const form = h("form", { id: "run-form", class: "card" },
     h("div", { class: "row" },
       h("div", { class: "grow" }, field("Target", input("run-target", { required: true, placeholder: "_all, web1, role:web" }))),
@@ -61,12 +65,27 @@ export function render(context, root) {
       h("div", {}, field("Max failures", input("run-failures", { placeholder: "0 or 5%" }))),
       h("div", {}, field("Pause between hosts (s)", input("run-pause", { type: "number", min: 0, step: "any" })))),
     h("button", { type: "submit" }, "Show hosts"));
-  const result = h("div", { id: "run-preview" });
   const mode = form.elements["run-mode"];
   const args = form.elements["run-args"];
   const syncMode = () => { args.disabled = mode.value !== "exec"; };
   mode.addEventListener("change", syncMode);
   syncMode();
+  return form;
+}
+
+// Send the request for real, then open the job's view.
+async function start(context, path, body) {
+  try {
+    const started = await api(`${path}?wait=false`, { method: "POST", body });
+    location.hash = `#/job/${started.job_id}`;
+  } catch (error) {
+    context.showError(error);
+  }
+}
+
+export function render(context, root) {
+  const form = formOf(context);
+  const result = h("div", { id: "run-preview" });
   form.addEventListener("input", () => result.replaceChildren());
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -74,15 +93,7 @@ export function render(context, root) {
     const { path, body } = requestOf(form);
     try {
       const answer = await api(`${path}?dry_run=true`, { method: "POST", body });
-      const run = async () => {
-        try {
-          const started = await api(`${path}?wait=false`, { method: "POST", body });
-          location.hash = `#/job/${started.job_id}`;
-        } catch (error) {
-          context.showError(error);
-        }
-      };
-      result.replaceChildren(...preview(answer, run));
+      result.replaceChildren(...preview(answer, () => start(context, path, body)));
       result.querySelector("button").focus();
     } catch (error) {
       context.showError(error);
