@@ -245,3 +245,19 @@ async def test_a_rollout_shows_its_progress(
         "Rollout (1 at a time, at most 0 failures): 3 finished, 0 running, 0 pending, "
         "0 failed, 0 skipped"
     )
+
+
+async def test_over_the_rate_the_page_shows_the_apis_429(
+    browser: Browser, make_controller: MakeController
+) -> None:
+    controller = await make_controller(rate_limit_per_s=0.01, rate_limit_burst=3)
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)  # /whoami, then /node: 2 of 3
+    page = console.page
+    refresh = page.get_by_role("button", name="Refresh")
+    await refresh.click()  # 3 of 3
+    await refresh.click()
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "429 too many requests: key 'admin' is over its request rate; retry after"
+    )
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
