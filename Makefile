@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest bench schemas docs nats-auth clean
+.PHONY: install run test lint typecheck pytest test-browser console-screenshots bench schemas docs \
+	nats-auth clean
 
 install: $(STAMP)
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/nexec dev --port $(PORT)
 
-test: lint typecheck pytest
+test: lint typecheck pytest test-browser
 
 lint: install
 	$(BIN)/ruff check .
@@ -29,7 +30,17 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/browser
+
+# The web console in headless Chromium, the distribution's (`apt-get install chromium`;
+# NEXEC_CHROMIUM=path for another): skipped without one, unless NEXEC_BROWSER_REQUIRED=1
+# (.ci/run), where that fails. Screenshots of each view go to pytest's temporary folder.
+test-browser: install
+	$(BIN)/pytest tests/browser
+
+# The same tests, writing the screenshots into docs/images/ for docs/console.md.
+console-screenshots: install
+	NEXEC_SCREENSHOTS_DIR=docs/images NEXEC_BROWSER_REQUIRED=1 $(BIN)/pytest tests/browser -q
 
 bench: install
 	$(BIN)/python -m bench

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import measure_cli_alone
+from bench.console import measure_console_alone
 from bench.floors import measure_floors
 from bench.measures import Sizes, measure_nexec
 from bench.metrics_overhead import measure_metrics_overhead_alone
@@ -27,6 +28,7 @@ def main() -> int:
     nexec["N6_cli"] = measure_cli_alone(sizes)
     nexec["N7_rollout"] = measure_rollout_alone(sizes)
     nexec["N8_metrics"] = measure_metrics_overhead_alone(sizes)
+    nexec["N9_console"] = measure_console_alone(sizes)
     comparison = compare(floors, nexec, sizes)
     print(render_table(comparison))
     args.out.parent.mkdir(parents=True, exist_ok=True)

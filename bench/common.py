@@ -42,6 +42,8 @@ class Sizes:
     """N8: runs with metrics on, and as many with them off, taking turns."""
     metrics_requests: int = 5000
     """N8: requests per run (the CPU clock ticks every 10 ms: enough for 1/500 of a run)."""
+    console_hosts: int = 1000
+    """N9: the simulated hosts of the job the web console draws."""
     is_quick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +84,7 @@ class Sizes:
             rollout_batch=2,
             metrics_runs=2,
             metrics_requests=10,
+            console_hosts=10,
             is_quick=True,
         )
 

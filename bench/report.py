@@ -38,6 +38,7 @@ def compare(floors: dict[str, Any], nexec: dict[str, Any], sizes: Sizes) -> list
     rows += _cli_rows(nexec["N6_cli"])
     rows += _rollout_rows(nexec["N7_rollout"])
     rows += _metrics_rows(nexec["N8_metrics"])
+    rows += _console_rows(nexec.get("N9_console", {}))
     return rows
 
 
@@ -48,6 +49,22 @@ def _metrics_rows(metrics: dict[str, Any]) -> list[Row]:
     return [
         _row("N8 controller CPU per N2 request, metrics on", on, off, "us",
              target="<= 1.05 x metrics off", ok=on <= 1.05 * off),
+    ]  # fmt: skip
+
+
+def _console_rows(console: dict[str, Any]) -> list[Row]:
+    """N9: the web console drawing one job's every host (none without a browser). The
+    target: the page holds only the panels in view (no freezing however many hosts)."""
+    if "render_p50_ms" not in console:
+        return []
+    hosts = console["hosts"]
+    return [
+        _row(f"N9 console: a {hosts}-host job drawn, p50", console["render_p50_ms"],
+             console["get_job_p50_ms"], "ms", target="- (floor: GET /job/{id})", ok=None),
+        _row(f"N9 console: host panels in the page ({hosts} hosts)", console["panels_in_page"],
+             None, "", target="<= 50 (virtualised)", ok=console["panels_in_page"] <= 50),
+        _row("N9 console: scroll to the last host", console["scroll_to_last_ms"], None, "ms",
+             target="-", ok=None),
     ]  # fmt: skip
 
 

@@ -41,8 +41,10 @@ from controller.appkeys import (
 from controller.config import ControllerConfig
 from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
+from controller.http.console_routes import console_routes
 from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
+from controller.http.key_routes import key_routes
 from controller.http.metrics_routes import metrics_listener, metrics_middleware, metrics_routes
 from controller.http.middleware import (
     audit_middleware,
@@ -81,7 +83,16 @@ from runtime.streamwriter import StreamWriter
 
 log = logging.getLogger("nexec.controller")
 
-API = Operations(routes, job_routes, node_routes, audit_routes, fleet_routes, metrics_routes)
+API = Operations(
+    routes,
+    job_routes,
+    node_routes,
+    audit_routes,
+    fleet_routes,
+    key_routes,
+    console_routes,
+    metrics_routes,
+)
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
 NatsSetup = Callable[[Client], Awaitable[None]]

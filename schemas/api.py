@@ -280,6 +280,20 @@ class NodeList(msgspec.Struct, frozen=True, kw_only=True):
     nodes: list[NodeView]
 
 
+class WhoAmI(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /whoami``: the presented key's name and what it may do."""
+
+    name: str
+    permissions: list[str]
+    """Sorted."""
+    targets: list[str]
+    """Its target patterns; empty: every target."""
+    max_hosts: int | None
+    """At most this many hosts run its commands at once; null: no limit."""
+    expires_at: float | None
+    """Unix seconds from which the key is refused; null: never."""
+
+
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     """Every error response: a short message, the precise reason, the HTTP status."""
 

@@ -21,6 +21,7 @@ from schemas.api import (
     JobView,
     NodeList,
     ShellRequest,
+    WhoAmI,
 )
 from schemas.messages import WIRE_TYPES, ExecResult, OutputChunk
 
@@ -40,6 +41,7 @@ HTTP_TYPES: tuple[type[msgspec.Struct], ...] = (
     OutputChunk,
     ExecResult,
     JobEnd,
+    WhoAmI,
 )
 """Every body the HTTP API takes or gives, streamed events included."""
 

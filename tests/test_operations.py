@@ -16,7 +16,11 @@ from controller.keys.store import PERMISSIONS
 from schemas.jsonschema import HTTP_TYPES
 from tests.helpers import Controller, MakeController
 
-PATH_VALUES = {"{hostname}": "_all", "{job_id}": "00000000-0000-4000-8000-000000000000"}
+PATH_VALUES = {
+    "{hostname}": "_all",
+    "{job_id}": "00000000-0000-4000-8000-000000000000",
+    "{name}": "app.js",
+}
 
 
 def concrete(path: str) -> str:
@@ -67,6 +71,13 @@ async def test_every_keyed_route_enforces_its_declared_permission(
                 assert anon.status not in (401, 403), operation.label
                 continue
             assert anon.status == 401, operation.label
+        if operation.any_key:  # a key without the one permission others need is enough
+            allowed = await controller.request(
+                operation.method, path, key=controller.extra_keys[key_name("node:read")]
+            )
+            assert allowed.status == 200, (operation.label, allowed.body)
+            checked += 1
+            continue
         assert operation.permission is not None
         refused = await controller.request(
             operation.method, path, key=controller.extra_keys[key_name(operation.permission)]
@@ -81,10 +92,10 @@ async def test_every_keyed_route_enforces_its_declared_permission(
 
 async def test_public_operations_are_exactly_the_declared_ones(controller: Controller) -> None:
     public = {op.path for op in controller.app[OPERATIONS] if op.public}
-    assert public == {"/healthz", "/livez", "/metrics", "/openapi.json"}
+    assert public == {"/healthz", "/livez", "/metrics", "/openapi.json", "/ui/", "/ui/{name}"}
     async with aiohttp.ClientSession() as session:
         for path in sorted(public):
-            async with session.get(controller.url + path) as response:
+            async with session.get(controller.url + concrete(path)) as response:
                 assert response.status == 200, path
 
 
@@ -93,7 +104,8 @@ def test_every_keyed_operation_declares_its_429_and_the_document_says_so() -> No
     keyed = [op for op in API if not op.public]
     assert keyed
     for operation in keyed:
-        assert {401, 403, 429, 500, 503} <= set(operation.error_statuses), operation.label
+        keyed_errors = {401, 429, 500, 503} | (set() if operation.any_key else {403})
+        assert keyed_errors <= set(operation.error_statuses), operation.label
         responses = document["paths"][operation.path][operation.method.lower()]["responses"]
         assert "Retry-After" in responses["429"]["headers"], operation.label
         if operation.request_body is not None:
@@ -120,6 +132,8 @@ async def handler(request: object) -> object:
     [
         {},  # neither permission nor public
         {"permission": "job:read", "public": True},
+        {"permission": "job:read", "any_key": True},
+        {"public": True, "any_key": True},
         {"permission": "job:write"},
         {"permission": "job:read", "method": "PUT"},
     ],

@@ -32,6 +32,8 @@ KEYED_ERRORS = (401, 403, 429, 500, 503)
 the permission or target refused, over the rate, unexpected, NATS down or draining)."""
 UNLIMITED_KEYED_ERRORS = (401, 403, 500, 503)
 """The same for a keyed operation no rate limit refuses (no 429)."""
+ANY_KEY_ERRORS = (401, 429, 500, 503)
+"""The same for an operation any valid key may call (no permission, so no 403)."""
 BODY_ERRORS = (400, 408, 413, 415)
 """What reading a JSON body can answer (controller.http.body.read_json_body)."""
 
@@ -50,8 +52,8 @@ class Operation:
     document need to know about it.
 
     Raises (on construction):
-        ValueError: neither or both of ``permission`` and ``public``, an unknown
-            permission, or a method other than GET, POST and DELETE.
+        ValueError: not exactly one of ``permission``, ``public`` and ``any_key``, an
+            unknown permission, or a method other than GET, POST and DELETE.
     """
 
     method: str
@@ -64,6 +66,8 @@ class Operation:
     """The permission a key needs; enforced by the auth middleware before the handler."""
     public: bool = False
     """No key needed (and none checked)."""
+    any_key: bool = False
+    """Any valid key, whatever its permissions (``GET /whoami``)."""
     ok_status: int = 200
     ok_body: type[msgspec.Struct] | None = None
     ok_content: dict[str, Any] | None = None
@@ -82,8 +86,8 @@ class Operation:
     """Never refused by the rate limit, the connection cap or a drain."""
 
     def __post_init__(self) -> None:
-        if self.public == (self.permission is not None):
-            raise ValueError(f"{self.label}: declare exactly one of permission and public")
+        if [self.permission is not None, self.public, self.any_key].count(True) != 1:
+            raise ValueError(f"{self.label}: declare exactly one of permission, public and any_key")
         if self.permission is not None and self.permission not in PERMISSIONS:
             raise ValueError(f"{self.label}: unknown permission {self.permission!r}")
         if self.method not in ("GET", "POST", "DELETE"):
@@ -100,7 +104,9 @@ class Operation:
         statuses = set(self.errors)
         if self.request_body is not None:
             statuses.update(BODY_ERRORS)
-        if not self.public:
+        if self.any_key:
+            statuses.update(ANY_KEY_ERRORS)
+        elif not self.public:
             statuses.update(UNLIMITED_KEYED_ERRORS if self.unlimited else KEYED_ERRORS)
         return tuple(sorted(statuses))
 

@@ -1,0 +1,232 @@
+// One job: every host's result and live output (one panel per host, virtualised), the
+// grouped view (identical output and exit code shown once), search, cancel, rollout.
+import { api, streamEvents } from "./api.js";
+import { commandLine, field, h, when } from "./dom.js";
+import { VirtualList } from "./vlist.js";
+
+export const POLL_MS = 2000;
+const KEPT_CHARS = 64 * 1024; // of each host's stream, in the page
+const SHOWN_GROUPS = 100;
+const NAMES_PER_GROUP = 30;
+
+class Hosts {
+  constructor() {
+    this.byName = new Map();
+    this.names = [];
+  }
+
+  host(name) {
+    let host = this.byName.get(name);
+    if (!host) {
+      host = { hostname: name, stdout: "", stderr: "", result: null };
+      this.byName.set(name, host);
+      this.names.push(name);
+      this.names.sort();
+    }
+    return host;
+  }
+
+  expect(names) {
+    for (const name of names || []) this.host(name);
+  }
+
+  chunk(data) {
+    const host = this.host(data.hostname);
+    if (host.result === null) host[data.stream] = (host[data.stream] + data.data).slice(-KEPT_CHARS);
+  }
+
+  result(result) {
+    const host = this.host(result.hostname);
+    host.result = result;
+    host.stdout = result.stdout;
+    host.stderr = result.stderr;
+  }
+
+  all() {
+    return this.names.map((name) => this.byName.get(name));
+  }
+}
+
+function statusOf(host) {
+  return host.result ? host.result.status : "running";
+}
+
+function exitText(host) {
+  if (!host.result) return "";
+  return host.result.exit_code === null ? "no exit code" : `exit ${host.result.exit_code}`;
+}
+
+function outputOf(host, search) {
+  const lines = (text) => (search ? text.split("\n").filter((line) => line.includes(search)).join("\n") : text);
+  const tail = (text) => text.slice(-4000);
+  const error = host.result && host.result.error ? `${host.result.error}\n` : "";
+  return h("pre", {}, tail(lines(host.stdout)), h("span", { class: "stderr" }, tail(lines(host.stderr)), error));
+}
+
+function panel(host, search) {
+  const status = statusOf(host);
+  return h("div", { class: "panel", "data-host": host.hostname },
+    h("div", { class: "panel-head" },
+      h("span", { class: "mono" }, host.hostname),
+      h("span", { class: `status-${status}` }, status),
+      h("span", {}, exitText(host))),
+    outputOf(host, search));
+}
+
+function groupsOf(hosts) {
+  const groups = new Map();
+  for (const host of hosts) {
+    if (!host.result) continue;
+    const key = JSON.stringify([host.result.status, host.result.exit_code, host.stdout, host.stderr]);
+    if (!groups.has(key)) groups.set(key, { sample: host, names: [] });
+    groups.get(key).names.push(host.hostname);
+  }
+  return [...groups.values()].sort((a, b) => b.names.length - a.names.length);
+}
+
+function groupView(group) {
+  const { names, sample } = group;
+  const more = names.length > NAMES_PER_GROUP ? ` and ${names.length - NAMES_PER_GROUP} more` : "";
+  return h("div", { class: "group card" },
+    h("div", { class: "panel-head" },
+      h("span", {}, `${names.length} host${names.length === 1 ? "" : "s"}`),
+      h("span", { class: `status-${statusOf(sample)}` }, statusOf(sample)),
+      h("span", {}, exitText(sample))),
+    h("p", { class: "hosts mono" }, names.slice(0, NAMES_PER_GROUP).join(", ") + more),
+    h("pre", {}, sample.stdout, h("span", { class: "stderr" }, sample.stderr)));
+}
+
+function rolloutText(rollout) {
+  const stopped = rollout.stopped ? `; stopped: ${rollout.stopped}` : "";
+  return `Rollout (${rollout.batch_size} at a time, at most ${rollout.max_failures} failures): `
+    + `${rollout.finished} finished, ${rollout.running} running, ${rollout.pending} pending, `
+    + `${rollout.failed} failed, ${rollout.skipped} skipped${stopped}`;
+}
+
+function summary(job) {
+  const command = commandLine(job.command, job.args);
+  return [
+    h("p", {}, "State: ", h("strong", { id: "job-state", class: `status-${job.state}` }, job.state)),
+    h("p", { class: "mono" }, `${job.target} $ ${command}`),
+    h("p", { class: "muted" }, `by ${job.caller}, ${when(job.created_at)}; timeout ${job.timeout}s`),
+    job.rollout ? h("p", { id: "job-rollout" }, rolloutText(job.rollout)) : "",
+  ];
+}
+
+function matching(hosts, text) {
+  if (!text) return hosts;
+  return hosts.filter((host) => host.stdout.includes(text) || host.stderr.includes(text));
+}
+
+// The view of one job: its parts, what it has read so far, and how it reads more.
+class JobPage {
+  constructor(context, jobId) {
+    this.context = context;
+    this.path = `/job/${encodeURIComponent(jobId)}`;
+    this.hosts = new Hosts();
+    this.abort = new AbortController();
+    this.state = null;
+    this.timer = null;
+    this.frame = false;
+    this.searchText = "";
+    this.head = h("div", { id: "job-summary" });
+    this.search = h("input", { id: "job-search", type: "search", oninput: () => this.searched() });
+    this.counts = h("p", { class: "muted", id: "job-counts" });
+    this.groups = h("div", { id: "job-groups" });
+    this.list = new VirtualList("Hosts", 150, (host) => panel(host, this.searchText));
+    this.cancel = h("button", { type: "button", id: "job-cancel", hidden: true, onclick: () => this.cancelJob() }, "Cancel job");
+  }
+
+  elements(jobId) {
+    return [h("h1", {}, "Job ", h("span", { class: "mono" }, jobId)), this.head, this.cancel, this.counts,
+      field("Search the output", this.search), h("h2", {}, "Hosts"), this.list.element, this.groups];
+  }
+
+  draw() {
+    this.frame = false;
+    const all = this.hosts.all();
+    const shown = matching(all, this.searchText);
+    const done = all.filter((host) => host.result).length;
+    const matched = this.searchText ? `; ${shown.length} match` : "";
+    this.counts.textContent = `${done} of ${all.length} hosts answered${matched}`;
+    this.list.setItems(shown);
+    const found = groupsOf(all);
+    const title = `Grouped: ${found.length} distinct outcome${found.length === 1 ? "" : "s"}`;
+    this.groups.replaceChildren(h("h2", {}, title), ...found.slice(0, SHOWN_GROUPS).map(groupView));
+  }
+
+  redraw() {
+    if (this.frame) return;
+    this.frame = true;
+    requestAnimationFrame(() => this.draw());
+  }
+
+  searched() {
+    this.searchText = this.search.value;
+    this.redraw();
+  }
+
+  async refresh() {
+    try {
+      const job = await api(this.path, { signal: this.abort.signal });
+      this.state = job.state;
+      this.head.replaceChildren(...summary(job));
+      this.hosts.expect(job.expected_hosts);
+      for (const result of job.results) this.hosts.result(result);
+      this.cancel.hidden = !(job.state === "running" && this.context.can("job:cancel"));
+      if (job.state !== "running") this.stopPolling();
+      this.redraw();
+    } catch (error) {
+      this.context.showError(error);
+    }
+  }
+
+  async follow() {
+    const onEvent = (event) => {
+      if (event.event === "output") this.hosts.chunk(event.data);
+      else if (event.event === "result") this.hosts.result(event.data);
+      else if (event.event === "end") this.refresh();
+      this.redraw();
+    };
+    try {
+      await streamEvents(`${this.path}/output`, onEvent, this.abort.signal);
+    } catch (error) {
+      this.context.showError(error);
+    }
+  }
+
+  async cancelJob() {
+    this.cancel.disabled = true;
+    try {
+      await api(`${this.path}/cancel`, { method: "POST" });
+    } catch (error) {
+      this.context.showError(error);
+    }
+    this.cancel.disabled = false;
+    this.refresh();
+  }
+
+  async start() {
+    await this.refresh();
+    if (this.state !== "running") return;
+    this.follow();
+    this.timer = setInterval(() => this.refresh(), this.context.refreshMs(POLL_MS));
+  }
+
+  stopPolling() {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  stop() {
+    this.abort.abort();
+    this.stopPolling();
+  }
+}
+
+export function render(context, root, [jobId]) {
+  const page = new JobPage(context, jobId);
+  root.append(...page.elements(jobId));
+  page.start();
+  return () => page.stop();
+}

@@ -1,0 +1,50 @@
+import { h } from "./dom.js";
+
+// A list of fixed-height rows of which only the visible ones exist in the page:
+// 10,000 items cost as much as the thirty on screen.
+export class VirtualList {
+  constructor(label, rowHeight, renderRow) {
+    this.rowHeight = rowHeight;
+    this.renderRow = renderRow;
+    this.items = [];
+    this.inner = h("div", { class: "vlist-inner", role: "list" });
+    this.element = h("div", { class: "vlist", "aria-label": label, tabindex: 0 }, this.inner);
+    this.element.addEventListener("scroll", () => this.schedule());
+    this.pending = false;
+  }
+
+  setItems(items) {
+    this.items = items;
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.render();
+    });
+  }
+
+  render() {
+    const total = this.items.length * this.rowHeight;
+    this.element.style.height = `${Math.min(total + 2, Math.max(300, window.innerHeight * 0.6))}px`;
+    const top = this.element.scrollTop;
+    const height = this.element.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / this.rowHeight) - 4);
+    const last = Math.min(this.items.length, Math.ceil((top + height) / this.rowHeight) + 4);
+    this.inner.style.height = `${total}px`;
+    const rows = [];
+    for (let index = first; index < last; index += 1) {
+      const row = this.renderRow(this.items[index]);
+      row.classList.add("vrow");
+      row.setAttribute("role", "listitem");
+      row.style.top = `${index * this.rowHeight}px`;
+      row.style.height = `${this.rowHeight}px`;
+      rows.push(row);
+    }
+    this.inner.replaceChildren(...rows);
+    for (const pre of this.inner.querySelectorAll("pre")) pre.scrollTop = pre.scrollHeight;
+  }
+}
