@@ -13,8 +13,17 @@ from nats.aio.client import Client
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from agentd.agent import Agent
+from schemas.messages import ResultStatus
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeAgent, service_replies
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    LiveAgent,
+    MakeAgent,
+    MakeController,
+    service_replies,
+)
+from tests.test_metrics import scrape, value
 
 SRV = Subjects.service_request
 
@@ -167,3 +176,36 @@ async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Clie
     await agent.stop()
     with pytest.raises(nats.errors.NoRespondersError):
         await nc.request(own, b"", timeout=STARTUP_TIMEOUT_S)
+
+
+ROLLOUT_SKIPPING = {"command": "false", "rollout": {"batch_size": 1}}
+"""A rollout of three hosts stopped by its first failure: completed, skipped, skipped."""
+
+
+async def controller_stats_data(nc: Client) -> dict[str, Any]:
+    [stats] = await service_replies(nc, SRV("STATS", CONTROLLER_SERVICE), expected=1)
+    data: dict[str, Any] = stats["endpoints"][0]["data"]
+    return data
+
+
+@pytest.mark.parametrize("metrics_enabled", [True, False])
+async def test_stats_count_every_host_outcome_as_the_metrics_do(
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client, metrics_enabled: bool
+) -> None:
+    """One count of host outcomes: ``$SRV.STATS`` says what ``/metrics`` says, a
+    rollout's skipped hosts included, and still counts with metrics off."""
+    controller = await make_controller(metrics_enabled=metrics_enabled)
+    for host in ("m1", "m2", "m3"):
+        await live_agent(controller, host, labels={"pool": "m"}, allow_shell=True)
+    rollout = await controller.request("POST", "/node/pool:m/command/shell", json=ROLLOUT_SKIPPING)
+    plain = await controller.exec("m1", {"command": "true"})
+    assert (rollout.status, plain.status) == (202, 202), (rollout.body, plain.body)
+    assert [r["status"] for r in rollout.body["results"]] == ["completed", "skipped", "skipped"]
+
+    data = await controller_stats_data(nc)
+    hosts = {status.value: data[f"hosts_{status.value}"] for status in ResultStatus}
+    assert hosts == {**dict.fromkeys(hosts, 0), "completed": 2, "skipped": 2}
+    if metrics_enabled:
+        series = await scrape(controller.url)
+        results = "nexec_host_results_total"
+        assert {status: value(series, results, status=status) for status in hosts} == hosts

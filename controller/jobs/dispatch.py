@@ -37,7 +37,6 @@ from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
-from controller.metrics.instruments import JobMetrics
 from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -70,10 +69,7 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
-        metrics: JobMetrics | None = None,
     ) -> None:
-        """``metrics`` counts each host's outcome and times each job's collection."""
-        self.metrics = metrics or JobMetrics(enabled=False)
         self._subjects = subjects
         self._record_no_replies = record_no_replies
         self._signer = signer
@@ -90,6 +86,8 @@ class Dispatcher:
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
         self.counters = DispatchCounters()
+        """Every host's outcome and each collection's time, counted once ($SRV.STATS
+        and /metrics read them)."""
 
     @property
     def collectors(self) -> Mapping[str, Collector]:
@@ -216,7 +214,6 @@ class Dispatcher:
         def decided(result: asyncio.Future[ExecResult]) -> None:
             if not result.cancelled() and result.exception() is None:
                 self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
-                self.metrics.decided([result.result()])
 
         return decided
 
@@ -306,8 +303,7 @@ class Dispatcher:
         )
         self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
         if published_at is not None:
-            self.metrics.collected(time.perf_counter() - published_at)
-        self.metrics.decided(collected.results)
+            self.counters.job_collected(time.perf_counter() - published_at)
         no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)
