@@ -106,7 +106,7 @@ class Agent:
             started_at=self._started_at,
             jobs_running=self._runner.__len__,
         )
-        self._service = agent_service(
+        self.service = agent_service(
             config,
             self.counters,
             instance_id=self.instance_id,
@@ -174,7 +174,7 @@ class Agent:
         await self._records.open()
         await self._runner.record_orphans()
         await self._job_subscriptions.open(self._on_job)
-        await self._service.start(self._nc)
+        await self.service.start(self._nc)
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._heartbeats.beat()
         if self.state is not AgentState.CONNECTING:
@@ -203,7 +203,7 @@ class Agent:
         self.state = AgentState.STOPPING
         if previous_state is AgentState.RUNNING:
             await self._heartbeats.stop()  # first: new requests no longer expect this agent
-            await self._service.stop()
+            await self.service.stop()
             await self._job_subscriptions.drain()
             await self._runner.finish()
             await self._results.close(self.config.connect_timeout_s)

@@ -55,7 +55,6 @@ from controller.http.middleware import (
 from controller.http.node_routes import node_routes
 from controller.http.openapi import openapi_document
 from controller.http.operations import Operations
-from controller.http.ratelimit import RateLimiter
 from controller.http.routes import routes
 from controller.http.server import connection_middleware
 from controller.jobs.agent_watch import AgentWatch
@@ -78,6 +77,7 @@ from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
 from controller.service import controller_service
 from controller.statekeeper import StateKeeper
+from runtime.ratelimit import RateLimiter
 from runtime.signing import JobSigner
 from runtime.streamwriter import StreamWriter
 

@@ -8,7 +8,6 @@ from prometheus_client import CollectorRegistry
 from controller.config import ControllerConfig
 from controller.fleet_pause import FleetPauseState
 from controller.http.operations import Operations
-from controller.http.ratelimit import RateLimiter
 from controller.jobs.agent_watch import AgentWatch
 from controller.jobs.audit import AuditDetails, AuditLog
 from controller.jobs.dispatch import Dispatcher
@@ -26,6 +25,7 @@ from controller.natslink import NatsLink
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
 from controller.statekeeper import StateKeeper
+from runtime.ratelimit import RateLimiter
 from runtime.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)

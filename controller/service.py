@@ -61,5 +61,10 @@ def controller_service(
         },
     )
     return ServiceResponder(
-        subjects, identity, [jobs], started_at=time.time(), timeout_s=config.connect_timeout_s
+        subjects,
+        identity,
+        [jobs],
+        started_at=time.time(),
+        timeout_s=config.connect_timeout_s,
+        limits=config,
     )

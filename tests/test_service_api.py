@@ -16,12 +16,14 @@ from agentd.agent import Agent
 from schemas.messages import ResultStatus
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
 from tests.helpers import (
+    SERVICE_QUIET_S,
     STARTUP_TIMEOUT_S,
     Controller,
     LiveAgent,
     MakeAgent,
     MakeController,
     service_replies,
+    until,
 )
 from tests.test_metrics import scrape, value
 
@@ -209,3 +211,28 @@ async def test_stats_count_every_host_outcome_as_the_metrics_do(
         series = await scrape(controller.url)
         results = "nexec_host_results_total"
         assert {status: value(series, results, status=status) for status in hosts} == hosts
+
+
+FLOOD = 100
+
+
+async def test_a_discovery_flood_gets_at_most_the_burst_of_answers(
+    make_agent: MakeAgent, nc: Client
+) -> None:
+    """A client flooding ``$SRV`` requests (any NATS user that may ask, or an agent's
+    neighbour) gets the answers of the rate limit, not one per request: each answer
+    may go to a reply subject of the requester's choosing, once per instance."""
+    agent = await make_agent("web1", service_answers_per_s=0.001, service_answers_burst=5)
+    inbox = nc.new_inbox()
+    answers = await nc.subscribe(inbox)
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    for _ in range(FLOOD):
+        await nc.publish(own, b"", reply=inbox)
+    await nc.flush()
+    responder = agent.service
+    await until(lambda: responder.answered + responder.refused == FLOOD)
+    assert (responder.answered, responder.refused) == (5, FLOOD - 5)
+    for _ in range(5):
+        await answers.next_msg(timeout=STARTUP_TIMEOUT_S)
+    with pytest.raises(nats.errors.TimeoutError):  # a bound on a wait for nothing
+        await answers.next_msg(timeout=SERVICE_QUIET_S)
