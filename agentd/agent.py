@@ -38,7 +38,7 @@ from agentd.run.executor import Executor
 from agentd.run.runner import JobRunner
 from agentd.service import agent_service
 from agentd.subscriptions import JobSubscriptions
-from runtime.connection import close_within, drain_or_close
+from runtime.connection import NatsErrorLog, close_within, drain_or_close
 from runtime.logs import log_fields, log_summary
 from runtime.settings import urls_shown
 from runtime.streamwriter import StreamWriter
@@ -114,6 +114,8 @@ class Agent:
             jobs_running=self._runner.__len__,
         )
         self._job_subscriptions = JobSubscriptions(self._nc, config)
+        self.nats_errors = NatsErrorLog(log)
+        """Logs (and counts the slow-consumer drops of) the connection's errors."""
         self.reconnected = asyncio.Event()
         """Set once the connection came back after a loss (on this server or another)."""
 
@@ -169,6 +171,7 @@ class Agent:
                 self.config,
                 running=lambda: self.state is AgentState.RUNNING,
                 reconnected=self._on_reconnected,
+                errors=self.nats_errors,
             )
         await self._nc.subscribe(self._subjects.cancel(), cb=self._runner.on_cancel)
         await self._records.open()

@@ -5,6 +5,7 @@ broadcast while the services run."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import nats.errors
@@ -13,6 +14,7 @@ from nats.aio.client import Client
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from agentd.agent import Agent
+from runtime.service import PENDING_BYTES_LIMIT
 from schemas.messages import ResultStatus
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
 from tests.helpers import (
@@ -236,3 +238,22 @@ async def test_a_discovery_flood_gets_at_most_the_burst_of_answers(
         await answers.next_msg(timeout=STARTUP_TIMEOUT_S)
     with pytest.raises(nats.errors.TimeoutError):  # a bound on a wait for nothing
         await answers.next_msg(timeout=SERVICE_QUIET_S)
+
+
+async def test_large_discovery_requests_are_dropped_and_logged_in_a_few_lines(
+    make_agent: MakeAgent, nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A discovery request has no body: one larger than the ``$SRV`` subscription holds
+    is dropped by NATS (a slow consumer) before it is held or answered, and a flood
+    of them is a few log lines (the 1st, 10th, 100th... drop), not one per message."""
+    agent = await make_agent("web1")
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    large = b"x" * (PENDING_BYTES_LIMIT + 1)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(FLOOD):
+            await nc.publish(own, large, reply=nc.new_inbox())
+        await nc.flush()
+        await until(lambda: agent.nats_errors.slow_consumer_drops == FLOOD)
+    assert agent.service.answered == 0
+    slow = [r for r in caplog.records if "slow consumer" in r.getMessage()]
+    assert [record.args[-1] for record in slow if isinstance(record.args, tuple)] == [1, 10, 100]
