@@ -303,3 +303,34 @@ def test_the_scrape_config_loads_the_rules() -> None:
     assert config["rule_files"] == ["nexec-rules.yml"]
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
+METRIC_ROW = re.compile(r"^\| `(nexec_\w+)` \| (\w+) \|([^|]*)\|", re.MULTILINE)
+
+
+def documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """docs/operations.md's table of metrics: exposed name -> (type, label names)."""
+    section = DOCS.read_text().split("### The metrics", 1)[1].split("\n### ", 1)[0]
+    return {
+        name: (kind, frozenset(re.findall(r"`(\w+)`(?: \([^)]*\))?", labels)))
+        for name, kind, labels in METRIC_ROW.findall(section)
+    }
+
+
+async def test_every_documented_metric_is_served_with_its_type_and_labels(
+    controller: Controller, live_agent: LiveAgent
+) -> None:
+    """The table in docs/operations.md is what ``/metrics`` serves: each name (counters
+    with ``_total``), its type and label names, and nothing served is missing there."""
+    await live_agent(controller, "m1")
+    await controller.exec("m1", {"command": "true"})  # every labelled family has a sample
+    await controller.request("POST", "/node/m1/command/exec", json={"command": ""})
+    served: dict[str, tuple[str, frozenset[str]]] = {}
+    for family in text_string_to_metric_families(await scrape_text(controller.url)):
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        names = {k for sample in family.samples for k in sample.labels if k not in ("le",)}
+        served[name] = (family.type, frozenset(names))
+    documented = documented_metrics()
+    assert set(served) == set(documented)
+    assert served == documented

@@ -52,6 +52,13 @@ RESULT_CONSUMER_HEARTBEAT_S = 1.0
 """Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
 
 
+DROP_REASONS = tuple(
+    [f"{kind} of a host the job was not sent to" for kind in ("ack", "result")]
+    + [f"invalid {kind}" for kind in ("ack", "result")]
+    + ["answer on the reply subject"]
+)
+"""Every reason :attr:`Dispatcher.dropped` counts (each listed from the start, at 0)."""
+
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
 AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
 
@@ -82,7 +89,7 @@ class Dispatcher:
         self._nc: Client | None = None
         self._listening = False
         self._results: JetStreamContext.PushSubscription | None = None
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
         self.counters = DispatchCounters()
