@@ -16,7 +16,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.appkeys import AUDIT, NATS_LINK
+from controller.appkeys import AUDIT, LIFECYCLE, NATS_LINK
 from nexec.dev.processes import start_nats_server
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
@@ -24,7 +24,9 @@ from tests.helpers import (
     LiveAgent,
     LiveAgentProcess,
     MakeController,
+    until,
 )
+from tests.test_http_edges import connect, head
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 EXEC_ROUTE = "/node/{hostname}/command/exec"
@@ -334,3 +336,34 @@ async def test_every_documented_metric_is_served_with_its_type_and_labels(
     documented = documented_metrics()
     assert set(served) == set(documented)
     assert served == documented
+
+
+async def test_a_client_leaving_mid_request_leaves_nothing_in_flight(
+    controller: Controller,
+) -> None:
+    """A client that leaves mid-body is counted once as 499, and the in-flight gauge
+    comes back to the scrape alone; so does it after a request that failed."""
+    lifecycle = controller.app[LIFECYCLE]
+    before = await scrape(controller.url)
+    reader, writer = await connect(controller)
+    writer.write(
+        head("POST", EXEC_ROUTE.replace("{hostname}", "h1"),
+             f"Authorization: Bearer {controller.api_key}", "Content-Type: application/json",
+             "Content-Length: 1000", "Expect: 100-continue")
+    )  # fmt: skip
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):  # the handler is reading the body now
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+    assert lifecycle.in_flight == 1
+    writer.write(b'{"command"')
+    writer.close()
+    await until(lambda: lifecycle.in_flight == 0)
+    failed = await controller.exec("nowhere-1", {"command": "true"})
+    assert failed.status == 404
+    after = await scrape(controller.url)
+
+    assert value(after, "nexec_inflight_requests") == 1  # this scrape
+    assert deltas(before, after, "nexec_http_requests_total") == {
+        labels(method="POST", route=EXEC_ROUTE, status="499"): 1,
+        labels(method="POST", route=EXEC_ROUTE, status="404"): 1,
+        labels(method="GET", route="/metrics", status="200"): 1,
+    }
