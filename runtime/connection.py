@@ -21,11 +21,17 @@ from nats.aio.subscription import Subscription
 log = logging.getLogger("nexec.nats")
 
 
+CONNECTION_ERRORS = (nats.errors.Error, OSError, TimeoutError, EOFError)
+"""What nats-py reports of the server and the connection; anything else it hands to
+``error_cb`` was raised by a subscription's callback."""
+
+
 class NatsErrorLog:
-    """The ``error_cb`` of a connection (:meth:`on_error`): each error logged at
-    WARNING, but for a slow consumer's drops (nats-py reports each message dropped: a
-    flood would be a flood of lines) only the 1st, 10th, 100th... of each
-    subscription, with the count."""
+    """The ``error_cb`` of a connection (:meth:`on_error`): each NATS or connection
+    error logged at WARNING, an exception a subscription's callback raised (a bug) at
+    ERROR with its traceback, and a slow consumer's drops (nats-py reports each message
+    dropped: a flood would be a flood of lines) at the 1st, 10th, 100th... of each
+    subscription only, with the count."""
 
     def __init__(self, logger: logging.Logger, shown: str = "") -> None:
         """``shown``: the connection as its log lines name it (no secret in it)."""
@@ -49,6 +55,9 @@ class NatsErrorLog:
                     "%s: slow consumer on %r: %d messages dropped so far",
                     self._prefix, subject, count,
                 )  # fmt: skip
+            return
+        if not isinstance(exc, CONNECTION_ERRORS):  # raised by a callback of ours: a bug
+            self._log.error("%s: a message callback failed", self._prefix, exc_info=exc)
             return
         self._log.warning("%s: %s", self._prefix, exc or type(exc).__name__)
 

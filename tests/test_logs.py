@@ -18,12 +18,14 @@ from typing import Any, TextIO
 
 import aiohttp
 import pytest
+from nats.aio.msg import Msg
 
+from controller.appkeys import NATS_LINK
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import AGENT_READY_RE, CONTROLLER_READY_RE
 from runtime.logs import JsonFormatter, log_fields
-from tests.helpers import STARTUP_TIMEOUT_S, NatsServer
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, NatsServer
 
 PASSWORD = "Pw-sekret-4242"
 EXEC = "/node/h1/command/exec"
@@ -246,3 +248,27 @@ def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
         "h1",
     )
     assert "RuntimeError: boom" in crashed["exc"]
+
+
+async def test_an_exception_in_a_message_callback_is_logged_with_its_traceback(
+    controller: Controller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py hands an exception raised by a subscription's callback to the
+    connection's error callback: a bug, logged at ERROR with ``exc`` (its traceback),
+    not as a one-line warning like a NATS error."""
+    client = controller.app[NATS_LINK].client
+    failed = asyncio.Event()
+
+    async def broken(msg: Msg) -> None:
+        failed.set()
+        raise KeyError("a bug in a callback")
+
+    await client.subscribe("test.broken", cb=broken)
+    await client.publish("test.broken", b"")
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        await failed.wait()
+    await client.flush()  # the callback's task ran on: its error is logged by now
+    [record] = [r for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError]
+    assert record.levelno == logging.ERROR
+    line = json.loads(JsonFormatter().format(record))
+    assert "a bug in a callback" in line["exc"]
