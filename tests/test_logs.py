@@ -25,6 +25,7 @@ from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import AGENT_READY_RE, CONTROLLER_READY_RE
 from runtime.logs import JsonFormatter, log_fields
+from runtime.signing import write_seed_file
 from tests.helpers import STARTUP_TIMEOUT_S, Controller, NatsServer
 
 PASSWORD = "Pw-sekret-4242"
@@ -272,3 +273,37 @@ async def test_an_exception_in_a_message_callback_is_logged_with_its_traceback(
     assert record.levelno == logging.ERROR
     line = json.loads(JsonFormatter().format(record))
     assert "a bug in a callback" in line["exc"]
+
+
+async def test_no_secret_in_any_line_at_debug(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both daemons at DEBUG, in both formats, with a NATS user and password from the
+    environment, a signing seed and a trusted signer: after a signed job, a refused
+    one and a wrong key, no line holds the password, the seed or an API key."""
+    seed_file = tmp_path / "controller.nk"
+    signer = write_seed_file(seed_file)
+    seed = seed_file.read_text().strip()
+    monkeypatch.setenv("NEXEC_NATS_USER", "logs-user")
+    monkeypatch.setenv("NEXEC_NATS_PASSWORD", PASSWORD)
+    for log_format in ("json", "text"):
+        (tmp_path / log_format).mkdir()
+        daemons = Daemons(
+            tmp_path / log_format,
+            nats_server.url,
+            controller_args=["--log-level", "DEBUG", "--log-format", log_format,
+                             "--job-signing-key-file", str(seed_file)],
+            agent_args=["--log-level", "DEBUG", "--log-format", log_format,
+                        "--trusted-signer", signer.public_key],
+            agent_env={},
+        )  # fmt: skip
+        try:
+            assert (await daemons.post(EXEC, {"command": "true"}, daemons.key))[0] == 202
+            assert (await daemons.post(EXEC, {"command": "id"}, daemons.key))[0] == 202
+            assert (await daemons.post(EXEC, {"command": "true"}, "x" + daemons.key))[0] == 401
+        finally:
+            await asyncio.to_thread(daemons.stop)
+        output = daemons.whole_output()
+        assert "DEBUG" in output
+        for secret in (PASSWORD, seed, seed[2:30], daemons.key):
+            assert secret not in output, log_format
