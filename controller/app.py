@@ -25,7 +25,7 @@ from controller.appkeys import (
     KEYS,
     KEYS_RELOADER,
     LIFECYCLE,
-    METRICS_REGISTRY,
+    METRICS_EXPOSITION,
     NATS_LINK,
     OPENAPI_DOCUMENT,
     OPERATIONS,
@@ -70,6 +70,7 @@ from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import KeyStore
 from controller.lifecycle import Lifecycle
+from controller.metrics.exposition import Exposition
 from controller.metrics.instruments import HttpMetrics, JobMetrics
 from controller.metrics.state import StateCollector
 from controller.natslink import LinkState, NatsLink
@@ -163,7 +164,7 @@ def add_metrics(app: web.Application) -> None:
         app[JOB_METRICS] = JobMetrics(enabled=False)
         return
     registry = CollectorRegistry(auto_describe=False)
-    app[METRICS_REGISTRY] = registry
+    app[METRICS_EXPOSITION] = Exposition(registry, cache_s=app[CONFIG].metrics_cache_s)
     app[HTTP_METRICS] = HttpMetrics()
     app[JOB_METRICS] = JobMetrics(app[DISPATCHER].counters)
     for collector in (app[HTTP_METRICS], app[JOB_METRICS], StateCollector(app)):

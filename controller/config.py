@@ -259,6 +259,16 @@ class ControllerConfig(NatsClientSettings, LogSettings, ServiceSettings):
         metavar="HOST:PORT",
     )
 
+    metrics_cache_s: float = setting(
+        1.0,
+        ge=0,
+        le=60,
+        help="a scrape within this many seconds of the last exposition gets the same "
+        "text; 0: each is made anew",
+        details="Bounds what a flood of scrapes (no key needed) costs: one exposition, "
+        "milliseconds of CPU, per interval",
+    )
+
     @pydantic.field_validator("listen", "metrics_listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:

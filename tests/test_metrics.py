@@ -367,3 +367,17 @@ async def test_a_client_leaving_mid_request_leaves_nothing_in_flight(
         labels(method="POST", route=EXEC_ROUTE, status="404"): 1,
         labels(method="GET", route="/metrics", status="200"): 1,
     }
+
+
+async def test_a_flood_of_scrapes_makes_one_exposition_per_interval(
+    make_controller: MakeController,
+) -> None:
+    """``/metrics`` needs no key and a scrape costs milliseconds of CPU: scrapes within
+    ``metrics_cache_s`` of the one that made the exposition get the same text (here,
+    its own count of scrapes stays where the first one left it)."""
+    controller = await make_controller(metrics_cache_s=60)
+    first = await scrape_text(controller.url)
+    for _ in range(20):
+        assert await scrape_text(controller.url) == first
+    fresh = await make_controller(metrics_cache_s=0)
+    assert await scrape_text(fresh.url) != await scrape_text(fresh.url)
