@@ -14,16 +14,20 @@ from pathlib import Path
 
 import aiohttp
 import yaml
+from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.appkeys import AUDIT, LIFECYCLE, NATS_LINK
 from nexec.dev.processes import start_nats_server
+from schemas.messages import ResultStatus
+from schemas.subjects import CONTROLLER_SERVICE, Subjects
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
     LiveAgent,
     LiveAgentProcess,
     MakeController,
+    service_replies,
     until,
 )
 from tests.test_http_edges import connect, head
@@ -381,3 +385,40 @@ async def test_a_flood_of_scrapes_makes_one_exposition_per_interval(
         assert await scrape_text(controller.url) == first
     fresh = await make_controller(metrics_cache_s=0)
     assert await scrape_text(fresh.url) != await scrape_text(fresh.url)
+
+
+async def test_each_host_is_counted_once_for_any_and_a_rollout_with_a_dead_host(
+    make_controller: MakeController,
+    live_agent: LiveAgent,
+    live_agent_process: LiveAgentProcess,
+    nc: Client,
+) -> None:
+    """``_any`` counts its one host; a rollout counts each host once, as its copy is
+    decided (a dead host's ``no_reply`` too), and ``$SRV.STATS`` reads the same."""
+    controller = await make_controller(delivery_timeout_s=0.5)
+    await live_agent(controller, "a1", labels={"pool": "m"})
+    doomed = await live_agent_process(controller, "d1", "--labels", "pool:m")
+    os.kill(doomed.pid, signal.SIGKILL)
+    await asyncio.to_thread(doomed.popen.wait)
+    before = await scrape(controller.url)
+
+    any_host = await controller.exec("_any", {"command": "true"})
+    rollout = await controller.request(
+        "POST", "/node/pool:m/command/exec",
+        json={"command": "true", "timeout": 1, "rollout": {"batch_size": 1, "max_failures": 1}},
+    )  # fmt: skip
+    after = await scrape(controller.url)
+
+    assert (any_host.status, rollout.status) == (202, 202), rollout.body
+    assert [r["status"] for r in any_host.body["results"]] in (["completed"], ["no_reply"])
+    assert [r["status"] for r in rollout.body["results"]] == ["completed", "no_reply"]
+    counted = deltas(before, after, "nexec_host_results_total")
+    assert sum(counted.values()) == 3
+    assert counted[labels(status="completed")] >= 1
+    assert counted[labels(status="no_reply")] >= 1
+    [stats] = await service_replies(
+        nc, Subjects.service_request("STATS", CONTROLLER_SERVICE), expected=1
+    )
+    data = stats["endpoints"][0]["data"]
+    for status in ResultStatus:
+        assert data[f"hosts_{status}"] == value(after, "nexec_host_results_total", status=status)
