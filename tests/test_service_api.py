@@ -154,22 +154,30 @@ async def test_every_controller_answers_as_nexec_controller(
     assert (data["hosts_no_reply"], data["collecting"], data["publish_failures"]) == (0, 0, 0)
 
 
-async def test_an_answer_never_goes_to_a_nexec_subject(make_agent: MakeAgent, nc: Client) -> None:
-    """A requester that names a job subject as its "reply" gets no answer there."""
+@pytest.mark.parametrize(
+    "reply",
+    ["nexec.audit", "nexec.exec.all", "$JS.API.STREAM.PURGE.nexec_results", "$KV.nexec_registry.x"],
+)
+async def test_an_answer_never_goes_to_a_nexec_subject(
+    make_agent: MakeAgent, nc: Client, reply: str
+) -> None:
+    """A requester that names one of nexec's subjects, or a JetStream or KV API subject,
+    as its "reply" gets no answer there (and the request is counted refused)."""
     agent = await make_agent("web1")
     leaked: asyncio.Queue[str] = asyncio.Queue()
 
     async def on_leak(msg: Any) -> None:
         await leaked.put(msg.subject)
 
-    await nc.subscribe("nexec.audit", cb=on_leak)
-    await nc.publish(SRV("PING", AGENT_SERVICE), b"", reply="nexec.audit")
+    await nc.subscribe(reply, cb=on_leak)
+    await nc.publish(SRV("PING", AGENT_SERVICE), b"", reply=reply)
     # Answered in order on one subscription: once the next request's answer is here,
     # the first one would have been too.
     own = SRV("PING", AGENT_SERVICE, agent.instance_id)
     assert len(await service_replies(nc, own, expected=1)) == 1
     await nc.flush()
     assert leaked.empty()
+    assert (agent.service.refused, agent.service.answered) == (1, 1)
 
 
 async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Client) -> None:
