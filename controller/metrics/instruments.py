@@ -1,5 +1,5 @@
 """The metrics recorded where things happen: HTTP requests (by the middleware in
-:mod:`controller.http.metrics_routes`) and jobs (submission, dispatch, rollouts).
+:mod:`controller.http.metrics_routes`) and jobs (as their submission starts them).
 
 Recording is a plain counter increment or a bucket count (one event loop, so no
 lock), a fraction of a µs; each object is also a prometheus-client ``Collector``
