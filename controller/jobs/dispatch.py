@@ -37,7 +37,6 @@ from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.collector import Collected, Collector, collector_for, host_key
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
-from controller.metrics.instruments import JobMetrics
 from runtime.logs import log_fields
 from runtime.signing import JobSigner
 from runtime.streamwriter import is_no_responders
@@ -52,6 +51,13 @@ log = logging.getLogger("nexec.controller.dispatch")
 RESULT_CONSUMER_HEARTBEAT_S = 1.0
 """Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
 
+
+DROP_REASONS = tuple(
+    [f"{kind} of a host the job was not sent to" for kind in ("ack", "result")]
+    + [f"invalid {kind}" for kind in ("ack", "result")]
+    + ["answer on the reply subject"]
+)
+"""Every reason :attr:`Dispatcher.dropped` counts (each listed from the start, at 0)."""
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
 AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
@@ -70,10 +76,7 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
-        metrics: JobMetrics | None = None,
     ) -> None:
-        """``metrics`` counts each host's outcome and times each job's collection."""
-        self.metrics = metrics or JobMetrics(enabled=False)
         self._subjects = subjects
         self._record_no_replies = record_no_replies
         self._signer = signer
@@ -86,10 +89,12 @@ class Dispatcher:
         self._nc: Client | None = None
         self._listening = False
         self._results: JetStreamContext.PushSubscription | None = None
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
         self.counters = DispatchCounters()
+        """Every host's outcome and each collection's time, counted once ($SRV.STATS
+        and /metrics read them)."""
 
     @property
     def collectors(self) -> Mapping[str, Collector]:
@@ -216,7 +221,6 @@ class Dispatcher:
         def decided(result: asyncio.Future[ExecResult]) -> None:
             if not result.cancelled() and result.exception() is None:
                 self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
-                self.metrics.decided([result.result()])
 
         return decided
 
@@ -306,8 +310,7 @@ class Dispatcher:
         )
         self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
         if published_at is not None:
-            self.metrics.collected(time.perf_counter() - published_at)
-        self.metrics.decided(collected.results)
+            self.counters.job_collected(time.perf_counter() - published_at)
         no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)
