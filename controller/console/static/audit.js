@@ -1,5 +1,4 @@
 // Audit: who did what, newest first (keys with audit:read).
-import { api } from "./api.js";
 import { commandLine, h, when } from "./dom.js";
 
 export const PAGE_SIZE = 50;
@@ -26,7 +25,7 @@ export function render(context, root) {
     const cursor = cursors[cursors.length - 1];
     const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
     try {
-      const page = await api(`/audit?limit=${PAGE_SIZE}${query}`);
+      const page = await context.api(`/audit?limit=${PAGE_SIZE}${query}`);
       body.replaceChildren(...page.records.map(row));
       older.disabled = page.next_cursor === null;
       older.onclick = () => { cursors.push(page.next_cursor); load(); };

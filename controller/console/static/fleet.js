@@ -1,5 +1,4 @@
 // Fleet: the live agents, filtered by name or label, refreshed by itself.
-import { api } from "./api.js";
 import { ago, field, h } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
@@ -36,7 +35,7 @@ export function render(context, root) {
   };
   const load = async () => {
     try {
-      nodes = (await api("/node")).nodes;
+      nodes = (await context.api("/node")).nodes;
       context.clearError();
       show();
     } catch (error) {

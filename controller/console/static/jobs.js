@@ -1,5 +1,4 @@
 // Jobs: the history, newest first, a page at a time.
-import { api } from "./api.js";
 import { commandLine, h, when } from "./dom.js";
 
 export const PAGE_SIZE = 25;
@@ -24,7 +23,7 @@ export function render(context, root) {
     const cursor = cursors[cursors.length - 1];
     const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
     try {
-      const page = await api(`/job?limit=${PAGE_SIZE}${query}`);
+      const page = await context.api(`/job?limit=${PAGE_SIZE}${query}`);
       body.replaceChildren(...page.jobs.map(row));
       older.disabled = page.next_cursor === null;
       older.onclick = () => { cursors.push(page.next_cursor); load(); };

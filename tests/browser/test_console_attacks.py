@@ -1,0 +1,167 @@
+"""The console under attack and under faults (docs/console.md, docs/security.md): a hostile
+agent's output, errors and names stay text; the key leaves the page when it should and
+only then; a broken output stream, a restarted controller, a 401 mid-session and a
+``Retry-After`` never leave a blank page or an unhandled error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from playwright.async_api import Browser, expect
+
+from controller.keys.store import revoke_key
+from tests.browser.console import Console
+from tests.helpers import Controller, LiveAgent, MakeController
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+"""What a hostile agent (or a job's own output) would like the page to run."""
+NO_MARKUP = "document.querySelectorAll('img, [onerror]').length + (window.pwned ? 1 : 0)"
+
+
+async def test_hostile_output_names_and_errors_show_as_text(
+    browser: Browser, controller: Controller, live_agent: LiveAgent
+) -> None:
+    """Markup stays text everywhere; terminal colours (ANSI) are dropped, other control
+    and bidi characters shown as visible marks, never acted on."""
+    await live_agent(controller, "web1")
+    colours_bell_and_bidi = r"printf '\033[31mred\033[0m bell\007 \342\200\256evil\n'"
+    script = f"printf '%s\\n' '{HOSTILE}'; {colours_bell_and_bidi}"
+    shown = await controller.exec("web1", {"command": "sh", "args": ["-c", script]})
+    assert shown.status == 202, shown.body
+    failed = await controller.exec("web1", {"command": HOSTILE, "args": [HOSTILE]})
+    assert failed.status == 202 and failed.body["results"][0]["status"] == "failed"
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await page.goto(f"{controller.url}/ui/#/job/{shown.body['job_id']}")
+    output = page.locator('.panel[data-host="web1"] pre')
+    await expect(output).to_contain_text(HOSTILE)
+    await expect(output).to_contain_text("red bell\u2407 [U+202E]evil")
+    grouped = page.locator("#job-groups pre")
+    await expect(grouped).to_contain_text("red bell\u2407 [U+202E]evil")
+    await page.goto(f"{controller.url}/ui/#/job/{failed.body['job_id']}")
+    await expect(page.locator("#job-summary")).to_contain_text(f"web1 $ '{HOSTILE}' '{HOSTILE}'")
+    await expect(page.locator('.panel[data-host="web1"]')).to_contain_text("<img src=x")
+    await console.view("Jobs")
+    await expect(page.locator("#jobs tbody tr").first).to_contain_text(HOSTILE)
+    await console.view("Audit")
+    await expect(page.locator("#audit tbody tr").first).to_contain_text(HOSTILE)
+    await console.view("Run")
+    await page.get_by_label("Target").fill(HOSTILE)
+    await page.get_by_label("Command").fill(HOSTILE)
+    await page.get_by_label("Command").press("Enter")
+    await expect(page.get_by_role("alert")).to_contain_text("400 ")
+    assert await page.evaluate(NO_MARKUP) == 0
+    assert console.problems == []
+
+
+async def test_a_malformed_job_address_shows_the_apis_answer(
+    browser: Browser, controller: Controller
+) -> None:
+    """``#/job/%`` is no URI component: the page asks for it as it is (a 404), never dies."""
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    await console.page.goto(f"{controller.url}/ui/#/job/%E0%A4%A")
+    await expect(console.page.get_by_role("alert")).to_contain_text("404 not found")
+    assert console.problems == []
+
+
+async def test_a_key_revoked_mid_session_leads_back_to_sign_in(
+    browser: Browser, make_controller: MakeController, live_agent: LiveAgent
+) -> None:
+    """With the API's message; the key and everything read with it leave the page, and the
+    key was never left in the sign-in field meanwhile."""
+    controller = await make_controller(
+        keys={"viewer": (["node:read"], [])}, keys_reload_interval_s=0.1
+    )
+    await live_agent(controller, "web1")
+    console = await Console.open(browser, controller, "?refresh_s=0.2")
+    await console.signed_in(controller.extra_keys["viewer"])
+    page = console.page
+    await expect(page.locator('[data-host="web1"]')).to_be_visible()
+    assert await page.evaluate("document.getElementById('api-key').value") == ""
+    revoke_key(controller.keys_file, "viewer")
+    await expect(page.get_by_role("alert")).to_have_text("401 unauthorized: unknown API key")
+    await expect(page.get_by_label("API key")).to_be_visible()
+    await expect(page.locator('[data-host="web1"]')).to_have_count(0)
+    await expect(page.get_by_role("navigation")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert console.problems == []
+
+
+async def test_live_output_resumes_where_it_broke_when_the_controller_restarts(
+    browser: Browser,
+    make_controller: MakeController,
+    live_agent: LiveAgent,
+    tmp_path: Path,
+) -> None:
+    """The page reads the output again with ``Last-Event-ID``: nothing lost, nothing twice,
+    and the error line goes once the controller answers again."""
+    controller = await make_controller()
+    await live_agent(controller, "web1")
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    script = f"echo first; read line < {go}; echo second; exec sleep 60"
+    started = await controller.request(
+        "POST", "/node/web1/command/exec?wait=false",
+        json={"command": "sh", "args": ["-c", script], "timeout": 90},
+    )  # fmt: skip
+    assert started.status == 202, started.body
+    job_id = started.body["job_id"]
+    console = await Console.open(browser, controller, "?refresh_s=0.2")
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await page.goto(f"{controller.url}/ui/?refresh_s=0.2#/job/{job_id}")
+    output = page.locator('.panel[data-host="web1"] pre')
+    await expect(output).to_have_text("first\n")
+    await controller.crash()
+    await expect(page.get_by_role("alert")).to_contain_text("the controller did not answer")
+    successor = await make_controller(restart_of=controller)
+    await asyncio.to_thread(go.write_text, "go\n")
+    await expect(output).to_have_text("first\nsecond\n")
+    await expect(page.get_by_role("alert")).to_be_hidden()
+    await expect(page.locator("#job-state")).to_have_text("running")
+    assert (await successor.request("POST", f"/job/{job_id}/cancel")).status == 202
+    await expect(page.locator("#job-state")).to_have_text("cancelled")
+    assert console.problems == []
+
+
+async def test_a_refused_sign_in_with_the_kept_key_keeps_it_and_tries_again(
+    browser: Browser, make_controller: MakeController
+) -> None:
+    """A page reloaded while the key is over its rate (or the controller is draining) is
+    not signed out: only a ``401`` forgets the key; after ``Retry-After`` it signs in."""
+    controller = await make_controller(rate_limit_per_s=1, rate_limit_burst=2)
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)  # /whoami, /node: 2 of 2
+    page = console.page
+    await page.reload()
+    await expect(page.get_by_role("alert")).to_contain_text("429 too many requests")
+    assert await page.evaluate("sessionStorage.length") == 1
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Fleet")
+    assert console.problems == []
+
+
+async def test_after_a_429_the_page_waits_its_retry_after(
+    browser: Browser, make_controller: MakeController
+) -> None:
+    """Reading again (a refresh, a poll) before ``Retry-After`` has passed shows the same
+    answer without sending a request that would be refused."""
+    controller = await make_controller(rate_limit_per_s=0.01, rate_limit_burst=3)
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)  # /whoami, then /node: 2 of 3
+    page = console.page
+    refresh = page.get_by_role("button", name="Refresh")
+    await refresh.click()  # 3 of 3
+    await refresh.click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("429 too many requests")
+    sent = [url for url in console.requested if url.endswith("/node")]
+    await page.evaluate("document.getElementById('error').hidden = true")
+    await refresh.click()
+    await expect(alert).to_contain_text("429 too many requests")
+    assert [url for url in console.requested if url.endswith("/node")] == sent
+    assert console.problems == []
