@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
+import msgspec
+from nats.aio.client import Client
 from playwright.async_api import Browser, expect
 
 from controller.keys.store import revoke_key
+from schemas.messages import Heartbeat
+from schemas.subjects import Subjects
 from tests.browser.console import Console
 from tests.helpers import Controller, LiveAgent, MakeController
 
@@ -164,4 +169,33 @@ async def test_after_a_429_the_page_waits_its_retry_after(
     await refresh.click()
     await expect(alert).to_contain_text("429 too many requests")
     assert [url for url in console.requested if url.endswith("/node")] == sent
+    assert console.problems == []
+
+
+async def test_a_hostile_registry_entry_stays_in_its_columns(
+    browser: Browser, controller: Controller, nc: Client
+) -> None:
+    """An agent's version and labels are its own to say (docs/security.md): shown as text,
+    each cell cut at its column (the full text in its title), never drawn over the next
+    column (a long version could otherwise pass for another "last seen")."""
+    labels = {"role": "w" * 63, "rack": "r" * 63, "env": "e" * 63}
+    version = HOSTILE + " \u202e" + "v" * 150 + "   0s ago"  # 256 at most
+    entry = Heartbeat(
+        hostname="evil1", instance_id="i", labels=labels, version=version,
+        started_at=time.time(), sent_at=time.time(), interval_s=60.0,
+    )  # fmt: skip
+    await nc.jetstream().publish(Subjects().registry_entry("evil1"), msgspec.json.encode(entry))
+    await controller.wait_for_agents("evil1")
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    row = console.page.locator('.cols[data-host="evil1"]')
+    await expect(row).to_contain_text(HOSTILE)
+    await expect(row).to_contain_text("[U+202E]")
+    spill: list[str] = await row.evaluate(
+        "(row) => [...row.children].filter((cell) => cell.scrollWidth > cell.clientWidth"
+        " && (getComputedStyle(cell).overflowX !== 'hidden' || cell.title !== cell.textContent))"
+        ".map((cell) => cell.textContent)"
+    )
+    assert spill == []
+    assert await console.page.evaluate(NO_MARKUP) == 0
     assert console.problems == []
