@@ -199,3 +199,22 @@ async def test_a_hostile_registry_entry_stays_in_its_columns(
     assert spill == []
     assert await console.page.evaluate(NO_MARKUP) == 0
     assert console.problems == []
+
+
+async def test_a_hosts_output_is_kept_to_its_last_64_kib_in_the_page(
+    browser: Browser, controller: Controller, live_agent: LiveAgent
+) -> None:
+    """A recorded result holds up to ``output_cap_bytes`` of each stream: the page keeps
+    the last 64 KiB of it (docs/console.md), a very long line included."""
+    await live_agent(controller, "web1")
+    script = "head -c 100000 /dev/zero | tr '\\0' a; echo END"
+    ran = await controller.exec("web1", {"command": "sh", "args": ["-c", script]})
+    assert ran.status == 202, ran.body
+    assert len(ran.body["results"][0]["stdout"]) == 100_004
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    await console.page.goto(f"{controller.url}/ui/#/job/{ran.body['job_id']}")
+    grouped = console.page.locator("#job-groups pre")
+    await expect(grouped).to_contain_text("aEND")
+    assert len(await grouped.text_content() or "") == 64 * 1024
+    assert console.problems == []
