@@ -218,3 +218,27 @@ async def test_a_hosts_output_is_kept_to_its_last_64_kib_in_the_page(
     await expect(grouped).to_contain_text("aEND")
     assert len(await grouped.text_content() or "") == 64 * 1024
     assert console.problems == []
+
+
+async def test_the_keyboard_alone_signs_in_and_reaches_the_named_lists(
+    browser: Browser, controller: Controller, live_agent: LiveAgent
+) -> None:
+    """The key field has the focus on load, Enter signs in and moves the focus to the
+    view's heading (not lost on the hidden form), Tab goes on into the view with a visible
+    ring, and the virtualised lists are lists with a name (not anonymous boxes)."""
+    await live_agent(controller, "web1")
+    console = await Console.open(browser, controller)
+    page = console.page
+    await expect(page.get_by_label("API key")).to_be_focused()
+    await page.keyboard.type(controller.api_key)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("list", name="Live agents")).to_contain_text("web1")
+    await expect(page.get_by_role("heading", name="Fleet")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Filter by name or label")).to_be_focused()
+    ring = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert ring == "solid"
+    ran = await controller.exec("web1", {"command": "/bin/true"})
+    await page.goto(f"{controller.url}/ui/#/job/{ran.body['job_id']}")
+    await expect(page.get_by_role("list", name="Hosts")).to_contain_text("web1")
+    assert console.problems == []

@@ -80,6 +80,17 @@ function route() {
     reads.abort();
     if (stop) stop();
   };
+  focusView(root);
+}
+
+// A new view takes the focus (its first field, or else its heading), so the keyboard
+// and a screen reader go on from there, not from a form or view now gone.
+function focusView(root) {
+  if (root.contains(document.activeElement)) return;
+  const heading = root.querySelector("h1");
+  if (heading === null) return;
+  heading.tabIndex = -1;
+  heading.focus();
 }
 
 function showSignedIn() {
