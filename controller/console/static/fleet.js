@@ -2,7 +2,7 @@
 import { ago, field, h, printable } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
-export const REFRESH_MS = 5000;
+const REFRESH_MS = 5000;
 
 function matches(node, text) {
   if (!text) return true;

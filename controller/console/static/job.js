@@ -4,7 +4,7 @@ import { ApiError, streamEvents } from "./api.js";
 import { commandLine, field, h, when } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
-export const POLL_MS = 2000;
+const POLL_MS = 2000;
 const KEPT_CHARS = 64 * 1024; // of each host's stream, in the page
 const SHOWN_GROUPS = 100;
 const NAMES_PER_GROUP = 30;
@@ -13,6 +13,7 @@ class Hosts {
   constructor() {
     this.byName = new Map();
     this.names = [];
+    this.sorted = true;
   }
 
   host(name) {
@@ -21,7 +22,7 @@ class Hosts {
       host = { hostname: name, stdout: "", stderr: "", result: null };
       this.byName.set(name, host);
       this.names.push(name);
-      this.names.sort();
+      this.sorted = false; // sorted once when drawn, not once per new host
     }
     return host;
   }
@@ -45,6 +46,8 @@ class Hosts {
   }
 
   all() {
+    if (!this.sorted) this.names.sort();
+    this.sorted = true;
     return this.names.map((name) => this.byName.get(name));
   }
 }
