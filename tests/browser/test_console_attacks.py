@@ -225,7 +225,8 @@ async def test_the_keyboard_alone_signs_in_and_reaches_the_named_lists(
 ) -> None:
     """The key field has the focus on load, Enter signs in and moves the focus to the
     view's heading (not lost on the hidden form), Tab goes on into the view with a visible
-    ring, and the virtualised lists are lists with a name (not anonymous boxes)."""
+    ring, and the virtualised lists are lists with a name (not anonymous boxes), in no
+    live region (a screen reader would read out every chunk of output)."""
     await live_agent(controller, "web1")
     console = await Console.open(browser, controller)
     page = console.page
@@ -241,4 +242,7 @@ async def test_the_keyboard_alone_signs_in_and_reaches_the_named_lists(
     ran = await controller.exec("web1", {"command": "/bin/true"})
     await page.goto(f"{controller.url}/ui/#/job/{ran.body['job_id']}")
     await expect(page.get_by_role("list", name="Hosts")).to_contain_text("web1")
+    live = "[aria-live]:not([aria-live=off]), [role=alert], [role=status], [role=log]"
+    chatty = f"[...document.querySelectorAll('{live}')].filter((e) => e.querySelector('.vlist'))"
+    assert await page.evaluate(f"{chatty}.length") == 0  # streaming output is not read aloud
     assert console.problems == []
