@@ -11,14 +11,17 @@ import time
 from pathlib import Path
 
 import msgspec
+import nats
 from nats.aio.client import Client
 from playwright.async_api import Browser, expect
 
+from agentd.agent import Agent
+from agentd.config import AgentConfig
 from controller.keys.store import revoke_key
-from schemas.messages import Heartbeat
+from schemas.messages import ExecJob, ExecResult, Heartbeat, ResultStatus
 from schemas.subjects import Subjects
 from tests.browser.console import Console
-from tests.helpers import Controller, LiveAgent, MakeController
+from tests.helpers import Controller, LiveAgent, MakeController, NatsServer
 
 HOSTILE = '<img src=x onerror="window.pwned=1">'
 """What a hostile agent (or a job's own output) would like the page to run."""
@@ -246,3 +249,57 @@ async def test_the_keyboard_alone_signs_in_and_reaches_the_named_lists(
     chatty = f"[...document.querySelectorAll('{live}')].filter((e) => e.querySelector('.vlist'))"
     assert await page.evaluate(f"{chatty}.length") == 0  # streaming output is not read aloud
     assert console.problems == []
+
+
+class TwoOutcomes:
+    """The fleet simulation's executor (no process): even hosts say one thing, odd
+    hosts another, so the grouped view has two groups of 500."""
+
+    def __init__(self, hostname: str, index: int) -> None:
+        self.hostname, self.index = hostname, index
+
+    async def run(self, job: ExecJob, timeout_s: float, stop: asyncio.Event) -> ExecResult:
+        return ExecResult(
+            job_id=job.job_id, hostname=self.hostname, status=ResultStatus.COMPLETED,
+            stdout=f"parity {self.index % 2}\n", exit_code=self.index % 2,
+        )  # fmt: skip
+
+
+def simulated_agent(nats_server: NatsServer, shared: Client, index: int) -> Agent:
+    hostname = f"h{index:04d}"
+    config = AgentConfig(
+        nats_url=nats_server.url, hostname=hostname, labels={"big": "yes"},
+        heartbeat_interval_s=60,
+    )  # fmt: skip
+    return Agent(config, TwoOutcomes(hostname, index), connection=shared)
+
+
+async def test_a_job_on_1000_hosts_draws_every_host_without_error(
+    browser: Browser, controller: Controller, nats_server: NatsServer
+) -> None:
+    """Not timed (``make bench`` measures it): every host answered, two groups, only the
+    rows in view in the page, the last host reached by scrolling, no error."""
+    count = 1000
+    shared = await nats.connect(nats_server.url)
+    agents = [simulated_agent(nats_server, shared, index) for index in range(count)]
+    try:
+        for start in range(0, count, 200):
+            await asyncio.gather(*(agent.start() for agent in agents[start : start + 200]))
+        await controller.wait_for_agents(*(agent.config.hostname for agent in agents))
+        ran = await controller.exec("big:yes", {"command": "/bin/true", "timeout": 60})
+        assert ran.status == 202 and len(ran.body["results"]) == count
+        console = await Console.open(browser, controller)
+        await console.signed_in(controller.api_key)
+        page = console.page
+        await page.goto(f"{controller.url}/ui/#/job/{ran.body['job_id']}")
+        await expect(page.locator("#job-counts")).to_have_text("1000 of 1000 hosts answered")
+        await expect(page.locator("#job-groups .group")).to_have_count(2)
+        await expect(page.locator("#job-groups .group").first).to_contain_text("500 hosts")
+        assert await page.locator(".panel").count() < 30
+        await page.locator(".vlist").evaluate("(list) => { list.scrollTop = 1e9; }")
+        await expect(page.locator('.panel[data-host="h0999"]')).to_contain_text("parity 1")
+        assert console.problems == []
+    finally:
+        for start in range(0, count, 500):
+            await asyncio.gather(*(agent.stop() for agent in agents[start : start + 500]))
+        await shared.drain()
