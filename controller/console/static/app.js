@@ -1,11 +1,11 @@
 // The console's shell: sign in and out, the views, the error line.
 import { api, ApiError, forgetKey, storedKey, storeKey } from "./api.js";
 import * as audit from "./audit.js";
+import { printable } from "./dom.js";
 import * as fleet from "./fleet.js";
 import * as job from "./job.js";
 import * as jobs from "./jobs.js";
 import * as run from "./run.js";
-import { printable } from "./dom.js";
 
 const VIEWS = { fleet, run, jobs, job, audit };
 const SIGN_IN_RETRY_MS = 5000;
@@ -143,8 +143,8 @@ async function resume(key) {
     return;
   }
   $("sign-in").hidden = false;
-  const waitMs = refused.retryAfterS === null ? SIGN_IN_RETRY_MS : refused.retryAfterS * 1000;
-  retry = setTimeout(() => resume(key), Math.max(waitMs, 100));
+  const waitMs = refused.retryAfterS > 0 ? refused.retryAfterS * 1000 : SIGN_IN_RETRY_MS;
+  retry = setTimeout(() => resume(key), waitMs);
 }
 
 $("sign-in").addEventListener("submit", async (event) => {
