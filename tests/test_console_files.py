@@ -85,6 +85,9 @@ def test_no_inline_script_or_style_and_nothing_from_another_origin() -> None:
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), entry.name
         assert "innerHTML" not in text and "eval(" not in text, entry.name
         assert "localStorage" not in text and "document.cookie" not in text, entry.name
+        assert not re.search(r"\bconsole\.\w+\(", text), entry.name  # no log holds a key
+        keyed = entry.name.endswith(".js") and "sessionStorage" in text
+        assert not keyed or entry.name == "api.js", entry.name  # the key in one module
 
 
 @pytest.mark.parametrize(
