@@ -18,7 +18,7 @@ from playwright.async_api import Browser, expect
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.keys.store import revoke_key
-from schemas.messages import ExecJob, ExecResult, Heartbeat, ResultStatus
+from schemas.messages import ExecJob, ExecResult, Heartbeat, OutputChunk, ResultStatus
 from schemas.subjects import Subjects
 from tests.browser.console import Console
 from tests.helpers import Controller, LiveAgent, MakeController, NatsServer
@@ -303,3 +303,34 @@ async def test_a_job_on_1000_hosts_draws_every_host_without_error(
         for start in range(0, count, 500):
             await asyncio.gather(*(agent.stop() for agent in agents[start : start + 500]))
         await shared.drain()
+
+
+async def test_a_forged_stream_name_cannot_rewrite_a_hosts_panel(
+    browser: Browser, controller: Controller, live_agent: LiveAgent, nc: Client
+) -> None:
+    """An output chunk's ``stream`` is the agent's to say: only ``stdout`` and ``stderr``
+    are drawn; ``result``, ``hostname`` or ``outcome`` would have marked the host
+    answered, renamed its panel or moved it to another group."""
+    await live_agent(controller, "web1")
+    started = await controller.request(
+        "POST", "/node/web1/command/exec?wait=false",
+        json={"command": "sh", "args": ["-c", "echo first; exec sleep 60"], "timeout": 90},
+    )  # fmt: skip
+    job_id = started.body["job_id"]
+    console = await Console.open(browser, controller)
+    await console.signed_in(controller.api_key)
+    page = console.page
+    await page.goto(f"{controller.url}/ui/#/job/{job_id}")
+    panel = page.locator('.panel[data-host="web1"]')
+    await expect(panel).to_contain_text("first")
+    for index, stream in enumerate(["result", "hostname", "outcome", "stdout"]):
+        chunk = {"job_id": job_id, "hostname": "web1", "stream": stream, "offset": index}
+        forged = OutputChunk(**chunk, data=" db1 forged" if stream != "stdout" else "marker")
+        subject = Subjects().output_record(job_id, "web1")
+        await nc.jetstream().publish(subject, msgspec.json.encode(forged))
+    await expect(panel).to_contain_text("marker")
+    await expect(page.locator("#job-counts")).to_have_text("0 of 1 hosts answered")
+    await expect(panel.locator(".panel-head")).to_have_text("web1running")
+    assert await page.evaluate("document.body.textContent.includes('forged')") is False
+    assert (await controller.request("POST", f"/job/{job_id}/cancel")).status == 202
+    assert console.problems == []

@@ -31,7 +31,10 @@ class Hosts {
     for (const name of names || []) this.host(name);
   }
 
+  // A chunk's stream name comes from the agent: only these two are drawn (any other
+  // name would write another field of the host: its result, its name, its group).
   chunk(data) {
+    if (data.stream !== "stdout" && data.stream !== "stderr") return;
     const host = this.host(data.hostname);
     if (host.result === null) host[data.stream] = (host[data.stream] + data.data).slice(-KEPT_CHARS);
   }
