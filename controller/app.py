@@ -41,7 +41,7 @@ from controller.appkeys import (
 from controller.config import ControllerConfig
 from controller.fleet_pause import FleetPauseState
 from controller.http.audit_routes import audit_routes
-from controller.http.console_routes import console_routes
+from controller.http.console_routes import console_headers, console_routes
 from controller.http.fleet_routes import fleet_routes
 from controller.http.job_routes import job_routes
 from controller.http.key_routes import key_routes
@@ -149,6 +149,7 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[OPERATIONS] = API
     app[OPENAPI_DOCUMENT] = openapi_document(API)
     API.add_to(app)
+    app.on_response_prepare.append(console_headers)
     app.cleanup_ctx.append(keys_context)
     app[STATE_KEEPER] = keep_state(app, js)
     app.cleanup_ctx.append(nats_context)

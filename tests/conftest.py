@@ -164,7 +164,9 @@ def live_agent_process(spawn_agent: SpawnAgent) -> LiveAgentProcess:
 @pytest.fixture
 async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[MakeController]:
     """Start controllers on 127.0.0.1:<free port>, waiting until NATS is connected
-    (unless ``wait_for_nats=False``). ``keys`` adds named keys: name -> (perms, targets)."""
+    (unless ``wait_for_nats=False``). ``keys`` adds named keys: name -> (perms, targets).
+    ``restart_of`` (a controller closed before) starts its successor on the same port
+    with the same keys file and keys, as a restarted process would be."""
     runners: list[web.AppRunner] = []
     sessions: list[aiohttp.ClientSession] = []
 
@@ -173,14 +175,23 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
         nats_url: str | None = None,
         wait_for_nats: bool = True,
         keys: dict[str, tuple[list[str], list[str]]] | None = None,
+        restart_of: Controller | None = None,
         **settings: Any,
     ) -> Controller:
-        keys_file = tmp_path / f"keys-{len(runners)}-{uuid.uuid4().hex}.json"
-        api_key = create_key(keys_file, name="admin", permissions=sorted(PERMISSIONS), targets=[])
-        extra_keys = {
-            name: create_key(keys_file, name=name, permissions=perms, targets=targets)
-            for name, (perms, targets) in (keys or {}).items()
-        }
+        if restart_of is None:
+            port = 0
+            keys_file = tmp_path / f"keys-{len(runners)}-{uuid.uuid4().hex}.json"
+            api_key = create_key(
+                keys_file, name="admin", permissions=sorted(PERMISSIONS), targets=[]
+            )
+            extra_keys = {
+                name: create_key(keys_file, name=name, permissions=perms, targets=targets)
+                for name, (perms, targets) in (keys or {}).items()
+            }
+        else:
+            port = int(restart_of.url.rpartition(":")[2])
+            keys_file, api_key = restart_of.keys_file, restart_of.api_key
+            extra_keys = restart_of.extra_keys
         settings.setdefault("metrics_cache_s", 0.0)  # each scrape sees the requests before it
         config = ControllerConfig(
             nats_url=nats_url or nats_server.url,
@@ -192,7 +203,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
         runner = make_runner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         port = runner.addresses[0][1]
         if wait_for_nats:

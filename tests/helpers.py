@@ -66,6 +66,15 @@ class Controller:
         """Stop this controller as a restart or a crash of its process would."""
         await self.runner.cleanup()
 
+    async def crash(self) -> None:
+        """Stop this controller as a crash of its process would, open streams included:
+        every connection is cut at once (``close`` would wait for a stream to end)."""
+        server = self.runner.server
+        for handler in server.connections if server is not None else []:
+            if handler.transport is not None:
+                handler.transport.abort()
+        await self.runner.cleanup()
+
     @property
     def registry(self) -> Registry:
         return self.app[REGISTRY]
@@ -118,7 +127,8 @@ LiveAgentProcess = Callable[..., Awaitable[ManagedProcess]]
 """``await live_agent_process(controller, "web1", *extra_args)``: spawned and listed."""
 
 MakeController = Callable[..., Awaitable[Controller]]
-"""``await make_controller(nats_url=None, wait_for_nats=True, keys=None, **settings)``"""
+"""``await make_controller(nats_url=None, wait_for_nats=True, keys=None, restart_of=None,
+**settings)``"""
 
 
 async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from importlib import resources
 import aiohttp
 import pytest
 
+from controller.console.assets import SECURITY_HEADERS
 from tests.helpers import Controller
 
 STATIC = resources.files("controller.console").joinpath("static")
@@ -84,3 +85,77 @@ def test_no_inline_script_or_style_and_nothing_from_another_origin() -> None:
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), entry.name
         assert "innerHTML" not in text and "eval(" not in text, entry.name
         assert "localStorage" not in text and "document.cookie" not in text, entry.name
+        assert not re.search(r"\bconsole\.\w+\(", text), entry.name  # no log holds a key
+        keyed = entry.name.endswith(".js") and "sessionStorage" in text
+        assert not keyed or entry.name == "api.js", entry.name  # the key in one module
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/ui/nope.js"), ("GET", "/ui/a/b"), ("GET", "/ui"), ("POST", "/ui/"),
+     ("GET", "/ui/%3Cimg%20src=x%3E")],
+)  # fmt: skip
+async def test_every_answer_under_ui_has_the_security_headers(
+    controller: Controller, method: str, path: str
+) -> None:
+    """A 404 or 405 under /ui/ is a page of the console's origin too: the same policy."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, controller.url + path, allow_redirects=False) as response,
+    ):
+        assert response.status >= 400, path
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (path, name)
+        assert response.headers["Content-Type"].startswith("application/json")
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2.x relative luminance of ``#rgb`` or ``#rrggbb``."""
+    digits = colour.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: str, other: str) -> float:
+    light, dark = sorted((relative_luminance(one), relative_luminance(other)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def stylesheet_colour(css: str, value: str) -> str:
+    """``#hex`` as it is, ``var(--name)`` resolved from the style sheet's ``:root``."""
+    found = re.fullmatch(r"var\((--[\w-]+)\)", value)
+    if found is None:
+        return value
+    declared = re.search(rf"{found[1]}:\s*(#[0-9a-fA-F]+)", css)
+    assert declared is not None, f"{found[1]} is not declared"
+    return declared[1]
+
+
+def test_the_stylesheets_colours_are_readable() -> None:
+    """WCAG AA: 4.5:1 for text on the backgrounds it is drawn on, 3:1 for the focus
+    ring against what surrounds it (SC 1.4.11: the focused element must be seen)."""
+    css = STATIC.joinpath("console.css").read_text()
+    colour = {name: stylesheet_colour(css, f"var(--{name})") for name in
+              ("fg", "muted", "bg", "panel", "accent", "bad", "ok", "warn")}  # fmt: skip
+    text_on = {
+        "bg": ["fg", "muted", "accent", "bad", "ok", "warn"],
+        "panel": ["fg", "muted", "accent", "bad", "ok", "warn"],
+        "accent": ["bg"],
+    }
+    for background, texts in text_on.items():
+        for text in texts:
+            ratio = contrast(colour[text], colour[background])
+            assert ratio >= 4.5, (text, background, ratio)
+    alert = re.search(r"\.error \{ background: (#\w+); color: var\(--bad\)", css)
+    assert alert is not None and contrast(alert[1], colour["bad"]) >= 4.5
+    rings = re.findall(r"([^}]*focus-visible[^{]*)\{ outline: \d+px solid ([^;]+);", css)
+    assert rings
+    for selectors, ring in rings:
+        for selector in selectors.split(","):
+            around = ["accent"] if selector.strip().startswith(".bar") else ["bg", "panel"]
+            for background in around:
+                ratio = contrast(stylesheet_colour(css, ring), colour[background])
+                assert ratio >= 3, (selector.strip(), ring, background, ratio)

@@ -25,13 +25,20 @@ ASSET_CONTENT = {
 
 
 def asset_response(name: str) -> web.Response:
-    """The file ``name`` with the console's security headers. Raises: NotFound."""
+    """The file ``name`` (its security headers come from :func:`console_headers`).
+    Raises: NotFound."""
     asset = ASSETS.get(name)
     if asset is None:
         raise NotFound(f"the console has no file {name!r}")
-    response = web.Response(body=asset.body, headers=SECURITY_HEADERS)
-    response.headers["Content-Type"] = asset.content_type
-    return response
+    return web.Response(body=asset.body, headers={"Content-Type": asset.content_type})
+
+
+async def console_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """The console's security headers on every answer under ``/ui`` (an app's
+    ``on_response_prepare``): its files, and its 404s and 405s as well, which are
+    pages of the console's origin too."""
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        response.headers.update(SECURITY_HEADERS)
 
 
 @console_routes.route(

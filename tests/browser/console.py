@@ -8,7 +8,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Page, Request, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    expect,
+)
 
 from tests.helpers import Controller
 
@@ -24,6 +31,9 @@ CHROMIUM_FLAGS = (
 """Debian's Chromium as root, offline: without the background-networking flags it tries
 to reach the internet, is refused, and is slow."""
 VIEWPORT = {"width": 1280, "height": 800}
+LOAD_FAILED = "Failed to load resource"
+"""Chromium's console line for every answer >= 400 and every refused connection: the
+page shows those itself (tests check what it shows)."""
 
 
 def chromium_path() -> str | None:
@@ -48,6 +58,9 @@ class Console:
     context: BrowserContext
     page: Page
     requested: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Uncaught errors and unhandled rejections of the page, and its console errors
+    (but Chromium's own line for each failed or refused request)."""
 
     @classmethod
     async def open(cls, browser: Browser, controller: Controller, query: str = "") -> Console:
@@ -59,7 +72,13 @@ class Console:
         def record(request: Request) -> None:
             console.requested.append(request.url)
 
+        def problem(message: ConsoleMessage) -> None:
+            if message.type == "error" and not message.text.startswith(LOAD_FAILED):
+                console.problems.append(message.text)
+
         page.on("request", record)
+        page.on("pageerror", lambda error: console.problems.append(repr(error)))
+        page.on("console", problem)
         await page.goto(controller.url + "/ui/" + query)
         return console
 

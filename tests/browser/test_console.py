@@ -50,6 +50,7 @@ async def test_sign_in_shows_every_agent_and_the_key_stays_in_the_tab(
     await expect(page.get_by_label("API key")).to_be_visible()
     await expect(page.get_by_role("navigation")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
+    assert console.problems == []
 
 
 async def test_the_fleet_refreshes_by_itself(
@@ -63,6 +64,7 @@ async def test_the_fleet_refreshes_by_itself(
     await live_agent(controller, "web2")
     await expect(page.get_by_text("2 of 2 live agents")).to_be_visible()
     await expect(page.locator('[data-host="web2"]')).to_be_visible()
+    assert console.problems == []
 
 
 async def test_run_on_all_shows_each_hosts_output_and_the_grouped_view(
@@ -96,6 +98,7 @@ async def test_run_on_all_shows_each_hosts_output_and_the_grouped_view(
     await console.screenshot(screenshots, "job")
     assert await console.unlabelled_fields() == []
     assert all(controller.api_key not in url for url in console.requested)
+    assert console.problems == []
 
 
 async def test_a_job_started_elsewhere_shows_live_and_is_cancelled_from_the_page(
@@ -124,6 +127,7 @@ async def test_a_job_started_elsewhere_shows_live_and_is_cancelled_from_the_page
     await expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
     record = await controller.request("GET", f"/job/{job_id}")
     assert record.body["state"] == "cancelled"
+    assert console.problems == []
 
 
 async def test_a_key_without_command_exec_sees_no_run_form(
@@ -153,6 +157,7 @@ async def test_a_key_without_command_exec_sees_no_run_form(
     cancelled = await controller.request("POST", f"/job/{job_id}/cancel")
     assert cancelled.status == 202, cancelled.body
     await expect(page.locator("#job-state")).to_have_text("cancelled")
+    assert console.problems == []
 
 
 async def test_the_history_pages_newest_first(
@@ -176,6 +181,7 @@ async def test_the_history_pages_newest_first(
     await expect(page.get_by_role("button", name="Older")).to_be_disabled()
     await page.get_by_role("button", name="Newer").click()
     await expect(rows).to_have_count(25)
+    assert console.problems == []
 
 
 async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
@@ -191,6 +197,7 @@ async def test_a_wrong_key_gets_the_apis_message_and_is_not_kept(
     await expect(console.page.get_by_label("API key")).to_be_visible()
     assert await console.page.evaluate("sessionStorage.length") == 0
     assert not any(re.search("not-a-key", url) for url in console.requested)
+    assert console.problems == []
 
 
 async def test_a_refusal_is_shown_as_the_apis_message(
@@ -221,6 +228,7 @@ async def test_a_refusal_is_shown_as_the_apis_message(
     await page.get_by_label("Command").press("Enter")
     await expect(page.get_by_role("alert")).to_be_hidden()
     await expect(page.locator("#run-hosts")).to_have_text("Resolves to 1 host: web1")
+    assert console.problems == []
 
 
 async def test_a_rollout_shows_its_progress(
@@ -245,6 +253,7 @@ async def test_a_rollout_shows_its_progress(
         "Rollout (1 at a time, at most 0 failures): 3 finished, 0 running, 0 pending, "
         "0 failed, 0 skipped"
     )
+    assert console.problems == []
 
 
 async def test_over_the_rate_the_page_shows_the_apis_429(
@@ -261,3 +270,4 @@ async def test_over_the_rate_the_page_shows_the_apis_429(
         "429 too many requests: key 'admin' is over its request rate; retry after"
     )
     await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    assert console.problems == []

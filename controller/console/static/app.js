@@ -1,19 +1,22 @@
 // The console's shell: sign in and out, the views, the error line.
 import { api, ApiError, forgetKey, storedKey, storeKey } from "./api.js";
 import * as audit from "./audit.js";
+import { printable } from "./dom.js";
 import * as fleet from "./fleet.js";
 import * as job from "./job.js";
 import * as jobs from "./jobs.js";
 import * as run from "./run.js";
 
 const VIEWS = { fleet, run, jobs, job, audit };
+const SIGN_IN_RETRY_MS = 5000;
 const $ = (id) => document.getElementById(id);
 let whoami = null;
 let cleanup = null;
+let retry = null; // the timer of a sign-in with the kept key, tried again
 
 function showError(error) {
   if (error && error.name === "AbortError") return;
-  $("error").textContent = error instanceof ApiError ? error.message : String(error);
+  $("error").textContent = printable(error instanceof ApiError ? error.message : String(error));
   $("error").hidden = false;
   if (error instanceof ApiError && error.status === 401 && whoami !== null) signOut(false);
 }
@@ -38,11 +41,20 @@ function allowedViews() {
     .map((link) => link.dataset.view);
 }
 
+// A part of the page's address as it was meant ("%" alone is no encoding: kept as it is).
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function route() {
   if (cleanup) cleanup();
   cleanup = null;
   if (whoami === null) return;
-  const [name, ...params] = location.hash.replace(/^#\/?/, "").split("/");
+  const [name, ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decoded);
   const allowed = allowedViews();
   const view = name === "job" && can("job:read") ? "job" : allowed.includes(name) ? name : null;
   if (view === null) {
@@ -57,8 +69,28 @@ function route() {
   }
   const root = $("view");
   root.replaceChildren();
-  const context = { can, showError, clearError, refreshMs, whoami };
-  cleanup = VIEWS[view].render(context, root, params.map(decodeURIComponent)) || null;
+  // Every request of the view ends with it (another view, sign out): nothing read with
+  // the key is drawn once the view is gone.
+  const reads = new AbortController();
+  const signal = reads.signal;
+  const viewApi = (path, options = {}) => api(path, { ...options, signal });
+  const context = { api: viewApi, signal, can, showError, clearError, refreshMs, whoami };
+  const stop = VIEWS[view].render(context, root, params);
+  cleanup = () => {
+    reads.abort();
+    if (stop) stop();
+  };
+  focusView(root);
+}
+
+// A new view takes the focus (its first field, or else its heading), so the keyboard
+// and a screen reader go on from there, not from a form or view now gone.
+function focusView(root) {
+  if (root.contains(document.activeElement)) return;
+  const heading = root.querySelector("h1");
+  if (heading === null) return;
+  heading.tabIndex = -1;
+  heading.focus();
 }
 
 function showSignedIn() {
@@ -71,6 +103,7 @@ function showSignedIn() {
 
 function signOut(clearMessage = true) {
   forgetKey();
+  clearTimeout(retry);
   whoami = null;
   if (cleanup) cleanup();
   cleanup = null;
@@ -84,22 +117,40 @@ function signOut(clearMessage = true) {
   $("api-key").focus();
 }
 
+// Returns the refusal (an ApiError), or null once signed in.
 async function signIn(key) {
   clearError();
+  clearTimeout(retry);
   try {
     whoami = await api("/whoami", { key });
   } catch (error) {
     showError(error);
-    return false;
+    return error;
   }
   storeKey(key);
+  $("api-key").value = "";
   showSignedIn();
-  return true;
+  return null;
+}
+
+// The key kept in this tab (a reload): only a 401 forgets it; any other refusal (429,
+// 503, no answer) is shown and the sign-in tried again, after Retry-After if given.
+async function resume(key) {
+  const refused = await signIn(key);
+  if (refused === null) return;
+  if (refused.status === 401) {
+    signOut(false);
+    return;
+  }
+  $("sign-in").hidden = false;
+  const waitMs = refused.retryAfterS > 0 ? refused.retryAfterS * 1000 : SIGN_IN_RETRY_MS;
+  retry = setTimeout(() => resume(key), waitMs);
 }
 
 $("sign-in").addEventListener("submit", async (event) => {
   event.preventDefault();
-  await signIn($("api-key").value.trim());
+  const key = $("api-key").value.trim();
+  if ((await signIn(key)) !== null) forgetKey();
 });
 $("sign-out").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", () => {
@@ -109,7 +160,7 @@ window.addEventListener("hashchange", () => {
 
 const key = storedKey();
 if (key) {
-  signIn(key).then((ok) => ok || signOut(false));
+  resume(key);
 } else {
   signOut();
 }

@@ -1,8 +1,13 @@
 // Audit: who did what, newest first (keys with audit:read).
-import { api } from "./api.js";
 import { commandLine, h, when } from "./dom.js";
+import { pagedTable } from "./pages.js";
 
-export const PAGE_SIZE = 50;
+const PAGE_SIZE = 50;
+const COLUMNS = ["Time", "Key", "Request", "Status", "Outcome", "Target", "Command", "Job"];
+
+function jobLink(jobId) {
+  return jobId ? h("a", { href: `#/job/${encodeURIComponent(jobId)}` }, jobId.slice(0, 8)) : "";
+}
 
 function row(record) {
   const what = record.command ? commandLine(record.command, record.args) : "";
@@ -14,32 +19,11 @@ function row(record) {
     h("td", {}, record.outcome),
     h("td", { class: "mono" }, record.target),
     h("td", { class: "mono" }, what),
-    h("td", {}, record.job_id ? h("a", { href: `#/job/${record.job_id}` }, record.job_id.slice(0, 8)) : ""));
+    h("td", {}, jobLink(record.job_id)));
 }
 
 export function render(context, root) {
-  const body = h("tbody");
-  const cursors = [null];
-  const newer = h("button", { type: "button", class: "secondary" }, "Newer");
-  const older = h("button", { type: "button", class: "secondary" }, "Older");
-  const load = async () => {
-    const cursor = cursors[cursors.length - 1];
-    const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
-    try {
-      const page = await api(`/audit?limit=${PAGE_SIZE}${query}`);
-      body.replaceChildren(...page.records.map(row));
-      older.disabled = page.next_cursor === null;
-      older.onclick = () => { cursors.push(page.next_cursor); load(); };
-      newer.disabled = cursors.length === 1;
-    } catch (error) {
-      context.showError(error);
-    }
-  };
-  newer.onclick = () => { cursors.pop(); load(); };
-  const columns = ["Time", "Key", "Request", "Status", "Outcome", "Target", "Command", "Job"];
-  const head = h("tr", {}, ...columns.map((t) => h("th", { scope: "col" }, t)));
-  root.append(h("h1", {}, "Audit"), h("table", { id: "audit" }, h("thead", {}, head), body),
-    h("div", { class: "row" }, newer, older));
-  load();
+  const table = pagedTable(context, { id: "audit", columns: COLUMNS, path: "/audit", pageSize: PAGE_SIZE, items: "records", row });
+  root.append(h("h1", {}, "Audit"), ...table);
   return null;
 }

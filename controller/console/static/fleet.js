@@ -1,9 +1,8 @@
 // Fleet: the live agents, filtered by name or label, refreshed by itself.
-import { api } from "./api.js";
-import { ago, field, h } from "./dom.js";
+import { ago, field, h, printable } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
-export const REFRESH_MS = 5000;
+const REFRESH_MS = 5000;
 
 function matches(node, text) {
   if (!text) return true;
@@ -11,15 +10,20 @@ function matches(node, text) {
   return [node.hostname, ...labels].some((word) => word.includes(text));
 }
 
+// One column of a row: cut at its width (the style sheet), the whole text in its title.
+function cell(text, attrs = {}) {
+  return h("span", { ...attrs, title: printable(text) }, text);
+}
+
 function row(node) {
   const labels = Object.entries(node.labels).map(([key, value]) => `${key}:${value}`);
   return h("div", { class: "cols", "data-host": node.hostname },
-    h("span", { class: "mono" }, node.hostname),
-    h("span", {}, labels.join(", ") || "—"),
-    h("span", {}, node.version),
-    h("span", {}, ago(node.last_seen)),
-    h("span", {}, node.jobs_running),
-    h("span", {}, node.load_avg.map((load) => load.toFixed(2)).join(" ")));
+    cell(node.hostname, { class: "mono" }),
+    cell(labels.join(", ") || "—"),
+    cell(node.version),
+    cell(ago(node.last_seen)),
+    cell(node.jobs_running),
+    cell(node.load_avg.map((load) => load.toFixed(2)).join(" ")));
 }
 
 export function render(context, root) {
@@ -36,7 +40,7 @@ export function render(context, root) {
   };
   const load = async () => {
     try {
-      nodes = (await api("/node")).nodes;
+      nodes = (await context.api("/node")).nodes;
       context.clearError();
       show();
     } catch (error) {

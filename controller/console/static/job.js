@@ -1,10 +1,10 @@
 // One job: every host's result and live output (one panel per host, virtualised), the
 // grouped view (identical output and exit code shown once), search, cancel, rollout.
-import { api, streamEvents } from "./api.js";
+import { ApiError, streamEvents } from "./api.js";
 import { commandLine, field, h, when } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
-export const POLL_MS = 2000;
+const POLL_MS = 2000;
 const KEPT_CHARS = 64 * 1024; // of each host's stream, in the page
 const SHOWN_GROUPS = 100;
 const NAMES_PER_GROUP = 30;
@@ -13,6 +13,7 @@ class Hosts {
   constructor() {
     this.byName = new Map();
     this.names = [];
+    this.sorted = true;
   }
 
   host(name) {
@@ -21,7 +22,7 @@ class Hosts {
       host = { hostname: name, stdout: "", stderr: "", result: null };
       this.byName.set(name, host);
       this.names.push(name);
-      this.names.sort();
+      this.sorted = false; // sorted once when drawn, not once per new host
     }
     return host;
   }
@@ -30,7 +31,10 @@ class Hosts {
     for (const name of names || []) this.host(name);
   }
 
+  // A chunk's stream name comes from the agent: only these two are drawn (any other
+  // name would write another field of the host: its result, its name, its group).
   chunk(data) {
+    if (data.stream !== "stdout" && data.stream !== "stderr") return;
     const host = this.host(data.hostname);
     if (host.result === null) host[data.stream] = (host[data.stream] + data.data).slice(-KEPT_CHARS);
   }
@@ -38,11 +42,15 @@ class Hosts {
   result(result) {
     const host = this.host(result.hostname);
     host.result = result;
-    host.stdout = result.stdout;
-    host.stderr = result.stderr;
+    host.stdout = result.stdout.slice(-KEPT_CHARS);
+    host.stderr = result.stderr.slice(-KEPT_CHARS);
+    // What the grouped view compares, made once per result, not once per frame.
+    host.outcome = JSON.stringify([result.status, result.exit_code, host.stdout, host.stderr]);
   }
 
   all() {
+    if (!this.sorted) this.names.sort();
+    this.sorted = true;
     return this.names.map((name) => this.byName.get(name));
   }
 }
@@ -77,9 +85,8 @@ function groupsOf(hosts) {
   const groups = new Map();
   for (const host of hosts) {
     if (!host.result) continue;
-    const key = JSON.stringify([host.result.status, host.result.exit_code, host.stdout, host.stderr]);
-    if (!groups.has(key)) groups.set(key, { sample: host, names: [] });
-    groups.get(key).names.push(host.hostname);
+    if (!groups.has(host.outcome)) groups.set(host.outcome, { sample: host, names: [] });
+    groups.get(host.outcome).names.push(host.hostname);
   }
   return [...groups.values()].sort((a, b) => b.names.length - a.names.length);
 }
@@ -118,14 +125,22 @@ function matching(hosts, text) {
   return hosts.filter((host) => host.stdout.includes(text) || host.stderr.includes(text));
 }
 
+// A stream that broke or was refused for a while (no answer, 429, 5xx) is read again;
+// a 4xx (the job is gone, the key may no longer see it) or a garbled line is final.
+function worthRetrying(error) {
+  return error instanceof ApiError && (error.status === 0 || error.status === 429 || error.status >= 500);
+}
+
 // The view of one job: its parts, what it has read so far, and how it reads more.
 class JobPage {
   constructor(context, jobId) {
     this.context = context;
     this.path = `/job/${encodeURIComponent(jobId)}`;
     this.hosts = new Hosts();
-    this.abort = new AbortController();
     this.state = null;
+    this.lastEventId = null; // of the output stream: where to resume it
+    this.ended = false; // the stream said "end"
+    this.readFailed = false; // the error line shows a failed read of this job
     this.timer = null;
     this.frame = false;
     this.searchText = "";
@@ -166,9 +181,16 @@ class JobPage {
     this.redraw();
   }
 
+  failed(error) {
+    this.readFailed = true;
+    this.context.showError(error);
+  }
+
   async refresh() {
     try {
-      const job = await api(this.path, { signal: this.abort.signal });
+      const job = await this.context.api(this.path);
+      if (this.readFailed) this.context.clearError();
+      this.readFailed = false;
       this.state = job.state;
       this.head.replaceChildren(...summary(job));
       this.hosts.expect(job.expected_hosts);
@@ -177,28 +199,59 @@ class JobPage {
       if (job.state !== "running") this.stopPolling();
       this.redraw();
     } catch (error) {
-      this.context.showError(error);
+      this.failed(error);
     }
   }
 
+  onEvent(event) {
+    if (event.id !== null && event.id !== undefined) this.lastEventId = event.id;
+    if (event.event === "output") this.hosts.chunk(event.data);
+    else if (event.event === "result") this.hosts.result(event.data);
+    else if (event.event === "end") this.ended = true;
+    this.redraw();
+  }
+
+  // The live output, read again after Last-Event-ID when it breaks (the controller
+  // restarted, the network failed) for as long as the job runs: nothing lost or doubled.
   async follow() {
-    const onEvent = (event) => {
-      if (event.event === "output") this.hosts.chunk(event.data);
-      else if (event.event === "result") this.hosts.result(event.data);
-      else if (event.event === "end") this.refresh();
-      this.redraw();
-    };
-    try {
-      await streamEvents(`${this.path}/output`, onEvent, this.abort.signal);
-    } catch (error) {
-      this.context.showError(error);
+    const options = { signal: this.context.signal };
+    while (!this.ended && this.state === "running" && !options.signal.aborted) {
+      let waitS = null;
+      try {
+        options.lastEventId = this.lastEventId;
+        await streamEvents(`${this.path}/output`, (event) => this.onEvent(event), options);
+      } catch (error) {
+        if (error.name === "AbortError") return;
+        this.failed(error);
+        if (!worthRetrying(error)) return;
+        waitS = error.retryAfterS;
+      }
+      if (this.ended) this.refresh();
+      else await this.pause(waitS);
     }
+  }
+
+  // One poll interval (or Retry-After), ended early when the view is.
+  pause(retryAfterS) {
+    const signal = this.context.signal;
+    const waitMs = Math.max(this.context.refreshMs(POLL_MS), (retryAfterS ?? 0) * 1000);
+    return new Promise((resolve) => {
+      const aborted = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener("abort", aborted);
+        resolve();
+      }, waitMs);
+      signal.addEventListener("abort", aborted, { once: true });
+    });
   }
 
   async cancelJob() {
     this.cancel.disabled = true;
     try {
-      await api(`${this.path}/cancel`, { method: "POST" });
+      await this.context.api(`${this.path}/cancel`, { method: "POST" });
     } catch (error) {
       this.context.showError(error);
     }
@@ -219,7 +272,6 @@ class JobPage {
   }
 
   stop() {
-    this.abort.abort();
     this.stopPolling();
   }
 }

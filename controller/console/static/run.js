@@ -1,5 +1,4 @@
 // Run: a command on a target, after a dry run has shown the hosts it resolves to.
-import { api } from "./api.js";
 import { field, h } from "./dom.js";
 
 const SHOWN_HOSTS = 50;
@@ -76,7 +75,7 @@ function formOf(context) {
 // Send the request for real, then open the job's view.
 async function start(context, path, body) {
   try {
-    const started = await api(`${path}?wait=false`, { method: "POST", body });
+    const started = await context.api(`${path}?wait=false`, { method: "POST", body });
     location.hash = `#/job/${started.job_id}`;
   } catch (error) {
     context.showError(error);
@@ -92,7 +91,7 @@ export function render(context, root) {
     context.clearError();
     const { path, body } = requestOf(form);
     try {
-      const answer = await api(`${path}?dry_run=true`, { method: "POST", body });
+      const answer = await context.api(`${path}?dry_run=true`, { method: "POST", body });
       result.replaceChildren(...preview(answer, () => start(context, path, body)));
       result.querySelector("button").focus();
     } catch (error) {

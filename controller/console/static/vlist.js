@@ -7,8 +7,9 @@ export class VirtualList {
     this.rowHeight = rowHeight;
     this.renderRow = renderRow;
     this.items = [];
-    this.inner = h("div", { class: "vlist-inner", role: "list" });
-    this.element = h("div", { class: "vlist", "aria-label": label, tabindex: 0 }, this.inner);
+    // The list has the name; its scrolling box is a named region the keyboard can focus.
+    this.inner = h("div", { class: "vlist-inner", role: "list", "aria-label": label });
+    this.element = h("div", { class: "vlist", role: "region", "aria-label": label, tabindex: 0 }, this.inner);
     this.element.addEventListener("scroll", () => this.schedule());
     this.pending = false;
   }
