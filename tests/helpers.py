@@ -154,6 +154,17 @@ async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, A
     return result
 
 
+def gated(gate: Path) -> str:
+    """A shell line that waits until the test removes the directory ``gate``."""
+    return f"while [ -d {gate} ]; do sleep 0.05; done"
+
+
+def told_then_gated(started: Fifo, gate: Path) -> str:
+    """A shell line that writes the host's name (``$NEXEC_HOST``) into ``started``,
+    then waits until the test removes the directory ``gate``."""
+    return f'echo "$NEXEC_HOST" > {started.path}; {gated(gate)}'
+
+
 class Fifo:
     """A named pipe that commands write lines into and the test reads, in the event
     loop and with a bound, so a test never blocks a thread forever.
