@@ -98,18 +98,20 @@ async def run_job(
         NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
             slots are taken by its other requests; nothing ran.
     """
-    job = record.job
     if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "job %r of key %r to %r",
-            job.job_id,
-            job.caller,
-            job.target,
-            extra=log_fields(job_id=job.job_id, key_name=job.caller),
-        )
-    collected = await _start(
-        request, record, target, body, wait_s=wait_s, idempotency_key=idempotency_key
-    )
+        _log_submitted(record.job)
+    try:
+        if record.rollout is None:
+            collected = await record_and_dispatch(request, record, target, body, wait_s)
+        else:
+            claim = (
+                None if not idempotency_key else entry_key(request[API_KEY].name, idempotency_key)
+            )
+            collected = await record_and_roll_out(request, record, wait_s, claim)
+    except (NatsUnavailable, StorageFull, RateLimited):
+        if idempotency_key:
+            await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
+        raise
     hosts = 1 if record.expected_hosts is None else len(record.expected_hosts)
     request.app[JOB_METRICS].job_started(shell=record.job.shell, hosts=hosts)
     response = ExecResponse(
@@ -118,30 +120,15 @@ async def run_job(
     return json_response(response, status=202)
 
 
-async def _start(
-    request: web.Request,
-    record: JobRecord,
-    target: Target,
-    body: ExecRequest | ShellRequest,
-    *,
-    wait_s: float | None,
-    idempotency_key: str | None,
-) -> Collected:
-    """Record, then publish and collect, or roll out; when nothing ran, release the
-    idempotency key first.
-
-    Raises:
-        NatsUnavailable, StorageFull, RateLimited: as :func:`run_job`.
-    """
-    try:
-        if record.rollout is None:
-            return await record_and_dispatch(request, record, target, body, wait_s)
-        claim = None if not idempotency_key else entry_key(request[API_KEY].name, idempotency_key)
-        return await record_and_roll_out(request, record, wait_s, claim)
-    except (NatsUnavailable, StorageFull, RateLimited):
-        if idempotency_key:
-            await request.app[IDEMPOTENCY].release(request[API_KEY].name, idempotency_key)
-        raise
+def _log_submitted(job: ExecJob) -> None:
+    """The debug line of a job submitted: its id, key and target."""
+    log.debug(
+        "job %r of key %r to %r",
+        job.job_id,
+        job.caller,
+        job.target,
+        extra=log_fields(job_id=job.job_id, key_name=job.caller),
+    )
 
 
 async def record_job(request: web.Request, record: JobRecord) -> None:
