@@ -38,7 +38,7 @@ from agentd.run.executor import Executor
 from agentd.run.runner import JobRunner
 from agentd.service import agent_service
 from agentd.subscriptions import JobSubscriptions
-from runtime.connection import close_within, drain_or_close
+from runtime.connection import NatsErrorLog, close_within, drain_or_close
 from runtime.logs import log_fields, log_summary
 from runtime.settings import urls_shown
 from runtime.streamwriter import StreamWriter
@@ -106,7 +106,7 @@ class Agent:
             started_at=self._started_at,
             jobs_running=self._runner.__len__,
         )
-        self._service = agent_service(
+        self.service = agent_service(
             config,
             self.counters,
             instance_id=self.instance_id,
@@ -114,6 +114,8 @@ class Agent:
             jobs_running=self._runner.__len__,
         )
         self._job_subscriptions = JobSubscriptions(self._nc, config)
+        self.nats_errors = NatsErrorLog(log)
+        """Logs (and counts the slow-consumer drops of) the connection's errors."""
         self.reconnected = asyncio.Event()
         """Set once the connection came back after a loss (on this server or another)."""
 
@@ -169,12 +171,13 @@ class Agent:
                 self.config,
                 running=lambda: self.state is AgentState.RUNNING,
                 reconnected=self._on_reconnected,
+                errors=self.nats_errors,
             )
         await self._nc.subscribe(self._subjects.cancel(), cb=self._runner.on_cancel)
         await self._records.open()
         await self._runner.record_orphans()
         await self._job_subscriptions.open(self._on_job)
-        await self._service.start(self._nc)
+        await self.service.start(self._nc)
         # The first heartbeat before "ready": an agent that says so is in the registry.
         recorded = await self._heartbeats.beat()
         if self.state is not AgentState.CONNECTING:
@@ -203,7 +206,7 @@ class Agent:
         self.state = AgentState.STOPPING
         if previous_state is AgentState.RUNNING:
             await self._heartbeats.stop()  # first: new requests no longer expect this agent
-            await self._service.stop()
+            await self.service.stop()
             await self._job_subscriptions.drain()
             await self._runner.finish()
             await self._results.close(self.config.connect_timeout_s)

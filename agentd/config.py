@@ -9,6 +9,7 @@ from typing import Any
 import pydantic
 
 from runtime.logs import LogSettings
+from runtime.service import ServiceSettings
 from runtime.settings import NatsClientSettings, setting
 from runtime.signing import decode_public_key
 from schemas.registry_entry import (
@@ -25,7 +26,7 @@ DEFAULT_BASE_ENV = {
 }
 
 
-class AgentConfig(NatsClientSettings, LogSettings):
+class AgentConfig(NatsClientSettings, LogSettings, ServiceSettings):
     """Settings of ``nexec-agentd``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 
 from agentd.config import AgentConfig
+from runtime.connection import NatsErrorLog
 from runtime.settings import server_urls, urls_shown
 
 log = logging.getLogger("nexec.agentd")
@@ -19,18 +20,16 @@ async def connect(
     *,
     running: Callable[[], bool],
     reconnected: Callable[[], Awaitable[None]],
+    errors: NatsErrorLog,
 ) -> None:
     """Connect ``nc`` to ``config.nats_url``, reconnecting without end once connected.
     ``running``: whether a lost connection is worth a warning; ``reconnected``:
-    awaited each time the connection came back.
+    awaited each time the connection came back; ``errors``: logs nats-py's errors.
 
     Raises:
         nats.errors.Error: nats-py's ``connect`` gave up.
         OSError, ssl.SSLError: a TLS file cannot be read.
     """
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("NATS: %s", exc)
 
     async def on_disconnected() -> None:
         if running():
@@ -41,7 +40,7 @@ async def connect(
         name=f"nexec-agentd {config.hostname}",
         connect_timeout=max(1, round(config.connect_timeout_s)),
         max_reconnect_attempts=-1,
-        error_cb=on_error,
+        error_cb=errors.on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=reconnected,
         **config.nats_connect_options(),

@@ -61,7 +61,12 @@ def agent_service(
         },
     )
     return ServiceResponder(
-        subjects, identity, [jobs], started_at=started_at, timeout_s=config.connect_timeout_s
+        subjects,
+        identity,
+        [jobs],
+        started_at=started_at,
+        timeout_s=config.connect_timeout_s,
+        limits=config,
     )
 
 

@@ -25,7 +25,7 @@ from controller.appkeys import (
     KEYS,
     KEYS_RELOADER,
     LIFECYCLE,
-    METRICS_REGISTRY,
+    METRICS_EXPOSITION,
     NATS_LINK,
     OPENAPI_DOCUMENT,
     OPERATIONS,
@@ -55,7 +55,6 @@ from controller.http.middleware import (
 from controller.http.node_routes import node_routes
 from controller.http.openapi import openapi_document
 from controller.http.operations import Operations
-from controller.http.ratelimit import RateLimiter
 from controller.http.routes import routes
 from controller.http.server import connection_middleware
 from controller.jobs.agent_watch import AgentWatch
@@ -71,6 +70,7 @@ from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import KeyStore
 from controller.lifecycle import Lifecycle
+from controller.metrics.exposition import Exposition
 from controller.metrics.instruments import HttpMetrics, JobMetrics
 from controller.metrics.state import StateCollector
 from controller.natslink import LinkState, NatsLink
@@ -78,6 +78,7 @@ from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
 from controller.service import controller_service
 from controller.statekeeper import StateKeeper
+from runtime.ratelimit import RateLimiter
 from runtime.signing import JobSigner
 from runtime.streamwriter import StreamWriter
 
@@ -143,8 +144,8 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     )
     app[NATS_LINK] = link
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
-    add_metrics(app)
     add_jobs(app, link, js, signer)
+    add_metrics(app)
     app[OPERATIONS] = API
     app[OPENAPI_DOCUMENT] = openapi_document(API)
     API.add_to(app)
@@ -156,15 +157,16 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
 
 def add_metrics(app: web.Application) -> None:
     """This controller's own metrics registry, what records into it and what it reads
-    when scraped, and its own listener if ``metrics_listen`` is set; with metrics off,
-    a :class:`JobMetrics` that records nothing."""
+    when scraped (the dispatcher's counters among it: call it after :func:`add_jobs`),
+    and its own listener if ``metrics_listen`` is set; with metrics off, a
+    :class:`JobMetrics` that records nothing."""
     if not app[CONFIG].metrics_enabled:
         app[JOB_METRICS] = JobMetrics(enabled=False)
         return
     registry = CollectorRegistry(auto_describe=False)
-    app[METRICS_REGISTRY] = registry
+    app[METRICS_EXPOSITION] = Exposition(registry, cache_s=app[CONFIG].metrics_cache_s)
     app[HTTP_METRICS] = HttpMetrics()
-    app[JOB_METRICS] = JobMetrics()
+    app[JOB_METRICS] = JobMetrics(app[DISPATCHER].counters)
     for collector in (app[HTTP_METRICS], app[JOB_METRICS], StateCollector(app)):
         registry.register(collector)
     app.cleanup_ctx.append(metrics_listener)
@@ -183,9 +185,7 @@ def add_jobs(
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
     app[VERDICTS] = VerdictRecorder(job_store, retry_for_s=config.job_retention_s)
-    app[DISPATCHER] = Dispatcher(
-        subjects, record_no_replies=app[VERDICTS].record, signer=signer, metrics=app[JOB_METRICS]
-    )
+    app[DISPATCHER] = Dispatcher(subjects, record_no_replies=app[VERDICTS].record, signer=signer)
     app[AGENT_WATCH] = AgentWatch(
         config.subjects,
         app[DISPATCHER].collectors,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from controller.config import ControllerConfig
 from controller.fleet_pause import FleetPauseState
 from controller.http.operations import Operations
-from controller.http.ratelimit import RateLimiter
 from controller.jobs.agent_watch import AgentWatch
 from controller.jobs.audit import AuditDetails, AuditLog
 from controller.jobs.dispatch import Dispatcher
@@ -21,11 +19,13 @@ from controller.jobs.verdicts import VerdictRecorder
 from controller.keys.reload import KeysReloader
 from controller.keys.store import ApiKey, KeyStore
 from controller.lifecycle import Lifecycle
+from controller.metrics.exposition import Exposition
 from controller.metrics.instruments import HttpMetrics, JobMetrics
 from controller.natslink import NatsLink
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
 from controller.statekeeper import StateKeeper
+from runtime.ratelimit import RateLimiter
 from runtime.streamwriter import StreamWriter
 
 CONFIG = web.AppKey("config", ControllerConfig)
@@ -51,7 +51,7 @@ STREAM_WRITER = web.AppKey("stream_writer", StreamWriter)
 OPERATIONS = web.AppKey("operations", Operations)
 """Every HTTP operation the app serves (controller.http.operations)."""
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
-METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+METRICS_EXPOSITION = web.AppKey("metrics_exposition", Exposition)
 """This controller's own Prometheus registry (set only with metrics on)."""
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 JOB_METRICS = web.AppKey("job_metrics", JobMetrics)

@@ -8,6 +8,7 @@ import pydantic
 
 from controller.http.validation import whole_number
 from runtime.logs import LogSettings
+from runtime.service import ServiceSettings
 from runtime.settings import NatsClientSettings, setting
 from schemas.limits import MAX_DELIVERY_MARGIN_S, MAX_ROLLOUT_ANSWER_S
 from schemas.subjects import DEFAULT_PREFIX, Subjects
@@ -16,7 +17,7 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
-class ControllerConfig(NatsClientSettings, LogSettings):
+class ControllerConfig(NatsClientSettings, LogSettings, ServiceSettings):
     """Settings of ``nexec-controller``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
 
@@ -256,6 +257,16 @@ class ControllerConfig(NatsClientSettings, LogSettings):
         details="Keep metrics off a public interface: a private or loopback address here",
         example="127.0.0.1:9464",
         metavar="HOST:PORT",
+    )
+
+    metrics_cache_s: float = setting(
+        1.0,
+        ge=0,
+        le=60,
+        help="a scrape within this many seconds of the last exposition gets the same "
+        "text; 0: each is made anew",
+        details="Bounds what a flood of scrapes (no key needed) costs: one exposition, "
+        "milliseconds of CPU, per interval",
     )
 
     @pydantic.field_validator("listen", "metrics_listen")

@@ -20,7 +20,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
-from runtime.connection import close_within, drain_or_close
+from runtime.connection import NatsErrorLog, close_within, drain_or_close
 from runtime.settings import server_urls, urls_shown
 
 log = logging.getLogger("nexec.controller.nats")
@@ -58,6 +58,8 @@ class NatsLink:
         self.client = Client()
         self._url = url
         self._shown = urls_shown(url)  # what the logs show: no credentials
+        self.errors = NatsErrorLog(log, self._shown)
+        """Logs (and counts the slow-consumer drops of) the connection's errors."""
         self._name = name
         self._connect_timeout_s = connect_timeout_s
         self._options = options or {}
@@ -135,7 +137,7 @@ class NatsLink:
             name=self._name,
             connect_timeout=max(1, round(self._connect_timeout_s)),
             max_reconnect_attempts=-1,
-            error_cb=self._on_error,
+            error_cb=self.errors.on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
             **self._options,
@@ -182,9 +184,6 @@ class NatsLink:
             await drain_or_close(self.client, self._connect_timeout_s)
         elif self._connect_called:
             await close_within(self.client, self._connect_timeout_s)
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.warning("NATS %s: %s", self._shown, exc or type(exc).__name__)
 
     def on_connection_change(
         self, lost: Callable[[], None], back: Callable[[], Coroutine[Any, Any, None]]

@@ -16,9 +16,6 @@ from schemas import __version__
 from schemas.messages import ResultStatus
 from schemas.subjects import CONTROLLER_SERVICE
 
-COLLECTED_STATUSES = [status for status in ResultStatus if status is not ResultStatus.SKIPPED]
-"""The host outcomes a collection decides (``skipped`` is a rollout's, never collected)."""
-
 
 def controller_service(
     config: ControllerConfig, dispatcher: Dispatcher, registry: Registry
@@ -46,7 +43,12 @@ def controller_service(
         },
     )
     return ServiceResponder(
-        subjects, identity, [jobs], started_at=time.time(), timeout_s=config.connect_timeout_s
+        subjects,
+        identity,
+        [jobs],
+        started_at=time.time(),
+        timeout_s=config.connect_timeout_s,
+        limits=config,
     )
 
 
@@ -66,6 +68,6 @@ def jobs_counts(dispatcher: Dispatcher, registry: Registry) -> EndpointCounts:
             "collecting": len(dispatcher.collectors),
             "dropped": sum(dispatcher.dropped.values()),
             "agents_live": len(registry.live()),
-            **{f"hosts_{status.value}": hosts[status] for status in COLLECTED_STATUSES},
+            **{f"hosts_{status.value}": hosts[status] for status in ResultStatus},
         },
     )

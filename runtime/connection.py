@@ -1,4 +1,5 @@
-"""Closing a NATS connection without ever hanging on a server that does not answer.
+"""Closing a NATS connection without ever hanging on a server that does not answer,
+and logging nats-py's asynchronous errors (:class:`NatsErrorLog`).
 
 nats-py's ``drain()`` waits for a round trip per subscription and for a final
 flush, each with its own timeout of up to 10 s, and swallows a cancel while it
@@ -10,12 +11,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Iterable
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 log = logging.getLogger("nexec.nats")
+
+
+CONNECTION_ERRORS = (nats.errors.Error, OSError, TimeoutError, EOFError)
+"""What nats-py reports of the server and the connection; anything else it hands to
+``error_cb`` was raised by a subscription's callback."""
+
+
+class NatsErrorLog:
+    """The ``error_cb`` of a connection (:meth:`on_error`): each NATS or connection
+    error logged at WARNING, an exception a subscription's callback raised (a bug) at
+    ERROR with its traceback, and a slow consumer's drops (nats-py reports each message
+    dropped: a flood would be a flood of lines) at the 1st, 10th, 100th... of each
+    subscription only, with the count."""
+
+    def __init__(self, logger: logging.Logger, shown: str = "") -> None:
+        """``shown``: the connection as its log lines name it (no secret in it)."""
+        self._log = logger
+        self._prefix = f"NATS {shown}" if shown else "NATS"
+        self.drops: Counter[str] = Counter()
+        """Messages dropped, by the subscription's subject."""
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        return sum(self.drops.values())
+
+    async def on_error(self, exc: Exception) -> None:
+        """nats-py's ``error_cb`` (it takes coroutine functions only)."""
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            subject = exc.sub.subject
+            self.drops[subject] += 1
+            count = self.drops[subject]
+            if count == 10 ** (len(str(count)) - 1):  # 1, 10, 100...
+                self._log.warning(
+                    "%s: slow consumer on %r: %d messages dropped so far",
+                    self._prefix, subject, count,
+                )  # fmt: skip
+            return
+        if not isinstance(exc, CONNECTION_ERRORS):  # raised by a callback of ours: a bug
+            self._log.error("%s: a message callback failed", self._prefix, exc_info=exc)
+            return
+        self._log.warning("%s: %s", self._prefix, exc or type(exc).__name__)
 
 
 async def drain_or_close(nc: Client, timeout_s: float) -> bool:

@@ -19,11 +19,14 @@ from typing import Any
 
 import msgspec
 import nats.errors
+import pydantic
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from runtime.connection import drain_subscriptions
+from runtime.ratelimit import RateLimiter
+from runtime.settings import setting
 from schemas.service_api import (
     EndpointInfo,
     EndpointStats,
@@ -34,6 +37,30 @@ from schemas.service_api import (
 from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.service")
+
+PENDING_MSGS_LIMIT = 256
+"""Discovery requests held per ``$SRV`` subscription before NATS's slow-consumer drop
+(nats-py's default is 512 Ki messages: a flood would be held in memory)."""
+PENDING_BYTES_LIMIT = 64 * 1024
+"""Bytes held per ``$SRV`` subscription (nats-py's default: 128 MiB each, nine
+subscriptions). A discovery request is empty; one with a large body is dropped."""
+
+
+class ServiceSettings(pydantic.BaseModel):
+    """How much of the NATS service API (ADR-32) a process answers; shared by the
+    controller's and the agent's settings."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    service_answers_per_s: float = setting(
+        10.0,
+        ge=0,
+        help="discovery ($SRV) requests answered per second on average; 0: no limit",
+        details="The rest are dropped unanswered (docs/security.md, Service discovery)",
+    )
+    service_answers_burst: int = setting(
+        50, ge=1, help="discovery requests answered at once above service_answers_per_s"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +147,10 @@ class ServiceResponder:
         *,
         started_at: float,
         timeout_s: float,
+        limits: ServiceSettings,
     ) -> None:
-        """``timeout_s`` bounds each wait for the server (the subscribe's flush, the drain)."""
+        """``timeout_s`` bounds each wait for the server (the subscribe's flush, the
+        drain); ``limits``: how many requests are answered."""
         self._subjects = subjects
         self._identity = identity
         self._endpoints = endpoints
@@ -130,6 +159,11 @@ class ServiceResponder:
         self._subscriptions: dict[str, Subscription] = {}
         self._encoder = msgspec.json.Encoder()
         self._nc: Client | None = None
+        self._limiter = RateLimiter(limits.service_answers_per_s, limits.service_answers_burst)
+        self.answered = 0
+        self.refused = 0
+        """Requests dropped unanswered: over the rate limit, or their reply subject one
+        of nexec's or NATS's own."""
         self._answers: dict[str, Callable[[], msgspec.Struct]] = {
             "PING": self.ping,
             "INFO": self.info,
@@ -151,7 +185,12 @@ class ServiceResponder:
         ):
             if subject not in self._subscriptions:  # an earlier start failed midway
                 respond = functools.partial(self._respond, answer=self._answers[verb])
-                self._subscriptions[subject] = await nc.subscribe(subject, cb=respond)
+                self._subscriptions[subject] = await nc.subscribe(
+                    subject,
+                    cb=respond,
+                    pending_msgs_limit=PENDING_MSGS_LIMIT,
+                    pending_bytes_limit=PENDING_BYTES_LIMIT,
+                )
         await nc.flush(timeout=max(1, round(self._timeout_s)))
 
     async def stop(self) -> None:
@@ -179,12 +218,18 @@ class ServiceResponder:
         )
 
     async def _respond(self, msg: Msg, *, answer: Callable[[], msgspec.Struct]) -> None:
-        """Answer on the request's reply subject; never on one of nexec's or NATS's own
-        subjects (a requester could name one as its "reply"), never raises."""
+        """Answer on the request's reply subject, within the rate limit; never on one of
+        nexec's or NATS's own subjects (a requester could name one as its "reply");
+        never raises."""
         reply = msg.reply
-        if not reply or self._nc is None or self._subjects.is_nexec_subject(reply):
+        if not reply or self._nc is None:
+            return
+        if self._subjects.is_nexec_subject(reply) or self._limiter.retry_after_s(""):
+            self.refused += 1
             return
         try:
             await self._nc.publish(reply, self._encoder.encode(answer()))
         except nats.errors.Error as exc:
             log.warning("service %s: answer not sent: %s", self._identity.name, exc)
+            return
+        self.answered += 1

@@ -181,6 +181,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
             name: create_key(keys_file, name=name, permissions=perms, targets=targets)
             for name, (perms, targets) in (keys or {}).items()
         }
+        settings.setdefault("metrics_cache_s", 0.0)  # each scrape sees the requests before it
         config = ControllerConfig(
             nats_url=nats_url or nats_server.url,
             listen="127.0.0.1:0",

@@ -227,6 +227,19 @@ SERVICE_QUIET_S = 0.3
 for (to show there is none): a bound on a wait for nothing, never a synchronisation."""
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Poll ``condition`` (a count another task of this loop keeps) until it holds.
+
+    Raises:
+        TimeoutError: not within ``timeout_s``.
+    """
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
 async def service_replies(
     nc: Client, subject: str, *, expected: int, timeout_s: float = STARTUP_TIMEOUT_S
 ) -> list[dict[str, Any]]:

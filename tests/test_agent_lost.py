@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -28,6 +28,7 @@ from tests.helpers import (
     MakeController,
     NatsServer,
     Response,
+    until,
 )
 from tests.test_frozen_nats import frozen
 
@@ -35,15 +36,6 @@ LOST_AFTER_S = 1.0
 REPORT_INTERVAL_S = 0.1
 GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
 SUBJECTS = Subjects()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-    """Poll ``condition`` until it holds. Raises: TimeoutError: not within ``timeout_s``."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
 
 
 def watch_of(controller: Controller) -> AgentWatch:

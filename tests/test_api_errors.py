@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 
 from controller.appkeys import NATS_LINK, REGISTRY_FEED
-from controller.http.ratelimit import RateLimiter
 from nexec.dev.processes import (
     NATS_READY_RE,
     ManagedProcess,
     nats_server_binary,
     start_nats_server,
 )
+from runtime.ratelimit import RateLimiter
 from tests.helpers import Controller, LiveAgent, MakeController, NatsServer
 
 

@@ -40,6 +40,9 @@ async def test_nexec_dev_runs_the_printed_curl_and_nexec_call_and_stops_cleanly(
         key = re.search(r"Authorization: Bearer (nxk_\S+)'", banner)
         assert exec_url is not None and key is not None, banner
         assert exec_url[1].startswith("http://127.0.0.1:")
+        console = re.search(r"console   (\S+)", banner)
+        metrics = re.search(r"metrics   (\S+)", banner)
+        assert console is not None and metrics is not None, banner
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) == 3, children
 
@@ -56,6 +59,13 @@ async def test_nexec_dev_runs_the_printed_curl_and_nexec_call_and_stops_cleanly(
         [result] = body["results"]
         assert result["status"] == "completed"
         assert result["stdout"].startswith("Linux")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(console[1]) as page:
+                assert page.status == 200
+                assert "<form" in await page.text()
+            async with session.get(metrics[1]) as scraped:
+                assert scraped.status == 200
+                assert "nexec_jobs_total" in await scraped.text()
 
         # The same call as the nexec command, with the environment the banner names.
         exported = re.search(r"export NEXEC_URL=(\S+) NEXEC_API_KEY=(\S+)\n", banner)

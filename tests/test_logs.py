@@ -18,12 +18,15 @@ from typing import Any, TextIO
 
 import aiohttp
 import pytest
+from nats.aio.msg import Msg
 
+from controller.appkeys import NATS_LINK
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import AGENT_READY_RE, CONTROLLER_READY_RE
 from runtime.logs import JsonFormatter, log_fields
-from tests.helpers import STARTUP_TIMEOUT_S, NatsServer
+from runtime.signing import write_seed_file
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, NatsServer
 
 PASSWORD = "Pw-sekret-4242"
 EXEC = "/node/h1/command/exec"
@@ -246,3 +249,61 @@ def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
         "h1",
     )
     assert "RuntimeError: boom" in crashed["exc"]
+
+
+async def test_an_exception_in_a_message_callback_is_logged_with_its_traceback(
+    controller: Controller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py hands an exception raised by a subscription's callback to the
+    connection's error callback: a bug, logged at ERROR with ``exc`` (its traceback),
+    not as a one-line warning like a NATS error."""
+    client = controller.app[NATS_LINK].client
+    failed = asyncio.Event()
+
+    async def broken(msg: Msg) -> None:
+        failed.set()
+        raise KeyError("a bug in a callback")
+
+    await client.subscribe("test.broken", cb=broken)
+    await client.publish("test.broken", b"")
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        await failed.wait()
+    await client.flush()  # the callback's task ran on: its error is logged by now
+    [record] = [r for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError]
+    assert record.levelno == logging.ERROR
+    line = json.loads(JsonFormatter().format(record))
+    assert "a bug in a callback" in line["exc"]
+
+
+async def test_no_secret_in_any_line_at_debug(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both daemons at DEBUG, in both formats, with a NATS user and password from the
+    environment, a signing seed and a trusted signer: after a signed job, a refused
+    one and a wrong key, no line holds the password, the seed or an API key."""
+    seed_file = tmp_path / "controller.nk"
+    signer = write_seed_file(seed_file)
+    seed = seed_file.read_text().strip()
+    monkeypatch.setenv("NEXEC_NATS_USER", "logs-user")
+    monkeypatch.setenv("NEXEC_NATS_PASSWORD", PASSWORD)
+    for log_format in ("json", "text"):
+        (tmp_path / log_format).mkdir()
+        daemons = Daemons(
+            tmp_path / log_format,
+            nats_server.url,
+            controller_args=["--log-level", "DEBUG", "--log-format", log_format,
+                             "--job-signing-key-file", str(seed_file)],
+            agent_args=["--log-level", "DEBUG", "--log-format", log_format,
+                        "--trusted-signer", signer.public_key],
+            agent_env={},
+        )  # fmt: skip
+        try:
+            assert (await daemons.post(EXEC, {"command": "true"}, daemons.key))[0] == 202
+            assert (await daemons.post(EXEC, {"command": "id"}, daemons.key))[0] == 202
+            assert (await daemons.post(EXEC, {"command": "true"}, "x" + daemons.key))[0] == 401
+        finally:
+            await asyncio.to_thread(daemons.stop)
+        output = daemons.whole_output()
+        assert "DEBUG" in output
+        for secret in (PASSWORD, seed, seed[2:30], daemons.key):
+            assert secret not in output, log_format

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import yaml
+from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.appkeys import AUDIT, NATS_LINK
+from controller.appkeys import AUDIT, LIFECYCLE, NATS_LINK
+from schemas.messages import ResultStatus
+from schemas.subjects import CONTROLLER_SERVICE, Subjects
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -24,7 +27,10 @@ from tests.helpers import (
     LiveAgentProcess,
     MakeController,
     RestartableNats,
+    service_replies,
+    until,
 )
+from tests.test_http_edges import connect, head
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 EXEC_ROUTE = "/node/{hostname}/command/exec"
@@ -301,3 +307,116 @@ def test_the_scrape_config_loads_the_rules() -> None:
     assert config["rule_files"] == ["nexec-rules.yml"]
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
+METRIC_ROW = re.compile(r"^\| `(nexec_\w+)` \| (\w+) \|([^|]*)\|", re.MULTILINE)
+
+
+def documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """docs/operations.md's table of metrics: exposed name -> (type, label names)."""
+    section = DOCS.read_text().split("### The metrics", 1)[1].split("\n### ", 1)[0]
+    return {
+        name: (kind, frozenset(re.findall(r"`(\w+)`(?: \([^)]*\))?", labels)))
+        for name, kind, labels in METRIC_ROW.findall(section)
+    }
+
+
+async def test_every_documented_metric_is_served_with_its_type_and_labels(
+    controller: Controller, live_agent: LiveAgent
+) -> None:
+    """The table in docs/operations.md is what ``/metrics`` serves: each name (counters
+    with ``_total``), its type and label names, and nothing served is missing there."""
+    await live_agent(controller, "m1")
+    await controller.exec("m1", {"command": "true"})  # every labelled family has a sample
+    await controller.request("POST", "/node/m1/command/exec", json={"command": ""})
+    served: dict[str, tuple[str, frozenset[str]]] = {}
+    for family in text_string_to_metric_families(await scrape_text(controller.url)):
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        names = {k for sample in family.samples for k in sample.labels if k not in ("le",)}
+        served[name] = (family.type, frozenset(names))
+    documented = documented_metrics()
+    assert set(served) == set(documented)
+    assert served == documented
+
+
+async def test_a_client_leaving_mid_request_leaves_nothing_in_flight(
+    controller: Controller,
+) -> None:
+    """A client that leaves mid-body is counted once as 499, and the in-flight gauge
+    comes back to the scrape alone; so does it after a request that failed."""
+    lifecycle = controller.app[LIFECYCLE]
+    before = await scrape(controller.url)
+    reader, writer = await connect(controller)
+    writer.write(
+        head("POST", EXEC_ROUTE.replace("{hostname}", "h1"),
+             f"Authorization: Bearer {controller.api_key}", "Content-Type: application/json",
+             "Content-Length: 1000", "Expect: 100-continue")
+    )  # fmt: skip
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):  # the handler is reading the body now
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+    assert lifecycle.in_flight == 1
+    writer.write(b'{"command"')
+    writer.close()
+    await until(lambda: lifecycle.in_flight == 0)
+    failed = await controller.exec("nowhere-1", {"command": "true"})
+    assert failed.status == 404
+    after = await scrape(controller.url)
+
+    assert value(after, "nexec_inflight_requests") == 1  # this scrape
+    assert deltas(before, after, "nexec_http_requests_total") == {
+        labels(method="POST", route=EXEC_ROUTE, status="499"): 1,
+        labels(method="POST", route=EXEC_ROUTE, status="404"): 1,
+        labels(method="GET", route="/metrics", status="200"): 1,
+    }
+
+
+async def test_a_flood_of_scrapes_makes_one_exposition_per_interval(
+    make_controller: MakeController,
+) -> None:
+    """``/metrics`` needs no key and a scrape costs milliseconds of CPU: scrapes within
+    ``metrics_cache_s`` of the one that made the exposition get the same text (here,
+    its own count of scrapes stays where the first one left it)."""
+    controller = await make_controller(metrics_cache_s=60)
+    first = await scrape_text(controller.url)
+    for _ in range(20):
+        assert await scrape_text(controller.url) == first
+    fresh = await make_controller(metrics_cache_s=0)
+    assert await scrape_text(fresh.url) != await scrape_text(fresh.url)
+
+
+async def test_each_host_is_counted_once_for_any_and_a_rollout_with_a_dead_host(
+    make_controller: MakeController,
+    live_agent: LiveAgent,
+    live_agent_process: LiveAgentProcess,
+    nc: Client,
+) -> None:
+    """``_any`` counts its one host; a rollout counts each host once, as its copy is
+    decided (a dead host's ``no_reply`` too), and ``$SRV.STATS`` reads the same."""
+    controller = await make_controller(delivery_timeout_s=0.5)
+    await live_agent(controller, "a1", labels={"pool": "m"})
+    doomed = await live_agent_process(controller, "d1", "--labels", "pool:m")
+    os.kill(doomed.pid, signal.SIGKILL)
+    await asyncio.to_thread(doomed.popen.wait)
+    before = await scrape(controller.url)
+
+    any_host = await controller.exec("_any", {"command": "true"})
+    rollout = await controller.request(
+        "POST", "/node/pool:m/command/exec",
+        json={"command": "true", "timeout": 1, "rollout": {"batch_size": 1, "max_failures": 1}},
+    )  # fmt: skip
+    after = await scrape(controller.url)
+
+    assert (any_host.status, rollout.status) == (202, 202), rollout.body
+    assert [r["status"] for r in any_host.body["results"]] in (["completed"], ["no_reply"])
+    assert [r["status"] for r in rollout.body["results"]] == ["completed", "no_reply"]
+    counted = deltas(before, after, "nexec_host_results_total")
+    assert sum(counted.values()) == 3
+    assert counted[labels(status="completed")] >= 1
+    assert counted[labels(status="no_reply")] >= 1
+    [stats] = await service_replies(
+        nc, Subjects.service_request("STATS", CONTROLLER_SERVICE), expected=1
+    )
+    data = stats["endpoints"][0]["data"]
+    for status in ResultStatus:
+        assert data[f"hosts_{status}"] == value(after, "nexec_host_results_total", status=status)

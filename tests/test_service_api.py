@@ -5,6 +5,7 @@ broadcast while the services run."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import nats.errors
@@ -13,8 +14,20 @@ from nats.aio.client import Client
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from agentd.agent import Agent
+from runtime.service import PENDING_BYTES_LIMIT
+from schemas.messages import ResultStatus
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeAgent, service_replies
+from tests.helpers import (
+    SERVICE_QUIET_S,
+    STARTUP_TIMEOUT_S,
+    Controller,
+    LiveAgent,
+    MakeAgent,
+    MakeController,
+    service_replies,
+    until,
+)
+from tests.test_metrics import scrape, value
 
 SRV = Subjects.service_request
 
@@ -141,22 +154,30 @@ async def test_every_controller_answers_as_nexec_controller(
     assert (data["hosts_no_reply"], data["collecting"], data["publish_failures"]) == (0, 0, 0)
 
 
-async def test_an_answer_never_goes_to_a_nexec_subject(make_agent: MakeAgent, nc: Client) -> None:
-    """A requester that names a job subject as its "reply" gets no answer there."""
+@pytest.mark.parametrize(
+    "reply",
+    ["nexec.audit", "nexec.exec.all", "$JS.API.STREAM.PURGE.nexec_results", "$KV.nexec_registry.x"],
+)
+async def test_an_answer_never_goes_to_a_nexec_subject(
+    make_agent: MakeAgent, nc: Client, reply: str
+) -> None:
+    """A requester that names one of nexec's subjects, or a JetStream or KV API subject,
+    as its "reply" gets no answer there (and the request is counted refused)."""
     agent = await make_agent("web1")
     leaked: asyncio.Queue[str] = asyncio.Queue()
 
     async def on_leak(msg: Any) -> None:
         await leaked.put(msg.subject)
 
-    await nc.subscribe("nexec.audit", cb=on_leak)
-    await nc.publish(SRV("PING", AGENT_SERVICE), b"", reply="nexec.audit")
+    await nc.subscribe(reply, cb=on_leak)
+    await nc.publish(SRV("PING", AGENT_SERVICE), b"", reply=reply)
     # Answered in order on one subscription: once the next request's answer is here,
     # the first one would have been too.
     own = SRV("PING", AGENT_SERVICE, agent.instance_id)
     assert len(await service_replies(nc, own, expected=1)) == 1
     await nc.flush()
     assert leaked.empty()
+    assert (agent.service.refused, agent.service.answered) == (1, 1)
 
 
 async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Client) -> None:
@@ -167,3 +188,80 @@ async def test_a_stopped_agent_no_longer_answers(make_agent: MakeAgent, nc: Clie
     await agent.stop()
     with pytest.raises(nats.errors.NoRespondersError):
         await nc.request(own, b"", timeout=STARTUP_TIMEOUT_S)
+
+
+ROLLOUT_SKIPPING = {"command": "false", "rollout": {"batch_size": 1}}
+"""A rollout of three hosts stopped by its first failure: completed, skipped, skipped."""
+
+
+async def controller_stats_data(nc: Client) -> dict[str, Any]:
+    [stats] = await service_replies(nc, SRV("STATS", CONTROLLER_SERVICE), expected=1)
+    data: dict[str, Any] = stats["endpoints"][0]["data"]
+    return data
+
+
+@pytest.mark.parametrize("metrics_enabled", [True, False])
+async def test_stats_count_every_host_outcome_as_the_metrics_do(
+    make_controller: MakeController, live_agent: LiveAgent, nc: Client, metrics_enabled: bool
+) -> None:
+    """One count of host outcomes: ``$SRV.STATS`` says what ``/metrics`` says, a
+    rollout's skipped hosts included, and still counts with metrics off."""
+    controller = await make_controller(metrics_enabled=metrics_enabled)
+    for host in ("m1", "m2", "m3"):
+        await live_agent(controller, host, labels={"pool": "m"}, allow_shell=True)
+    rollout = await controller.request("POST", "/node/pool:m/command/shell", json=ROLLOUT_SKIPPING)
+    plain = await controller.exec("m1", {"command": "true"})
+    assert (rollout.status, plain.status) == (202, 202), (rollout.body, plain.body)
+    assert [r["status"] for r in rollout.body["results"]] == ["completed", "skipped", "skipped"]
+
+    data = await controller_stats_data(nc)
+    hosts = {status.value: data[f"hosts_{status.value}"] for status in ResultStatus}
+    assert hosts == {**dict.fromkeys(hosts, 0), "completed": 2, "skipped": 2}
+    if metrics_enabled:
+        series = await scrape(controller.url)
+        results = "nexec_host_results_total"
+        assert {status: value(series, results, status=status) for status in hosts} == hosts
+
+
+FLOOD = 100
+
+
+async def test_a_discovery_flood_gets_at_most_the_burst_of_answers(
+    make_agent: MakeAgent, nc: Client
+) -> None:
+    """A client flooding ``$SRV`` requests (any NATS user that may ask, or an agent's
+    neighbour) gets the answers of the rate limit, not one per request: each answer
+    may go to a reply subject of the requester's choosing, once per instance."""
+    agent = await make_agent("web1", service_answers_per_s=0.001, service_answers_burst=5)
+    inbox = nc.new_inbox()
+    answers = await nc.subscribe(inbox)
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    for _ in range(FLOOD):
+        await nc.publish(own, b"", reply=inbox)
+    await nc.flush()
+    responder = agent.service
+    await until(lambda: responder.answered + responder.refused == FLOOD)
+    assert (responder.answered, responder.refused) == (5, FLOOD - 5)
+    for _ in range(5):
+        await answers.next_msg(timeout=STARTUP_TIMEOUT_S)
+    with pytest.raises(nats.errors.TimeoutError):  # a bound on a wait for nothing
+        await answers.next_msg(timeout=SERVICE_QUIET_S)
+
+
+async def test_large_discovery_requests_are_dropped_and_logged_in_a_few_lines(
+    make_agent: MakeAgent, nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A discovery request has no body: one larger than the ``$SRV`` subscription holds
+    is dropped by NATS (a slow consumer) before it is held or answered, and a flood
+    of them is a few log lines (the 1st, 10th, 100th... drop), not one per message."""
+    agent = await make_agent("web1")
+    own = SRV("PING", AGENT_SERVICE, agent.instance_id)
+    large = b"x" * (PENDING_BYTES_LIMIT + 1)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(FLOOD):
+            await nc.publish(own, large, reply=nc.new_inbox())
+        await nc.flush()
+        await until(lambda: agent.nats_errors.slow_consumer_drops == FLOOD)
+    assert agent.service.answered == 0
+    slow = [r for r in caplog.records if "slow consumer" in r.getMessage()]
+    assert [record.args[-1] for record in slow if isinstance(record.args, tuple)] == [1, 10, 100]

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from controller.appkeys import CONFIG, HTTP_METRICS, METRICS_REGISTRY
+from controller.appkeys import CONFIG, HTTP_METRICS, METRICS_EXPOSITION
 from controller.config import split_host_port
 from controller.errors import ClientDisconnected, NotFound
 from controller.http.middleware import error_middleware
 from controller.http.operations import Operations
+from controller.metrics.exposition import Exposition
 from controller.metrics.instruments import UNMATCHED_ROUTE
 
 log = logging.getLogger("nexec.controller.http")
@@ -76,12 +77,11 @@ async def metrics(request: web.Request) -> web.Response:
         raise NotFound("metrics are off on this controller (metrics_enabled)")
     if config.metrics_listen is not None:
         raise NotFound("metrics are served on their own listener (metrics_listen)")
-    return exposition(request.app[METRICS_REGISTRY])
+    return exposition(request.app[METRICS_EXPOSITION])
 
 
-def exposition(registry: CollectorRegistry) -> web.Response:
-    body = generate_latest(registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+def exposition(made: Exposition) -> web.Response:
+    return web.Response(body=made.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def metrics_listener(app: web.Application) -> AsyncIterator[None]:
@@ -95,10 +95,10 @@ async def metrics_listener(app: web.Application) -> AsyncIterator[None]:
     if not config.metrics_enabled or config.metrics_listen is None:
         yield
         return
-    registry = app[METRICS_REGISTRY]
+    made = app[METRICS_EXPOSITION]
 
     async def serve(request: web.Request) -> web.Response:
-        return exposition(registry)
+        return exposition(made)
 
     own = web.Application(middlewares=[error_middleware])
     own[CONFIG] = config

@@ -27,6 +27,13 @@ log = logging.getLogger("nexec.controller.dispatch")
 
 AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
 
+DROP_REASONS = tuple(
+    [f"{kind} of a host the job was not sent to" for kind in ("ack", "result")]
+    + [f"invalid {kind}" for kind in ("ack", "result")]
+    + ["answer on the reply subject"]
+)
+"""Every reason :attr:`AnswerRouter.dropped` counts (each listed from the start, at 0)."""
+
 
 class AnswerRouter:
     """Hands the agents' answers to the collectors in ``collectors`` (by key, the
@@ -35,7 +42,7 @@ class AnswerRouter:
     def __init__(self, subjects: Subjects, collectors: Mapping[str, Collector]) -> None:
         self._subjects = subjects
         self._collectors = collectors
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
         malformed, an answer on the reply subject)."""
 

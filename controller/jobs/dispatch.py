@@ -34,7 +34,6 @@ from controller.jobs.answers import AnswerRouter
 from controller.jobs.collector import Collected, Collector, host_key
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
-from controller.metrics.instruments import JobMetrics
 from runtime.signing import JobSigner
 from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
 from schemas.subjects import Subjects
@@ -60,10 +59,7 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
-        metrics: JobMetrics | None = None,
     ) -> None:
-        """``metrics`` counts each host's outcome and times each job's collection."""
-        self.metrics = metrics or JobMetrics(enabled=False)
         self._subjects = subjects
         self._record_no_replies = record_no_replies
         self._signer = signer
@@ -80,6 +76,8 @@ class Dispatcher:
         self.dropped = self._answers.dropped
         """Acks and results dropped, by reason (:class:`AnswerRouter`)."""
         self.counters = DispatchCounters()
+        """Every host's outcome and each collection's time, counted once ($SRV.STATS
+        and /metrics read them)."""
 
     @property
     def collectors(self) -> Mapping[str, Collector]:
@@ -206,7 +204,6 @@ class Dispatcher:
         def decided(result: asyncio.Future[ExecResult]) -> None:
             if not result.cancelled() and result.exception() is None:
                 self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
-                self.metrics.decided([result.result()])
 
         return decided
 
@@ -296,8 +293,7 @@ class Dispatcher:
         )
         self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
         if published_at is not None:
-            self.metrics.collected(time.perf_counter() - published_at)
-        self.metrics.decided(collected.results)
+            self.counters.job_collected(time.perf_counter() - published_at)
         no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)

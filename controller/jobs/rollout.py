@@ -360,7 +360,7 @@ class RolloutRun:
                 for host in not_started
             ]
             await self._deps.job_store.record_where_absent(self.job.job_id, skipped)
-            self._deps.dispatcher.metrics.decided(skipped)
+            self._deps.dispatcher.counters.decided(skipped)
             self.results.update((result.hostname, result) for result in skipped)
         await self._keep_from_now()
         await self._entry.write(lambda state: msgspec.structs.replace(state, ended=True))

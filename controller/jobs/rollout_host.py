@@ -29,7 +29,7 @@ async def start_host(
             error=f"not published: {exc}",
         )  # fmt: skip
         await verdicts.record([result])
-        dispatcher.metrics.decided([result])
+        dispatcher.counters.decided([result])
         settled: asyncio.Future[ExecResult] = asyncio.get_running_loop().create_future()
         settled.set_result(result)
         return settled

@@ -1,5 +1,5 @@
 """The metrics recorded where things happen: HTTP requests (by the middleware in
-:mod:`controller.http.metrics_routes`) and jobs (submission, dispatch, rollouts).
+:mod:`controller.http.metrics_routes`) and jobs (as their submission starts them).
 
 Recording is a plain counter increment or a bucket count (one event loop, so no
 lock), a fraction of a µs; each object is also a prometheus-client ``Collector``
@@ -7,19 +7,21 @@ that turns the counts into metric families when ``/metrics`` is scraped
 (prometheus-client's own ``Counter`` and ``Histogram`` take a lock and walk every
 bucket per observation: about ten times the cost, docs/performance.md N8). Label
 values are bounded: an HTTP method from a fixed list, a route's declared pattern, a
-status code, a job kind, a result status.
+status code, a job kind, a result status. What the dispatcher decides is counted
+once, in :class:`~controller.jobs.counters.DispatchCounters`, and read from there.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from schemas.messages import ExecResult, ResultStatus
+from controller.jobs.counters import DispatchCounters
+from controller.metrics.buckets import Buckets
+from schemas.messages import ResultStatus
 
 UNMATCHED_ROUTE = "unmatched"
 """The route label of a request no declared route matched (404, 405)."""
@@ -30,31 +32,6 @@ JOB_KINDS = ("exec", "shell")
 
 HTTP_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 HOSTS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-COLLECTION_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-
-
-class Buckets:
-    """One histogram's counts: how many observations fell at or under each bound (and
-    over the last), and their sum."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def add_to(self, family: HistogramMetricFamily, labels: Sequence[str] = ()) -> None:
-        """Add these counts to ``family`` as cumulative ``le`` buckets."""
-        cumulative, buckets = 0, []
-        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        family.add_metric(list(labels), buckets, self.total)
 
 
 class HttpMetrics(Collector):
@@ -95,32 +72,22 @@ class HttpMetrics(Collector):
 
 
 class JobMetrics(Collector):
-    """``nexec_jobs_total{kind}``, ``nexec_job_hosts``, ``nexec_host_results_total{status}``
-    and ``nexec_collection_seconds``. Disabled (metrics off), it records nothing."""
+    """``nexec_jobs_total{kind}`` and ``nexec_job_hosts``, counted here as jobs start;
+    ``nexec_host_results_total{status}`` and ``nexec_collection_seconds`` read, when
+    scraped, from the dispatcher's :class:`DispatchCounters` (the one count of host
+    outcomes, which ``$SRV.STATS`` reads too). Disabled (metrics off), it records
+    nothing."""
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, dispatched: DispatchCounters | None = None, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.jobs: Counter[str] = Counter()
         self.hosts = Buckets(HOSTS_BUCKETS)
-        self.results: Counter[ResultStatus] = Counter()
-        self.collection = Buckets(COLLECTION_SECONDS_BUCKETS)
+        self._dispatched = dispatched or DispatchCounters()
 
     def job_started(self, *, shell: bool, hosts: int) -> None:
         if self.enabled:
             self.jobs["shell" if shell else "exec"] += 1
             self.hosts.observe(hosts)
-
-    def decided(self, results: list[ExecResult]) -> None:
-        """Count each host's final outcome (once per host and job)."""
-        if self.enabled:
-            counts = self.results
-            for result in results:
-                counts[result.status] += 1
-
-    def collected(self, seconds: float) -> None:
-        """A job's collection ended, ``seconds`` after its publish."""
-        if self.enabled:
-            self.collection.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
         jobs = CounterMetricFamily(
@@ -141,11 +108,11 @@ class JobMetrics(Collector):
             labels=("status",),
         )
         for status in ResultStatus:
-            results.add_metric((status.value,), self.results[status])
+            results.add_metric((status.value,), self._dispatched.hosts[status])
         yield results
         collection = HistogramMetricFamily(
             "nexec_collection_seconds",
             "Time from a job's publish to its last host decided (answered or given up)",
         )
-        self.collection.add_to(collection)
+        self._dispatched.collection.add_to(collection)
         yield collection

@@ -57,6 +57,8 @@ def banner(stack: DevStack) -> str:
     return f"""
 nexec dev is running.
   API       {stack.url}   (OpenAPI: {stack.url}/openapi.json)
+  console   {stack.url}/ui/   (sign in with the API key below)
+  metrics   {stack.url}/metrics
   NATS      {stack.nats_url}
   agent     {stack.hostname}   (label {DEV_LABEL})
   API key   {stack.api_key}   (every permission; gone when nexec dev stops)

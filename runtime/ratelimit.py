@@ -1,6 +1,8 @@
-"""Per-key request rate limits: a token bucket per API key name, in this controller.
+"""Request rate limits: a token bucket per name, in this process. The controller's
+per-key limit of HTTP requests (the API key's name) and both daemons' limit of the
+discovery requests they answer (:mod:`runtime.service`) use it.
 
-Each controller limits on its own (no shared state): behind a load balancer
+Each process limits on its own (no shared state): behind a load balancer
 with N controllers a key gets up to N times the rate.
 """
 
