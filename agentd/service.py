@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from agentd.config import AgentConfig
@@ -41,28 +42,10 @@ def agent_service(
         subjects.exec_any(),
     ]
 
-    def counts() -> EndpointCounts:
-        answered = counters.answered
-        return EndpointCounts(
-            requests=counters.received,
-            errors=answered[ResultStatus.FAILED],
-            last_error=counters.last_error,
-            processing_ns=counters.processing_ns,
-            data={
-                "received": counters.received,
-                "started": counters.started,
-                "refused": counters.refused,
-                "duplicates": counters.duplicates,
-                "replies_lost": counters.replies_lost,
-                "running": jobs_running(),
-                **{status.value: answered[status] for status in FINAL_STATUSES},
-            },
-        )
-
     jobs = Endpoint(
         name="jobs",
         subject=subjects.exec_every(),
-        counts=counts,
+        counts=functools.partial(jobs_counts, counters, jobs_running),
         metadata={"subjects": ",".join(listens), "any_queue_group": ANY_QUEUE_GROUP},
     )
     identity = ServiceIdentity(
@@ -84,4 +67,25 @@ def agent_service(
         started_at=started_at,
         timeout_s=config.connect_timeout_s,
         limits=config,
+    )
+
+
+def jobs_counts(counters: AgentCounters, jobs_running: Callable[[], int]) -> EndpointCounts:
+    """What the endpoint ``jobs`` counted: the job messages received (requests), those
+    answered ``failed`` (errors), and the agent's own counters."""
+    answered = counters.answered
+    return EndpointCounts(
+        requests=counters.received,
+        errors=answered[ResultStatus.FAILED],
+        last_error=counters.last_error,
+        processing_ns=counters.processing_ns,
+        data={
+            "received": counters.received,
+            "started": counters.started,
+            "refused": counters.refused,
+            "duplicates": counters.duplicates,
+            "replies_lost": counters.replies_lost,
+            "running": jobs_running(),
+            **{status.value: answered[status] for status in FINAL_STATUSES},
+        },
     )

@@ -10,8 +10,6 @@ depends less on the machine's other work.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
 import shutil
@@ -22,7 +20,7 @@ from typing import Any
 
 from bench.common import Sizes
 from bench.loadgen import percentile
-from bench.measures import Stack, exec_body, nexec_stack
+from bench.measures import Stack, exec_body, measure_main, on_own_stack
 from nexec.dev.processes import ManagedProcess
 
 HOST = "bench-cli"
@@ -108,16 +106,11 @@ def measure_cli(stack: Stack, sizes: Sizes) -> dict[str, Any]:
 
 def measure_cli_alone(sizes: Sizes) -> dict[str, Any]:
     """N6 on a stack of its own (nats-server, a controller, one agent)."""
-    with nexec_stack() as stack:
-        return measure_cli(stack, sizes)
+    return on_own_stack(measure_cli, sizes)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cli")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(measure_cli_alone(Sizes.quick() if args.quick else Sizes.full()), indent=2))
-    return 0
+    return measure_main("python -m bench.cli", measure_cli)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Chromium from the distribution, as in tests/browser/; skipped without one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from bench.common import Sizes
 from bench.loadgen import percentile
-from bench.measures import Stack, exec_body, nexec_stack, start_fleet, stop_fleets
+from bench.measures import Stack, exec_body, measure_main, start_fleet, stop_fleets
 from tests.browser.console import CHROMIUM_FLAGS, VIEWPORT, chromium_path
 
 TARGET = "bench:ui"
@@ -128,13 +127,7 @@ def measure_console_alone(sizes: Sizes) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.console")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    sizes = Sizes.quick() if args.quick else Sizes.full()
-    with nexec_stack() as stack:
-        print(json.dumps(measure_console(stack, sizes), indent=2))
-    return 0
+    return measure_main("python -m bench.console", measure_console)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@ simulated agents, and HTTP load from a separate process."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,27 @@ def nexec_stack() -> Iterator[Stack]:
         children.callback(controller.stop)
         stack = Stack(url, nats_url, key, controller, work)
         yield stack
+
+
+Measure = Callable[[Stack, Sizes], dict[str, Any]]
+"""One measure of nexec on a running stack."""
+
+
+def on_own_stack(measure: Measure, sizes: Sizes) -> dict[str, Any]:
+    """``measure`` on a stack of its own (nats-server, a controller), stopped after."""
+    with nexec_stack() as stack:
+        return measure(stack, sizes)
+
+
+def measure_main(prog: str, measure: Measure) -> int:
+    """``python -m bench.X [--quick]``: ``measure`` on a stack of its own, its JSON on
+    stdout."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    print(json.dumps(on_own_stack(measure, sizes), indent=2))
+    return 0
 
 
 def start_controller(work: Path, nats_url: str, *extra: str) -> tuple[ManagedProcess, str]:

@@ -10,15 +10,21 @@ target: metrics on within 5 % of off.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from typing import Any
 
 import psutil
 
 from bench.common import Sizes, run_load
-from bench.measures import Stack, exec_body, nexec_stack, start_controller, start_fleet, stop_fleets
+from bench.measures import (
+    Stack,
+    exec_body,
+    measure_main,
+    on_own_stack,
+    start_controller,
+    start_fleet,
+    stop_fleets,
+)
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -66,17 +72,11 @@ def measure_metrics_overhead(stack: Stack, sizes: Sizes) -> dict[str, Any]:
 
 def measure_metrics_overhead_alone(sizes: Sizes) -> dict[str, Any]:
     """N8 on a stack of its own."""
-    with nexec_stack() as stack:
-        return measure_metrics_overhead(stack, sizes)
+    return on_own_stack(measure_metrics_overhead, sizes)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.metrics_overhead")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    sizes = Sizes.quick() if args.quick else Sizes.full()
-    print(json.dumps(measure_metrics_overhead_alone(sizes), indent=2))
-    return 0
+    return measure_main("python -m bench.metrics_overhead", measure_metrics_overhead)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ per host started.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import urllib.request
@@ -20,7 +19,7 @@ import psutil
 
 from bench.common import Sizes
 from bench.loadgen import percentile
-from bench.measures import Stack, exec_body, nexec_stack, start_fleet, stop_fleets
+from bench.measures import Stack, exec_body, measure_main, on_own_stack, start_fleet, stop_fleets
 
 TARGET = "bench:roll"
 ANSWER_TIMEOUT_S = 600.0
@@ -90,17 +89,11 @@ def measure_rollout(stack: Stack, sizes: Sizes) -> dict[str, Any]:
 
 def measure_rollout_alone(sizes: Sizes) -> dict[str, Any]:
     """N7 on a stack of its own (nats-server, a controller, simulated agents)."""
-    with nexec_stack() as stack:
-        return measure_rollout(stack, sizes)
+    return on_own_stack(measure_rollout, sizes)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.rollout")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    sizes = Sizes.quick() if args.quick else Sizes.full()
-    print(json.dumps(measure_rollout_alone(sizes), indent=2))
-    return 0
+    return measure_main("python -m bench.rollout", measure_rollout)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ ls``, ``nats micro info`` and ``nats micro stats`` show of it (:mod:`runtime.ser
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 import uuid
@@ -23,29 +24,10 @@ def controller_service(
     ``hostname``, ``version``, ``subject_prefix`` and ``listen``, and one endpoint
     ``jobs`` counting the jobs it published and collected."""
     subjects = config.subjects
-    counters = dispatcher.counters
-
-    def counts() -> EndpointCounts:
-        hosts = counters.hosts
-        return EndpointCounts(
-            requests=counters.collections + counters.publish_failures,
-            errors=counters.publish_failures,
-            last_error=counters.last_error,
-            processing_ns=counters.collecting_ns,
-            data={
-                "collected": counters.collections,
-                "publish_failures": counters.publish_failures,
-                "collecting": len(dispatcher.collectors),
-                "dropped": sum(dispatcher.dropped.values()),
-                "agents_live": len(registry.live()),
-                **{f"hosts_{status.value}": hosts[status] for status in ResultStatus},
-            },
-        )
-
     jobs = Endpoint(
         name="jobs",
         subject=subjects.exec_every(),
-        counts=counts,
+        counts=functools.partial(jobs_counts, dispatcher, registry),
         metadata={"acks": subjects.acks_all(), "results": subjects.result_records_all()},
     )
     identity = ServiceIdentity(
@@ -67,4 +49,25 @@ def controller_service(
         started_at=time.time(),
         timeout_s=config.connect_timeout_s,
         limits=config,
+    )
+
+
+def jobs_counts(dispatcher: Dispatcher, registry: Registry) -> EndpointCounts:
+    """What the endpoint ``jobs`` counted: the jobs collected or not published
+    (requests), those not published (errors), and the controller's own counters."""
+    counters = dispatcher.counters
+    hosts = counters.hosts
+    return EndpointCounts(
+        requests=counters.collections + counters.publish_failures,
+        errors=counters.publish_failures,
+        last_error=counters.last_error,
+        processing_ns=counters.collecting_ns,
+        data={
+            "collected": counters.collections,
+            "publish_failures": counters.publish_failures,
+            "collecting": len(dispatcher.collectors),
+            "dropped": sum(dispatcher.dropped.values()),
+            "agents_live": len(registry.live()),
+            **{f"hosts_{status.value}": hosts[status] for status in ResultStatus},
+        },
     )

@@ -116,6 +116,15 @@ class ServiceIdentity:
     description: str
     metadata: Mapping[str, str]
 
+    def common(self) -> dict[str, Any]:
+        """The fields every answer starts with: ``name``, ``id``, ``version``, ``metadata``."""
+        return {
+            "name": self.name,
+            "id": self.instance_id,
+            "version": self.version,
+            "metadata": dict(self.metadata),
+        }
+
 
 def rfc3339(unix_s: float) -> str:
     """``unix_s`` in RFC 3339, UTC, with microseconds (what ``nats micro`` shows)."""
@@ -192,29 +201,18 @@ class ServiceResponder:
             log.warning("service %s: discovery subscriptions not drained", self._identity.name)
 
     def ping(self) -> PingResponse:
-        i = self._identity
-        return PingResponse(
-            name=i.name, id=i.instance_id, version=i.version, metadata=dict(i.metadata)
-        )
+        return PingResponse(**self._identity.common())
 
     def info(self) -> InfoResponse:
-        i = self._identity
         return InfoResponse(
-            name=i.name,
-            id=i.instance_id,
-            version=i.version,
-            metadata=dict(i.metadata),
-            description=i.description,
+            **self._identity.common(),
+            description=self._identity.description,
             endpoints=[endpoint.info() for endpoint in self._endpoints],
         )
 
     def stats(self) -> StatsResponse:
-        i = self._identity
         return StatsResponse(
-            name=i.name,
-            id=i.instance_id,
-            version=i.version,
-            metadata=dict(i.metadata),
+            **self._identity.common(),
             started=self._started,
             endpoints=[endpoint.stats() for endpoint in self._endpoints],
         )

@@ -16,11 +16,6 @@ from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeAgent
 HOSTS = ("web1", "web2", "web10")
 
 
-def gated(gate: Path) -> str:
-    """A shell line that waits until the test removes the directory ``gate``."""
-    return f"while [ -d {gate} ]; do sleep 0.05; done"
-
-
 @dataclass
 class Ran:
     status: int

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from nats.aio.msg import Msg
 from agentd.agent import Agent
 from controller.appkeys import REGISTRY
 from controller.registry.view import Registry
-from nexec.dev.processes import ManagedProcess
+from nexec.dev.processes import ManagedProcess, start_nats_server
 from runtime.streamwriter import is_no_responders
 from schemas.subjects import Subjects
 
@@ -42,6 +43,23 @@ class NatsServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class RestartableNats:
+    """A nats-server on a free loopback port with its JetStream store in ``store``,
+    which a test stops (by any signal) and starts again on the same port and store."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.process, self.url = start_nats_server(store)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        self.process.stop(signum=signum)
+
+    def start_again(self) -> None:
+        """Start it again on its port and store (once stopped)."""
+        self.process, _ = start_nats_server(self.store, port=self.port)
 
 
 @dataclass
@@ -144,6 +162,17 @@ async def recorded_result(nc: Client, job_id: str, hostname: str) -> dict[str, A
     await subscription.unsubscribe()
     result: dict[str, Any] = json.loads(message.data)
     return result
+
+
+def gated(gate: Path) -> str:
+    """A shell line that waits until the test removes the directory ``gate``."""
+    return f"while [ -d {gate} ]; do sleep 0.05; done"
+
+
+def told_then_gated(started: Fifo, gate: Path) -> str:
+    """A shell line that writes the host's name (``$NEXEC_HOST``) into ``started``,
+    then waits until the test removes the directory ``gate``."""
+    return f'echo "$NEXEC_HOST" > {started.path}; {gated(gate)}'
 
 
 class Fifo:

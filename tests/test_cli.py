@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from tests.cli_process import HOSTS, cli_env, finish, fleet, gated, nexec, start_cli
+from tests.cli_process import HOSTS, cli_env, finish, fleet, nexec, start_cli
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
     Controller,
@@ -21,6 +21,7 @@ from tests.helpers import (
     LiveAgentProcess,
     MakeAgent,
     MakeController,
+    gated,
 )
 
 __all__ = ["fleet"]  # the fixture, imported for pytest

@@ -16,8 +16,9 @@ import msgspec
 import pytest
 
 from agentd.config import DEFAULT_BASE_ENV
-from tests.cli_process import cli_env, gated, nexec
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent
+from tests.cli_process import cli_env, nexec
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent, gated
+from tests.test_rollout import until_view
 
 HOSTS = ("web1", "web2", "web10")
 """In hostname order a rollout starts web1, web10, web2."""
@@ -61,10 +62,17 @@ async def test_a_rollout_stops_at_the_second_host_and_names_the_skipped_one(
 
 
 async def test_watch_shows_how_far_a_rollout_got(fleet: Controller, tmp_path: Path) -> None:
-    line = '[ "$NEXEC_HOST" != web1 ]'
+    """web10 holds its place in the window until web1's failure has stopped the
+    rollout (else web10 finishing first would start web2)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    line = f'[ "$NEXEC_HOST" != web1 ] && {gated(gate)}'
     args = ("shell", "role:web", "--batch", "2", "--async", line)
     accepted = await nexec(fleet, tmp_path, *args)
-    watched = await nexec(fleet, tmp_path, "watch", accepted.stdout.strip())
+    job_id = accepted.stdout.strip()
+    await until_view(fleet, job_id, lambda view: view["rollout"]["stopped"] is not None)
+    gate.rmdir()
+    watched = await nexec(fleet, tmp_path, "watch", job_id)
     assert watched.status == 255, watched.stderr
     err = watched.stderr.splitlines()
     assert "  web1: exit 1" in err

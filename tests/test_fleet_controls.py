@@ -16,7 +16,6 @@ from controller.appkeys import AUDIT, FLEET_PAUSE
 from controller.errors import NatsUnavailable
 from controller.keys.store import KeyStore
 from nexec.cli import main as nexec_main
-from nexec.dev.processes import start_nats_server
 from schemas.api import FleetPause
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
@@ -24,6 +23,7 @@ from tests.helpers import (
     Fifo,
     MakeAgent,
     MakeController,
+    RestartableNats,
     recorded_result,
 )
 
@@ -109,15 +109,13 @@ async def test_a_pause_holds_for_every_controller_until_resumed(
 async def test_a_pause_survives_a_nats_restart(
     tmp_path: Path, make_controller: MakeController
 ) -> None:
-    store = tmp_path / "jetstream"
-    server, url = start_nats_server(store)
-    port = int(url.rsplit(":", 1)[1])
+    server = RestartableNats(tmp_path / "jetstream")
     try:
-        controller = await make_controller(nats_url=url)
+        controller = await make_controller(nats_url=server.url)
         assert (await controller.request("POST", "/fleet/pause")).status == 200
         server.stop(signum=signal.SIGKILL)
-        server, _ = start_nats_server(store, port=port)
-        later = await make_controller(nats_url=url)
+        server.start_again()
+        later = await make_controller(nats_url=server.url)
         refused = await later.exec("_all", {"command": "true"})
         assert (refused.status, refused.body["details"]) == (503, "the fleet is paused by admin")
         assert (await later.request("POST", "/fleet/resume")).status == 200

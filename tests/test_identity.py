@@ -21,7 +21,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import DISPATCHER, JOB_STORE
 from controller.jobs.collector import Collector
-from controller.jobs.records import MAX_ANY_RESULT_RECORDS
+from controller.jobs.record_reads import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
 from schemas.subjects import Subjects
 from tests.helpers import Controller, MakeController, Response

@@ -13,10 +13,9 @@ from typing import Any
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.jobs.views import job_view
-from nexec.dev.processes import start_nats_server
 from schemas.api import JobState
 from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController, RestartableNats
 
 NOT_ACKED = "not acknowledged within 2s"
 
@@ -77,9 +76,8 @@ async def recorded_late(controller: Controller, job_id: str, hostname: str) -> d
 async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
     tmp_path: Path, make_controller: MakeController, started: Fifo
 ) -> None:
-    store = tmp_path / "jetstream"
-    server, url = start_nats_server(store)
-    port = int(url.rsplit(":", 1)[1])
+    server = RestartableNats(tmp_path / "jetstream")
+    url = server.url
     agent = Agent(AgentConfig(nats_url=url, hostname="h1", heartbeat_interval_s=0.2))
     try:
         controller = await make_controller(
@@ -100,7 +98,7 @@ async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
         [told] = response.body["results"]
         assert told["status"] == "no_reply"
 
-        server, _ = start_nats_server(store, port=port)
+        server.start_again()
         view = await recorded_late(controller, response.body["job_id"], "h1")
         [recorded] = view["results"]
         assert (recorded["status"], recorded["stdout"]) == ("completed", "done\n")

@@ -18,7 +18,6 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.appkeys import AUDIT, LIFECYCLE, NATS_LINK
-from nexec.dev.processes import start_nats_server
 from schemas.messages import ResultStatus
 from schemas.subjects import CONTROLLER_SERVICE, Subjects
 from tests.helpers import (
@@ -27,6 +26,7 @@ from tests.helpers import (
     LiveAgent,
     LiveAgentProcess,
     MakeController,
+    RestartableNats,
     service_replies,
     until,
 )
@@ -188,11 +188,9 @@ async def test_agents_follows_agents_joining_and_leaving(
 async def test_nats_connected_and_reconnects_follow_a_nats_restart(
     tmp_path: Path, make_controller: MakeController
 ) -> None:
-    store = tmp_path / "jetstream"
-    server, url = start_nats_server(store)
-    port = int(url.rsplit(":", 1)[1])
+    server = RestartableNats(tmp_path / "jetstream")
     try:
-        controller = await make_controller(nats_url=url)
+        controller = await make_controller(nats_url=server.url)
         link = controller.app[NATS_LINK]
         back = asyncio.Event()
 
@@ -205,7 +203,7 @@ async def test_nats_connected_and_reconnects_follow_a_nats_restart(
         await asyncio.to_thread(server.stop)
         await asyncio.wait_for(link.disconnected.wait(), STARTUP_TIMEOUT_S)
         down = await scrape(controller.url)
-        server, _ = start_nats_server(store, port=port)
+        server.start_again()
         await asyncio.wait_for(back.wait(), 20)
         up = await scrape(controller.url)
     finally:

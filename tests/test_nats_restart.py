@@ -17,9 +17,8 @@ from nats.js import JetStreamContext
 from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
-from nexec.dev.processes import start_nats_server
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
-from tests.helpers import LiveAgent, MakeController, service_replies
+from tests.helpers import LiveAgent, MakeController, RestartableNats, service_replies
 
 SRV = Subjects.service_request
 
@@ -48,9 +47,8 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
     caplog: pytest.LogCaptureFixture,
     signum: signal.Signals,
 ) -> None:
-    store = tmp_path / "jetstream"
-    server, url = start_nats_server(store)
-    port = int(url.rsplit(":", 1)[1])
+    server = RestartableNats(tmp_path / "jetstream")
+    url = server.url
     agents: list[Agent] = []
     try:
         controller = await make_controller(nats_url=url)
@@ -68,7 +66,7 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
         await exec_all_until_everyone_answers(controller, ["h1", "h2"])
 
         await asyncio.to_thread(server.stop, signum=signum)
-        server, _ = start_nats_server(store, port=port)
+        server.start_again()
         await exec_all_until_everyone_answers(controller, ["h1", "h2"])
 
         node = await controller.request("GET", "/node")

@@ -26,6 +26,7 @@ from tests.helpers import (
     LiveAgent,
     LiveAgentProcess,
     MakeController,
+    told_then_gated,
 )
 
 HOSTS = [f"r{n}" for n in range(1, 7)]
@@ -170,7 +171,7 @@ async def test_pause_between_starts_keeps_them_one_after_another(
 async def test_cancel_mid_rollout(fleet: Controller, tmp_path: Path, started: Fifo) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()
-    command = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    command = told_then_gated(started, gate)
     answer = await shell(
         fleet, {"command": command, "timeout": 60, "rollout": {"batch_size": 2}}, "?wait=false"
     )
@@ -309,7 +310,7 @@ async def test_no_host_starts_while_the_fleet_is_paused(
         )  # fmt: skip
     log, gate = tmp_path / "log", tmp_path / "gate"
     gate.mkdir()
-    wait = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    wait = told_then_gated(started, gate)
     body = {"command": logged(log, wait), "timeout": 60, "rollout": {"batch_size": 1}}
     answer = await shell(controller, body, "?wait=false")
     job_id = answer.body["job_id"]
@@ -366,7 +367,7 @@ async def test_an_idempotent_rollout_runs_once(fleet: Controller, tmp_path: Path
 async def test_cancel_all_stops_a_rollout(fleet: Controller, tmp_path: Path, started: Fifo) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()
-    command = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    command = told_then_gated(started, gate)
     body = {"command": command, "timeout": 60, "rollout": {"batch_size": 1}}
     job_id = (await shell(fleet, body, "?wait=false")).body["job_id"]
     assert await started.lines(1) == ["r1"]

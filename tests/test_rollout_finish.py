@@ -22,7 +22,15 @@ from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import CONFIG, FLEET_PAUSE, NATS_LINK, ROLLOUT_STORE, ROLLOUTS
 from controller.jobs.idempotency import entry_key
 from controller.keys.store import PERMISSIONS, create_key
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, LiveAgent, MakeController, NatsServer
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    LiveAgent,
+    MakeController,
+    NatsServer,
+    told_then_gated,
+)
 from tests.test_live_output import read_events
 from tests.test_max_hosts import limited_key
 from tests.test_rollout import HOSTS, POOL, logged, starts, until_entry, wait_until_ended
@@ -127,7 +135,7 @@ async def test_after_a_takeover_the_first_host_waits_pause_s_and_the_end_is_kept
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
     log, gate = tmp_path / "log", tmp_path / "gate"
     gate.mkdir()
-    wait = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    wait = told_then_gated(started, gate)
     body = {"command": logged(log, wait), "timeout": 60,
             "rollout": {"batch_size": 2, "pause_s": 600}}  # fmt: skip
     driver, port = await asyncio.to_thread(start_driver, nats_server, keys_file)
@@ -171,7 +179,7 @@ async def test_a_key_out_of_host_slots_gets_retry_after_when_one_comes_free(
     key = limited_key(tmp_path / "keys.json", controller)
     gate = tmp_path / "gate"
     gate.mkdir()
-    hold = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    hold = told_then_gated(started, gate)
     path = f"/node/{PAIR}/command/shell?wait=false"
     holding = await controller.request("POST", path, json={"command": hold, "timeout": 20}, key=key)
     assert holding.status == 202, holding.body
@@ -213,7 +221,7 @@ async def test_a_fleet_pause_longer_than_the_slack_stops_the_rollout_out_of_time
     await join(controller, live_agent, ["r1", "r2"], PAIR)
     gate = tmp_path / "gate"
     gate.mkdir()
-    hold = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    hold = told_then_gated(started, gate)
     body = {"command": hold, "timeout": 3, "rollout": {"batch_size": 1}}
     path = f"/node/{PAIR}/command/shell?wait=false"
     job_id = (await controller.request("POST", path, json=body)).body["job_id"]
@@ -245,7 +253,7 @@ async def test_the_answer_comes_after_rollout_answer_s_and_the_rollout_goes_on(
     await join(controller, live_agent, ["r1", "r2"], PAIR)
     gate = tmp_path / "gate"
     gate.mkdir()
-    hold = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    hold = told_then_gated(started, gate)
     body = {"command": hold, "timeout": 60, "rollout": {"batch_size": 1}}
     answer = await controller.request("POST", f"/node/{PAIR}/command/shell", json=body)
     assert answer.status == 202, answer.body

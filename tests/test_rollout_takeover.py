@@ -19,7 +19,14 @@ from controller.appkeys import ROLLOUTS
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.helpers import STARTUP_TIMEOUT_S, Fifo, LiveAgent, MakeController, NatsServer
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Fifo,
+    LiveAgent,
+    MakeController,
+    NatsServer,
+    told_then_gated,
+)
 from tests.test_rollout import HOSTS, POOL, logged, starts, wait_until_ended
 
 LEASE_S = 1.0
@@ -56,7 +63,7 @@ async def test_a_killed_driver_s_rollout_is_finished_by_another_controller(
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
     log, gate = tmp_path / "log", tmp_path / "gate"
     gate.mkdir()
-    wait = f'echo "$NEXEC_HOST" > {started.path}; while [ -d {gate} ]; do sleep 0.05; done'
+    wait = told_then_gated(started, gate)
     body = {"command": logged(log, wait), "timeout": 60, "rollout": {"batch_size": 2}}
     driver, port = await asyncio.to_thread(start_driver, nats_server, keys_file)
     try:

@@ -95,18 +95,11 @@ async def run_job(
     ran, the idempotency key is released, so a retry with it runs the job.
 
     Raises:
-            NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
+        NatsUnavailable, StorageFull: nothing ran. RateLimited: the key's ``max_hosts``
             slots are taken by its other requests; nothing ran.
     """
-    job = record.job
     if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "job %r of key %r to %r",
-            job.job_id,
-            job.caller,
-            job.target,
-            extra=log_fields(job_id=job.job_id, key_name=job.caller),
-        )
+        _log_submitted(record.job)
     try:
         if record.rollout is None:
             collected = await record_and_dispatch(request, record, target, body, wait_s)
@@ -125,6 +118,17 @@ async def run_job(
         job_id=record.job.job_id, results=collected.results, complete=collected.complete
     )
     return json_response(response, status=202)
+
+
+def _log_submitted(job: ExecJob) -> None:
+    """The debug line of a job submitted: its id, key and target."""
+    log.debug(
+        "job %r of key %r to %r",
+        job.job_id,
+        job.caller,
+        job.target,
+        extra=log_fields(job_id=job.job_id, key_name=job.caller),
+    )
 
 
 async def record_job(request: web.Request, record: JobRecord) -> None:

@@ -12,55 +12,38 @@ it is given up as ``no_reply`` (a dead agent costs seconds, not the command's
 timeout); a host that acknowledged is waited for until the deadline, unless it
 falls silent mid-job (:mod:`controller.jobs.agent_watch`).
 
-An ack or result that names another job or host than its subject, or comes from a
-host the job was not sent to, is dropped, logged and counted in
-:attr:`Dispatcher.dropped`.
+Each answer reaches its collector through :mod:`controller.jobs.answers`, which drops
+(and counts in :attr:`Dispatcher.dropped`) what names another job or host than its
+subject, or comes from a host the job was not sent to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
 
 import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
-from controller.jobs.collector import Collected, Collector, collector_for, host_key
+from controller.jobs.answers import AnswerRouter
+from controller.jobs.collector import Collected, Collector, host_key
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
-from runtime.logs import log_fields
 from runtime.signing import JobSigner
-from runtime.streamwriter import is_no_responders
-from schemas.decoding import WireError, decode_ack_from, decode_reply, decode_result_from
 from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
 from schemas.subjects import Subjects
 from schemas.targets import Target, TargetKind
-from schemas.untrusted import shown
-
-log = logging.getLogger("nexec.controller.dispatch")
 
 RESULT_CONSUMER_HEARTBEAT_S = 1.0
 """Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
 
 
-DROP_REASONS = tuple(
-    [f"{kind} of a host the job was not sent to" for kind in ("ack", "result")]
-    + [f"invalid {kind}" for kind in ("ack", "result")]
-    + ["answer on the reply subject"]
-)
-"""Every reason :attr:`Dispatcher.dropped` counts (each listed from the start, at 0)."""
-
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
-AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
 
 
 class Dispatcher:
@@ -89,9 +72,9 @@ class Dispatcher:
         self._nc: Client | None = None
         self._listening = False
         self._results: JetStreamContext.PushSubscription | None = None
-        self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
-        """Acks and results dropped, by reason (another host's or job's, unexpected host,
-        malformed, an answer on the reply subject)."""
+        self._answers = AnswerRouter(subjects, self._collectors)
+        self.dropped = self._answers.dropped
+        """Acks and results dropped, by reason (:class:`AnswerRouter`)."""
         self.counters = DispatchCounters()
         """Every host's outcome and each collection's time, counted once ($SRV.STATS
         and /metrics read them)."""
@@ -113,9 +96,9 @@ class Dispatcher:
         if not self._listening:
             self._inbox_prefix = nc.new_inbox()
             await nc.subscribe(
-                self._subjects.job_replies_all(self._inbox_prefix), cb=self._on_inbox
+                self._subjects.job_replies_all(self._inbox_prefix), cb=self._answers.on_inbox
             )
-            await nc.subscribe(self._subjects.acks_all(), cb=self._on_ack)
+            await nc.subscribe(self._subjects.acks_all(), cb=self._answers.on_ack)
             self._listening = True
         await self._read_results(js)
         self._nc = nc
@@ -142,7 +125,7 @@ class Dispatcher:
         self._results = await js.subscribe(
             self._subjects.result_records_all(),
             stream=self._subjects.results_stream(),
-            cb=self._on_result,
+            cb=self._answers.on_result,
             ordered_consumer=True,
             idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
             deliver_policy=deliver,
@@ -329,83 +312,3 @@ class Dispatcher:
             await nc.publish(
                 self._subjects.cancel(), encode(CancelRequest(job_id=job_id, caller=caller))
             )
-
-    def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
-        """Count and log a dropped message; ``hostname`` may be untrusted (it is shown
-        short), ``detail`` must not be (callers cut untrusted text with ``shown``)."""
-        self.dropped[reason] += 1
-        log.warning(
-            "job %r: %s from %s dropped: %s",
-            job_id,
-            reason,
-            shown(hostname),
-            detail,
-            extra=log_fields(job_id=job_id, hostname=shown(hostname)),
-        )
-
-    def _answer(
-        self,
-        msg: Msg,
-        parse: Callable[[str], tuple[str, str]],
-        decode: Callable[..., AnswerT],
-        kind: str,
-    ) -> tuple[Collector, AnswerT] | None:
-        """The collector waiting for the host that ``msg``'s subject names, and what
-        it said; None when no collector waits here, or when it was dropped (counted)."""
-        try:
-            job_id, hostname = parse(msg.subject)
-        except ValueError:
-            return None  # not a subject this subscription can carry
-        collector = collector_for(self._collectors, job_id, hostname)
-        if collector is None:
-            return None  # another controller's job, or one whose collection ended
-        if not collector.expects(hostname):
-            self._drop(job_id, hostname, f"{kind} of a host the job was not sent to", "")
-            return None
-        try:
-            return collector, decode(msg.data, job_id=job_id, hostname=hostname)
-        except WireError as exc:
-            self._drop(job_id, hostname, f"invalid {kind}", exc)
-            return None
-
-    async def _on_ack(self, msg: Msg) -> None:
-        if answer := self._answer(msg, self._subjects.parse_ack, decode_ack_from, "ack"):
-            collector, ack = answer
-            collector.add_ack(ack)
-
-    async def _on_result(self, msg: Msg) -> None:
-        parse = self._subjects.parse_host_record
-        if answer := self._answer(msg, parse, decode_result_from, "result"):
-            collector, result = answer
-            collector.add_result(result)
-
-    async def _on_inbox(self, msg: Msg) -> None:
-        """NATS's "no responders" status gives up every host at once. Anything else
-        here was sent by an agent on the job's reply subject, which proves nothing of
-        who sent it: logged (it may explain a ``no_reply``: a refused signature, or an
-        agent too old for the ``record`` route) and dropped.
-
-        Any agent that received the job may publish here, a status header included.
-        So both are believed only when at most one agent receives the job (a host,
-        ``_any``): for ``_all`` and labels, a forged status would give up hosts that
-        run the command, and the delivery timeout decides instead."""
-        try:
-            job_id = self._subjects.parse_job_reply(msg.subject)
-        except ValueError:
-            return  # not a subject this subscription can carry
-        collector = self._collectors.get(job_id)
-        if collector is None:
-            return
-        if is_no_responders(msg):
-            collector.no_responders()
-            return
-        try:
-            reply = decode_reply(msg.data)
-        except WireError as exc:
-            self._drop(job_id, "?", "answer on the reply subject", exc)
-            return
-        said = shown(reply.error) if isinstance(reply, ExecResult) and reply.error else None
-        detail = "an ack" if isinstance(reply, ExecAck) else said
-        self._drop(job_id, reply.hostname, "answer on the reply subject", detail)
-        if said is not None and collector.single_receiver:
-            collector.note_unverified(reply.hostname, said)

@@ -57,9 +57,7 @@ async def job_events(
     for result in await store.results(record):
         outcome.decide(result.hostname)
     subscription = await _subscribe(js, subjects, job.job_id, after)
-    sent: dict[str, object] = {}
-    """The last result sent for each host: one written again unchanged (a rollout's
-    results, at its end) is not sent twice."""
+    sent: dict[str, object] = {}  # each host's last result sent (:func:`_to_send`)
     try:
         # Replay what is recorded already, then follow live until the job is done.
         info = await subscription.consumer_info()
@@ -76,14 +74,7 @@ async def job_events(
             replaying = message.metadata.num_pending > 0
             sequence = message.metadata.sequence.stream
             event = _decode(subjects, message.subject, message.data, sequence)
-            # Another host's output or result (one that learnt the job id, e.g. from a
-            # label it shares) is left out, as the job view does.
-            if event is not None and outcome.accepts(host := event.data.hostname):
-                if event.kind == "result":
-                    if sent.get(host) == event.data:
-                        continue
-                    sent[host] = event.data
-                    outcome.decide(host)
+            if event is not None and _to_send(event, outcome, sent):
                 yield event
     finally:
         await subscription.unsubscribe()
@@ -91,6 +82,21 @@ async def job_events(
         yield JobEvent("result", result)
     view = job_view(record, await store.results(record), time.time())
     yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
+
+
+def _to_send(event: JobEvent, outcome: Outcome, sent: dict[str, object]) -> bool:
+    """Whether ``event`` goes out. Another host's output or result (one that learnt the
+    job id, e.g. from a label it shares) is left out, as the job view does; so is a
+    result equal to the last one sent for its host (``sent``: a rollout's results are
+    written again, unchanged, at its end). A result sent decides its host."""
+    if not outcome.accepts(host := event.data.hostname):
+        return False
+    if event.kind == "result":
+        if sent.get(host) == event.data:
+            return False
+        sent[host] = event.data
+        outcome.decide(host)
+    return True
 
 
 async def _subscribe(

@@ -2,16 +2,14 @@
 
 A controller writes the job record before it publishes the job; agents write
 their own results, so a result that comes after the HTTP answer, or while no
-controller runs, is still recorded. Every read here is a JetStream direct get,
-counted in :attr:`JobStore.reads` so that tests can check what a page costs.
+controller runs, is still recorded. The reads are :mod:`controller.jobs.record_reads`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import msgspec
 import nats.errors
@@ -19,21 +17,15 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from controller.errors import NatsUnavailable, StorageFull, nats_errors
-from controller.jobs.pages import NewestFirst
+from controller.jobs.record_reads import JobReads, decode_stored_record
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.logs import log_fields
 from runtime.streamwriter import StreamWriter
-from schemas.decoding import WireError, decode_job_record, decode_result_from
 from schemas.messages import ExecResult, JobRecord, ResultStatus, encode
 from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.records")
 
-
-MAX_ANY_RESULT_RECORDS = 16
-"""Result records read for an ``_any`` job (one host answers it; a few more are a
-controller's ``no_reply`` or a replayed job's): the read is bounded whatever hosts
-write on their own subjects."""
 
 REWRITE_TRIES = 3
 """Reads and conditional writes of a job record that another writer keeps changing."""
@@ -45,22 +37,14 @@ KEEP_AT_ONCE = 32
 """Records :meth:`JobStore.keep_from_now` writes again at once."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    records: list[JobRecord]
-    next_cursor: str | None
-    """Pass as ``cursor`` for the next (older) page; None when this was the last."""
-
-
-class JobStore:
-    """Reads and writes job records; every method may raise :class:`NatsUnavailable`."""
+class JobStore(JobReads):
+    """Writes job records (and reads them: :class:`JobReads`); every method may raise
+    :class:`NatsUnavailable`."""
 
     def __init__(self, js: JetStreamContext, writer: StreamWriter, subjects: Subjects) -> None:
         """``writer`` writes the records (opened once connected); ``js`` does the rest."""
-        self._js = js
+        super().__init__(js, subjects)
         self._writer = writer
-        self._subjects = subjects
-        self.reads = 0
         self.storage_full: str | None = None
         """Why the last job record write was refused for want of room; None once one
         was stored again (``/healthz`` reports it)."""
@@ -179,42 +163,57 @@ class JobStore:
         subject = self._subjects.job_record(job_id)
         for _ in range(REWRITE_TRIES):
             raw = await self._direct_get(self._subjects.jobs_stream(), subject=subject)
-            record = None if raw is None else _decode_record(raw)
+            record = None if raw is None else decode_stored_record(raw)
             if raw is None or record is None:
                 return False
             if no_replies.items() <= record.no_replies.items():
                 return True
             marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
-            with nats_errors(f"recording the verdicts of job {job_id}"):
-                try:
-                    await self._writer.write(
-                        subject,
-                        encode(marked),
-                        headers={"Nats-Expected-Last-Subject-Sequence": str(raw.seq)},
-                    )
-                    return True
-                except nats.errors.MaxPayloadError:  # never fits: trying again cannot help
-                    log.error(
-                        "job %r: record too large for %d verdicts",
-                        job_id,
-                        len(no_replies),
-                        extra=log_fields(job_id=job_id),
-                    )
-                    return True
-                except nats.js.errors.APIError as exc:
-                    if not is_wrong_last_sequence(exc):
-                        raise  # e.g. no room: NatsUnavailable, tried again later
-                    log.info(
-                        "job %r: record changed while adding verdicts",
-                        job_id,
-                        extra=log_fields(job_id=job_id),
-                    )
+            if await self._rewrite(job_id, marked, raw.seq, len(no_replies)):
+                return True
         log.warning(
             "job %r: verdicts not recorded, the record kept changing",
             job_id,
             extra=log_fields(job_id=job_id),
         )
         return True
+
+    async def _rewrite(
+        self, job_id: str, marked: JobRecord, seq: int | None, verdicts: int
+    ) -> bool:
+        """Write ``marked`` if job ``job_id``'s record is still at ``seq``; False when it changed
+        since (read it again). A record too large to write counts as done (logged):
+        trying again cannot help.
+
+        Raises:
+            NatsUnavailable: JetStream did not answer, or refused the write for another
+                reason than a change of the record.
+        """
+        with nats_errors(f"recording the verdicts of job {job_id}"):
+            try:
+                await self._writer.write(
+                    self._subjects.job_record(job_id),
+                    encode(marked),
+                    headers={"Nats-Expected-Last-Subject-Sequence": str(seq)},
+                )
+                return True
+            except nats.errors.MaxPayloadError:
+                log.error(
+                    "job %r: record too large for %d verdicts",
+                    job_id,
+                    verdicts,
+                    extra=log_fields(job_id=job_id),
+                )
+                return True
+            except nats.js.errors.APIError as exc:
+                if not is_wrong_last_sequence(exc):
+                    raise  # e.g. no room: NatsUnavailable, tried again later
+                log.info(
+                    "job %r: record changed while adding verdicts",
+                    job_id,
+                    extra=log_fields(job_id=job_id),
+                )
+                return False
 
     async def keep_from_now(
         self, job_id: str, hosts: list[str], collected: Mapping[str, ExecResult]
@@ -264,118 +263,6 @@ class JobStore:
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("%r not kept from now: %s", subject, exc or type(exc).__name__)
 
-    async def load(self, job_id: str) -> JobRecord | None:
-        """The job's record, or None when there is none (never made, expired, deleted).
-
-        Raises:
-            NatsUnavailable: JetStream did not answer.
-        """
-        raw = await self._direct_get(
-            self._subjects.jobs_stream(), subject=self._subjects.job_record(job_id)
-        )
-        return None if raw is None else _decode_record(raw)
-
-    async def results(self, record: JobRecord) -> list[ExecResult]:
-        """Each host's last valid result of the job: for every expected host, the last
-        record on its own subject (one read per host, however many records a host
-        wrote); for ``_any``, the first :data:`MAX_ANY_RESULT_RECORDS` records.
-
-        Raises:
-            NatsUnavailable: JetStream did not answer.
-        """
-        job_id = record.job.job_id
-        if record.expected_hosts is None:
-            raws = await self._first_records(self._subjects.result_records(job_id))
-            return self._valid_results(job_id, raws)
-        results: list[ExecResult] = []
-        for host in record.expected_hosts:
-            result = await self.host_result(job_id, host)
-            if result is not None:
-                results.append(result)
-        return results
-
-    async def host_result(self, job_id: str, hostname: str) -> ExecResult | None:
-        """The host's last valid result: its last record, or, if that one is not valid
-        (only the host itself can write there), the last valid of its first records.
-
-        Raises:
-            NatsUnavailable: JetStream did not answer.
-        """
-        subject = self._subjects.result_record(job_id, hostname)
-        last = await self._direct_get(self._subjects.results_stream(), subject=subject)
-        if last is None:
-            return None
-        valid = self._valid_results(job_id, [last])
-        if not valid:
-            valid = self._valid_results(job_id, await self._first_records(subject))
-        return valid[-1] if valid else None
-
-    def _valid_results(self, job_id: str, raws: list[nats.js.api.RawStreamMsg]) -> list[ExecResult]:
-        """The results in ``raws`` that name the host and job of their subject; the
-        others are logged and left out."""
-        results: list[ExecResult] = []
-        for raw in raws:
-            try:
-                results.append(_decode_result(self._subjects, raw))
-            except WireError as exc:
-                log.warning(
-                    "job %r: result record %d skipped: %s",
-                    job_id,
-                    raw.seq,
-                    exc,
-                    extra=log_fields(job_id=job_id),
-                )
-        return results
-
-    async def _first_records(self, subject: str) -> list[nats.js.api.RawStreamMsg]:
-        """The first :data:`MAX_ANY_RESULT_RECORDS` records on ``subject`` (a wildcard).
-
-        Raises:
-            NatsUnavailable: JetStream did not answer.
-        """
-        raws: list[nats.js.api.RawStreamMsg] = []
-        seq = 1
-        while len(raws) < MAX_ANY_RESULT_RECORDS:
-            raw = await self._direct_get(
-                self._subjects.results_stream(), subject=subject, from_seq=seq
-            )
-            if raw is None:
-                return raws
-            raws.append(raw)
-            seq = (raw.seq or seq) + 1
-        log.warning("%s: more than %d records, the rest not read", subject, MAX_ANY_RESULT_RECORDS)
-        return raws
-
-    async def page(
-        self,
-        *,
-        limit: int,
-        cursor: str | None,
-        visible: Callable[[JobRecord], bool] | None = None,
-    ) -> JobPage:
-        """Up to ``limit`` jobs, newest first, older than ``cursor``; with ``visible``,
-        only the jobs it accepts.
-
-        Costs one stream-info request plus one read per job returned (and one
-        per deleted or invisible job skipped), at most ``PAGE_READS_PER_ITEM * limit``
-        reads, however many jobs are stored.
-
-        Raises:
-            NatsUnavailable: JetStream did not answer.
-            ValueError: ``cursor`` is not one this method returned.
-        """
-        stream = self._subjects.jobs_stream()
-        with nats_errors("reading the job list"):
-            walk = await NewestFirst.start(self._js, stream, cursor, limit=limit)
-        self.reads += 1
-        records: list[JobRecord] = []
-        while len(records) < limit and walk.can_take():
-            raw = await self._direct_get(stream, seq=walk.take())
-            record = None if raw is None else _decode_record(raw)
-            if record is not None and (visible is None or visible(record)):
-                records.append(record)
-        return JobPage(records, walk.next_cursor())
-
     async def delete(self, job_id: str) -> bool:
         """Remove the job record, then its results and its output; by subject, so a
         record rewritten meanwhile (verdicts) goes too. False if there was no record.
@@ -393,44 +280,3 @@ class JobStore:
             ):
                 await self._js.purge_stream(stream, subject=subject)
         return raw is not None
-
-    async def _direct_get(
-        self,
-        stream: str,
-        *,
-        subject: str | None = None,
-        seq: int | None = None,
-        from_seq: int | None = None,
-    ) -> nats.js.api.RawStreamMsg | None:
-        self.reads += 1
-        with nats_errors(f"reading from {stream}"):
-            try:
-                if from_seq is not None:
-                    return await self._js.get_msg(
-                        stream, seq=from_seq, subject=subject, direct=True, next=True
-                    )
-                return await self._js.get_msg(stream, seq=seq, subject=subject, direct=True)
-            except nats.js.errors.NotFoundError:
-                return None
-
-
-def _decode_record(raw: nats.js.api.RawStreamMsg) -> JobRecord | None:
-    """The job record in ``raw``, or None (logged) when it is not a valid one."""
-    try:
-        return decode_job_record(raw.data or b"")
-    except WireError as exc:
-        log.warning("job record %s skipped: %s", raw.seq, exc)
-        return None
-
-
-def _decode_result(subjects: Subjects, raw: nats.js.api.RawStreamMsg) -> ExecResult:
-    """The result in ``raw``, which must name the job and host its subject carries.
-
-    Raises:
-        WireError: malformed, or it speaks for another host or job than its subject.
-    """
-    try:
-        job_id, hostname = subjects.parse_host_record(raw.subject or "")
-    except ValueError as exc:
-        raise WireError(str(exc)) from None
-    return decode_result_from(raw.data or b"", job_id=job_id, hostname=hostname)

@@ -5,8 +5,9 @@ Each host gets its own copy of the job (same job id, the host as target, its own
 deadline and ``deliver_by`` counted from its own start), published and collected by
 the dispatcher like any job on one host: acks, the delivery timeout, the agent
 watch, the ``no_reply`` verdicts are the same rules. The rollout's progress lives in
-its entry of the rollouts bucket (:mod:`controller.jobs.rollout_store`); a host is
-written there as started before its copy is published. The hosts a turn of the window
+its entry of the rollouts bucket (:mod:`controller.jobs.rollout_store`), written under
+this controller's lease (:mod:`controller.jobs.rollout_entry`); a host is written
+there as started before its copy is published. The hosts a turn of the window
 starts are written in one write, and the hosts that finished are written with the
 next write (their results are in the results stream already, where a takeover reads
 them).
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import msgspec
@@ -29,24 +30,18 @@ from controller.jobs.host_slots import HostSlotsStore, lease_id
 from controller.jobs.idempotency import IdempotencyKeys
 from controller.jobs.outcome import ROLLOUT_CANCELLED_BY
 from controller.jobs.records import JobStore
+from controller.jobs.rollout_entry import LeaseLost, RolloutEntry
 from controller.jobs.rollout_host import follow_host, start_host
 from controller.jobs.rollout_plan import failures_stop, host_failed, last_started
-from controller.jobs.rollout_store import RolloutChanged, RolloutStore, StoredRollout
+from controller.jobs.rollout_store import RolloutStore, StoredRollout
 from controller.jobs.verdicts import VerdictRecorder
 from runtime.logs import log_fields
-from runtime.retry import keep_trying
 from schemas.messages import ExecResult, JobRecord, ResultStatus, RolloutState
 
 log = logging.getLogger("nexec.controller.rollouts")
 
 FLEET_WAIT_S = 3600.0
 """How long one wait for a paused fleet lasts before it is started again."""
-
-Change = Callable[[RolloutState], RolloutState | None]
-
-
-class LeaseLost(Exception):
-    """Another controller took the rollout over: this one stops driving it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +74,15 @@ class RolloutRun:
         self.job = record.job
         self.plan = record.rollout
         self.hosts = sorted(record.expected_hosts)
-        self._state, self._revision = stored.state, stored.revision
-        self._renew_at = time.monotonic() + deps.lease_s / 3
+        self._entry = RolloutEntry(
+            deps.store,
+            stored,
+            job_id=self.job.job_id,
+            driver=deps.driver,
+            lease_s=deps.lease_s,
+            write_until=self.job.deadline,
+        )
         self.results: dict[str, ExecResult] = {}
-        self._unwritten: dict[str, bool] = {}
-        """Hosts finished (and whether each failed) not yet in the entry."""
         self._running: dict[asyncio.Future[ExecResult], str] = {}
         self._woken: asyncio.Future[None] | None = None
         """What :meth:`_settle` waits on, while it waits: settled by a host finishing, a
@@ -98,14 +97,14 @@ class RolloutRun:
 
     @property
     def failures(self) -> int:
-        return sum({**self._state.finished, **self._unwritten}.values())
+        return self._entry.failures
 
     def stop_reason(self) -> str | None:
         """Why no further host starts; None while the rollout goes on."""
         if self._local_stop is not None:
             return self._local_stop
-        if self._state.stopped is not None:
-            return self._state.stopped
+        if self._entry.state.stopped is not None:
+            return self._entry.state.stopped
         return failures_stop(self.failures, self.plan.max_failures)
 
     def cancel(self, by: str) -> None:
@@ -149,14 +148,14 @@ class RolloutRun:
 
     async def _drive(self) -> list[ExecResult]:
         """Raises: LeaseLost, NatsUnavailable."""
-        for host, deadline in self._state.started.items():
-            if host not in self._state.finished:  # started by a controller before this one
+        for host, deadline in self._entry.state.started.items():
+            if host not in self._entry.state.finished:  # started by a controller before this one
                 deps = self._deps
                 following = follow_host(
                     deps.dispatcher, deps.job_store, self.job.job_id, host, deadline
                 )
                 self._add_running(asyncio.ensure_future(following), host)
-        waiting = [host for host in self.hosts if host not in self._state.started]
+        waiting = [host for host in self.hosts if host not in self._entry.state.started]
         while waiting and await self._ready():
             size = self._turn_size()
             await self._start(waiting[:size])
@@ -218,15 +217,14 @@ class RolloutRun:
         Raises:
             LeaseLost, NatsUnavailable.
         """
-        renew_in = max(0.0, self._renew_at - time.monotonic())
+        renew_in = self._entry.renew_in()
         timeout_s = renew_in if timeout_s is None else min(timeout_s, renew_in)
         if not self._cancelled_unseen and not any(task.done() for task in self._running):
             await self._wait_for_wake(timeout_s, also)
         self._cancelled_unseen = False
         for task in [task for task in self._running if task.done()]:
             await self._finish(task)
-        if time.monotonic() >= self._renew_at:
-            await self._write(lambda state: state)  # renews the lease
+        await self._entry.renew_if_due()
 
     async def _wait_for_wake(self, timeout_s: float, also: Awaitable[None] | None) -> None:
         """Wait until :meth:`_wake` is called, ``also`` is done, or ``timeout_s`` passed."""
@@ -267,7 +265,7 @@ class RolloutRun:
             return msgspec.structs.replace(state, started={**state.started, **deadlines})
 
         try:
-            recorded = await self._write(started)
+            recorded = await self._entry.write(started)
         except (LeaseLost, NatsUnavailable):
             await self._give_back(list(deadlines))
             raise
@@ -335,7 +333,7 @@ class RolloutRun:
         result = task.result()
         self.results[host] = result
         await self._give_back([host])
-        self._unwritten[host] = host_failed(result)  # stored with the next write
+        self._entry.finished(host, host_failed(result))  # stored with the next write
 
     async def _end(self) -> list[ExecResult]:
         """Skip every host not started (the reason stored first, so no controller
@@ -346,12 +344,12 @@ class RolloutRun:
             LeaseLost, NatsUnavailable.
         """
         reason = self.stop_reason() or "rollout stopped"
-        not_started = [host for host in self.hosts if host not in self._state.started]
+        not_started = [host for host in self.hosts if host not in self._entry.state.started]
         if not_started:
-            await self._write(
+            await self._entry.write(
                 lambda state: msgspec.structs.replace(state, stopped=state.stopped or reason)
             )
-            reason = self._state.stopped or reason
+            reason = self._entry.state.stopped or reason
             skipped = [
                 ExecResult(
                     job_id=self.job.job_id,
@@ -365,7 +363,7 @@ class RolloutRun:
             self._deps.dispatcher.counters.decided(skipped)
             self.results.update((result.hostname, result) for result in skipped)
         await self._keep_from_now()
-        await self._write(lambda state: msgspec.structs.replace(state, ended=True))
+        await self._entry.write(lambda state: msgspec.structs.replace(state, ended=True))
         return self.snapshot()
 
     async def _keep_from_now(self) -> None:
@@ -374,62 +372,5 @@ class RolloutRun:
         takeover ends it again); never raises."""
         deps = self._deps
         await deps.job_store.keep_from_now(self.job.job_id, self.hosts, self.results)
-        if self._state.idempotency_entry is not None:
-            await deps.idempotency.keep_from_now(self._state.idempotency_entry)
-
-    async def _write(self, change: Change) -> bool:
-        """Apply ``change`` to the entry, checked against the revision read last; on a
-        conflict read it again and apply ``change`` to that. False when ``change``
-        declined (the rollout stopped meanwhile). JetStream failing is tried again for
-        as long as the rollout has time left.
-
-        Raises:
-            NatsUnavailable: the entry could not be written in that time.
-        """
-        written = False
-
-        async def attempt() -> None:
-            nonlocal written
-            written = await self._write_once(change)
-
-        try:
-            return await self._write_once(change)
-        except NatsUnavailable as exc:
-            log.warning(
-                "rollout %r: state not stored yet: %s",
-                self.job.job_id,
-                exc,
-                extra=log_fields(job_id=self.job.job_id),
-            )
-        left = max(0.0, self.job.deadline - time.time())
-        if await keep_trying(attempt, retry_for_s=left, errors=(NatsUnavailable,)) is None:
-            raise NatsUnavailable(f"rollout {self.job.job_id}: its state could not be stored")
-        return written
-
-    async def _write_once(self, change: Change) -> bool:
-        """Raises: LeaseLost, NatsUnavailable."""
-        store, job_id = self._deps.store, self.job.job_id
-        while True:
-            if self._state.driver != self._deps.driver:
-                raise LeaseLost(self._state.driver)
-            finishes = dict(self._unwritten)
-            base = self._state
-            if finishes:
-                base = msgspec.structs.replace(base, finished={**base.finished, **finishes})
-            changed = change(base)
-            if changed is None:
-                return False
-            new = msgspec.structs.replace(changed, lease_until=time.time() + self._deps.lease_s)
-            self._renew_at = time.monotonic() + self._deps.lease_s / 3
-            try:
-                self._revision = await store.update(job_id, new, self._revision)
-                self._state = new
-                for host in finishes:
-                    self._unwritten.pop(host, None)
-                return True
-            except RolloutChanged:
-                stored = await store.read(job_id)
-                if stored is None:  # the bucket was made again: write it anew
-                    self._revision = await store.create(job_id, self._state)
-                else:
-                    self._state, self._revision = stored.state, stored.revision
+        if self._entry.state.idempotency_entry is not None:
+            await deps.idempotency.keep_from_now(self._entry.state.idempotency_entry)
