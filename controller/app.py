@@ -1,16 +1,17 @@
-"""The aiohttp application and the lifecycle of its NATS side."""
+"""The aiohttp application: its parts wired to one another and its HTTP side (the NATS
+side, connected when it starts, is :mod:`controller.app_nats`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from controller.app_nats import keep_state, nats_context
 from controller.appkeys import (
     AGENT_WATCH,
     AUDIT,
@@ -76,8 +77,6 @@ from controller.metrics.state import StateCollector
 from controller.natslink import LinkState, NatsLink
 from controller.registry.feed import RegistryFeed
 from controller.registry.view import Registry
-from controller.service import controller_service
-from controller.statekeeper import StateKeeper
 from runtime.ratelimit import RateLimiter
 from runtime.signing import JobSigner
 from runtime.streamwriter import StreamWriter
@@ -96,8 +95,6 @@ API = Operations(
 )
 """Every HTTP operation the controller serves, each declared next to its handler."""
 
-NatsSetup = Callable[[Client], Awaitable[None]]
-
 
 def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     """The controller's web application; NATS connects in the background when it starts.
@@ -107,30 +104,11 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     Raises:
         SigningKeyError: the signing key file cannot be read or holds no user seed.
     """
-    signer = None
-    if config.job_signing_key_file is not None:
-        signer = JobSigner.from_file(config.job_signing_key_file)
-        log.info("signing every job as %s", signer.public_key)
-    counted: list[Middleware] = [metrics_middleware] if config.metrics_enabled else []
+    signer = job_signer(config)
     app = web.Application(
-        middlewares=[
-            *counted,
-            audit_middleware,
-            error_middleware,
-            connection_middleware,
-            lifecycle_middleware,
-            auth_middleware,
-        ],
-        client_max_size=config.max_body_bytes,
+        middlewares=http_middlewares(config), client_max_size=config.max_body_bytes
     )
-    link = NatsLink(
-        config.nats_url,
-        name="nexec-controller",
-        connect_timeout_s=config.connect_timeout_s,
-        options=config.nats_connect_options(),
-        probe_interval_s=config.health_probe_interval_s,
-        probe_timeout_s=config.health_probe_timeout_s,
-    )
+    link = nats_link(config)
     js = link.client.jetstream(timeout=config.jetstream_timeout_s)
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
@@ -146,14 +124,57 @@ def create_app(config: ControllerConfig, keys: KeyStore) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
     add_jobs(app, link, js, signer)
     add_metrics(app)
-    app[OPERATIONS] = API
-    app[OPENAPI_DOCUMENT] = openapi_document(API)
-    API.add_to(app)
-    app.on_response_prepare.append(console_headers)
+    add_api(app)
     app.cleanup_ctx.append(keys_context)
     app[STATE_KEEPER] = keep_state(app, js)
     app.cleanup_ctx.append(nats_context)
     return app
+
+
+def job_signer(config: ControllerConfig) -> JobSigner | None:
+    """The signer of every job published, with ``job_signing_key_file`` set; else None.
+
+    Raises:
+        SigningKeyError: the signing key file cannot be read or holds no user seed.
+    """
+    if config.job_signing_key_file is None:
+        return None
+    signer = JobSigner.from_file(config.job_signing_key_file)
+    log.info("signing every job as %s", signer.public_key)
+    return signer
+
+
+def http_middlewares(config: ControllerConfig) -> list[Middleware]:
+    """The middlewares every request passes, outermost first (the metrics' only when on)."""
+    counted: list[Middleware] = [metrics_middleware] if config.metrics_enabled else []
+    return [
+        *counted,
+        audit_middleware,
+        error_middleware,
+        connection_middleware,
+        lifecycle_middleware,
+        auth_middleware,
+    ]
+
+
+def nats_link(config: ControllerConfig) -> NatsLink:
+    """The controller's one NATS connection, not yet started (see :mod:`controller.app_nats`)."""
+    return NatsLink(
+        config.nats_url,
+        name="nexec-controller",
+        connect_timeout_s=config.connect_timeout_s,
+        options=config.nats_connect_options(),
+        probe_interval_s=config.health_probe_interval_s,
+        probe_timeout_s=config.health_probe_timeout_s,
+    )
+
+
+def add_api(app: web.Application) -> None:
+    """The HTTP operations: their routes, the OpenAPI document, the console's headers."""
+    app[OPERATIONS] = API
+    app[OPENAPI_DOCUMENT] = openapi_document(API)
+    API.add_to(app)
+    app.on_response_prepare.append(console_headers)
 
 
 def add_metrics(app: web.Application) -> None:
@@ -187,21 +208,34 @@ def add_jobs(
     job_store = JobStore(js, writer, config.subjects)
     app[VERDICTS] = VerdictRecorder(job_store, retry_for_s=config.job_retention_s)
     app[DISPATCHER] = Dispatcher(subjects, record_no_replies=app[VERDICTS].record, signer=signer)
-    app[AGENT_WATCH] = AgentWatch(
-        config.subjects,
-        app[DISPATCHER].collectors,
-        app[REGISTRY],
-        lost_after_s=config.agent_lost_after_s,
-        connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
-        recorded=job_store.host_result,
-    )
+    app[AGENT_WATCH] = agent_watch(app, link, job_store)
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
     app[AUDIT] = AuditLog(js, writer, config.subjects)
     app[FLEET_PAUSE] = FleetPauseState(js, config.subjects)
     app[ROLLOUT_STORE] = RolloutStore(js, writer, config.subjects)
     app[HOST_SLOTS] = HostSlotsStore(js, config.subjects)
-    app[ROLLOUTS] = Rollouts(
+    app[ROLLOUTS] = rollouts(app, job_store)
+
+
+def agent_watch(app: web.Application, link: NatsLink, job_store: JobStore) -> AgentWatch:
+    """The watch over the agents running this controller's jobs (call it once the
+    dispatcher and the registry are in ``app``)."""
+    return AgentWatch(
+        app[CONFIG].subjects,
+        app[DISPATCHER].collectors,
+        app[REGISTRY],
+        lost_after_s=app[CONFIG].agent_lost_after_s,
+        connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
+        recorded=job_store.host_result,
+    )
+
+
+def rollouts(app: web.Application, job_store: JobStore) -> Rollouts:
+    """The rollouts this controller drives or takes over (call it once every other
+    part of the job domain is in ``app``)."""
+    config = app[CONFIG]
+    return Rollouts(
         RolloutDeps(
             dispatcher=app[DISPATCHER],
             store=app[ROLLOUT_STORE],
@@ -224,140 +258,3 @@ async def keys_context(app: web.Application) -> AsyncIterator[None]:
     reloader.start()
     yield
     await reloader.stop()
-
-
-async def nats_context(app: web.Application) -> AsyncIterator[None]:
-    """Connect to NATS in the background for the app's lifetime; drain on shutdown.
-
-    Once connected: the record streams and the idempotency bucket exist, the
-    dispatcher listens for acks and results, and then the registry view follows the
-    registry bucket (so an agent it lists can be sent jobs at once).
-    """
-    config = app[CONFIG]
-    feed = app[REGISTRY_FEED]
-    link = app[NATS_LINK]
-    js = link.client.jetstream(timeout=config.jetstream_timeout_s)
-    keeper = app[STATE_KEEPER]
-    watch = app[AGENT_WATCH]
-    service = controller_service(config, app[DISPATCHER], app[REGISTRY])
-
-    async def on_connected(nc: Client) -> None:
-        await app[STREAM_WRITER].open()
-        await ensure_records(app)
-        await ensure_idempotency(app)
-        await ensure_audit(app)
-        await ensure_fleet(app)  # before the first request: a paused fleet refuses it
-        await ensure_rollouts(app)
-        await ensure_host_slots(app)
-        await app[DISPATCHER].attach(nc, js)
-        await watch.attach(nc)
-        await service.start(nc)  # ADR-32 discovery (runtime/service.py)
-        app[ROLLOUTS].follow()  # take over rollouts whose driver is gone
-        await feed.start(
-            js,
-            config.subjects,
-            replicas=config.jetstream_replicas,
-            max_bytes=config.registry_max_bytes,
-        )
-        keeper.start(js)
-
-    link.on_connection_change(lost=feed.suspend, back=feed.watch_again)
-    link.on_connection_change(lost=watch.restart_clocks, back=watch.connection_back)
-    link.on_connection_change(lost=lambda: None, back=app[FLEET_PAUSE].watch_again)
-    probe_js = link.client.jetstream(timeout=config.health_probe_timeout_s)
-    jobs_stream = config.subjects.jobs_stream()
-    link.start(on_connected, probe=lambda: probe_js.stream_info(jobs_stream))
-    yield
-    await service.stop()
-    await keeper.stop()
-    await app[FLEET_PAUSE].stop()
-    await watch.close()
-    await app[ROLLOUTS].close()
-    await app[DISPATCHER].close()
-    await app[VERDICTS].close()
-    await feed.stop()
-    await link.close()
-
-
-async def ensure_records(app: web.Application) -> None:
-    """The job and results streams, as configured (made, or brought to the settings).
-
-    Raises:
-        NatsUnavailable: JetStream is unavailable or refused the configuration.
-    """
-    config = app[CONFIG]
-    await app[JOB_STORE].ensure_streams(
-        retention_s=config.job_retention_s,
-        replicas=config.jetstream_replicas,
-        jobs_max_bytes=config.jobs_max_bytes,
-        results_max_bytes=config.results_max_bytes,
-    )
-
-
-async def ensure_idempotency(app: web.Application) -> None:
-    """The idempotency bucket, as configured. Raises: NatsUnavailable."""
-    config = app[CONFIG]
-    await app[IDEMPOTENCY].open(
-        retention_s=config.job_retention_s,
-        replicas=config.jetstream_replicas,
-        max_bytes=config.idempotency_max_bytes,
-    )
-
-
-async def ensure_audit(app: web.Application) -> None:
-    """The audit stream, as configured. Raises: NatsUnavailable."""
-    config = app[CONFIG]
-    await app[AUDIT].ensure_stream(
-        retention_s=config.audit_retention_s,
-        replicas=config.jetstream_replicas,
-        max_bytes=config.audit_max_bytes,
-    )
-
-
-async def ensure_fleet(app: web.Application) -> None:
-    """The fleet bucket, as configured, and the pause it holds. Raises: NatsUnavailable."""
-    config = app[CONFIG]
-    await app[FLEET_PAUSE].open(
-        replicas=config.jetstream_replicas, max_bytes=config.fleet_max_bytes
-    )
-
-
-async def ensure_rollouts(app: web.Application) -> None:
-    """The rollouts bucket, as configured. Raises: NatsUnavailable."""
-    config = app[CONFIG]
-    await app[ROLLOUT_STORE].open(
-        retention_s=config.job_retention_s,
-        replicas=config.jetstream_replicas,
-        max_bytes=config.rollouts_max_bytes,
-    )
-
-
-async def ensure_host_slots(app: web.Application) -> None:
-    """The host-slots bucket, as configured. Raises: NatsUnavailable."""
-    config = app[CONFIG]
-    await app[HOST_SLOTS].open(
-        retention_s=config.job_retention_s,
-        replicas=config.jetstream_replicas,
-        max_bytes=config.host_slots_max_bytes,
-    )
-
-
-def keep_state(app: web.Application, js: JetStreamContext) -> StateKeeper:
-    """What the controller keeps in place, and how each is made again (see
-    :mod:`controller.statekeeper`)."""
-    subjects = app[CONFIG].subjects
-    keeper = StateKeeper(app[CONFIG].state_check_interval_s)
-
-    async def remake_results() -> None:
-        await ensure_records(app)
-        await app[DISPATCHER].read_results_again(js)
-
-    keeper.keep(subjects.jobs_stream(), lambda: ensure_records(app))
-    keeper.keep(subjects.results_stream(), remake_results)
-    keeper.keep(f"KV_{subjects.idempotency_bucket()}", lambda: ensure_idempotency(app))
-    keeper.keep(subjects.audit_stream(), lambda: ensure_audit(app))
-    keeper.keep(f"KV_{subjects.fleet_bucket()}", app[FLEET_PAUSE].remake)
-    keeper.keep(f"KV_{subjects.rollouts_bucket()}", lambda: ensure_rollouts(app))
-    keeper.keep(f"KV_{subjects.host_slots_bucket()}", lambda: ensure_host_slots(app))
-    keeper.keep(f"KV_{subjects.registry_bucket()}", app[REGISTRY_FEED].watch_again)
-    return keeper

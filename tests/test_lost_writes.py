@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from agentd.agent import Agent
-from controller.app import ensure_records
+from controller.app_nats import ensure_records
 from controller.appkeys import AUDIT
 from schemas.subjects import Subjects
 from tests.helpers import Controller, LiveAgent, MakeController, recorded_result
