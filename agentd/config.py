@@ -8,16 +8,15 @@ from typing import Any
 
 import pydantic
 
-from runtime.logs import LogSettings
-from runtime.service import ServiceSettings
-from runtime.settings import NatsClientSettings, setting
+from runtime.daemon import DaemonSettings
+from runtime.settings import setting
 from runtime.signing import decode_public_key
 from schemas.registry_entry import (
     MAX_AGENT_LABELS,
     MAX_HEARTBEAT_INTERVAL_S,
     MIN_HEARTBEAT_INTERVAL_S,
 )
-from schemas.subjects import DEFAULT_PREFIX, Subjects
+from schemas.subjects import DEFAULT_PREFIX
 from schemas.targets import parse_label, validate_hostname
 
 DEFAULT_BASE_ENV = {
@@ -26,11 +25,9 @@ DEFAULT_BASE_ENV = {
 }
 
 
-class AgentConfig(NatsClientSettings, LogSettings, ServiceSettings):
+class AgentConfig(DaemonSettings):
     """Settings of ``nexec-agentd``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
-
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     hostname: str = setting(
         default_factory=socket.gethostname,
@@ -223,16 +220,6 @@ class AgentConfig(NatsClientSettings, LogSettings, ServiceSettings):
         for key in value:
             decode_public_key(key)
         return value
-
-    @pydantic.field_validator("subject_prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        Subjects(value)
-        return value
-
-    @property
-    def subjects(self) -> Subjects:
-        return Subjects(self.subject_prefix)
 
     def log_context(self) -> dict[str, str]:
         """Every JSON log line of the agent carries its ``hostname``."""

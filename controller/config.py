@@ -7,21 +7,18 @@ from pathlib import Path
 import pydantic
 
 from controller.http.validation import whole_number
-from runtime.logs import LogSettings
-from runtime.service import ServiceSettings
-from runtime.settings import NatsClientSettings, setting
+from runtime.daemon import DaemonSettings
+from runtime.settings import setting
 from schemas.limits import MAX_DELIVERY_MARGIN_S, MAX_ROLLOUT_ANSWER_S
-from schemas.subjects import DEFAULT_PREFIX, Subjects
+from schemas.subjects import DEFAULT_PREFIX
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
-class ControllerConfig(NatsClientSettings, LogSettings, ServiceSettings):
+class ControllerConfig(DaemonSettings):
     """Settings of ``nexec-controller``: each field, declared with :func:`setting`, is also
     ``--<name>``, ``NEXEC_<NAME>``, a config-file key and a row of docs/operations.md."""
-
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     listen: str = setting(
         "127.0.0.1:8080",
@@ -276,12 +273,6 @@ class ControllerConfig(NatsClientSettings, LogSettings, ServiceSettings):
             split_host_port(value)
         return value
 
-    @pydantic.field_validator("subject_prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        Subjects(value)
-        return value
-
     @property
     def listen_host(self) -> str:
         return split_host_port(self.listen)[0]
@@ -289,10 +280,6 @@ class ControllerConfig(NatsClientSettings, LogSettings, ServiceSettings):
     @property
     def listen_port(self) -> int:
         return split_host_port(self.listen)[1]
-
-    @property
-    def subjects(self) -> Subjects:
-        return Subjects(self.subject_prefix)
 
 
 def split_host_port(address: str) -> tuple[str, int]:

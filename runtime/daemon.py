@@ -8,8 +8,26 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
+import pydantic
+
 from runtime.logs import LogSettings, configure_logging
-from runtime.settings import add_setting_flags, given_flags, load_settings
+from runtime.service import ServiceSettings
+from runtime.settings import (
+    NatsClientSettings,
+    SubjectSettings,
+    add_setting_flags,
+    given_flags,
+    load_settings,
+)
+
+
+class DaemonSettings(NatsClientSettings, LogSettings, ServiceSettings, SubjectSettings):
+    """What the settings of each daemon (``ControllerConfig``, ``AgentConfig``) share: the
+    NATS client's, the log format, the service's, and the check of ``subject_prefix``
+    (each declares that field itself, with its own help)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
 
 DaemonSettingsT = TypeVar("DaemonSettingsT", bound=LogSettings)
 

@@ -19,11 +19,13 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from schemas.subjects import Subjects
 
 ENV_PREFIX = "NEXEC_"
 
@@ -244,6 +246,26 @@ def urls_shown(nats_url: str) -> str:
         authority, slash, path = rest.partition("/")
         shown.append(f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}")
     return ",".join(shown)
+
+
+class SubjectSettings(pydantic.BaseModel):
+    """The check of ``subject_prefix`` and the subject names it makes, shared by the
+    controller's and the agent's settings. Each declares the field itself, with its own
+    help, where it stands in its settings (so in ``--help`` and the docs tables)."""
+
+    if TYPE_CHECKING:
+        subject_prefix: str
+
+    @pydantic.field_validator("subject_prefix", check_fields=False)
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        Subjects(value)
+        return value
+
+    @property
+    def subjects(self) -> Subjects:
+        """Every subject, stream and bucket name under this ``subject_prefix``."""
+        return Subjects(self.subject_prefix)
 
 
 class NatsClientSettings(pydantic.BaseModel):

@@ -172,3 +172,13 @@ def test_every_setting_is_declared_with_its_help(model: type[pydantic.BaseModel]
         if not info.description or "aliases" not in declared(info)
     ]
     assert not undeclared, f"declare these with runtime.settings.setting(): {undeclared}"
+
+
+@pytest.mark.parametrize("model", [ControllerConfig, AgentConfig])
+def test_both_processes_refuse_a_prefix_that_is_no_subject_token(
+    model: type[ControllerConfig] | type[AgentConfig],
+) -> None:
+    """The one check of ``subject_prefix`` (runtime/settings.py) holds in both settings."""
+    with pytest.raises(pydantic.ValidationError, match="invalid subject prefix"):
+        model(subject_prefix="a b")
+    assert model(subject_prefix="acme").subjects.jobs_stream() == "acme_jobs"
