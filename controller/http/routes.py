@@ -45,7 +45,7 @@ from schemas.api import (
     ShellRequest,
 )
 from schemas.limits import MAX_TIMEOUT_S
-from schemas.messages import JobRecord
+from schemas.messages import ExecJob, JobRecord
 from schemas.targets import Target, TargetKind
 
 routes = Operations()
@@ -195,14 +195,7 @@ async def submit(
         BadRequest, NotFound, Conflict, FleetPaused, NatsUnavailable, StorageFull
         (controller.errors).
     """
-    api_key = request[API_KEY]
-    details = AuditDetails(
-        target=target_text,
-        command=body.command,
-        args=tuple(body.args) if isinstance(body, ExecRequest) else (),
-        shell=isinstance(body, ShellRequest),
-        dry_run=dry_run,
-    )
+    details = audit_details(target_text, body, dry_run=dry_run)
     request[AUDIT_DETAILS] = details
     wait_s = parse_wait(request.query.get("wait"))
     if body.rollout is not None and target.kind is TargetKind.ANY:
@@ -211,20 +204,49 @@ async def submit(
     plan = rollout_plan(request, body, len(expected))
     if dry_run:  # audited after the answer, as every request that does not act
         return json_response(dry_run_answer(expected, target, plan))
-    job = new_job(request, body, target_text, api_key.name, plan=plan, hosts=len(expected))
+    job = new_job(request, body, target_text, request[API_KEY].name, plan=plan, hosts=len(expected))
     details.job_id = job.job_id
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key:
-        request_digest = msgspec.json.encode([target_text, job.shell, body])
-        owner = await request.app[IDEMPOTENCY].claim(
-            api_key.name, idempotency_key, request_digest, job.job_id
-        )
+        owner = await idempotency_owner(request, idempotency_key, job, target_text, body)
         if owner != job.job_id:
             return await replay(request, owner)
     expected_hosts = None if target.kind is TargetKind.ANY else expected
     record = JobRecord(job=job, expected_hosts=expected_hosts, rollout=plan)
     return await run_job(
         request, record, target, body, wait_s=wait_s, idempotency_key=idempotency_key
+    )
+
+
+def audit_details(
+    target_text: str, body: ExecRequest | ShellRequest, *, dry_run: bool
+) -> AuditDetails:
+    """What the audit record of an exec or shell request names (its job id comes later)."""
+    return AuditDetails(
+        target=target_text,
+        command=body.command,
+        args=tuple(body.args) if isinstance(body, ExecRequest) else (),
+        shell=isinstance(body, ShellRequest),
+        dry_run=dry_run,
+    )
+
+
+async def idempotency_owner(
+    request: web.Request,
+    idempotency_key: str,
+    job: ExecJob,
+    target_text: str,
+    body: ExecRequest | ShellRequest,
+) -> str:
+    """The id of the job that holds the key's ``Idempotency-Key``: ``job``'s own when
+    the key is new for this request (target, shell or not, body).
+
+    Raises:
+        Conflict: the key was claimed by a different request. NatsUnavailable.
+    """
+    request_digest = msgspec.json.encode([target_text, job.shell, body])
+    return await request.app[IDEMPOTENCY].claim(
+        request[API_KEY].name, idempotency_key, request_digest, job.job_id
     )
 
 

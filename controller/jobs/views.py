@@ -37,6 +37,25 @@ def job_view(
         return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
     job = record.job
     outcome = Outcome(record.expected_hosts)
+    results, late = _known_results(record, outcome, recorded)
+    for result in results:
+        outcome.decide(result.hostname)
+    complete = outcome.complete
+    if not complete and now < job.deadline:
+        state = JobState.RUNNING
+    else:
+        results += missing_results(job.job_id, outcome.missing(), results, DEADLINE_PASSED)
+        state = overall_state(results)
+    results.sort(key=lambda result: result.hostname)
+    progress = None if record.rollout is None else rollout_progress(record, results, rollout)
+    return _view(record, state, complete=complete, results=results, late=late, rollout=progress)
+
+
+def _known_results(
+    record: JobRecord, outcome: Outcome, recorded: list[ExecResult]
+) -> tuple[list[ExecResult], dict[str, str]]:
+    """Each host's recorded result or, failing one, the controller's ``no_reply``
+    verdict on it; and ``late``, the verdicts a result recorded after them overrides."""
     by_host = outcome.shown(recorded)
     # A verdict names a host the job was sent to; for _any, the placeholder (nobody
     # took it) or the host that took it and was given up.
@@ -50,18 +69,8 @@ def job_view(
     }
     # A verdict stands for a host that recorded nothing (for _any: while nobody did).
     decided = [] if outcome.expected is None and by_host else no_replies.keys() - by_host.keys()
-    results = [*by_host.values(), *missing_results(job.job_id, decided, [], no_replies)]
-    for result in results:
-        outcome.decide(result.hostname)
-    complete = outcome.complete
-    if not complete and now < job.deadline:
-        state = JobState.RUNNING
-    else:
-        results += missing_results(job.job_id, outcome.missing(), results, DEADLINE_PASSED)
-        state = overall_state(results)
-    results.sort(key=lambda result: result.hostname)
-    progress = None if record.rollout is None else rollout_progress(record, results, rollout)
-    return _view(record, state, complete=complete, results=results, late=late, rollout=progress)
+    verdicts = missing_results(record.job.job_id, decided, [], no_replies)
+    return [*by_host.values(), *verdicts], late
 
 
 def rollout_progress(
