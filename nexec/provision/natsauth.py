@@ -117,13 +117,7 @@ def write_nats_auth(
         ValueError: ``tls_hosts`` is empty.
         OSError: the directory cannot be written.
     """
-    out_dir = out_dir.resolve()  # the .env and tls files name absolute paths
-    if (out_dir / "auth.conf").exists() and not replace:
-        raise FileExistsError(
-            f"{out_dir} already holds generated secrets; every deployed agent and client "
-            "uses them. Move it away, or replace them all (--replace)"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(out_dir, replace=replace)
     agent_users = {f"agent-{encode_token(agent.hostname)}": agent for agent in agents}
     user_names = ["controller", "publisher", *agent_users]
     tls = write_tls_setup(out_dir / "tls", tls_hosts, user_names)
@@ -135,24 +129,9 @@ def write_nats_auth(
     ]
     users: list[dict[str, object]] = []
     for name in user_names:
-        password = secrets.token_urlsafe(24)
-        agent = agent_users.get(name)
-        user: dict[str, object] = {"user": name, "password": password}
-        settings = {"NEXEC_NATS_USER": name, "NEXEC_NATS_PASSWORD": password}
-        if agent is not None:
-            user["permissions"] = agent_permissions(subjects, agent)
-            settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.agent_inbox_prefix(agent.hostname)
-            settings["NEXEC_TRUSTED_SIGNERS"] = trusted
-        elif name == "publisher":
-            user["permissions"] = publisher_permissions(subjects)
-            settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.publisher_inbox_prefix()
-        else:
-            settings["NEXEC_JOB_SIGNING_KEY_FILE"] = str(out_dir / "controller.nk")
-        settings |= {
-            "NEXEC_NATS_TLS_CA_FILE": str(tls.ca),
-            "NEXEC_NATS_TLS_CERT_FILE": str(tls.clients[name].cert),
-            "NEXEC_NATS_TLS_KEY_FILE": str(tls.clients[name].key),
-        }
+        user, settings = _user(
+            subjects, name, agent_users.get(name), trusted=trusted, out_dir=out_dir, tls=tls
+        )
         users.append(user)
         env = "".join(f"{key}={value}\n" for key, value in settings.items())
         written.append(write_file(out_dir / f"{name}.env", env))
@@ -160,6 +139,56 @@ def write_nats_auth(
     conf = "authorization " + json.dumps({"users": users}, indent=2) + "\n"
     written.insert(0, write_file(out_dir / "auth.conf", conf))
     return written
+
+
+def _out_dir(out_dir: Path, *, replace: bool) -> Path:
+    """``out_dir`` made if missing, as an absolute path (the .env and tls files name
+    absolute paths).
+
+    Raises:
+        FileExistsError: it holds earlier output and ``replace`` is False.
+        OSError: it cannot be made.
+    """
+    out_dir = out_dir.resolve()
+    if (out_dir / "auth.conf").exists() and not replace:
+        raise FileExistsError(
+            f"{out_dir} already holds generated secrets; every deployed agent and client "
+            "uses them. Move it away, or replace them all (--replace)"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _user(
+    subjects: Subjects,
+    name: str,
+    agent: AgentSpec | None,
+    *,
+    trusted: str,
+    out_dir: Path,
+    tls: TlsSetup,
+) -> tuple[dict[str, object], dict[str, str]]:
+    """One NATS user, with a new random password: its entry in ``auth.conf`` (the
+    controller's without permissions: it is trusted with every subject) and its
+    ``NEXEC_*`` settings: user, password, inbox prefix, signing, TLS files."""
+    password = secrets.token_urlsafe(24)
+    user: dict[str, object] = {"user": name, "password": password}
+    settings = {"NEXEC_NATS_USER": name, "NEXEC_NATS_PASSWORD": password}
+    if agent is not None:
+        user["permissions"] = agent_permissions(subjects, agent)
+        settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.agent_inbox_prefix(agent.hostname)
+        settings["NEXEC_TRUSTED_SIGNERS"] = trusted
+    elif name == "publisher":
+        user["permissions"] = publisher_permissions(subjects)
+        settings["NEXEC_NATS_INBOX_PREFIX"] = subjects.publisher_inbox_prefix()
+    else:
+        settings["NEXEC_JOB_SIGNING_KEY_FILE"] = str(out_dir / "controller.nk")
+    settings |= {
+        "NEXEC_NATS_TLS_CA_FILE": str(tls.ca),
+        "NEXEC_NATS_TLS_CERT_FILE": str(tls.clients[name].cert),
+        "NEXEC_NATS_TLS_KEY_FILE": str(tls.clients[name].key),
+    }
+    return user, settings
 
 
 def _tls_block(tls: TlsSetup) -> str:
