@@ -51,6 +51,15 @@ class TlsSetup:
     """Per NATS user name."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Authority:
+    """The private CA, while it issues the certificates."""
+
+    key: ec.EllipticCurvePrivateKey
+    name: x509.Name
+    out_dir: Path
+
+
 def write_tls_setup(out_dir: Path, hosts: list[str], client_names: list[str]) -> TlsSetup:
     """Write ``ca.pem``, ``server.pem``/``server-key.pem`` (valid for ``hosts``: DNS
     names or IP addresses) and ``<name>.pem``/``<name>-key.pem`` per client.
@@ -62,6 +71,18 @@ def write_tls_setup(out_dir: Path, hosts: list[str], client_names: list[str]) ->
     if not hosts:
         raise ValueError("the server certificate needs at least one host name or address")
     out_dir.mkdir(parents=True, exist_ok=True)
+    ca, ca_path = _write_ca(out_dir)
+    server_files = _issue(ca, hosts[0], "server", server_hosts=hosts)
+    clients = {name: _issue(ca, name, f"client-{name}") for name in client_names}
+    return TlsSetup(ca=ca_path, server=server_files, clients=clients)
+
+
+def _write_ca(out_dir: Path) -> tuple[_Authority, Path]:
+    """A new CA: its certificate written to ``ca.pem``, its key to ``ca-key.pem``.
+
+    Raises:
+        OSError: a file cannot be written.
+    """
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nexec NATS CA")])
     ca_cert = (
@@ -74,32 +95,38 @@ def write_tls_setup(out_dir: Path, hosts: list[str], client_names: list[str]) ->
         out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM), mode=PUBLIC
     )
     _write_key(out_dir / "ca-key.pem", ca_key)
+    return _Authority(ca_key, ca_name, out_dir), ca_path
 
-    def issue(name: str, file_stem: str, *, server: bool) -> CertFiles:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        builder = _builder(subject, ca_name, key.public_key()).add_extension(
-            x509.BasicConstraints(ca=False, path_length=None), critical=True
-        )
-        if server:  # routes between nodes connect as clients with the same certificate
-            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([_general_name(host) for host in hosts]),
-                critical=False,
-            )
-        cert = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(
-            ca_key, hashes.SHA256()
-        )
-        pem = cert.public_bytes(serialization.Encoding.PEM)
-        return CertFiles(
-            cert=write_file(out_dir / f"{file_stem}.pem", pem, mode=PUBLIC),
-            key=_write_key(out_dir / f"{file_stem}-key.pem", key),
-        )
 
-    server_files = issue(hosts[0], "server", server=True)
-    clients = {name: issue(name, f"client-{name}", server=False) for name in client_names}
-    return TlsSetup(ca=ca_path, server=server_files, clients=clients)
+def _issue(
+    ca: _Authority, name: str, file_stem: str, *, server_hosts: list[str] | None = None
+) -> CertFiles:
+    """A certificate for ``name`` signed by ``ca``, written with its key; a client's,
+    or with ``server_hosts`` (its alternative names) a server's that is a client's too.
+
+    Raises:
+        OSError: a file cannot be written.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = _builder(subject, ca.name, key.public_key()).add_extension(
+        x509.BasicConstraints(ca=False, path_length=None), critical=True
+    )
+    if server_hosts is not None:  # routes between nodes connect as clients with the same one
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_general_name(host) for host in server_hosts]),
+            critical=False,
+        )
+    cert = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(
+        ca.key, hashes.SHA256()
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    return CertFiles(
+        cert=write_file(ca.out_dir / f"{file_stem}.pem", pem, mode=PUBLIC),
+        key=_write_key(ca.out_dir / f"{file_stem}-key.pem", key),
+    )
 
 
 def _builder(
