@@ -35,19 +35,6 @@ def agent_service(
     and one endpoint ``jobs`` counting the job messages it received."""
     subjects = config.subjects
     labels = sorted(config.labels.items())
-    listens = [
-        subjects.exec_host(config.hostname),
-        *(subjects.exec_label(key, value) for key, value in labels),
-        subjects.exec_all(),
-        subjects.exec_any(),
-    ]
-
-    jobs = Endpoint(
-        name="jobs",
-        subject=subjects.exec_every(),
-        counts=functools.partial(jobs_counts, counters, jobs_running),
-        metadata={"subjects": ",".join(listens), "any_queue_group": ANY_QUEUE_GROUP},
-    )
     identity = ServiceIdentity(
         name=AGENT_SERVICE,
         instance_id=instance_id,
@@ -63,10 +50,30 @@ def agent_service(
     return ServiceResponder(
         subjects,
         identity,
-        [jobs],
+        [jobs_endpoint(config, counters, jobs_running)],
         started_at=started_at,
         timeout_s=config.connect_timeout_s,
         limits=config,
+    )
+
+
+def jobs_endpoint(
+    config: AgentConfig, counters: AgentCounters, jobs_running: Callable[[], int]
+) -> Endpoint:
+    """The endpoint ``jobs``: the job subjects the agent listens on (its host's, its
+    labels', all and any, with the queue group of any) and what it counted."""
+    subjects = config.subjects
+    listens = [
+        subjects.exec_host(config.hostname),
+        *(subjects.exec_label(key, value) for key, value in sorted(config.labels.items())),
+        subjects.exec_all(),
+        subjects.exec_any(),
+    ]
+    return Endpoint(
+        name="jobs",
+        subject=subjects.exec_every(),
+        counts=functools.partial(jobs_counts, counters, jobs_running),
+        metadata={"subjects": ",".join(listens), "any_queue_group": ANY_QUEUE_GROUP},
     )
 
 
