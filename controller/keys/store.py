@@ -260,14 +260,27 @@ def _check_entry(entry: StoredKey, path: Path) -> None:
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has no valid sha256")
     if entry.expires_at is not None and not 0 < entry.expires_at < LATEST_EXPIRY:
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has an invalid expires_at")
-    if entry.max_hosts is not None and not 1 <= entry.max_hosts <= MAX_MAX_HOSTS:
+    if not valid_max_hosts(entry.max_hosts):
         raise KeysFileError(f"keys file {path}: key {entry.name!r} has an invalid max_hosts")
 
 
-def check_max_hosts(max_hosts: int | None) -> None:
-    """Raises: KeysFileError when ``max_hosts`` is given and not 1..MAX_MAX_HOSTS."""
-    if max_hosts is not None and not 1 <= max_hosts <= MAX_MAX_HOSTS:
+def valid_max_hosts(max_hosts: int | None) -> bool:
+    """Whether a key's ``max_hosts`` is unset or 1..MAX_MAX_HOSTS."""
+    return max_hosts is None or 1 <= max_hosts <= MAX_MAX_HOSTS
+
+
+def check_new_key(name: str, permissions: list[str], max_hosts: int | None) -> None:
+    """Raises: KeysFileError: the name is empty, a permission is unknown, or
+    ``max_hosts`` is given and not 1..MAX_MAX_HOSTS."""
+    if not name:
+        raise KeysFileError("a key needs a name")
+    if not valid_max_hosts(max_hosts):
         raise KeysFileError(f"max_hosts must be 1..{MAX_MAX_HOSTS}, not {max_hosts}")
+    unknown = set(permissions) - PERMISSIONS
+    if unknown:
+        raise KeysFileError(
+            f"unknown permission(s) {sorted(unknown)}; known: {sorted(PERMISSIONS)}"
+        )
 
 
 def create_key(
@@ -289,14 +302,7 @@ def create_key(
         KeysFileError: the name is taken or empty, a permission is unknown,
             ``max_hosts`` is not 1..MAX_MAX_HOSTS, or the file cannot be read or written.
     """
-    if not name:
-        raise KeysFileError("a key needs a name")
-    check_max_hosts(max_hosts)
-    unknown = set(permissions) - PERMISSIONS
-    if unknown:
-        raise KeysFileError(
-            f"unknown permission(s) {sorted(unknown)}; known: {sorted(PERMISSIONS)}"
-        )
+    check_new_key(name, permissions, max_hosts)
     keys_file = read_keys_file(path) if path.exists() else KeysFile()
     if any(entry.name == name for entry in keys_file.keys):
         raise KeysFileError(f"keys file {path} already has a key named {name!r}")
