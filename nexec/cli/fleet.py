@@ -29,10 +29,33 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_parsers(commands: Subcommands) -> None:
+    """``nexec nodes``, ``jobs``, ``job``, ``cancel``, ``audit`` and ``fleet``."""
     nodes = commands.add_parser("nodes", help="live agents: labels, version, load")
     nodes.add_argument("target", nargs="?", help="a hostname, _all or labels (default: every one)")
     _json_and_connection(nodes)
     nodes.set_defaults(func=nodes_command)
+    _add_job_parsers(commands)
+    audit = commands.add_parser("audit", help="the audit trail, newest first")
+    audit.add_argument("--key-name", metavar="NAME", help="only this key's requests")
+    audit.add_argument(
+        "--since", type=since_time, metavar="T", help="Unix time, ISO 8601, or an age: 90m, 2h, 1d"
+    )
+    audit.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N")
+    _json_and_connection(audit, "--json: the first page of GET /audit as the API sends it")
+    audit.set_defaults(func=audit_command)
+    fleet = commands.add_parser("fleet", help="pause or resume the fleet, or show whether it is")
+    fleet.add_argument(
+        "action",
+        choices=FLEET_ACTIONS,
+        help="pause: every controller refuses exec and shell, rollouts start no host "
+        "(fleet:admin); resume: undo it (fleet:admin); status: whether it is paused",
+    )
+    _json_and_connection(fleet, '--json: the API\'s answer ({"paused": ...})')
+    fleet.set_defaults(func=fleet_command)
+
+
+def _add_job_parsers(commands: Subcommands) -> None:
+    """``nexec jobs``, ``job`` and ``cancel``."""
     jobs = commands.add_parser("jobs", help="recent jobs, newest first")
     jobs.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N")
     _json_and_connection(jobs, "--json: the first page of GET /job?limit=N as the API sends it")
@@ -57,23 +80,6 @@ def add_parsers(commands: Subcommands) -> None:
     )
     _json_and_connection(cancel)
     cancel.set_defaults(func=cancel_command)
-    audit = commands.add_parser("audit", help="the audit trail, newest first")
-    audit.add_argument("--key-name", metavar="NAME", help="only this key's requests")
-    audit.add_argument(
-        "--since", type=since_time, metavar="T", help="Unix time, ISO 8601, or an age: 90m, 2h, 1d"
-    )
-    audit.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N")
-    _json_and_connection(audit, "--json: the first page of GET /audit as the API sends it")
-    audit.set_defaults(func=audit_command)
-    fleet = commands.add_parser("fleet", help="pause or resume the fleet, or show whether it is")
-    fleet.add_argument(
-        "action",
-        choices=FLEET_ACTIONS,
-        help="pause: every controller refuses exec and shell, rollouts start no host "
-        "(fleet:admin); resume: undo it (fleet:admin); status: whether it is paused",
-    )
-    _json_and_connection(fleet, '--json: the API\'s answer ({"paused": ...})')
-    fleet.set_defaults(func=fleet_command)
 
 
 def _json_and_connection(parser: argparse.ArgumentParser, help: str | None = None) -> None:

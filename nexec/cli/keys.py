@@ -19,9 +19,26 @@ from nexec.cli.common import Subcommands
 
 
 def add_parsers(commands: Subcommands) -> None:
+    """``nexec keys`` and its subcommands ``create``, ``revoke`` and ``list``."""
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
+    add_create_parser(keys)
+    revoke = keys.add_parser(
+        "revoke", help="remove a key; controllers refuse it once they reload the file"
+    )
+    revoke.add_argument("--keys-file", type=Path, required=True)
+    revoke.add_argument("--name", required=True)
+    revoke.set_defaults(func=revoke_command)
+    listing = keys.add_parser(
+        "list", help="names, permissions, targets, expiry and max_hosts (never keys)"
+    )
+    listing.add_argument("--keys-file", type=Path, required=True)
+    listing.set_defaults(func=list_command)
+
+
+def add_create_parser(keys: Subcommands) -> None:
+    """``nexec keys create``: its name, permissions, targets, expiry and max_hosts."""
     create = keys.add_parser("create", help="add a key; prints it once on stdout")
     create.add_argument("--keys-file", type=Path, required=True)
     create.add_argument("--name", required=True)
@@ -56,17 +73,6 @@ def add_parsers(commands: Subcommands) -> None:
         "(default: no limit)",
     )
     create.set_defaults(func=create_command)
-    revoke = keys.add_parser(
-        "revoke", help="remove a key; controllers refuse it once they reload the file"
-    )
-    revoke.add_argument("--keys-file", type=Path, required=True)
-    revoke.add_argument("--name", required=True)
-    revoke.set_defaults(func=revoke_command)
-    listing = keys.add_parser(
-        "list", help="names, permissions, targets, expiry and max_hosts (never keys)"
-    )
-    listing.add_argument("--keys-file", type=Path, required=True)
-    listing.set_defaults(func=list_command)
 
 
 def duration(text: str) -> int:
