@@ -115,16 +115,7 @@ class Http:
         url = self._url(path)
         retries = 0
         while True:
-            with translated(method, url):
-                async with self._open_session().request(
-                    method,
-                    url,
-                    data=body,
-                    headers=all_headers,
-                    timeout=client_timeout,
-                    allow_redirects=False,
-                ) as response:
-                    content = await response.read()
+            response, content = await self._send(method, url, body, all_headers, client_timeout)
             if response.status < 300 or response.status in accept:
                 return response.status, content
             error = _error(response, content)
@@ -133,6 +124,30 @@ class Http:
                 raise error
             retries += 1
             await self._before_retry(Retrying(method, url.path, retries, error, delay_s))
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """One try, without following redirects: the answer and its whole body.
+
+        Raises:
+            TimedOut, ConnectionFailed: no answer (:func:`translated`).
+        """
+        with translated(method, url):
+            async with self._open_session().request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=client_timeout,
+                allow_redirects=False,
+            ) as response:
+                return response, await response.read()
 
     async def _before_retry(self, notice: Retrying) -> None:
         if self._on_retry is not None:
