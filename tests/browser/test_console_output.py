@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
+from agentd.config import DEFAULT_BASE_ENV
 from tests.browser.console import Console
 from tests.helpers import Controller, LiveAgent, gated
 
@@ -109,6 +110,36 @@ async def test_output_scrolled_up_stays_while_it_streams_and_follows_at_the_end(
     assert console.problems == []
 
 
+async def test_the_grouped_view_keeps_its_scroll_while_other_hosts_stream(
+    browser: Browser, controller: Controller, live_agent: LiveAgent, tmp_path: Path
+) -> None:
+    """A group is made again only when a host's outcome changes, not at every chunk."""
+    for host in ("web1", "web2"):
+        await live_agent(controller, host, base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host})
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    web2_goes_on = f"{gated(first)}; echo after-scroll; {gated(second)}"
+    script = f'seq 1 300; if [ "$NEXEC_HOST" = web2 ]; then {web2_goes_on}; fi'
+    started = await controller.request(
+        "POST", "/node/_all/command/exec?wait=false",
+        json={"command": "sh", "args": ["-c", script], "timeout": 60},
+    )  # fmt: skip
+    assert started.status == 202, started.body
+    console = await open_job(browser, controller, started.body["job_id"])
+    page = console.page
+    group = "#job-groups .group pre"
+    await expect(page.locator(group)).to_contain_text("300")
+    await page.evaluate(SCROLL, [group, 500])
+    first.rmdir()
+    await expect(page.locator('.panel[data-host="web2"] pre')).to_contain_text("after-scroll")
+    top, most = await scrolled(page, group)
+    assert most > 500 and top == 500
+    second.rmdir()
+    await expect(page.locator("#job-state")).to_have_text("completed")
+    assert console.problems == []
+
+
 async def test_a_long_line_wraps_instead_of_scrolling_sideways(
     browser: Browser, controller: Controller, live_agent: LiveAgent
 ) -> None:
@@ -137,4 +168,6 @@ async def test_a_shell_jobs_command_line_reads_as_sh_c(
     await expect(page.locator("#job-summary")).to_contain_text("web1 $ sh -c 'echo hi | wc -c'")
     await console.view("Jobs")
     await expect(page.locator("#jobs tbody tr").first).to_contain_text("sh -c 'echo hi | wc -c'")
+    await console.view("Audit")
+    await expect(page.locator("#audit tbody tr").first).to_contain_text("sh -c 'echo hi | wc -c'")
     assert console.problems == []

@@ -14,6 +14,7 @@ class Hosts {
     this.byName = new Map();
     this.names = [];
     this.sorted = true;
+    this.outcomes = 0; // changes of a host's outcome: the grouped view is made again then only
   }
 
   host(name) {
@@ -45,7 +46,9 @@ class Hosts {
     host.stdout = result.stdout.slice(-KEPT_CHARS);
     host.stderr = result.stderr.slice(-KEPT_CHARS);
     // What the grouped view compares, made once per result, not once per frame.
-    host.outcome = JSON.stringify([result.status, result.exit_code, host.stdout, host.stderr]);
+    const outcome = JSON.stringify([result.status, result.exit_code, host.stdout, host.stderr]);
+    if (outcome !== host.outcome) this.outcomes += 1;
+    host.outcome = outcome;
   }
 
   all() {
@@ -166,6 +169,7 @@ class JobPage {
     this.timer = null;
     this.frame = false;
     this.searchText = "";
+    this.groupsDrawnFor = null; // the count of outcome changes the grouped view was made for
     this.head = h("div", { id: "job-summary" });
     this.search = h("input", { id: "job-search", type: "search", oninput: () => this.searched() });
     this.counts = h("p", { class: "muted", id: "job-counts" });
@@ -189,6 +193,8 @@ class JobPage {
     const matched = this.searchText ? `; ${shown.length} match` : "";
     this.counts.textContent = `${done} of ${all.length} hosts answered${matched}`;
     this.list.setItems(shown);
+    if (this.groupsDrawnFor === this.hosts.outcomes) return; // unchanged (and scrolled as left)
+    this.groupsDrawnFor = this.hosts.outcomes;
     const found = groupsOf(all);
     const title = `Grouped: ${found.length} distinct outcome${found.length === 1 ? "" : "s"}`;
     this.groups.replaceChildren(h("h2", {}, title), ...found.slice(0, SHOWN_GROUPS).map(groupView));
