@@ -220,6 +220,9 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     the record keeps both."""
     rollout: RolloutProgress | None = None
     """A rollout's settings and progress; null for a job without a rollout."""
+    shell: bool = False
+    """True for a job of ``POST /node/{hostname}/command/shell``: ``command`` is one line
+    for ``/bin/sh -c`` (``args`` is empty)."""
 
 
 class JobEnd(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,6 +242,8 @@ class JobSummary(msgspec.Struct, frozen=True, kw_only=True):
     caller: str
     created_at: float
     expected_hosts: int | None
+    shell: bool = False
+    """True for a shell job (see :class:`JobView`)."""
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):

@@ -46,6 +46,27 @@ async def test_get_job_returns_the_request_state_and_results(
     assert job["results"] == ran.body["results"]
 
 
+async def test_a_shell_job_says_so_in_its_view_and_in_the_list(
+    controller: Controller, live_agent: LiveAgent
+) -> None:
+    """``shell`` (additive): true for ``/command/shell``, false for exec, so a reader
+    can show ``sh -c '...'`` rather than one quoted word (docs/jobs.md)."""
+    await live_agent(controller, "h1", allow_shell=True)
+    shell = await controller.request(
+        "POST", "/node/h1/command/shell", json={"command": "echo hi | wc -c"}
+    )
+    assert shell.status == 202, shell.body
+    exec_ = await controller.exec("h1", {"command": "/bin/true"})
+    for job_id, expected in ((shell.body["job_id"], True), (exec_.body["job_id"], False)):
+        got = await controller.request("GET", f"/job/{job_id}")
+        assert got.body["shell"] is expected
+    listed = await controller.request("GET", "/job")
+    assert {job["job_id"]: job["shell"] for job in listed.body["jobs"]} == {
+        shell.body["job_id"]: True,
+        exec_.body["job_id"]: False,
+    }
+
+
 async def test_job_state_is_failed_when_no_host_completed(
     controller: Controller, live_agent: LiveAgent
 ) -> None:

@@ -132,6 +132,7 @@ def _view(
         results=results,
         late=late or {},
         rollout=rollout,
+        shell=job.shell,
     )
 
 
@@ -146,4 +147,5 @@ def job_summary(record: JobRecord) -> JobSummary:
         caller=job.caller,
         created_at=job.created_at,
         expected_hosts=None if expected is None else len(expected),
+        shell=job.shell,
     )

@@ -1,5 +1,5 @@
 // Audit: who did what, newest first (keys with audit:read).
-import { commandLine, h, when } from "./dom.js";
+import { h, requestLine, when } from "./dom.js";
 import { pagedTable } from "./pages.js";
 
 const PAGE_SIZE = 50;
@@ -10,7 +10,7 @@ function jobLink(jobId) {
 }
 
 function row(record) {
-  const what = record.command ? commandLine(record.command, record.args) : "";
+  const what = record.command ? requestLine(record) : "";
   return h("tr", {},
     h("td", {}, when(record.time)),
     h("td", {}, record.key_name || "—"),

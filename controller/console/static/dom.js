@@ -49,3 +49,8 @@ export function commandLine(command, args = []) {
   const quote = (word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`);
   return [command, ...args].map(quote).join(" ");
 }
+
+// What a job or an audit record ran: a shell job's one line as `sh -c '...'`.
+export function requestLine(request) {
+  return request.shell ? commandLine("sh", ["-c", request.command]) : commandLine(request.command, request.args);
+}

@@ -1,7 +1,7 @@
 // One job: every host's result and live output (one panel per host, virtualised), the
 // grouped view (identical output and exit code shown once), search, cancel, rollout.
 import { ApiError, streamEvents } from "./api.js";
-import { commandLine, field, h, when } from "./dom.js";
+import { field, h, requestLine, when } from "./dom.js";
 import { VirtualList } from "./vlist.js";
 
 const POLL_MS = 2000;
@@ -14,6 +14,7 @@ class Hosts {
     this.byName = new Map();
     this.names = [];
     this.sorted = true;
+    this.outcomes = 0; // changes of a host's outcome: the grouped view is made again then only
   }
 
   host(name) {
@@ -45,7 +46,9 @@ class Hosts {
     host.stdout = result.stdout.slice(-KEPT_CHARS);
     host.stderr = result.stderr.slice(-KEPT_CHARS);
     // What the grouped view compares, made once per result, not once per frame.
-    host.outcome = JSON.stringify([result.status, result.exit_code, host.stdout, host.stderr]);
+    const outcome = JSON.stringify([result.status, result.exit_code, host.stdout, host.stderr]);
+    if (outcome !== host.outcome) this.outcomes += 1;
+    host.outcome = outcome;
   }
 
   all() {
@@ -64,6 +67,26 @@ function exitText(host) {
   return host.result.exit_code === null ? "no exit code" : `exit ${host.result.exit_code}`;
 }
 
+// Where each host's output is scrolled. As a terminal: at the end it follows what
+// arrives; scrolled up, it stays where the operator left it (every redraw makes the
+// panel again) until they scroll back to the end.
+class Scrolls {
+  constructor() {
+    this.kept = new Map(); // hostname -> scrollTop, for the outputs not at their end
+  }
+
+  watch(pre, name) {
+    pre.addEventListener("scroll", () => {
+      if (pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 2) this.kept.delete(name);
+      else this.kept.set(name, pre.scrollTop);
+    });
+  }
+
+  place(pre, name) {
+    pre.scrollTop = this.kept.has(name) ? this.kept.get(name) : pre.scrollHeight;
+  }
+}
+
 function outputOf(host, search) {
   const lines = (text) => (search ? text.split("\n").filter((line) => line.includes(search)).join("\n") : text);
   const tail = (text) => text.slice(-4000);
@@ -71,14 +94,16 @@ function outputOf(host, search) {
   return h("pre", {}, tail(lines(host.stdout)), h("span", { class: "stderr" }, tail(lines(host.stderr)), error));
 }
 
-function panel(host, search) {
+function panel(host, search, scrolls) {
   const status = statusOf(host);
+  const output = outputOf(host, search);
+  scrolls.watch(output, host.hostname);
   return h("div", { class: "panel", "data-host": host.hostname },
     h("div", { class: "panel-head" },
       h("span", { class: "mono" }, host.hostname),
       h("span", { class: `status-${status}` }, status),
       h("span", {}, exitText(host))),
-    outputOf(host, search));
+    output);
 }
 
 function groupsOf(hosts) {
@@ -111,7 +136,7 @@ function rolloutText(rollout) {
 }
 
 function summary(job) {
-  const command = commandLine(job.command, job.args);
+  const command = requestLine(job);
   return [
     h("p", {}, "State: ", h("strong", { id: "job-state", class: `status-${job.state}` }, job.state)),
     h("p", { class: "mono" }, `${job.target} $ ${command}`),
@@ -144,11 +169,14 @@ class JobPage {
     this.timer = null;
     this.frame = false;
     this.searchText = "";
+    this.groupsDrawnFor = null; // the count of outcome changes the grouped view was made for
     this.head = h("div", { id: "job-summary" });
     this.search = h("input", { id: "job-search", type: "search", oninput: () => this.searched() });
     this.counts = h("p", { class: "muted", id: "job-counts" });
     this.groups = h("div", { id: "job-groups" });
-    this.list = new VirtualList("Hosts", 150, (host) => panel(host, this.searchText));
+    this.scrolls = new Scrolls();
+    this.list = new VirtualList("Hosts", 150, (host) => panel(host, this.searchText, this.scrolls),
+      (row, host) => this.scrolls.place(row.querySelector("pre"), host.hostname));
     this.cancel = h("button", { type: "button", id: "job-cancel", hidden: true, onclick: () => this.cancelJob() }, "Cancel job");
   }
 
@@ -165,6 +193,8 @@ class JobPage {
     const matched = this.searchText ? `; ${shown.length} match` : "";
     this.counts.textContent = `${done} of ${all.length} hosts answered${matched}`;
     this.list.setItems(shown);
+    if (this.groupsDrawnFor === this.hosts.outcomes) return; // unchanged (and scrolled as left)
+    this.groupsDrawnFor = this.hosts.outcomes;
     const found = groupsOf(all);
     const title = `Grouped: ${found.length} distinct outcome${found.length === 1 ? "" : "s"}`;
     this.groups.replaceChildren(h("h2", {}, title), ...found.slice(0, SHOWN_GROUPS).map(groupView));

@@ -1,5 +1,5 @@
 // Jobs: the history, newest first, a page at a time.
-import { commandLine, h, when } from "./dom.js";
+import { h, requestLine, when } from "./dom.js";
 import { pagedTable } from "./pages.js";
 
 const PAGE_SIZE = 25;
@@ -10,7 +10,7 @@ function row(job) {
     h("td", {}, h("a", { href: `#/job/${encodeURIComponent(job.job_id)}`, class: "mono" }, job.job_id.slice(0, 8))),
     h("td", {}, when(job.created_at)),
     h("td", { class: "mono" }, job.target),
-    h("td", { class: "mono" }, commandLine(job.command, job.args)),
+    h("td", { class: "mono" }, requestLine(job)),
     h("td", {}, job.expected_hosts ?? "any"),
     h("td", {}, job.caller));
 }

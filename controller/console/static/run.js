@@ -34,9 +34,10 @@ function requestOf(form) {
 function preview(answer, onRun) {
   const names = answer.hosts.slice(0, SHOWN_HOSTS).join(", ");
   const more = answer.count > SHOWN_HOSTS ? ` and ${answer.count - SHOWN_HOSTS} more` : "";
-  const once = (event) => {
-    event.target.disabled = true; // one click, one job
-    onRun();
+  const once = async (event) => {
+    const button = event.target;
+    button.disabled = true; // one click, one job
+    if (!(await onRun())) button.disabled = false; // refused: its message shown, try again
   };
   const button = h("button", { type: "button", id: "run-confirm", onclick: once },
     `Run on ${answer.count} host${answer.count === 1 ? "" : "s"}`);
@@ -72,13 +73,17 @@ function formOf(context) {
   return form;
 }
 
-// Send the request for real, then open the job's view.
+// Send the request for real, then open the job's view; false when it was refused (the
+// API's message is shown).
 async function start(context, path, body) {
+  context.clearError();
   try {
     const started = await context.api(`${path}?wait=false`, { method: "POST", body });
     location.hash = `#/job/${started.job_id}`;
+    return true;
   } catch (error) {
     context.showError(error);
+    return false;
   }
 }
 

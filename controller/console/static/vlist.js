@@ -1,11 +1,13 @@
 import { h } from "./dom.js";
 
 // A list of fixed-height rows of which only the visible ones exist in the page:
-// 10,000 items cost as much as the thirty on screen.
+// 10,000 items cost as much as the thirty on screen. Rows are made again at every
+// render; `placed(row, item)` is called once each is in the page (to restore a scroll).
 export class VirtualList {
-  constructor(label, rowHeight, renderRow) {
+  constructor(label, rowHeight, renderRow, placed = () => {}) {
     this.rowHeight = rowHeight;
     this.renderRow = renderRow;
+    this.placed = placed;
     this.items = [];
     // The list has the name; its scrolling box is a named region the keyboard can focus.
     this.inner = h("div", { class: "vlist-inner", role: "list", "aria-label": label });
@@ -37,6 +39,7 @@ export class VirtualList {
     const last = Math.min(this.items.length, Math.ceil((top + height) / this.rowHeight) + 4);
     this.inner.style.height = `${total}px`;
     const rows = [];
+    const shown = this.items.slice(first, last);
     for (let index = first; index < last; index += 1) {
       const row = this.renderRow(this.items[index]);
       row.classList.add("vrow");
@@ -46,6 +49,6 @@ export class VirtualList {
       rows.push(row);
     }
     this.inner.replaceChildren(...rows);
-    for (const pre of this.inner.querySelectorAll("pre")) pre.scrollTop = pre.scrollHeight;
+    rows.forEach((row, index) => this.placed(row, shown[index]));
   }
 }
