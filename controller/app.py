@@ -57,7 +57,7 @@ from controller.http.openapi import openapi_document
 from controller.http.operations import Operations
 from controller.http.routes import routes
 from controller.http.server import connection_middleware
-from controller.jobs.agent_watch import AgentWatch
+from controller.jobs.agent_watch import AgentWatch, ReportLimits
 from controller.jobs.audit import AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore
@@ -194,6 +194,11 @@ def add_jobs(
         lost_after_s=config.agent_lost_after_s,
         connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
         recorded=job_store.host_result,
+        reports_limits=ReportLimits(
+            config.running_reports_pending_msgs,
+            config.running_reports_pending_bytes,
+            dropped=lambda: link.errors.drops[config.subjects.running_all()],
+        ),
     )
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)
