@@ -58,7 +58,7 @@ from controller.http.openapi import openapi_document
 from controller.http.operations import Operations
 from controller.http.routes import routes
 from controller.http.server import connection_middleware
-from controller.jobs.agent_watch import AgentWatch
+from controller.jobs.agent_watch import AgentWatch, ReportLimits
 from controller.jobs.audit import AuditLog
 from controller.jobs.dispatch import Dispatcher
 from controller.jobs.host_slots import HostSlotsStore
@@ -221,13 +221,19 @@ def add_jobs(
 def agent_watch(app: web.Application, link: NatsLink, job_store: JobStore) -> AgentWatch:
     """The watch over the agents running this controller's jobs (call it once the
     dispatcher and the registry are in ``app``)."""
+    config = app[CONFIG]
     return AgentWatch(
-        app[CONFIG].subjects,
+        config.subjects,
         app[DISPATCHER].collectors,
         app[REGISTRY],
-        lost_after_s=app[CONFIG].agent_lost_after_s,
+        lost_after_s=config.agent_lost_after_s,
         connection_ok=lambda: link.state is LinkState.CONNECTED and link.probe_failure is None,
         recorded=job_store.host_result,
+        reports_limits=ReportLimits(
+            config.running_reports_pending_msgs,
+            config.running_reports_pending_bytes,
+            dropped=lambda: link.errors.drops[config.subjects.running_all()],
+        ),
     )
 
 

@@ -71,6 +71,21 @@ class ControllerConfig(DaemonSettings):
         "and above their `heartbeat_interval_s`",
         aliases=["--agent-lost-after"],
     )
+    running_reports_pending_msgs: int = setting(
+        65536,
+        ge=1,
+        help="most running reports held unread; more are dropped (slow consumer)",
+        details="While more than half as many are held unread, or any was dropped since "
+        "the last check, no host is given up as lost: a host flooding its running subject "
+        "cannot make another's reports late (docs/security.md). Keep it well above the "
+        "fleet's size",
+    )
+    running_reports_pending_bytes: int = setting(
+        64 * MIB,
+        ge=1024,
+        help="most bytes of running reports held unread; more are dropped (slow consumer)",
+        details="As `running_reports_pending_msgs`, in bytes: the memory a flood can take",
+    )
     registry_check_interval_s: float = setting(
         1.0,
         gt=0,

@@ -27,6 +27,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.errors import FleetPaused, NatsUnavailable, nats_errors
 from runtime.jetstream import ensure_bucket
+from runtime.retry import backoff_s
 from schemas.api import FleetPause
 from schemas.decoding import WireError, decode_fleet_pause
 from schemas.messages import FleetPauseRecord, encode
@@ -34,8 +35,9 @@ from schemas.subjects import Subjects
 
 log = logging.getLogger("nexec.controller.fleet")
 
-WATCH_RETRY_FIRST_S = 0.5
 WATCH_RETRY_MAX_S = 5.0
+"""The longest wait between watch tries (:func:`runtime.retry.backoff_s`), and the
+bound of stopping the watch."""
 
 
 class FleetPauseState:
@@ -212,8 +214,9 @@ class FleetPauseState:
     async def _follow(self) -> None:
         """Read the entry, then watch it, for the controller's lifetime; start over
         after a failure."""
-        delay_s = WATCH_RETRY_FIRST_S
-        while not self._stopping:
+        for delay_s in backoff_s(WATCH_RETRY_MAX_S):
+            if self._stopping:
+                return
             assert self._bucket is not None
             try:
                 await self._read()
@@ -229,7 +232,6 @@ class FleetPauseState:
                     exc or type(exc).__name__,
                 )
             await asyncio.sleep(delay_s)
-            delay_s = min(2 * delay_s, WATCH_RETRY_MAX_S)
 
     async def _cancel_watch(self) -> None:
         """Stop the watch task and its watcher. Bounded: nats-py can swallow a cancel

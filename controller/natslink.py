@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -21,12 +20,13 @@ from nats.aio.client import Client
 
 from controller.errors import NatsUnavailable
 from runtime.connection import NatsErrorLog, close_within, drain_or_close
+from runtime.retry import backoff_s
 from runtime.settings import server_urls, urls_shown
 
 log = logging.getLogger("nexec.controller.nats")
 
-SETUP_RETRY_FIRST_S = 0.5
 SETUP_RETRY_MAX_S = 10.0
+"""The longest wait between setup tries (:func:`runtime.retry.backoff_s`)."""
 
 Probe = Callable[[], Awaitable[object]]
 """One JetStream round trip; raises nats-py's errors when it fails."""
@@ -143,7 +143,7 @@ class NatsLink:
             **self._options,
         )
         assert self._on_connected is not None
-        for attempt in itertools.count():
+        for delay_s in backoff_s(SETUP_RETRY_MAX_S):
             try:
                 await self._on_connected(self.client)
                 await self.client.flush(timeout=max(1, round(self._connect_timeout_s)))
@@ -155,7 +155,6 @@ class NatsLink:
                 self.setup_error = str(exc) or type(exc).__name__
                 # JetStream may not be ready yet (a cluster electing its leader,
                 # a server restarting): try again rather than 503 until a restart.
-                delay_s = min(SETUP_RETRY_MAX_S, SETUP_RETRY_FIRST_S * 2**attempt)
                 log.warning(
                     "NATS setup failed, requests get 503; retrying in %g s: %s",
                     delay_s,

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from schemas.messages import (
+    OUTPUT_STREAMS,
     AuditRecord,
     CancelRequest,
     ExecAck,
@@ -108,7 +109,20 @@ decode_ack = _Decoder(ExecAck)
 decode_heartbeat = _Decoder(Heartbeat)
 decode_job_record = _Decoder(JobRecord)
 decode_cancel = _Decoder(CancelRequest)
-decode_chunk = _Decoder(OutputChunk)
+
+
+class _ChunkDecoder(_Decoder[OutputChunk]):
+    """Decodes an output chunk, whose stream must be ``stdout`` or ``stderr``."""
+
+    def __call__(self, data: bytes) -> OutputChunk:
+        """Raises: WireError: malformed (see :class:`_Decoder`), or another stream name."""
+        chunk = super().__call__(data)
+        if chunk.stream not in OUTPUT_STREAMS:
+            raise WireError(f"OutputChunk: stream {shown(chunk.stream)}, not stdout or stderr")
+        return chunk
+
+
+decode_chunk = _ChunkDecoder(OutputChunk)
 decode_audit = _Decoder(AuditRecord)
 decode_idempotency_claim = _Decoder(IdempotencyClaim)
 decode_running_report = _Decoder(RunningReport)

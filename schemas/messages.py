@@ -120,6 +120,10 @@ class ExecAck(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="
     hostname: str
 
 
+OUTPUT_STREAMS = ("stdout", "stderr")
+"""The only stream names an output chunk may carry (checked in :mod:`schemas.decoding`)."""
+
+
 class OutputChunk(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="nexec.exec.v1.output"
 ):
@@ -129,7 +133,8 @@ class OutputChunk(
     job_id: str
     hostname: str
     stream: str
-    """``stdout`` or ``stderr``."""
+    """``stdout`` or ``stderr`` (:data:`OUTPUT_STREAMS`); a chunk naming any other is
+    refused by its decoder."""
     offset: int
     """Bytes of this stream before this chunk."""
     data: str

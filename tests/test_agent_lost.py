@@ -163,3 +163,51 @@ async def test_a_host_whose_result_is_recorded_is_not_lost_while_results_lag(
     [result] = response.body["results"]
     assert (result["status"], result["stdout"]) == ("completed", "real\n"), result
     assert watch_of(controller).lost == 0
+
+
+async def test_a_host_flooding_its_reports_holds_back_every_verdict_while_it_floods(
+    make_controller: MakeController, live_agent_process: LiveAgentProcess, nc: Client, started: Fifo
+) -> None:
+    """A host floods its own running subject, so that reports are dropped (the report
+    subscription holds few unread here): the silent host stands for one whose reports
+    the flood dropped. It is not given up while the flood lasts, only after it."""
+    controller = await make_controller(
+        agent_lost_after_s=LOST_AFTER_S, running_reports_pending_msgs=8
+    )
+    agent = await live_agent_process(
+        controller, "quiet", "--running-report-interval", str(REPORT_INTERVAL_S)
+    )
+    script = f"echo $$ > {started.path}; exec sleep 300"
+    answer = asyncio.create_task(
+        controller.exec("quiet", {"command": "sh", "args": ["-c", script], "timeout": 300})
+    )
+    [line] = await started.lines(1)
+    group = int(line)
+    await until(lambda: acked_job(controller, "quiet") is not None)
+    watch = watch_of(controller)
+    flood = encode(RunningReport(hostname="flooder", job_ids=[f"job-{n}" for n in range(50)]))
+
+    stop = asyncio.Event()  # not a cancel: nats-py's flush can swallow one
+
+    async def flooder() -> None:
+        while not stop.is_set():
+            for _ in range(500):
+                await nc.publish(SUBJECTS.running("flooder"), flood)
+            await nc.flush()
+
+    flooding = asyncio.create_task(flooder())
+    try:
+        await asyncio.to_thread(agent.stop, signum=signal.SIGKILL)
+        # Three windows' worth of checks found the host silent and held back.
+        await until(lambda: watch.withheld >= 3 * 6 or watch.lost > 0)
+        assert (watch.lost, answer.done()) == (0, False)
+        assert watch.backed_up > 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(flooding, STARTUP_TIMEOUT_S)
+    try:
+        response = await asyncio.wait_for(answer, STARTUP_TIMEOUT_S)
+    finally:
+        os.killpg(group, signal.SIGKILL)
+    [result] = response.body["results"]
+    assert (result["status"], result["error"].startswith(AGENT_LOST)) == ("no_reply", True)

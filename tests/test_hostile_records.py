@@ -257,3 +257,30 @@ async def test_untrusted_strings_are_escaped_in_the_log(
     assert logged, caplog.text
     assert all("\n" not in line for line in logged)
     assert repr(forged_line) in logged[0]
+
+
+def test_an_output_chunk_names_stdout_or_stderr_only() -> None:
+    chunk = {"type": "nexec.exec.v1.output", "job_id": "j1", "hostname": "h1", "offset": 0}
+    for stream in ("stdout", "stderr"):
+        data = json.dumps({**chunk, "stream": stream, "data": "x"}).encode()
+        assert decode_chunk(data).stream == stream
+    for stream in ("stdin", "", "STDOUT", "stdout\x1b[2J"):
+        with pytest.raises(WireError, match="stream"):
+            decode_chunk(json.dumps({**chunk, "stream": stream, "data": "x"}).encode())
+
+
+async def test_live_output_drops_a_chunk_of_another_stream(
+    controller: Controller, live_agent: LiveAgent, nc: Client
+) -> None:
+    await live_agent(controller, "h1")
+    ran = await controller.exec("h1", {"command": "echo", "args": ["hello"]})
+    job_id = ran.body["job_id"]
+    forged = {"type": "nexec.exec.v1.output", "job_id": job_id, "hostname": "h1", "offset": 0}
+    await nc.jetstream().publish(
+        Subjects().output_record(job_id, "h1"),
+        json.dumps({**forged, "stream": "console", "data": "forged"}).encode(),
+    )
+    events = await output_events(controller, job_id)
+    chunks = [event["data"] for event in events if event["event"] == "output"]
+    assert [(chunk["stream"], chunk["data"]) for chunk in chunks] == [("stdout", "hello\n")]
+    assert events[-1]["event"] == "end", events

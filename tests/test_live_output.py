@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from nats.aio.client import Client
 
+from controller.appkeys import JOB_STORE
+from schemas.messages import ExecJob, JobRecord, OutputChunk
+from schemas.subjects import Subjects
 from tests.helpers import Controller, Fifo, LiveAgent
 
 
@@ -112,3 +119,49 @@ async def test_ndjson_carries_the_same_events(
 async def test_output_of_an_unknown_job_is_404(controller: Controller) -> None:
     response = await controller.request("GET", "/job/nope/output")
     assert response.status == 404
+
+
+LOST = "agent lost while running; not heard from for 1s"
+
+
+async def recorded_job(nc: Client, deadline_in_s: float, no_replies: dict[str, str]) -> str:
+    """A job on h1 recorded as the controller records it, whose host never answers."""
+    job_id = str(uuid.uuid4())
+    job = ExecJob(job_id=job_id, command="true", deadline=time.time() + deadline_in_s, target="h1")
+    record = JobRecord(job=job, expected_hosts=["h1"], no_replies=no_replies)
+    await nc.jetstream().publish(Subjects().job_record(job_id), msgspec.json.encode(record))
+    return job_id
+
+
+async def test_a_verdict_recorded_without_its_host_result_ends_the_stream_with_it(
+    controller: Controller, nc: Client
+) -> None:
+    """The controller gave h1 up and recorded that in the job record, but the write of
+    h1's own ``no_reply`` result failed: live output tells the verdict, not the deadline."""
+    job_id = await recorded_job(nc, 0.5, {"h1": LOST})
+    events = await read_events(controller, job_id)
+    results = [(e["data"]["status"], e["data"]["error"]) for e in events if e["event"] == "result"]
+    assert results == [("no_reply", LOST)]
+    assert events[-1]["event"] == "end" and events[-1]["data"]["state"] == "failed", events
+
+
+async def test_a_verdict_recorded_while_the_stream_runs_ends_it_with_the_verdict(
+    controller: Controller, nc: Client
+) -> None:
+    job_id = await recorded_job(nc, 3.0, {})
+    chunk = OutputChunk(job_id=job_id, hostname="h1", stream="stdout", offset=0, data="first\n")
+    await nc.jetstream().publish(Subjects().output_record(job_id, "h1"), msgspec.json.encode(chunk))
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as response:
+        first = json.loads(await response.content.readline())
+        assert first["event"] == "output"  # the stream has read the record: it runs
+        record = await controller.app[JOB_STORE].load(job_id)
+        assert record is not None
+        marked = msgspec.structs.replace(record, no_replies={"h1": LOST})
+        await nc.jetstream().publish(Subjects().job_record(job_id), msgspec.json.encode(marked))
+        events = [json.loads(line) for line in (await response.text()).splitlines() if line]
+    results = [(e["data"]["status"], e["data"]["error"]) for e in events if e["event"] == "result"]
+    assert results == [("no_reply", LOST)]
+    assert events[-1]["event"] == "end", events

@@ -12,9 +12,7 @@ import asyncio
 import codecs
 from collections.abc import Awaitable, Callable
 
-from schemas.messages import OutputChunk
-
-STREAMS = ("stdout", "stderr")
+from schemas.messages import OUTPUT_STREAMS, OutputChunk
 
 Publish = Callable[[OutputChunk], Awaitable[None]]
 
@@ -25,9 +23,10 @@ class LiveOutput:
         self._hostname = hostname
         self._cap_bytes = cap_bytes
         self._publish = publish
-        self._sent = dict.fromkeys(STREAMS, 0)
+        self._sent = dict.fromkeys(OUTPUT_STREAMS, 0)
         self._decoders = {
-            stream: codecs.getincrementaldecoder("utf-8")(errors="replace") for stream in STREAMS
+            stream: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for stream in OUTPUT_STREAMS
         }
         self._queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None

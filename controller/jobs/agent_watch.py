@@ -17,6 +17,13 @@ and not NATS or this controller:
   stopped too (they come from the same process: with a one-agent fleet, both of its
   channels silent on a healthy connection is the only evidence there can be).
 
+- and running reports arrive on time: the subscription to them holds at most
+  ``running_reports_pending_msgs`` and ``_bytes`` unread (beyond them, nats-py drops
+  them: a slow consumer), so a report waits behind at most that many. A check that
+  finds more than half of either held, or reports dropped since the last check (one
+  host flooding its own running subject, say), starts every host's silence over, as
+  a disconnection does: a host whose reports were dropped or are late is never lost.
+
 Before giving a host up, the watch reads the host's result record: a result JetStream
 took (the agent stops reporting the job then) while this controller's consumer of
 results lags behind decides the host instead.
@@ -33,10 +40,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import (
+    DEFAULT_SUB_PENDING_BYTES_LIMIT,
+    DEFAULT_SUB_PENDING_MSGS_LIMIT,
+    Subscription,
+)
 
 from controller.errors import NatsUnavailable
 from controller.jobs.collector import Collector, collector_for
@@ -58,6 +71,25 @@ Recorded = Callable[[str, str], Awaitable[ExecResult | None]]
 """The host's recorded result of a job, if any; raises NatsUnavailable."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReportLimits:
+    """The bounds of the running reports held unread, and the count of those dropped."""
+
+    pending_msgs: int
+    pending_bytes: int
+    dropped: Callable[[], int] = lambda: 0
+    """Reports nats-py dropped so far (the connection's slow-consumer count)."""
+
+    def backed_up(self, sub: Subscription, dropped_before: int) -> str | None:
+        """Why reports may be late or lost now (more than half a limit held unread, or
+        drops since ``dropped_before``); None when they arrive on time."""
+        if (dropped := self.dropped() - dropped_before) > 0:
+            return f"{dropped} running reports dropped (slow consumer)"
+        if 2 * sub.pending_msgs > self.pending_msgs or 2 * sub.pending_bytes > self.pending_bytes:
+            return f"{sub.pending_msgs} running reports ({sub.pending_bytes} B) held unread"
+        return None
+
+
 class AgentWatch:
     """Reads running reports and gives up on silent hosts; see the module docstring."""
 
@@ -70,11 +102,19 @@ class AgentWatch:
         lost_after_s: float,
         connection_ok: Callable[[], bool],
         recorded: Recorded,
+        reports_limits: ReportLimits | None = None,
     ) -> None:
         """``connection_ok``: whether the controller's link is connected and its probe
         answers (checked at every check, besides this watch's own round trip);
-        ``recorded``: a host's result record of a job, read before giving it up."""
+        ``recorded``: a host's result record of a job, read before giving it up;
+        ``reports_limits``: the bounds of the report subscription (nats-py's defaults
+        when None) and its drop count."""
         self._recorded = recorded
+        self._limits = reports_limits or ReportLimits(
+            DEFAULT_SUB_PENDING_MSGS_LIMIT, DEFAULT_SUB_PENDING_BYTES_LIMIT
+        )
+        self._reports: Subscription | None = None
+        self._dropped_before = 0
         self._subjects = subjects
         self._collectors = collectors
         self._registry = registry
@@ -98,6 +138,8 @@ class AgentWatch:
         the connection or the fleet gave no evidence that the agent was lost."""
         self.lost = 0
         """Hosts given up as lost."""
+        self.backed_up = 0
+        """Checks that found the running reports late or dropped (silence starts over)."""
 
     async def attach(self, nc: Client) -> None:
         """Subscribe to every running report and start checking (once per process).
@@ -107,7 +149,12 @@ class AgentWatch:
         """
         if self._task is not None:
             return
-        await nc.subscribe(self._subjects.running_all(), cb=self._on_report)
+        self._reports = await nc.subscribe(
+            self._subjects.running_all(),
+            cb=self._on_report,
+            pending_msgs_limit=self._limits.pending_msgs,
+            pending_bytes_limit=self._limits.pending_bytes,
+        )
         self._echo_subject = nc.new_inbox()
         await nc.subscribe(self._echo_subject, cb=self._on_echo)
         self._task = asyncio.create_task(self._check_loop(nc), name="agent watch")
@@ -161,11 +208,23 @@ class AgentWatch:
                 self._unhealthy("NATS not connected, or JetStream not answering")
             elif self._echo_sent == 0 or self._echo_back < self._echo_sent:
                 self._unhealthy(f"NATS did not echo a message within {self._check_s:g}s")
+            elif (why := self._reports_backed_up()) is not None:
+                self._unhealthy(why)
             elif self._healthy_since is None:
                 self._healthy_since = time.monotonic()
             await self._check(time.monotonic())
             await self._send_echo(nc)
             due = time.monotonic() + self._check_s
+
+    def _reports_backed_up(self) -> str | None:
+        """Why running reports may be late or lost since the last check (counted in
+        :attr:`backed_up`), or None."""
+        if self._reports is None:
+            return None
+        why = self._limits.backed_up(self._reports, self._dropped_before)
+        self._dropped_before = self._limits.dropped()
+        self.backed_up += why is not None
+        return why
 
     async def _send_echo(self, nc: Client) -> None:
         """One message to this controller's own echo subject: back by the next check, it

@@ -17,9 +17,9 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from controller.jobs.outcome import Outcome, missing_results
+from controller.jobs.outcome import Outcome
 from controller.jobs.records import JobStore
-from controller.jobs.views import DEADLINE_PASSED, job_view
+from controller.jobs.views import job_view
 from schemas.api import JobEnd, JobState
 from schemas.decoding import decode_chunk_from, decode_result_from
 from schemas.messages import JobRecord
@@ -48,13 +48,16 @@ async def job_events(
 
     Raises:
         nats.errors.Error, TimeoutError: JetStream failed mid-stream.
+        NatsUnavailable: JetStream did not answer a read of the record or results.
     """
     job = record.job
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
     outcome = Outcome(record.expected_hosts)
-    for result in await store.results(record):
+    recorded = await store.results(record)
+    # Decided as the job view shows them: a recorded result, or the controller's verdict.
+    for result in job_view(record, recorded, time.time()).results:
         outcome.decide(result.hostname)
     subscription = await _subscribe(js, subjects, job.job_id, after)
     sent: dict[str, object] = {}  # each host's last result sent (:func:`_to_send`)
@@ -78,10 +81,28 @@ async def job_events(
                 yield event
     finally:
         await subscription.unsubscribe()
-    for result in missing_results(job.job_id, outcome.missing(), [], DEADLINE_PASSED):
-        yield JobEvent("result", result)
+    told = sent.keys() | {result.hostname for result in recorded}
+    async for event in _closing_events(store, record, told):
+        yield event
+
+
+async def _closing_events(
+    store: JobStore, record: JobRecord, told: set[str]
+) -> AsyncIterator[JobEvent]:
+    """The hosts' results not ``told`` (sent, or recorded when the stream began) as the
+    job view shows them now: the controller's verdict from the record read again (it
+    may have been written meanwhile, its host's own result write failing), else the
+    result recorded since, else ``no_reply`` for the deadline; then ``end``.
+
+    Raises:
+        NatsUnavailable: JetStream did not answer.
+    """
+    record = await store.load(record.job.job_id) or record
     view = job_view(record, await store.results(record), time.time())
-    yield JobEvent("end", JobEnd(job_id=job.job_id, state=view.state))
+    for result in view.results:
+        if result.hostname not in told:
+            yield JobEvent("result", result)
+    yield JobEvent("end", JobEnd(job_id=record.job.job_id, state=view.state))
 
 
 def _to_send(event: JobEvent, outcome: Outcome, sent: dict[str, object]) -> bool:

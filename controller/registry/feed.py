@@ -27,6 +27,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from controller.registry.view import Registry
 from runtime.jetstream import ensure_registry
+from runtime.retry import backoff_s
 from schemas.decoding import WireError
 from schemas.registry_entry import decode_heartbeat_from, registry_key_hostname
 from schemas.subjects import Subjects
@@ -35,8 +36,9 @@ from schemas.untrusted import shown
 log = logging.getLogger("nexec.controller.registry")
 
 
-WATCH_RETRY_FIRST_S = 0.5
 WATCH_RETRY_MAX_S = 5.0
+"""The longest wait between watch tries (:func:`runtime.retry.backoff_s`), and the
+bound of stopping the watch."""
 DEFAULT_CHECK_INTERVAL_S = 1.0
 DEFAULT_CHECK_TIMEOUT_S = 3.0
 
@@ -138,8 +140,9 @@ class RegistryFeed:
         return self._watcher
 
     async def _rewatch(self) -> None:
-        delay_s = WATCH_RETRY_FIRST_S
-        while not self._stopping:
+        for delay_s in backoff_s(WATCH_RETRY_MAX_S):
+            if self._stopping:
+                return
             try:
                 watcher = await self._open_watch()
             except (nats.errors.Error, TimeoutError) as exc:
@@ -149,7 +152,6 @@ class RegistryFeed:
                     exc or type(exc).__name__,
                 )
                 await asyncio.sleep(delay_s)
-                delay_s = min(2 * delay_s, WATCH_RETRY_MAX_S)
                 continue
             log.info("registry watch back")
             await self._follow(watcher)
