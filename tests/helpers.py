@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agentd.agent import Agent
+from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import REGISTRY
 from controller.registry.view import Registry
 from nexec.dev.processes import ManagedProcess, start_nats_server
@@ -284,3 +285,23 @@ async def service_replies(
         return replies
     finally:
         await subscription.unsubscribe()
+
+
+async def shell_fleet(
+    controller: Controller, make_agent: MakeAgent, hosts: tuple[str, ...]
+) -> None:
+    """Agents ``hosts`` (label role:web, shell allowed), each with its name in
+    ``$NEXEC_HOST``, live in ``controller``'s registry."""
+    for host in hosts:
+        await make_agent(
+            host,
+            labels={"role": "web"},
+            allow_shell=True,
+            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
+        )
+    await controller.wait_for_agents(*hosts)
+
+
+def ran_on(log: Path) -> list[str]:
+    """The hosts that appended their name to ``log``, in the order they did."""
+    return log.read_text().split() if log.exists() else []

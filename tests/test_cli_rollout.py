@@ -15,9 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agentd.config import DEFAULT_BASE_ENV
 from tests.cli_process import cli_env, nexec
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent, gated
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeAgent, gated, ran_on, shell_fleet
 from tests.test_rollout import until_view
 
 HOSTS = ("web1", "web2", "web10")
@@ -28,19 +27,8 @@ HOSTS = ("web1", "web2", "web10")
 async def fleet(controller: Controller, make_agent: MakeAgent) -> Controller:
     """Agents web1, web2, web10 (label role:web, shell allowed), each with its name in
     ``$NEXEC_HOST``."""
-    for host in HOSTS:
-        await make_agent(
-            host,
-            labels={"role": "web"},
-            allow_shell=True,
-            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
-        )
-    await controller.wait_for_agents(*HOSTS)
+    await shell_fleet(controller, make_agent, HOSTS)
     return controller
-
-
-def ran_on(log: Path) -> list[str]:
-    return log.read_text().split() if log.exists() else []
 
 
 async def test_a_rollout_stops_at_the_second_host_and_names_the_skipped_one(

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 import nexec
-from agentd.config import DEFAULT_BASE_ENV
 from schemas.api import CancelAllResponse, DryRunResponse, ExecResponse, FleetStatus, JobState
-from tests.helpers import Controller, Fifo, MakeAgent
+from tests.helpers import Controller, Fifo, MakeAgent, ran_on, shell_fleet
 
 HOSTS = ("web1", "web2", "web3")
 FAST = nexec.RetryPolicy(backoff_s=(0.01, 0.01, 0.01))
@@ -21,19 +20,8 @@ FAST = nexec.RetryPolicy(backoff_s=(0.01, 0.01, 0.01))
 @pytest.fixture
 async def fleet(controller: Controller, make_agent: MakeAgent) -> Controller:
     """Agents web1..web3 (label role:web, shell allowed), each with ``$NEXEC_HOST``."""
-    for host in HOSTS:
-        await make_agent(
-            host,
-            labels={"role": "web"},
-            allow_shell=True,
-            base_env={**DEFAULT_BASE_ENV, "NEXEC_HOST": host},
-        )
-    await controller.wait_for_agents(*HOSTS)
+    await shell_fleet(controller, make_agent, HOSTS)
     return controller
-
-
-def ran_on(log: Path) -> list[str]:
-    return log.read_text().split() if log.exists() else []
 
 
 async def test_a_rollout_as_a_dict_and_as_a_struct(fleet: Controller, tmp_path: Path) -> None:
