@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench.cli import measure_cli_alone
 from bench.console import measure_console_alone
@@ -16,6 +19,18 @@ from bench.metrics_overhead import measure_metrics_overhead_alone
 from bench.report import compare, render_table
 from bench.rollout import measure_rollout_alone
 
+T = TypeVar("T")
+
+
+def _stage(name: str, measure: Callable[[Sizes], T], sizes: Sizes) -> T:
+    """Run one measure and say on stderr how long it took, so a run that is slow or
+    stuck shows where."""
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    result = measure(sizes)
+    print(f"bench: {name} took {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    return result
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -23,12 +38,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args()
     sizes = Sizes.quick() if args.quick else Sizes.full()
-    floors = measure_floors(sizes)
-    nexec = measure_nexec(sizes)
-    nexec["N6_cli"] = measure_cli_alone(sizes)
-    nexec["N7_rollout"] = measure_rollout_alone(sizes)
-    nexec["N8_metrics"] = measure_metrics_overhead_alone(sizes)
-    nexec["N9_console"] = measure_console_alone(sizes)
+    floors = _stage("floors", measure_floors, sizes)
+    nexec: dict[str, Any] = _stage("N1-N5", measure_nexec, sizes)
+    nexec["N6_cli"] = _stage("N6 cli", measure_cli_alone, sizes)
+    nexec["N7_rollout"] = _stage("N7 rollout", measure_rollout_alone, sizes)
+    nexec["N8_metrics"] = _stage("N8 metrics", measure_metrics_overhead_alone, sizes)
+    nexec["N9_console"] = _stage("N9 console", measure_console_alone, sizes)
     comparison = compare(floors, nexec, sizes)
     print(render_table(comparison))
     args.out.parent.mkdir(parents=True, exist_ok=True)
