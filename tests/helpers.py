@@ -87,11 +87,17 @@ class Controller:
 
     async def crash(self) -> None:
         """Stop this controller as a crash of its process would, open streams included:
-        every connection is cut at once (``close`` would wait for a stream to end)."""
+        every connection is cut at once and its handler cancelled without the grace
+        ``close`` gives it (a live output stream would hold the stop for aiohttp's
+        shutdown timeout). The listener closes first, so no client reconnects in between."""
+        for site in list(self.runner.sites):
+            await site.stop()
         server = self.runner.server
-        for handler in server.connections if server is not None else []:
-            if handler.transport is not None:
-                handler.transport.abort()
+        if server is not None:
+            for handler in server.connections:
+                if handler.transport is not None:
+                    handler.transport.abort()
+            await server.shutdown(0.01)  # 0 would mean no limit
         await self.runner.cleanup()
 
     @property
