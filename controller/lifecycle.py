@@ -2,14 +2,20 @@
 
 While draining, new requests get 503 (the listening socket stays open so that
 callers get an answer, not a refused connection) and requests in flight run
-to their end; then the server stops.
+to their end; then the server stops. A stream that could last as long as a job
+(the live output) ends at once instead: its client resumes it on another
+controller with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -19,6 +25,7 @@ class Lifecycle:
     served: int = 0
     refused_while_draining: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _draining: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._idle.set()
@@ -39,10 +46,34 @@ class Lifecycle:
         Returns True when none was left running.
         """
         self.draining = True
+        self._draining.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
         return self.in_flight == 0
+
+    async def until_draining(self, items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+        """``items``, until they end or the controller starts draining (then ``items``
+        is closed where it waits): a stream must not hold the stop for as long as a
+        job runs."""
+        draining = asyncio.ensure_future(self._draining.wait())
+        try:
+            while not self.draining:
+                step = asyncio.ensure_future(anext(items))
+                await asyncio.wait((step, draining), return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await step
+                    return
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            draining.cancel()
+            await items.aclose()
 
     def counts(self) -> dict[str, int]:
         """The counters of the shutdown summary, in its order."""

@@ -1,8 +1,10 @@
-"""SIGTERM on the controller: new requests get 503, the one in flight finishes."""
+"""SIGTERM on the controller: new requests get 503, the one in flight finishes, a live
+output stream ends at once (its client resumes elsewhere)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -14,7 +16,32 @@ import aiohttp
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.helpers import Fifo, MakeAgent, NatsServer
+from tests.helpers import STARTUP_TIMEOUT_S, Fifo, MakeAgent, NatsServer, told_then_gated
+
+
+def start_controller(nats_server: NatsServer, keys_file: Path) -> ManagedProcess:
+    """A controller process on a free port (its ``ready`` line says which)."""
+    return ManagedProcess(
+        [sys.executable, "-m", "controller", "--nats-url", nats_server.url,
+         "--listen", "127.0.0.1:0", "--keys-file", str(keys_file)],
+        name="controller",
+    )  # fmt: skip
+
+
+async def ready_with_agent(controller: ManagedProcess, make_agent: MakeAgent) -> str:
+    """Once ``controller`` listens and lists agent ``d1``: its base URL."""
+    ready = await asyncio.to_thread(controller.wait_for_line, CONTROLLER_READY_RE, 30)
+    await make_agent("d1")
+    await asyncio.to_thread(controller.wait_for_line, re.compile("agent joined: d1"), 30)
+    return f"http://127.0.0.1:{ready['port']}"
+
+
+async def exit_code(controller: ManagedProcess) -> int:
+    """Raises: AssertionError (with its output) when it did not exit within 30 s."""
+    try:
+        return await asyncio.to_thread(controller.popen.wait, 30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(controller.output_tail()) from None
 
 
 async def test_controller_drains_on_sigterm(
@@ -22,16 +49,9 @@ async def test_controller_drains_on_sigterm(
 ) -> None:
     keys_file = tmp_path / "keys.json"
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
-    controller = ManagedProcess(
-        [sys.executable, "-m", "controller", "--nats-url", nats_server.url,
-         "--listen", "127.0.0.1:0", "--keys-file", str(keys_file)],
-        name="controller",
-    )  # fmt: skip
+    controller = start_controller(nats_server, keys_file)
     try:
-        ready = await asyncio.to_thread(controller.wait_for_line, CONTROLLER_READY_RE, 30)
-        url = f"http://127.0.0.1:{ready['port']}/node/d1/command/exec"
-        await make_agent("d1")
-        await asyncio.to_thread(controller.wait_for_line, re.compile("agent joined: d1"), 30)
+        url = f"{await ready_with_agent(controller, make_agent)}/node/d1/command/exec"
         headers = {"Authorization": f"Bearer {key}"}
         async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -64,12 +84,37 @@ async def test_controller_drains_on_sigterm(
         }
         assert status == 202
         assert answer["results"][0]["stdout"] == "done\n"  # type: ignore[index]
-        try:
-            exit_code = await asyncio.to_thread(controller.popen.wait, 30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(controller.output_tail()) from None
-        assert exit_code == 0
+        assert await exit_code(controller) == 0
         summary = re.compile(r"stopped: served=\d+ in_flight=0 refused_while_draining=1")
         await asyncio.to_thread(controller.wait_for_line, summary, 10)
     finally:
+        await asyncio.to_thread(controller.stop)
+
+
+async def test_a_live_output_stream_does_not_hold_the_stop(
+    nats_server: NatsServer, make_agent: MakeAgent, started: Fifo, tmp_path: Path
+) -> None:
+    """The job runs until the test lets it end; its stream ends and the controller stops
+    while it runs."""
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    controller = start_controller(nats_server, keys_file)
+    try:
+        base = await ready_with_agent(controller, make_agent)
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/x-ndjson"}
+        body = {"command": "sh", "args": ["-c", told_then_gated(started, gate)], "timeout": 300}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.post(f"{base}/node/d1/command/exec?wait=false", json=body) as r:
+                job_id = (await r.json())["job_id"]
+            await started.lines(1)
+            async with session.get(f"{base}/job/{job_id}/output") as stream:
+                controller.popen.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(STARTUP_TIMEOUT_S):  # else held until the job ends
+                    events = [json.loads(line) async for line in stream.content]
+            assert await exit_code(controller) == 0
+        assert events == []  # ended while the job runs: the client resumes elsewhere
+    finally:
+        gate.rmdir()
         await asyncio.to_thread(controller.stop)

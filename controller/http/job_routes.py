@@ -14,6 +14,7 @@ from controller.appkeys import (
     CONFIG,
     DISPATCHER,
     JOB_STORE,
+    LIFECYCLE,
     NATS_LINK,
     ROLLOUT_STORE,
     ROLLOUTS,
@@ -160,7 +161,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
     events = job_events(js, config.subjects, store, record, after=last_id)
-    async for event in events:
+    async for event in request.app[LIFECYCLE].until_draining(events):
         await response.write(format_ndjson(event) if ndjson else format_sse(event))
     await response.write_eof()
     return response

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class JobEvent:
 
 async def job_events(
     js: JetStreamContext, subjects: Subjects, store: JobStore, record: JobRecord, *, after: int
-) -> AsyncIterator[JobEvent]:
+) -> AsyncGenerator[JobEvent, None]:
     """Every event of the job recorded after stream sequence ``after``, then live ones,
     until every expected host has a result or the deadline passes; then ``end``. A job
     never published has only its ``end`` (``not_published``): no agent got it.
