@@ -252,6 +252,9 @@ async def test_nodes_jobs_job_and_audit_as_tables_and_as_the_api_documents(
     assert (job_id_, rest) == (job_id, ["role:web", "3", "admin", "echo", "listed"])
     page = await nexec(fleet, tmp_path, "jobs", "--limit", "1", "--json")
     assert msgspec.json.decode(page.stdout) == (await fleet.request("GET", "/job?limit=1")).body
+    await nexec(fleet, tmp_path, "shell", "web1", "echo 'a b' | wc -w")
+    shell_job = (await nexec(fleet, tmp_path, "jobs", "--limit", "1")).stdout.splitlines()[1]
+    assert shell_job.endswith("admin   sh -c 'echo '\"'\"'a b'\"'\"' | wc -w'")
 
     job = await nexec(fleet, tmp_path, "job", job_id)
     assert job.status == 0

@@ -16,7 +16,7 @@ from nexec.cli import joboutput
 from nexec.cli.common import Subcommands
 from nexec.cli.connection import add_arguments
 from nexec.cli.exit_status import OK, RULE
-from nexec.cli.render import rollout_line
+from nexec.cli.render import command_line, rollout_line
 from nexec.cli.session import run_client
 from nexec.cli.terminal import Terminal
 
@@ -165,7 +165,7 @@ def jobs_command(args: argparse.Namespace) -> int:
         rows = []
         async for summary in client.jobs(page_size=args.limit):
             hosts = "-" if summary.expected_hosts is None else str(summary.expected_hosts)
-            command = " ".join([summary.command, *summary.args])
+            command = command_line(summary.command, summary.args, shell=summary.shell)
             rows.append(
                 [summary.job_id, when(summary.created_at), summary.target, hosts,
                  summary.caller, command]
@@ -186,7 +186,7 @@ def job_command(args: argparse.Namespace) -> int:
         if args.json:
             terminal.write(_json(view))
             return joboutput.exit_status(view.results)
-        command = " ".join([view.command, *view.args])
+        command = command_line(view.command, view.args, shell=view.shell)
         terminal.say(
             f"job {view.job_id}: {view.state}, {view.target}: {command} "
             f"(by {view.caller}, {when(view.created_at)} UTC)"

@@ -10,6 +10,7 @@ chunk with ``--stream``), each the API's encoding.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -46,6 +47,14 @@ def describe(result: ExecResult) -> str | None:
             return f"killed by signal {-result.exit_code}"
         return f"exit {result.exit_code}"
     return f"{result.status}: {result.error}" if result.error else str(result.status)
+
+
+def command_line(command: str, args: Sequence[str], *, shell: bool) -> str:
+    """What a job ran, as a shell would read it: ``echo 'a b'``, or a shell job's line
+    as ``sh -c 'LINE'`` (so the two kinds are never mistaken for each other)."""
+    if shell:
+        return f"sh -c {shlex.quote(command)}"
+    return shlex.join([command, *args])
 
 
 def rollout_line(rollout: RolloutProgress) -> str:
