@@ -44,6 +44,8 @@ RESULT_CONSUMER_HEARTBEAT_S = 1.0
 
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
+TakerRecorder = Callable[[str, str], Awaitable[None]]
+"""Records the host that took an ``_any`` job (job id, hostname); never raises."""
 
 
 class Dispatcher:
@@ -59,9 +61,13 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
+        record_taker: TakerRecorder | None = None,
     ) -> None:
+        """``record_taker``: how the host that took an ``_any`` job is written in its
+        record when another host recorded a result for it meanwhile (None: not written)."""
         self._subjects = subjects
         self._record_no_replies = record_no_replies
+        self._record_taker = record_taker
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
         self._collectors: dict[str, Collector] = {}
@@ -297,6 +303,8 @@ class Dispatcher:
         no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)
+        if collector.rivals and collector.taken_by and self._record_taker is not None:
+            await self._record_taker(collector.job_id, collector.taken_by)
         return collected
 
     async def cancel(self, job_id: str, caller: str) -> None:
