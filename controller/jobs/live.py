@@ -109,11 +109,11 @@ async def _closing_events(
 def _to_send(event: JobEvent, outcome: Outcome, sent: dict[str, object]) -> bool:
     """Whether ``event`` goes out. Another host's output or result (one that learnt the
     job id, e.g. from a label it shares, or that did not take an ``_any`` job: the
-    first host whose result is recorded took it) is left out, as the job view does; so is a
+    record's ``taken_by``, else the first host whose output or result is recorded)
+    is left out, as the job view does; so is a
     result equal to the last one sent for its host (``sent``: a rollout's results are
     written again, unchanged, at its end). A result sent decides its host."""
-    host = event.data.hostname
-    if not (outcome.take(host) if event.kind == "result" else outcome.accepts(host)):
+    if not outcome.take(host := event.data.hostname):
         return False
     if event.kind == "result":
         if sent.get(host) == event.data:
