@@ -112,6 +112,7 @@ class Agent:
             instance_id=self.instance_id,
             started_at=self._started_at,
             jobs_running=self._runner.__len__,
+            record_counts=self.record_counts,
         )
         self._job_subscriptions = JobSubscriptions(self._nc, config)
         self.nats_errors = NatsErrorLog(log)
@@ -137,6 +138,11 @@ class Agent:
     def records_retried(self) -> int:
         """Results JetStream took only on a later try."""
         return self._results.retried
+
+    def record_counts(self) -> dict[str, int]:
+        """The counters of results written to JetStream (the shutdown summary's and
+        ``$SRV.STATS``'s): ``records_retried``, ``records_lost``."""
+        return {"records_retried": self._results.retried, "records_lost": self._results.lost}
 
     @property
     def jobs_running(self) -> int:
@@ -215,7 +221,7 @@ class Agent:
             await self._close_connection(drain=previous_state is AgentState.RUNNING)
         self.state = AgentState.STOPPED
         counts: dict[str, int | str] = {"hostname": self.hostname, **self.counters.counts()}
-        counts.update(records_retried=self._results.retried, records_lost=self._results.lost)
+        counts.update(self.record_counts())
         log_summary(log, "nexec-agentd stopped", counts)
 
     async def _close_connection(self, *, drain: bool) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from agentd.config import AgentConfig
 from agentd.counters import AgentCounters
@@ -29,10 +29,12 @@ def agent_service(
     instance_id: str,
     started_at: float,
     jobs_running: Callable[[], int],
+    record_counts: Callable[[], Mapping[str, int]],
 ) -> ServiceResponder:
     """The responder of one agent process: instance ``instance_id`` (its heartbeats'),
     metadata ``hostname``, ``labels`` (``k:v,k2:v2``), ``version``, ``subject_prefix``,
-    and one endpoint ``jobs`` counting the job messages it received."""
+    and one endpoint ``jobs`` counting the job messages it received (``record_counts``:
+    its results' writes to JetStream, as its shutdown summary counts them)."""
     subjects = config.subjects
     labels = sorted(config.labels.items())
     identity = ServiceIdentity(
@@ -50,7 +52,7 @@ def agent_service(
     return ServiceResponder(
         subjects,
         identity,
-        [jobs_endpoint(config, counters, jobs_running)],
+        [jobs_endpoint(config, counters, jobs_running, record_counts)],
         started_at=started_at,
         timeout_s=config.connect_timeout_s,
         limits=config,
@@ -58,7 +60,10 @@ def agent_service(
 
 
 def jobs_endpoint(
-    config: AgentConfig, counters: AgentCounters, jobs_running: Callable[[], int]
+    config: AgentConfig,
+    counters: AgentCounters,
+    jobs_running: Callable[[], int],
+    record_counts: Callable[[], Mapping[str, int]],
 ) -> Endpoint:
     """The endpoint ``jobs``: the job subjects the agent listens on (its host's, its
     labels', all and any, with the queue group of any) and what it counted."""
@@ -72,14 +77,19 @@ def jobs_endpoint(
     return Endpoint(
         name="jobs",
         subject=subjects.exec_every(),
-        counts=functools.partial(jobs_counts, counters, jobs_running),
+        counts=functools.partial(jobs_counts, counters, jobs_running, record_counts),
         metadata={"subjects": ",".join(listens), "any_queue_group": ANY_QUEUE_GROUP},
     )
 
 
-def jobs_counts(counters: AgentCounters, jobs_running: Callable[[], int]) -> EndpointCounts:
+def jobs_counts(
+    counters: AgentCounters,
+    jobs_running: Callable[[], int],
+    record_counts: Callable[[], Mapping[str, int]],
+) -> EndpointCounts:
     """What the endpoint ``jobs`` counted: the job messages received (requests), those
-    answered ``failed`` (errors), and the agent's own counters."""
+    answered ``failed`` (errors: refusals included), and the agent's own counters,
+    every one of its shutdown summary's among them."""
     answered = counters.answered
     return EndpointCounts(
         requests=counters.received,
@@ -93,6 +103,7 @@ def jobs_counts(counters: AgentCounters, jobs_running: Callable[[], int]) -> End
             "duplicates": counters.duplicates,
             "replies_lost": counters.replies_lost,
             "running": jobs_running(),
+            **record_counts(),
             **{status.value: answered[status] for status in FINAL_STATUSES},
         },
     )

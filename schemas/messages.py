@@ -198,6 +198,10 @@ class JobRecord(
     collection ended, with the error it gave the caller (``_any`` for an ``_any`` job
     nobody took). Written before the caller is answered; a result the host records
     later is shown marked late, next to this verdict (docs/jobs.md)."""
+    taken_by: str | None = None
+    """For ``_any``: the host that took the job (acknowledged it first), written by the
+    controller only when another host recorded a result for it during its collection;
+    null otherwise (the first host whose result is recorded took it; docs/security.md)."""
     rollout: RolloutPlan | None = None
     """Set for a rollout: its resolved settings. The record's job is then the
     rollout's whole job (its ``deadline`` the rollout's worst-case end); each host is

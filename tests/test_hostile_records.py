@@ -5,13 +5,19 @@ task or a silent agent; a record counts only for the host and job its subject na
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
+import nats
 import pytest
 from nats.aio.client import Client
 
+from agentd.counters import AgentCounters
+from agentd.delivery.outbox import Outbox
+from agentd.delivery.recorder import ResultRecorder
 from controller.appkeys import AUDIT
+from runtime.streamwriter import StreamWriter
 from schemas.decoding import (
     MAX_WIRE_BYTES,
     WireError,
@@ -30,7 +36,7 @@ from schemas.decoding import (
     decode_running_report_from,
 )
 from schemas.subjects import Subjects
-from tests.helpers import Controller, LiveAgent, MakeAgent, recorded_result
+from tests.helpers import Controller, LiveAgent, MakeAgent, NatsServer, recorded_result
 from tests.test_direct_nats import job, request
 
 NESTED = b'{"type":"nexec.exec.v1.result","zz":' + b"[" * 3000 + b"]" * 3000 + b"}"
@@ -284,3 +290,48 @@ async def test_live_output_drops_a_chunk_of_another_stream(
     chunks = [event["data"] for event in events if event["event"] == "output"]
     assert [(chunk["stream"], chunk["data"]) for chunk in chunks] == [("stdout", "hello\n")]
     assert events[-1]["event"] == "end", events
+
+
+FORGED_ESCAPES = "_INBOX.x\x1b[2J\x1b]0;owned\x07"
+"""A reply subject NATS delivers as it is (no whitespace): terminal escapes."""
+
+
+def untrusted_logged(caplog: pytest.LogCaptureFixture, marker: str, untrusted: str) -> str:
+    """The one log line containing ``marker``, checked to show ``untrusted`` escaped."""
+    (line,) = [r.getMessage() for r in caplog.records if marker in r.getMessage()]
+    assert repr(untrusted) in line, line
+    assert not any(c in line for c in "\n\x1b\x07"), line
+    return line
+
+
+async def test_a_reply_the_outbox_could_not_send_is_logged_escaped(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outbox answers on the reply subject a job came with; when the publish fails,
+    the log line quotes that subject (untrusted: any publisher chose it) with %r."""
+    client = await nats.connect(nats_server.url)
+    counters = AgentCounters()
+    recorder = ResultRecorder(StreamWriter(client, timeout_s=1.0), retry_for_s=1.0)
+    outbox = Outbox(client, Subjects(), "h1", results=recorder, counters=counters)
+    await client.close()  # its publishes fail now, as on a connection lost for good
+    await outbox.refuse(FORGED_ESCAPES, "j1", "invalid job")
+    assert counters.replies_lost == 1
+    untrusted_logged(caplog, "not sent", FORGED_ESCAPES)
+
+
+async def test_a_cancel_request_s_caller_is_logged_escaped(
+    make_agent: MakeAgent, nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await make_agent("h1")
+    caller = "ops\n2026-01-01 00:00:00 INFO nexec.agentd: all is well\x1b[2J"
+    message = job("h1", "sleep", "30")
+    inbox = nc.new_inbox()
+    replies = await nc.subscribe(inbox)
+    await nc.publish(Subjects().exec_host("h1"), json.dumps(message).encode(), reply=inbox)
+    assert json.loads((await replies.next_msg(timeout=10)).data)["type"] == "nexec.exec.v1.ack"
+    cancel = {"type": "nexec.job.v1.cancel", "job_id": message["job_id"], "caller": caller}
+    await nc.publish(Subjects().cancel(), json.dumps(cancel).encode())
+    result = json.loads((await replies.next_msg(timeout=10)).data)
+    assert result["status"] == "cancelled"
+    untrusted_logged(caplog, "cancelled on request of", caller)

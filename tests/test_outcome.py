@@ -40,3 +40,18 @@ def test_an_any_jobs_placeholder_gives_way_to_a_hosts_answer() -> None:
 
 def test_results_of_hosts_the_job_was_not_sent_to_are_not_shown() -> None:
     assert list(Outcome(["h1"]).shown([result("h1"), result("h2")])) == ["h1"]
+
+
+def test_an_any_job_is_answered_by_the_host_that_took_it_only() -> None:
+    outcome = Outcome(None)
+    assert not outcome.take(ANY_PLACEHOLDER_HOSTNAME) or outcome.taken_by is None
+    assert outcome.take("h7")
+    assert not outcome.take("h8")  # a second host cannot take it, nor answer it
+    assert (outcome.taken_by, outcome.accepts("h8"), outcome.accepts("h7")) == ("h7", False, True)
+    assert outcome.accepts(ANY_PLACEHOLDER_HOSTNAME)
+
+
+def test_an_any_jobs_view_shows_the_host_that_took_it_or_the_first_recorded() -> None:
+    recorded = [result("rival"), result("h7")]
+    assert list(Outcome(None, taken_by="h7").shown(recorded)) == ["h7"]
+    assert list(Outcome(None).shown([result("h7"), result("late-rival")])) == ["h7"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -27,6 +29,7 @@ from tests.helpers import (
     service_replies,
     until,
 )
+from tests.test_direct_nats import job, request
 from tests.test_metrics import scrape, value
 
 SRV = Subjects.service_request
@@ -103,7 +106,8 @@ async def test_info_and_stats_describe_an_agent_and_count_its_jobs(
     assert jobs["average_processing_time"] == jobs["processing_time"] // 2
     assert jobs["data"] == {
         "received": 2, "started": 1, "refused": 1, "duplicates": 0, "replies_lost": 0,
-        "running": 0, "completed": 1, "failed": 1, "timeout": 0, "cancelled": 0,
+        "running": 0, "records_retried": 0, "records_lost": 0,
+        "completed": 1, "failed": 1, "timeout": 0, "cancelled": 0,
     }  # fmt: skip
 
 
@@ -265,3 +269,46 @@ async def test_large_discovery_requests_are_dropped_and_logged_in_a_few_lines(
     assert agent.service.answered == 0
     slow = [r for r in caplog.records if "slow consumer" in r.getMessage()]
     assert [record.args[-1] for record in slow if isinstance(record.args, tuple)] == [1, 10, 100]
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+
+
+def documented_stats_data() -> tuple[set[str], set[str]]:
+    """The names docs/operations.md lists in the ``data`` row of the STATS table: the
+    agent's, the controller's (the metric it names aside)."""
+    (row,) = [line for line in DOCS.read_text().splitlines() if line.startswith("| `data` |")]
+    _, agent, controller = row.split(" | ")
+    names = [set(re.findall(r"`([a-z_]+)`", column)) for column in (agent, controller)]
+    return names[0], names[1] - {"nexec_host_results_total"}
+
+
+async def test_every_stats_counter_is_where_the_docs_say(
+    controller: Controller,
+    make_agent: MakeAgent,
+    nc: Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each STATS ``data`` counter is in docs/operations.md's table, and each counter of
+    the agent's shutdown summary is in its STATS too; a job refused at intake is
+    counted refused, failed and in ``num_errors``."""
+    caplog.set_level(logging.INFO)
+    agent = await make_agent("web1")
+    await controller.wait_for_agents("web1")
+    subject = Subjects().exec_host("web1")
+    assert (await request(nc, subject, job("web1", "true")))["status"] == "completed"
+    refused = await request(nc, subject, job("web1", "true", deadline=10**10))
+    assert refused["error"] == "invalid job: deadline too far ahead"
+    [stats] = await service_replies(nc, SRV("STATS", AGENT_SERVICE), expected=1)
+    [jobs] = stats["endpoints"]
+    data = jobs["data"]
+    assert (jobs["num_requests"], jobs["num_errors"]) == (2, 1)
+    assert (data["refused"], data["failed"], data["completed"]) == (1, 1, 1)
+
+    agent_documented, controller_documented = documented_stats_data()
+    assert set(data) == agent_documented
+    assert set(await controller_stats_data(nc)) == controller_documented
+    await agent.stop()
+    (summary,) = [r.getMessage() for r in caplog.records if "nexec-agentd stopped" in r.message]
+    counters = set(re.findall(r"(\w+)=", summary)) - {"hostname"}
+    assert counters <= set(data), counters - set(data)

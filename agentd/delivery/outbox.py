@@ -110,8 +110,10 @@ class Outbox:
         return LiveOutput(job.job_id, self._hostname, cap_bytes, publish)
 
     async def _send(self, subject: str, data: bytes) -> None:
+        """Publish on ``subject`` (a job's reply subject is untrusted: its publisher
+        chose it, so it is logged with %r)."""
         try:
             await self._nc.publish(subject, data)
         except nats.errors.Error as exc:
             self._counters.replies_lost += 1
-            log.error("reply on %s not sent: %s", subject, exc)
+            log.error("reply on %r not sent: %s", subject, exc)

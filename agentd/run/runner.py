@@ -94,9 +94,14 @@ class JobRunner:
         except WireError as exc:
             log.warning("malformed cancel request ignored: %s", exc)
             return
-        reason = f"cancelled on request of {request.caller or 'unknown'}"
-        if self.stops.stop(request.job_id, reason):
-            log.info("job %r: %s", request.job_id, reason, extra=log_fields(job_id=request.job_id))
+        caller = request.caller or "unknown"
+        if self.stops.stop(request.job_id, f"cancelled on request of {caller}"):
+            log.info(
+                "job %r: cancelled on request of %r",
+                request.job_id,
+                caller,
+                extra=log_fields(job_id=request.job_id),
+            )
 
     def __len__(self) -> int:
         """The jobs held now: queued for a slot or running."""

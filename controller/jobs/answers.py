@@ -3,7 +3,8 @@
 
 A host's identity comes from the subject, never from the payload: an ack or result
 that names another job or host than its subject, or comes from a host the job was not
-sent to, is dropped, logged and counted in :attr:`AnswerRouter.dropped`.
+sent to (for ``_any``: a host that did not take it, the first to acknowledge), is
+dropped, logged and counted in :attr:`AnswerRouter.dropped`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ AnswerT = TypeVar("AnswerT", ExecAck, ExecResult)
 
 DROP_REASONS = tuple(
     [f"{kind} of a host the job was not sent to" for kind in ("ack", "result")]
+    + [f"{kind} of a host that did not take the _any job" for kind in ("ack", "result")]
     + [f"invalid {kind}" for kind in ("ack", "result")]
     + ["answer on the reply subject"]
 )
@@ -76,7 +78,13 @@ class AnswerRouter:
         if collector is None:
             return None  # another controller's job, or one whose collection ended
         if not collector.expects(hostname):
-            self._drop(job_id, hostname, f"{kind} of a host the job was not sent to", "")
+            if collector.expected is not None:
+                self._drop(job_id, hostname, f"{kind} of a host the job was not sent to", "")
+                return None
+            if kind == "result":
+                collector.rivals.add(hostname)
+            taker = f"{shown(collector.taken_by or '')} took it"
+            self._drop(job_id, hostname, f"{kind} of a host that did not take the _any job", taker)
             return None
         try:
             return collector, decode(msg.data, job_id=job_id, hostname=hostname)

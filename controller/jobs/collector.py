@@ -43,9 +43,10 @@ class Collector:
     """The replies to one job.
 
     ``expected`` names the agents that must answer; ``None`` means exactly one
-    answer from any agent (``_any``). Only expected agents may answer (see
-    :meth:`expects`): an agent takes jobs only after its first heartbeat, so one
-    that answers was in the registry when the job was published, but for the
+    answer from any agent (``_any``): the agent that took it, the first to
+    acknowledge (or to answer, before any acknowledged). Only expected agents may
+    answer (see :meth:`expects`): an agent takes jobs only after its first heartbeat,
+    so one that answers was in the registry when the job was published, but for the
     instant before a controller sees a new agent's first heartbeat.
     """
 
@@ -73,17 +74,28 @@ class Collector:
         """Hosts given up on before the deadline, with the reason."""
         self.unverified: dict[str, str] = {}
         """Claimed hostname -> what an answer on the reply subject said (not trusted)."""
+        self.rivals: set[str] = set()
+        """For ``_any``: hosts that did not take the job and recorded a result for it
+        (dropped; the job record then names the host that took it)."""
         self.done = asyncio.Event()
         self.on_done: Callable[[], None] | None = None
         """Called once, when every expected host is decided (for a collection that
         has no task of its own waiting on :attr:`done`)."""
         self._outcome = Outcome(expected)
 
+    @property
+    def taken_by(self) -> str | None:
+        """For ``_any``: the host that took the job, once one did."""
+        return self._outcome.taken_by
+
     def expects(self, hostname: str) -> bool:
-        """Whether ``hostname`` may answer this job."""
+        """Whether ``hostname`` may answer this job (for ``_any``: until one host took
+        it, any; then that host only)."""
         return self._outcome.accepts(hostname)
 
     def add_ack(self, ack: ExecAck) -> None:
+        """An acknowledgement of a host :meth:`expects` (for ``_any``, it may take it)."""
+        self._outcome.take(ack.hostname)
         self.acked.add(ack.hostname)
         self.heard_at[ack.hostname] = time.monotonic()
 
@@ -109,6 +121,8 @@ class Collector:
             self._check_done()
 
     def add_result(self, result: ExecResult) -> None:
+        """A result of a host :meth:`expects` (for ``_any``, it may take it)."""
+        self._outcome.take(result.hostname)
         if result.hostname in self.results:
             log.warning(
                 "job %r: second result from %r ignored",

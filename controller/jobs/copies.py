@@ -9,17 +9,26 @@ told), but driven by callbacks: the collector's completion and two timers. No ta
 and no waiting future per host: a task per copy cost the controller several
 event-loop turns per host, which is most of what a rollout cost above a plain job
 (docs/performance.md, N7).
+
+A copy is counted (``decided``) once, when it is decided. A rollout that stops
+waiting for a copy (it cancels :attr:`CopyCollection.result`: its lease was lost to
+another controller) stops its collection too: the controller that drives the
+rollout then follows the host, decides it and counts it, and two collections of one
+host never run in one controller (docs/operations.md, "Monitoring").
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from controller.jobs.collector import Collector
 from schemas.messages import ExecResult
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
+Decided = Callable[[ExecResult, int], None]
+"""Counts a copy's outcome, decided this many nanoseconds after its collection began."""
 
 
 class CopyCollection:
@@ -34,15 +43,20 @@ class CopyCollection:
         record: Recorder,
         routes: MutableMapping[str, Collector],
         live: set[CopyCollection],
+        decided: Decided,
     ) -> None:
         """Start collecting a copy just published. ``record``: how the controller's
         ``no_reply`` verdicts are recorded; ``routes``: where the dispatcher finds the
         collector of an answer (``collector`` is taken out when collection ends);
-        ``live``: the collections not settled (``self`` is in it until then)."""
+        ``live``: the collections not settled (``self`` is in it until then);
+        ``decided``: counts the copy's outcome, once, when it is decided."""
         loop = asyncio.get_running_loop()
         self.collector = collector
         self.result: asyncio.Future[ExecResult] = loop.create_future()
-        """The host's result, or the controller's ``no_reply`` verdict once recorded."""
+        """The host's result, or the controller's ``no_reply`` verdict once recorded;
+        cancelling it stops the collection (:meth:`cancel`) unless it was decided."""
+        self._decided = decided
+        self._began_ns = time.perf_counter_ns()
         self._waited_s = deadline_s
         self._record = record
         self._routes = routes
@@ -55,6 +69,7 @@ class CopyCollection:
             loop.call_later(deadline_s, self._end, True),
         )
         collector.on_done = self._end
+        self.result.add_done_callback(self._given_up)
         live.add(self)
 
     def _end(self, deadline_passed: bool = False) -> None:
@@ -66,6 +81,7 @@ class CopyCollection:
         collected = self.collector.collected(
             deadline_passed=deadline_passed, waited_s=self._waited_s
         )
+        self._decided(collected.results[0], time.perf_counter_ns() - self._began_ns)
         verdicts = self.collector.verdicts(collected)
         if verdicts:
             self._recording = asyncio.create_task(self._settle_after(verdicts))
@@ -87,6 +103,11 @@ class CopyCollection:
         for timer in self._timers:
             timer.cancel()
         self._routes.pop(self.collector.key, None)
+
+    def _given_up(self, result: asyncio.Future[ExecResult]) -> None:
+        """The rollout stopped waiting for this copy before it was decided: stop."""
+        if result.cancelled() and self._collecting:
+            self.cancel()
 
     def cancel(self) -> None:
         """Stop collecting and recording (on shutdown: the hosts not decided are left

@@ -44,6 +44,8 @@ RESULT_CONSUMER_HEARTBEAT_S = 1.0
 
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
+TakerRecorder = Callable[[str, str], Awaitable[None]]
+"""Records the host that took an ``_any`` job (job id, hostname); never raises."""
 
 
 class Dispatcher:
@@ -59,9 +61,13 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
+        record_taker: TakerRecorder | None = None,
     ) -> None:
+        """``record_taker``: how the host that took an ``_any`` job is written in its
+        record when another host recorded a result for it meanwhile (None: not written)."""
         self._subjects = subjects
         self._record_no_replies = record_no_replies
+        self._record_taker = record_taker
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
         self._collectors: dict[str, Collector] = {}
@@ -78,6 +84,11 @@ class Dispatcher:
         self.counters = DispatchCounters()
         """Every host's outcome and each collection's time, counted once ($SRV.STATS
         and /metrics read them)."""
+
+    @property
+    def copies_collecting(self) -> int:
+        """Rollout hosts' copies being collected (:meth:`start_copy`)."""
+        return len(self._copies)
 
     @property
     def collectors(self) -> Mapping[str, Collector]:
@@ -194,18 +205,9 @@ class Dispatcher:
             record=self._record_no_replies,
             routes=self._collectors,
             live=self._copies,
+            decided=lambda result, took_ns: self.counters.collected([result], took_ns),
         )
-        collection.result.add_done_callback(self._copy_decided(time.perf_counter_ns()))
         return collection.result
-
-    def _copy_decided(self, began_ns: int) -> Callable[[asyncio.Future[ExecResult]], None]:
-        """Count a rollout host's outcome as :meth:`_collect` counts a job's."""
-
-        def decided(result: asyncio.Future[ExecResult]) -> None:
-            if not result.cancelled() and result.exception() is None:
-                self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
-
-        return decided
 
     async def _publish(self, job: ExecJob, subject: str, collector: Collector) -> None:
         """Route ``job``'s answers to ``collector``, then publish it on ``subject``.
@@ -243,7 +245,9 @@ class Dispatcher:
         """Wait for the answer of a host whose copy of a rollout's job another controller
         published (a takeover): until its result is recorded (``recorded`` reads one
         stored already), the agent is lost (it is watched as if it had acknowledged),
-        or ``deadline_s`` passes. Never publishes.
+        or ``deadline_s`` passes. Never publishes. A result recorded already was decided,
+        and counted, by the controller collecting it then (this one, or one that
+        stopped): the host is counted here only when this collection decides it.
 
         Raises:
             NatsUnavailable: ``recorded`` could not read the results stream.
@@ -260,7 +264,8 @@ class Dispatcher:
             raise
         if stored is not None:
             collector.add_result(stored)
-        task = asyncio.create_task(self._collect(collector, deadline_s, deadline_s, None))
+        collect = self._collect(collector, deadline_s, deadline_s, None, count=stored is None)
+        task = asyncio.create_task(collect)
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
         return await asyncio.shield(task)
@@ -271,10 +276,13 @@ class Dispatcher:
         deadline_s: float,
         delivery_timeout_s: float,
         published_at: float | None,
+        *,
+        count: bool = True,
     ) -> Collected:
         """Wait until every host is decided or the deadline passed; record the verdicts.
         ``published_at``: the job's publish (``time.perf_counter``), for the metric of a
-        whole job's collection; None for a host followed after a takeover."""
+        whole job's collection; None for a host followed after a takeover. ``count``:
+        whether the hosts' outcomes are counted (not when they were decided before)."""
         began_ns = time.perf_counter_ns()
         delivery_timer = asyncio.get_running_loop().call_later(
             delivery_timeout_s,
@@ -291,12 +299,15 @@ class Dispatcher:
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
-        self.counters.collected(collected.results, time.perf_counter_ns() - began_ns)
+        decided = collected.results if count else []
+        self.counters.collected(decided, time.perf_counter_ns() - began_ns)
         if published_at is not None:
             self.counters.job_collected(time.perf_counter() - published_at)
         no_replies = collector.verdicts(collected)
         if no_replies:
             await self._record_no_replies(no_replies)
+        if collector.rivals and collector.taken_by and self._record_taker is not None:
+            await self._record_taker(collector.job_id, collector.taken_by)
         return collected
 
     async def cancel(self, job_id: str, caller: str) -> None:

@@ -54,10 +54,11 @@ async def job_events(
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
-    outcome = Outcome(record.expected_hosts)
+    outcome = Outcome(record.expected_hosts, taken_by=record.taken_by)
     recorded = await store.results(record)
     # Decided as the job view shows them: a recorded result, or the controller's verdict.
     for result in job_view(record, recorded, time.time()).results:
+        outcome.take(result.hostname)
         outcome.decide(result.hostname)
     subscription = await _subscribe(js, subjects, job.job_id, after)
     sent: dict[str, object] = {}  # each host's last result sent (:func:`_to_send`)
@@ -107,10 +108,12 @@ async def _closing_events(
 
 def _to_send(event: JobEvent, outcome: Outcome, sent: dict[str, object]) -> bool:
     """Whether ``event`` goes out. Another host's output or result (one that learnt the
-    job id, e.g. from a label it shares) is left out, as the job view does; so is a
+    job id, e.g. from a label it shares, or that did not take an ``_any`` job: the
+    record's ``taken_by``, else the first host whose output or result is recorded)
+    is left out, as the job view does; so is a
     result equal to the last one sent for its host (``sent``: a rollout's results are
     written again, unchanged, at its end). A result sent decides its host."""
-    if not outcome.accepts(host := event.data.hostname):
+    if not outcome.take(host := event.data.hostname):
         return False
     if event.kind == "result":
         if sent.get(host) == event.data:

@@ -21,20 +21,34 @@ class Outcome:
     """Which of a job's hosts are decided (answered, or given up by the controller).
 
     ``expected`` names the hosts that must answer; None means an ``_any`` job, which
-    one host answers, whichever takes it: until one does, the placeholder
-    :data:`ANY_PLACEHOLDER_HOSTNAME` stands for it. Deciding a host costs O(1), so a
-    collection stays cheap however large the fleet.
+    one host answers: the first that took it (acknowledged it, or answered before any
+    host acknowledged), :attr:`taken_by`; an answer of any other host never counts
+    (any agent that learns the job id can write a result on its own subject). Until
+    one takes it, the placeholder :data:`ANY_PLACEHOLDER_HOSTNAME` stands for it.
+    Deciding a host costs O(1), so a collection stays cheap however large the fleet.
     """
 
-    def __init__(self, expected: Iterable[str] | None) -> None:
+    def __init__(self, expected: Iterable[str] | None, *, taken_by: str | None = None) -> None:
+        """``taken_by``: for ``_any``, the host known to have taken the job, if any."""
         self.expected = None if expected is None else frozenset(expected)
         self._undecided: set[str] = set() if self.expected is None else set(self.expected)
         self._any_decided = False
+        self.taken_by = taken_by
+        """For ``_any``: the host that took the job (the first :meth:`take` named)."""
 
     def accepts(self, hostname: str) -> bool:
         """Whether ``hostname`` may answer this job (a result from another host, one the
-        job was not sent to, never counts)."""
-        return self.expected is None or hostname in self.expected
+        job was not sent to or, for ``_any``, one that did not take it, never counts)."""
+        if self.expected is None:
+            return self.taken_by in (None, hostname) or hostname == ANY_PLACEHOLDER_HOSTNAME
+        return hostname in self.expected
+
+    def take(self, hostname: str) -> bool:
+        """``hostname`` acknowledged or answered: for ``_any``, the first host to do so
+        takes the job (never the placeholder). Whether its answers count (:meth:`accepts`)."""
+        if self.expected is None and self.taken_by is None and hostname != ANY_PLACEHOLDER_HOSTNAME:
+            self.taken_by = hostname
+        return self.accepts(hostname)
 
     def decide(self, hostname: str) -> None:
         """``hostname`` has its answer, or the controller's verdict."""
@@ -58,10 +72,20 @@ class Outcome:
         return not self.missing()
 
     def shown(self, results: Iterable[ExecResult]) -> dict[str, ExecResult]:
-        """The results that count, by host: those of hosts the job was sent to; for
-        ``_any``, a host's own answer replaces the placeholder's ``no_reply``."""
-        by_host = {r.hostname: r for r in results if self.accepts(r.hostname)}
-        if self.expected is None and len(by_host) > 1:
+        """The results that count, by host, from ``results`` in the order recorded:
+        those of hosts the job was sent to. For ``_any``, those of the host that took
+        it (:attr:`taken_by` or, unknown, the first host recorded), whose own answer
+        replaces the placeholder's ``no_reply``."""
+        if self.expected is not None:
+            return {r.hostname: r for r in results if r.hostname in self.expected}
+        results = list(results)
+        taker = self.taken_by or next(
+            (r.hostname for r in results if r.hostname != ANY_PLACEHOLDER_HOSTNAME), None
+        )
+        by_host = {
+            r.hostname: r for r in results if r.hostname in (taker, ANY_PLACEHOLDER_HOSTNAME)
+        }
+        if len(by_host) > 1:
             by_host.pop(ANY_PLACEHOLDER_HOSTNAME, None)
         return by_host
 

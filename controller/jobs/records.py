@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 import nats.errors
@@ -151,10 +151,49 @@ class JobStore(JobReads):
                     extra=log_fields(job_id=job_id, hostname=result.hostname),
                 )
 
+    async def record_taker(self, job_id: str, hostname: str) -> None:
+        """Write in the ``_any`` job's record the host that took it (``taken_by``), which
+        the job view then shows alone whatever other hosts recorded. Never raises: a
+        failure is logged (the view then shows the first host whose result is recorded)."""
+
+        def taken(record: JobRecord) -> JobRecord | None:
+            if record.expected_hosts is not None or record.taken_by == hostname:
+                return None
+            return msgspec.structs.replace(record, taken_by=hostname)
+
+        try:
+            await self._amend(job_id, taken, "the host that took it")
+        except NatsUnavailable as exc:
+            log.warning(
+                "job %r: the host that took it, %r, not recorded: %s",
+                job_id,
+                hostname,
+                exc,
+                extra=log_fields(job_id=job_id, hostname=hostname),
+            )
+
     async def _add_no_replies(self, job_id: str, no_replies: dict[str, str]) -> bool:
-        """Rewrite the job record with ``no_replies`` added, unless it changed or went
-        away since it was read (then read it again, a few times at most). False when
-        there is no record (deleted or expired).
+        """Rewrite the job record with ``no_replies`` added (see :meth:`_amend`). False
+        when there is no record (deleted or expired).
+
+        Raises:
+            NatsUnavailable: JetStream did not answer, or refused the write for another
+                reason than a change of the record (e.g. the job stream is full).
+        """
+
+        def marked(record: JobRecord) -> JobRecord | None:
+            if no_replies.items() <= record.no_replies.items():
+                return None
+            return msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
+
+        return await self._amend(job_id, marked, f"{len(no_replies)} verdicts")
+
+    async def _amend(
+        self, job_id: str, change: Callable[[JobRecord], JobRecord | None], what: str
+    ) -> bool:
+        """Rewrite the job record as ``change`` makes it (None: nothing to change),
+        unless it changed or went away since it was read (then read it again, a few
+        times at most). False when there is no record (deleted or expired).
 
         Raises:
             NatsUnavailable: JetStream did not answer, or refused the write for another
@@ -166,21 +205,20 @@ class JobStore(JobReads):
             record = None if raw is None else decode_stored_record(raw)
             if raw is None or record is None:
                 return False
-            if no_replies.items() <= record.no_replies.items():
+            changed = change(record)
+            if changed is None:
                 return True
-            marked = msgspec.structs.replace(record, no_replies=record.no_replies | no_replies)
-            if await self._rewrite(job_id, marked, raw.seq, len(no_replies)):
+            if await self._rewrite(job_id, changed, raw.seq, what):
                 return True
         log.warning(
-            "job %r: verdicts not recorded, the record kept changing",
+            "job %r: %s not recorded, the record kept changing",
             job_id,
+            what,
             extra=log_fields(job_id=job_id),
         )
         return True
 
-    async def _rewrite(
-        self, job_id: str, marked: JobRecord, seq: int | None, verdicts: int
-    ) -> bool:
+    async def _rewrite(self, job_id: str, marked: JobRecord, seq: int | None, what: str) -> bool:
         """Write ``marked`` if job ``job_id``'s record is still at ``seq``; False when it changed
         since (read it again). A record too large to write counts as done (logged):
         trying again cannot help.
@@ -189,7 +227,7 @@ class JobStore(JobReads):
             NatsUnavailable: JetStream did not answer, or refused the write for another
                 reason than a change of the record.
         """
-        with nats_errors(f"recording the verdicts of job {job_id}"):
+        with nats_errors(f"recording {what} of job {job_id}"):
             try:
                 await self._writer.write(
                     self._subjects.job_record(job_id),
@@ -199,9 +237,9 @@ class JobStore(JobReads):
                 return True
             except nats.errors.MaxPayloadError:
                 log.error(
-                    "job %r: record too large for %d verdicts",
+                    "job %r: record too large for %s",
                     job_id,
-                    verdicts,
+                    what,
                     extra=log_fields(job_id=job_id),
                 )
                 return True
@@ -209,8 +247,9 @@ class JobStore(JobReads):
                 if not is_wrong_last_sequence(exc):
                     raise  # e.g. no room: NatsUnavailable, tried again later
                 log.info(
-                    "job %r: record changed while adding verdicts",
+                    "job %r: record changed while adding %s",
                     job_id,
+                    what,
                     extra=log_fields(job_id=job_id),
                 )
                 return False

@@ -29,14 +29,15 @@ def job_view(
     verdict is listed in ``late`` with it. Before the deadline a job missing results is
     ``running``; after it, each host still missing is a ``no_reply`` result (one
     ``_any`` placeholder for an ``_any`` job that nobody took). Results of hosts the
-    job was not sent to are left out, as the collector drops them. A job never
+    job was not sent to are left out, as the collector drops them; so are those of an
+    ``_any`` job's hosts that did not take it (:meth:`Outcome.shown`). A job never
     published is ``not_published``, complete, with no results (no agent got it).
     A rollout's progress comes from its results and ``rollout``, its entry.
     """
     if not record.published:
         return _view(record, JobState.NOT_PUBLISHED, complete=True, results=[])
     job = record.job
-    outcome = Outcome(record.expected_hosts)
+    outcome = Outcome(record.expected_hosts, taken_by=record.taken_by)
     results, late = _known_results(record, outcome, recorded)
     for result in results:
         outcome.decide(result.hostname)
