@@ -192,20 +192,11 @@ class Dispatcher:
             deadline_s=deadline_s,
             delivery_timeout_s=delivery_timeout_s,
             record=self._record_no_replies,
+            count=self.counters.collected,  # as :meth:`_collect` counts a job's
             routes=self._collectors,
             live=self._copies,
         )
-        collection.result.add_done_callback(self._copy_decided(time.perf_counter_ns()))
         return collection.result
-
-    def _copy_decided(self, began_ns: int) -> Callable[[asyncio.Future[ExecResult]], None]:
-        """Count a rollout host's outcome as :meth:`_collect` counts a job's."""
-
-        def decided(result: asyncio.Future[ExecResult]) -> None:
-            if not result.cancelled() and result.exception() is None:
-                self.counters.collected([result.result()], time.perf_counter_ns() - began_ns)
-
-        return decided
 
     async def _publish(self, job: ExecJob, subject: str, collector: Collector) -> None:
         """Route ``job``'s answers to ``collector``, then publish it on ``subject``.
