@@ -37,6 +37,7 @@ class CopyCollection:
         count: Counter,
         routes: MutableMapping[str, Collector],
         live: set[CopyCollection],
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         """Start collecting a copy just published. ``record``: how the controller's
         ``no_reply`` verdicts are recorded; ``count``: told the host's outcome and the
@@ -44,10 +45,13 @@ class CopyCollection:
         directly: no done callback, which would cost an event-loop handle per host);
         ``routes``: where the dispatcher finds the collector of an answer
         (``collector`` is taken out when collection ends); ``live``: the collections
-        not settled (``self`` is in it until then)."""
+        not settled (``self`` is in it until then); ``on_settled``: called right
+        after :attr:`result` is settled (a rollout's driver woken without a done
+        callback's extra event-loop turn)."""
         loop = asyncio.get_running_loop()
         self._began_ns = time.perf_counter_ns()
         self._count = count
+        self._on_settled = on_settled
         self.collector = collector
         self.result: asyncio.Future[ExecResult] = loop.create_future()
         """The host's result, or the controller's ``no_reply`` verdict once recorded."""
@@ -89,6 +93,8 @@ class CopyCollection:
         if not self.result.done():  # the rollout may have stopped waiting for it
             self.result.set_result(result)
             self._count([result], time.perf_counter_ns() - self._began_ns)
+            if self._on_settled is not None:
+                self._on_settled()
 
     def _stop_collecting(self) -> None:
         self._collecting = False
