@@ -44,18 +44,22 @@ class CopyCollection:
         routes: MutableMapping[str, Collector],
         live: set[CopyCollection],
         decided: Decided,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         """Start collecting a copy just published. ``record``: how the controller's
         ``no_reply`` verdicts are recorded; ``routes``: where the dispatcher finds the
         collector of an answer (``collector`` is taken out when collection ends);
         ``live``: the collections not settled (``self`` is in it until then);
-        ``decided``: counts the copy's outcome, once, when it is decided."""
+        ``decided``: counts the copy's outcome, once, when it is decided;
+        ``on_settled``: called right after :attr:`result` is settled (a rollout's
+        driver woken without a done callback's extra event-loop turn)."""
         loop = asyncio.get_running_loop()
         self.collector = collector
         self.result: asyncio.Future[ExecResult] = loop.create_future()
         """The host's result, or the controller's ``no_reply`` verdict once recorded;
         cancelling it stops the collection (:meth:`cancel`) unless it was decided."""
         self._decided = decided
+        self._on_settled = on_settled
         self._began_ns = time.perf_counter_ns()
         self._waited_s = deadline_s
         self._record = record
@@ -96,6 +100,8 @@ class CopyCollection:
         self._live.discard(self)
         if not self.result.done():  # the rollout may have stopped waiting for it
             self.result.set_result(result)
+            if self._on_settled is not None:
+                self._on_settled()
 
     def _stop_collecting(self) -> None:
         self._collecting = False

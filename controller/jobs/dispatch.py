@@ -183,13 +183,19 @@ class Dispatcher:
             return collector.collected(deadline_passed=False, waited_s=deadline_s)
 
     async def start_copy(
-        self, copy: ExecJob, *, deadline_s: float, delivery_timeout_s: float
+        self,
+        copy: ExecJob,
+        *,
+        deadline_s: float,
+        delivery_timeout_s: float,
+        on_settled: Callable[[], None] | None = None,
     ) -> asyncio.Future[ExecResult]:
         """Publish one host's copy of a rollout's job (``copy.target`` the host) and
         collect it apart from the other hosts' copies of the same job id, by callbacks
         (:mod:`controller.jobs.copies`). The future's result: the host's result, or its
-        ``no_reply`` verdict once recorded. The "no responders" status is not used for
-        a copy (the delivery timeout decides).
+        ``no_reply`` verdict once recorded; ``on_settled`` is called right after it
+        is settled. The "no responders" status is not used for a copy (the delivery
+        timeout decides).
 
         Raises:
             NatsUnavailable: NATS is not connected, or the publish failed.
@@ -206,6 +212,7 @@ class Dispatcher:
             routes=self._collectors,
             live=self._copies,
             decided=lambda result, took_ns: self.counters.collected([result], took_ns),
+            on_settled=on_settled,
         )
         return collection.result
 

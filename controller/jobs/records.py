@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -20,7 +21,7 @@ from controller.errors import NatsUnavailable, StorageFull, nats_errors
 from controller.jobs.record_reads import JobReads, decode_stored_record
 from runtime.jetstream import ensure_stream, is_wrong_last_sequence, record_stream_configs
 from runtime.logs import log_fields
-from runtime.streamwriter import StreamWriter
+from runtime.streamwriter import StreamAck, StreamWriter
 from schemas.messages import ExecResult, JobRecord, ResultStatus, encode
 from schemas.subjects import Subjects
 
@@ -33,8 +34,18 @@ REWRITE_TRIES = 3
 CONTROLLER_DECIDED = (ResultStatus.NO_REPLY, ResultStatus.SKIPPED)
 """The statuses only a controller writes (a host may still record its own result
 after its ``no_reply``)."""
-KEEP_AT_ONCE = 32
-"""Records :meth:`JobStore.keep_from_now` writes again at once."""
+KEEP_COPIES_AT_ONCE = 32
+"""Results :meth:`JobStore.keep_from_now` reads and copies at once (verdicts)."""
+KEEP_IN_FLIGHT = 128
+KEEP_IN_FLIGHT_BYTES = 4 * 1024 * 1024
+"""At most so many results (and bytes) :meth:`JobStore.keep_from_now` has sent and
+not seen acknowledged; ``KEEP_IN_FLIGHT_BYTES`` is passed by one result alone."""
+
+
+def _ignore_outcome(ack: asyncio.Future[StreamAck]) -> None:
+    """Retrieve the outcome of a write nobody waits for (so none is reported unseen)."""
+    if not ack.cancelled():
+        ack.exception()
 
 
 class JobStore(JobReads):
@@ -260,22 +271,67 @@ class JobStore(JobReads):
         """Write the job record, then each host's result, again, unchanged, so that
         their age, and so their expiry (the streams' ``job_retention_s``), counts from
         now: a rollout's are kept that long after it ends. A host's own result in
-        ``collected`` (read from its result subject: it is final) is written as it is;
-        any other (a controller's verdict, or one not collected here) is read, and
-        copied only if it is still the last, so a late result stays the last. Live
-        output chunks are not copied. Failures are logged, not raised."""
+        ``collected`` (read from its result subject: it is final) is written as it is
+        (:meth:`_write_own_again`); any other (a controller's verdict, or one not
+        collected here) is read, and copied only if it is still the last, so a late
+        result stays the last. Live output chunks are not copied. Failures are
+        logged, not raised."""
         subjects = self._subjects
         await self._copy_last(subjects.jobs_stream(), subjects.job_record(job_id))
-        for first in range(0, len(hosts), KEEP_AT_ONCE):
-            writes = []
-            for host in hosts[first : first + KEEP_AT_ONCE]:
-                subject = subjects.result_record(job_id, host)
+        others = await self._write_own_again(job_id, hosts, collected)
+        for first in range(0, len(others), KEEP_COPIES_AT_ONCE):
+            chunk = others[first : first + KEEP_COPIES_AT_ONCE]
+            await asyncio.gather(*(self._copy_last(subjects.results_stream(), s) for s in chunk))
+
+    async def _write_own_again(
+        self, job_id: str, hosts: list[str], collected: Mapping[str, ExecResult]
+    ) -> list[str]:
+        """Write again each host's own result in ``collected``, pipelined: sent one
+        after another, at most :data:`KEEP_IN_FLIGHT` (and
+        :data:`KEEP_IN_FLIGHT_BYTES`) not yet acknowledged, no task per write. The
+        result subjects of the other hosts (to be copied); never raises."""
+        in_flight: deque[tuple[str, int, asyncio.Future[StreamAck]]] = deque()
+        others, size = [], 0
+        try:
+            for host in hosts:
+                subject = self._subjects.result_record(job_id, host)
                 result = collected.get(host)
-                if result is not None and result.status not in CONTROLLER_DECIDED:
-                    writes.append(self._write_kept(subject, encode(result)))
-                else:
-                    writes.append(self._copy_last(subjects.results_stream(), subject))
-            await asyncio.gather(*writes)
+                if result is None or result.status in CONTROLLER_DECIDED:
+                    others.append(subject)
+                    continue
+                data = encode(result)
+                while in_flight and (
+                    len(in_flight) >= KEEP_IN_FLIGHT or size + len(data) > KEEP_IN_FLIGHT_BYTES
+                ):
+                    size -= await self._kept(*in_flight.popleft())
+                sent = await self._send_kept(subject, data)
+                if sent is not None:
+                    in_flight.append((subject, len(data), sent))
+                    size += len(data)
+            while in_flight:
+                await self._kept(*in_flight.popleft())
+        finally:
+            for _, _, ack in in_flight:  # cancelled: nobody waits for these any more
+                ack.add_done_callback(_ignore_outcome)
+        return others
+
+    async def _send_kept(self, subject: str, data: bytes) -> asyncio.Future[StreamAck] | None:
+        """Send ``data`` on ``subject`` for :meth:`keep_from_now`; its acknowledgement to
+        come, or None when it was not sent (logged); never raises."""
+        try:
+            return await self._writer.send(subject, data)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("%r not kept from now: %s", subject, exc or type(exc).__name__)
+            return None
+
+    async def _kept(self, subject: str, size: int, ack: asyncio.Future[StreamAck]) -> int:
+        """Wait for the acknowledgement of a write of :meth:`keep_from_now`; ``size``,
+        the bytes it wrote. Never raises (a failure is logged)."""
+        try:
+            await ack
+        except (nats.errors.Error, TimeoutError) as exc:  # APIError is a nats.errors.Error
+            log.warning("%r not kept from now: %s", subject, exc or type(exc).__name__)
+        return size
 
     async def _copy_last(self, stream: str, subject: str) -> None:
         """Write the last record on ``subject`` in ``stream`` again, if it is still the

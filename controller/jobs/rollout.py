@@ -118,9 +118,14 @@ class RolloutRun:
         if self._woken is not None and not self._woken.done():
             self._woken.set_result(None)
 
-    def _add_running(self, running: asyncio.Future[ExecResult], host: str) -> None:
+    def _add_running(
+        self, running: asyncio.Future[ExecResult], host: str, *, wakes: bool = False
+    ) -> None:
+        """Wait for ``host``'s ``running``; unless it ``wakes`` the driver itself once
+        done (a copy published here: :meth:`_publish`), by a done callback."""
         self._running[running] = host
-        running.add_done_callback(self._wake)
+        if not wakes:
+            running.add_done_callback(self._wake)
 
     def snapshot(self) -> list[ExecResult]:
         """The results so far, sorted by hostname."""
@@ -288,9 +293,13 @@ class RolloutRun:
         self._last_start = time.monotonic()
         deps, timeout_s = self._deps, self.plan.delivery_timeout_s
         running = await start_host(
-            deps.dispatcher, deps.verdicts, copy, delivery_timeout_s=timeout_s
+            deps.dispatcher,
+            deps.verdicts,
+            copy,
+            delivery_timeout_s=timeout_s,
+            on_settled=self._wake,
         )
-        self._add_running(running, host)
+        self._add_running(running, host, wakes=True)
 
     async def _host_deadline(self, host: str) -> float | None:
         """The deadline of ``host``'s copy if it starts now, once one of the key's host

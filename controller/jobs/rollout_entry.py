@@ -55,11 +55,18 @@ class RolloutEntry:
         self._renew_at = time.monotonic() + lease_s / 3
         self._unwritten: dict[str, bool] = {}
         """Hosts finished (and whether each failed) not yet in the entry."""
+        self._counted: tuple[RolloutState, int] | None = None
+        """A state and how many of its finished hosts failed (counted once per state)."""
 
     @property
     def failures(self) -> int:
-        """How many hosts failed, those not yet written included."""
-        return sum({**self.state.finished, **self._unwritten}.values())
+        """How many hosts failed, those not yet written included (the stored ones
+        counted once per state read or written, not at each call)."""
+        state = self.state
+        if self._counted is None or self._counted[0] is not state:
+            self._counted = (state, sum(state.finished.values()))
+        unwritten = self._unwritten.items()
+        return self._counted[1] + sum(f for host, f in unwritten if host not in state.finished)
 
     def finished(self, host: str, failed: bool) -> None:
         """Note that ``host`` finished; it is stored with the next write."""

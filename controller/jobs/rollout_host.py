@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from controller.errors import NatsUnavailable
 from controller.jobs.dispatch import Dispatcher
@@ -14,14 +15,23 @@ from schemas.messages import ExecJob, ExecResult, ResultStatus
 
 
 async def start_host(
-    dispatcher: Dispatcher, verdicts: VerdictRecorder, copy: ExecJob, *, delivery_timeout_s: float
+    dispatcher: Dispatcher,
+    verdicts: VerdictRecorder,
+    copy: ExecJob,
+    *,
+    delivery_timeout_s: float,
+    on_settled: Callable[[], None],
 ) -> asyncio.Future[ExecResult]:
     """Publish one host's copy (``copy.target`` the host); the future's result is its
     answer, or its ``no_reply`` verdict (recorded first; a copy that could not be
-    published is one too). Never raises."""
+    published is one too, settled at once). ``on_settled`` is called once the
+    future of a published copy is settled. Never raises."""
     try:
         return await dispatcher.start_copy(
-            copy, deadline_s=copy.deadline - time.time(), delivery_timeout_s=delivery_timeout_s
+            copy,
+            deadline_s=copy.deadline - time.time(),
+            delivery_timeout_s=delivery_timeout_s,
+            on_settled=on_settled,
         )
     except NatsUnavailable as exc:
         result = ExecResult(
