@@ -30,8 +30,10 @@ from controller.app import create_app
 from controller.appkeys import NATS_LINK
 from controller.config import ControllerConfig
 from controller.http.server import make_runner
+from controller.jobs.records import JobStore
 from controller.keys.store import PERMISSIONS, KeyStore, create_key
 from nexec.dev.processes import ManagedProcess, start_nats_server
+from runtime.streamwriter import StreamWriter
 from tests.cluster import Cluster, run_cluster
 from tests.helpers import (
     AGENT_READY_RE,
@@ -68,6 +70,22 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     client = await nats.connect(nats_server.url)
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def record_streams(nc: Client) -> None:
+    """The job and results streams, made as a controller with the default settings
+    makes them, for tests that run jobs with agents but no controller: the agents'
+    results are then recorded as in a fleet, rather than written again and again
+    until the agent stops and counts them lost."""
+    config = ControllerConfig()
+    writer = StreamWriter(nc, timeout_s=config.jetstream_timeout_s)
+    await JobStore(nc.jetstream(), writer, config.subjects).ensure_streams(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        jobs_max_bytes=config.jobs_max_bytes,
+        results_max_bytes=config.results_max_bytes,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -207,6 +207,7 @@ async def test_a_signed_job_out_of_its_time_is_refused(
     assert lines(marker) == 0
 
 
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
     nats_server: NatsServer, nc: Client, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
 ) -> None:
@@ -222,6 +223,7 @@ async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
     assert lines(marker) == 1
 
 
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_the_documented_publisher_example_works(
     nats_server: NatsServer, make_agent: MakeAgent, tmp_path: Path
 ) -> None:
