@@ -14,7 +14,7 @@ import aiohttp
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.helpers import Fifo, MakeAgent, NatsServer
+from tests.helpers import Fifo, MakeAgent, NatsServer, gated
 
 
 async def test_controller_drains_on_sigterm(
@@ -22,6 +22,8 @@ async def test_controller_drains_on_sigterm(
 ) -> None:
     keys_file = tmp_path / "keys.json"
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
+    gate = tmp_path / "gate"  # the job in flight runs until the test removes it
+    gate.mkdir()
     controller = ManagedProcess(
         [sys.executable, "-m", "controller", "--nats-url", nats_server.url,
          "--listen", "127.0.0.1:0", "--keys-file", str(keys_file)],
@@ -43,7 +45,7 @@ async def test_controller_drains_on_sigterm(
                 post(
                     {
                         "command": "sh",
-                        "args": ["-c", f"echo go > {started.path}; sleep 3; echo done"],
+                        "args": ["-c", f"echo go > {started.path}; {gated(gate)}; echo done"],
                     }
                 )
             )
@@ -55,6 +57,7 @@ async def test_controller_drains_on_sigterm(
             async with session.get(health_url) as health:
                 assert health.status == 503
                 assert (await health.json())["status"] == "shutting down"
+            gate.rmdir()
             status, answer = await in_flight
         assert refused_status == 503
         assert refused == {
