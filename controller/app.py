@@ -207,7 +207,12 @@ def add_jobs(
     app[STREAM_WRITER] = writer
     job_store = JobStore(js, writer, config.subjects)
     app[VERDICTS] = VerdictRecorder(job_store, retry_for_s=config.job_retention_s)
-    app[DISPATCHER] = Dispatcher(subjects, record_no_replies=app[VERDICTS].record, signer=signer)
+    app[DISPATCHER] = Dispatcher(
+        subjects,
+        record_no_replies=app[VERDICTS].record,
+        signer=signer,
+        results_heartbeat_s=config.results_heartbeat_s,
+    )
     app[AGENT_WATCH] = agent_watch(app, link, job_store)
     app[JOB_STORE] = job_store
     app[IDEMPOTENCY] = IdempotencyKeys(js, config.subjects)

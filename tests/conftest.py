@@ -37,6 +37,7 @@ from runtime.streamwriter import StreamWriter
 from tests.cluster import Cluster, run_cluster
 from tests.helpers import (
     AGENT_READY_RE,
+    RECONNECT_WAIT_S,
     STARTUP_TIMEOUT_S,
     Controller,
     Fifo,
@@ -110,6 +111,7 @@ async def make_agent(nats_server: NatsServer, agent_state_dir: Path) -> AsyncIte
     ) -> Agent:
         settings.setdefault("heartbeat_interval_s", 30.0)
         settings.setdefault("kill_grace_s", 0.5)
+        settings.setdefault("reconnect_wait_s", RECONNECT_WAIT_S)
         settings.setdefault("state_dir", agent_state_dir / hostname)
         config = AgentConfig(
             nats_url=nats_server.url, hostname=hostname, labels=labels or {}, **settings
@@ -137,6 +139,7 @@ def spawn_agent(nats_server: NatsServer, agent_state_dir: Path) -> Iterator[Spaw
                 "--nats-url", nats_server.url,
                 "--hostname", hostname,
                 "--heartbeat-interval", "30",
+                "--reconnect-wait", str(RECONNECT_WAIT_S),
                 "--state-dir", str(agent_state_dir / hostname),
                 *extra_args,
             ],
@@ -211,6 +214,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
             keys_file, api_key = restart_of.keys_file, restart_of.api_key
             extra_keys = restart_of.extra_keys
         settings.setdefault("metrics_cache_s", 0.0)  # each scrape sees the requests before it
+        settings.setdefault("reconnect_wait_s", RECONNECT_WAIT_S)
         config = ControllerConfig(
             nats_url=nats_url or nats_server.url,
             listen="127.0.0.1:0",

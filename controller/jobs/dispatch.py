@@ -39,10 +39,6 @@ from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
 from schemas.subjects import Subjects
 from schemas.targets import Target, TargetKind
 
-RESULT_CONSUMER_HEARTBEAT_S = 1.0
-"""Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
-
-
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
 
 
@@ -59,8 +55,13 @@ class Dispatcher:
         subjects: Subjects,
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
+        *,
+        results_heartbeat_s: float,
     ) -> None:
+        """``results_heartbeat_s``: the idle heartbeat of the results consumer; after two
+        missed, nats-py makes the consumer again."""
         self._subjects = subjects
+        self._results_heartbeat_s = results_heartbeat_s
         self._record_no_replies = record_no_replies
         self._signer = signer
         """Signs every job published (agents with trusted signers refuse unsigned ones)."""
@@ -127,7 +128,7 @@ class Dispatcher:
             stream=self._subjects.results_stream(),
             cb=self._answers.on_result,
             ordered_consumer=True,
-            idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
+            idle_heartbeat=self._results_heartbeat_s,
             deliver_policy=deliver,
         )
 
