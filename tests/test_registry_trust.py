@@ -240,11 +240,13 @@ async def test_entries_with_out_of_range_fields_are_refused(
 
 
 async def test_an_entry_expires_by_the_time_it_was_observed(
-    controller: Controller, nc: Client
+    make_controller: MakeController, nc: Client
 ) -> None:
     """One valid entry, written by hand (no TTL: the server never removes it) and claiming
     a far future ``sent_at``; then an update claiming a huge interval, which is refused
-    and leaves the first in place. The agent leaves three intervals after the first."""
+    and leaves the first in place. The agent leaves three intervals after the first
+    (once the registry watch's next check confirms it saw everything until then)."""
+    controller = await make_controller(registry_check_interval_s=0.2)
     js = nc.jetstream()
     await put(js, "frozen1", entry("frozen1", interval_s=INTERVAL_S, sent_at=4e9))
     await controller.wait_for_agents("frozen1")
