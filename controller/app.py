@@ -212,6 +212,7 @@ def add_jobs(
         record_no_replies=app[VERDICTS].record,
         signer=signer,
         record_taker=job_store.record_taker,
+        results_heartbeat_s=config.results_heartbeat_s,
     )
     app[AGENT_WATCH] = agent_watch(app, link, job_store)
     app[JOB_STORE] = job_store

@@ -94,6 +94,14 @@ class ControllerConfig(DaemonSettings):
         details="Agents expire only up to the last good check, and a failed check restarts "
         'the watch, within `health_probe_timeout_s` ("Registry")',
     )
+    results_heartbeat_s: float = setting(
+        1.0,
+        gt=0,
+        le=60,
+        help="idle heartbeat of the consumer the agents' results are read from",
+        details="After two missed (a NATS server restarted, its consumers gone), the "
+        "consumer is made again: results that came meanwhile are read then",
+    )
     job_retention_s: float = setting(
         24 * 3600.0,
         ge=1,

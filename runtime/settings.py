@@ -285,6 +285,14 @@ class NatsClientSettings(pydantic.BaseModel):
         help="limit for each attempt at connecting to NATS, and for closing the connection",
         details="Rounded to whole seconds (at least 1) for the connection attempt",
     )
+    reconnect_wait_s: float = setting(
+        2.0,
+        gt=0,
+        le=60,
+        help="pause before trying a NATS server again once the connection to it was lost",
+        details="nats-py's `reconnect_time_wait`; the connection is retried without end",
+        aliases=["--reconnect-wait"],
+    )
     nats_user: str | None = setting(
         None,
         help="user name, given with nats_password",
@@ -348,7 +356,7 @@ class NatsClientSettings(pydantic.BaseModel):
         Raises:
             OSError, ssl.SSLError: a TLS file cannot be read.
         """
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"reconnect_time_wait": self.reconnect_wait_s}
         if self.nats_user is not None:
             options["user"] = self.nats_user
             options["password"] = self.nats_password

@@ -30,11 +30,14 @@ from controller.app import create_app
 from controller.appkeys import NATS_LINK
 from controller.config import ControllerConfig
 from controller.http.server import make_runner
+from controller.jobs.records import JobStore
 from controller.keys.store import PERMISSIONS, KeyStore, create_key
 from nexec.dev.processes import ManagedProcess, start_nats_server
+from runtime.streamwriter import StreamWriter
 from tests.cluster import Cluster, run_cluster
 from tests.helpers import (
     AGENT_READY_RE,
+    RECONNECT_WAIT_S,
     STARTUP_TIMEOUT_S,
     Controller,
     Fifo,
@@ -70,6 +73,22 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     await client.close()
 
 
+@pytest.fixture
+async def record_streams(nc: Client) -> None:
+    """The job and results streams, made as a controller with the default settings
+    makes them, for tests that run jobs with agents but no controller: the agents'
+    results are then recorded as in a fleet, rather than written again and again
+    until the agent stops and counts them lost."""
+    config = ControllerConfig()
+    writer = StreamWriter(nc, timeout_s=config.jetstream_timeout_s)
+    await JobStore(nc.jetstream(), writer, config.subjects).ensure_streams(
+        retention_s=config.job_retention_s,
+        replicas=config.jetstream_replicas,
+        jobs_max_bytes=config.jobs_max_bytes,
+        results_max_bytes=config.results_max_bytes,
+    )
+
+
 @pytest.fixture(autouse=True)
 def agent_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The agents' ``state_dir`` in this test (also for agent processes it starts):
@@ -92,6 +111,7 @@ async def make_agent(nats_server: NatsServer, agent_state_dir: Path) -> AsyncIte
     ) -> Agent:
         settings.setdefault("heartbeat_interval_s", 30.0)
         settings.setdefault("kill_grace_s", 0.5)
+        settings.setdefault("reconnect_wait_s", RECONNECT_WAIT_S)
         settings.setdefault("state_dir", agent_state_dir / hostname)
         config = AgentConfig(
             nats_url=nats_server.url, hostname=hostname, labels=labels or {}, **settings
@@ -119,6 +139,7 @@ def spawn_agent(nats_server: NatsServer, agent_state_dir: Path) -> Iterator[Spaw
                 "--nats-url", nats_server.url,
                 "--hostname", hostname,
                 "--heartbeat-interval", "30",
+                "--reconnect-wait", str(RECONNECT_WAIT_S),
                 "--state-dir", str(agent_state_dir / hostname),
                 *extra_args,
             ],
@@ -193,6 +214,7 @@ async def make_controller(nats_server: NatsServer, tmp_path: Path) -> AsyncItera
             keys_file, api_key = restart_of.keys_file, restart_of.api_key
             extra_keys = restart_of.extra_keys
         settings.setdefault("metrics_cache_s", 0.0)  # each scrape sees the requests before it
+        settings.setdefault("reconnect_wait_s", RECONNECT_WAIT_S)
         config = ControllerConfig(
             nats_url=nats_url or nats_server.url,
             listen="127.0.0.1:0",

@@ -34,6 +34,12 @@ from runtime.streamwriter import is_no_responders
 from schemas.subjects import Subjects
 
 STARTUP_TIMEOUT_S = 20.0
+RECONNECT_WAIT_S = 0.1
+"""The test agents' and controllers' pause before reconnecting to a NATS server they
+lost (``reconnect_wait_s``): a test that restarts one waits that, not nats-py's 2 s."""
+RESULTS_HEARTBEAT_S = 0.2
+"""A controller's ``results_heartbeat_s`` in tests that restart NATS: its results
+consumer, gone with the server, is made again after two missed, not after seconds."""
 AGENT_READY_RE = re.compile(r"nexec-agentd ready")
 
 

@@ -209,10 +209,14 @@ async def test_nats_unreachable_is_503(
         assert (await health.json())["nats"] == "connecting"
 
 
-async def test_nats_lost_after_start_is_503(ready: Controller, nats_server: NatsServer) -> None:
+async def test_nats_lost_after_start_is_503(
+    controller: Controller, live_agent: LiveAgent, nats_server: NatsServer
+) -> None:
+    # With NATS gone, the agent's stop is bounded by connect_timeout_s: keep it short.
+    await live_agent(controller, "agent-1", connect_timeout_s=0.2)
     await asyncio.to_thread(nats_server.stop)
-    await ready.app[NATS_LINK].disconnected.wait()
-    response = await ready.exec("agent-1", {"command": "true"})
+    await controller.app[NATS_LINK].disconnected.wait()
+    response = await controller.exec("agent-1", {"command": "true"})
     assert_error(response, 503, "not connected to NATS")
 
 

@@ -17,6 +17,9 @@ from nats.aio.client import Client
 
 from tests.helpers import MakeAgent, MakeController, recorded_result
 
+# The record streams a controller makes: the agents record their results as in a fleet.
+pytestmark = pytest.mark.usefixtures("record_streams")
+
 
 def job(target: str, command: str, *args: str, **fields: Any) -> dict[str, Any]:
     """A job exactly as docs/subjects.md spells it."""
@@ -68,6 +71,7 @@ async def test_publish_to_a_host_subject_and_read_the_reply(
     assert result["hostname"] == "web1.example.com"
     assert result["status"] == "completed"
     assert result["stdout"] == "direct\n"
+    assert await recorded_result(nc, message["job_id"], "web1.example.com") == result
 
 
 async def test_collect_all_replies_on_an_inbox(nc: Client, make_agent: MakeAgent) -> None:

@@ -16,7 +16,14 @@ import aiohttp
 from controller.keys.store import PERMISSIONS, create_key
 from nexec.dev.processes import ManagedProcess
 from nexec.dev.stack import CONTROLLER_READY_RE
-from tests.helpers import STARTUP_TIMEOUT_S, Fifo, MakeAgent, NatsServer, told_then_gated
+from tests.helpers import (
+    STARTUP_TIMEOUT_S,
+    Fifo,
+    MakeAgent,
+    NatsServer,
+    gated,
+    told_then_gated,
+)
 
 
 def start_controller(nats_server: NatsServer, keys_file: Path) -> ManagedProcess:
@@ -49,6 +56,8 @@ async def test_controller_drains_on_sigterm(
 ) -> None:
     keys_file = tmp_path / "keys.json"
     key = create_key(keys_file, name="ops", permissions=sorted(PERMISSIONS), targets=[])
+    gate = tmp_path / "gate"  # the job in flight runs until the test removes it
+    gate.mkdir()
     controller = start_controller(nats_server, keys_file)
     try:
         url = f"{await ready_with_agent(controller, make_agent)}/node/d1/command/exec"
@@ -63,7 +72,7 @@ async def test_controller_drains_on_sigterm(
                 post(
                     {
                         "command": "sh",
-                        "args": ["-c", f"echo go > {started.path}; sleep 3; echo done"],
+                        "args": ["-c", f"echo go > {started.path}; {gated(gate)}; echo done"],
                     }
                 )
             )
@@ -75,6 +84,7 @@ async def test_controller_drains_on_sigterm(
             async with session.get(health_url) as health:
                 assert health.status == 503
                 assert (await health.json())["status"] == "shutting down"
+            gate.rmdir()
             status, answer = await in_flight
         assert refused_status == 503
         assert refused == {

@@ -13,8 +13,10 @@ from controller.appkeys import NATS_LINK
 from controller.natslink import LinkState
 from tests.helpers import MakeAgent, MakeController, NatsServer
 
-# Far above the few seconds a bounded stop takes with connect_timeout_s=1, far
-# below the minute an unbounded nats-py drain takes against a frozen server.
+CONNECT_TIMEOUT_S = 0.25
+"""Bounds each step of a stop that waits for the server."""
+# Far above the second or so a stop bounded by CONNECT_TIMEOUT_S takes, far below
+# the minute an unbounded nats-py drain takes against a frozen server.
 STOP_BOUND_S = 30
 
 
@@ -32,7 +34,7 @@ def frozen(server: NatsServer) -> Iterator[None]:
 async def test_agent_stops_while_nats_is_frozen(
     nats_server: NatsServer, make_agent: MakeAgent
 ) -> None:
-    agent = await make_agent("a1", connect_timeout_s=1)
+    agent = await make_agent("a1", connect_timeout_s=CONNECT_TIMEOUT_S)
     with frozen(nats_server):
         await asyncio.wait_for(agent.stop(), STOP_BOUND_S)
     assert agent.state is AgentState.STOPPED
@@ -41,7 +43,7 @@ async def test_agent_stops_while_nats_is_frozen(
 async def test_controller_stops_while_nats_is_frozen(
     nats_server: NatsServer, make_controller: MakeController
 ) -> None:
-    controller = await make_controller(connect_timeout_s=1)
+    controller = await make_controller(connect_timeout_s=CONNECT_TIMEOUT_S)
     with frozen(nats_server):
         await asyncio.wait_for(controller.close(), STOP_BOUND_S)
     assert controller.app[NATS_LINK].state is LinkState.CLOSED

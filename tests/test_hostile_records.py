@@ -208,6 +208,7 @@ async def test_a_job_record_that_is_not_json_is_skipped_in_the_list(
     ],
     ids=["nested", "untagged"],
 )
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_an_agent_answers_a_bad_job_with_a_refusal(
     make_agent: MakeAgent, nc: Client, message: bytes
 ) -> None:
@@ -251,6 +252,7 @@ async def test_a_nul_byte_is_answered_failed_by_an_agent_with_an_allowlist(
     assert recorded["error"] == reply["error"]
 
 
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_untrusted_strings_are_escaped_in_the_log(
     make_agent: MakeAgent, nc: Client, caplog: pytest.LogCaptureFixture
 ) -> None:

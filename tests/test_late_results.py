@@ -15,7 +15,15 @@ from agentd.config import AgentConfig
 from controller.jobs.views import job_view
 from schemas.api import JobState
 from schemas.messages import ExecJob, ExecResult, JobRecord, ResultStatus
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, Fifo, MakeController, RestartableNats
+from tests.helpers import (
+    RECONNECT_WAIT_S,
+    RESULTS_HEARTBEAT_S,
+    STARTUP_TIMEOUT_S,
+    Controller,
+    Fifo,
+    MakeController,
+    RestartableNats,
+)
 
 NOT_ACKED = "not acknowledged within 2s"
 
@@ -78,10 +86,20 @@ async def test_nats_stopped_across_a_jobs_end_answer_and_record_agree(
 ) -> None:
     server = RestartableNats(tmp_path / "jetstream")
     url = server.url
-    agent = Agent(AgentConfig(nats_url=url, hostname="h1", heartbeat_interval_s=0.2))
+    agent = Agent(
+        AgentConfig(
+            nats_url=url,
+            hostname="h1",
+            heartbeat_interval_s=0.2,
+            reconnect_wait_s=RECONNECT_WAIT_S,
+        )
+    )
     try:
         controller = await make_controller(
-            nats_url=url, delivery_margin_s=0.5, jetstream_timeout_s=0.5
+            nats_url=url,
+            delivery_margin_s=0.5,
+            jetstream_timeout_s=0.5,
+            results_heartbeat_s=RESULTS_HEARTBEAT_S,
         )
         await agent.start()
         await controller.wait_for_agents("h1")

@@ -47,7 +47,9 @@ async def test_a_result_that_cannot_be_recorded_yet_is_retried_until_it_is(
 ) -> None:
     # The test remakes the stream. The agent, reporting the job until its result is
     # recorded, is never given up as lost meanwhile.
-    controller = await make_controller(state_check_interval_s=3600, agent_lost_after_s=0.5)
+    controller = await make_controller(
+        state_check_interval_s=3600, agent_lost_after_s=0.5, delivery_margin_s=0.5
+    )
     agent = await live_agent(controller, "a1", result_retry_s=60, running_report_interval_s=0.1)
     await nc.jetstream().delete_stream(SUBJECTS.results_stream())
 

@@ -42,6 +42,9 @@ from tests.test_rollout import HOSTS, POOL, most_at_once
 
 MAX_HOSTS = 2
 SLOTS_RETRY_S = 0.1
+VICTIM_TIMEOUT_S = 6
+VICTIM_MARGIN_S = 0.5
+"""The killed controller's job: its hosts' leases last the sum."""
 PERMS = ["command:exec", "command:shell", "job:read"]
 
 
@@ -151,7 +154,8 @@ def start_controller(nats_server: NatsServer, keys_file: Path) -> tuple[ManagedP
     """A controller process (SIGKILL-able) that sees r1 and r2; it and its HTTP port."""
     process = ManagedProcess(
         [sys.executable, "-m", "controller", "--nats-url", nats_server.url,
-         "--listen", "127.0.0.1:0", "--keys-file", str(keys_file)],
+         "--listen", "127.0.0.1:0", "--keys-file", str(keys_file),
+         "--delivery-margin", str(VICTIM_MARGIN_S)],
         name="controller",
     )  # fmt: skip
     ready = process.wait_for_line(CONTROLLER_READY_RE, STARTUP_TIMEOUT_S)
@@ -177,14 +181,15 @@ async def test_a_killed_controller_s_slots_come_free_at_their_deadlines(
     keys_file = tmp_path / "keys.json"
     key = limited_key(keys_file, survivor)
     hang = f'echo "$NEXEC_HOST" > {started.path}; exec sleep 60'
-    # Its hosts' leases last 15.5 s: long enough that the 429 below never meets a slot
-    # already come free on a slow machine; the rollout then waits out the rest.
+    # Its hosts' leases last 6.5 s (timeout and margin): long enough that the 429 below
+    # (a few hundred ms after the request, on a slow machine) never meets a slot already
+    # come free; the rollout then waits out the rest.
     victim, port = await asyncio.to_thread(start_controller, nats_server, keys_file)
     try:
         url = f"http://127.0.0.1:{port}/node/pair:yes/command/shell?wait=false"
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session,
-            session.post(url, json={"command": hang, "timeout": 15}) as response,
+            session.post(url, json={"command": hang, "timeout": VICTIM_TIMEOUT_S}) as response,
         ):
             assert response.status == 202, await response.text()
         assert sorted(await started.lines(2)) == ["r1", "r2"]

@@ -18,7 +18,14 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import STATE_KEEPER
 from schemas.subjects import AGENT_SERVICE, CONTROLLER_SERVICE, Subjects
-from tests.helpers import LiveAgent, MakeController, RestartableNats, service_replies
+from tests.helpers import (
+    RECONNECT_WAIT_S,
+    RESULTS_HEARTBEAT_S,
+    LiveAgent,
+    MakeController,
+    RestartableNats,
+    service_replies,
+)
 
 SRV = Subjects.service_request
 
@@ -51,13 +58,14 @@ async def test_a_nats_restart_costs_seconds_not_the_fleet(
     url = server.url
     agents: list[Agent] = []
     try:
-        controller = await make_controller(nats_url=url)
+        controller = await make_controller(nats_url=url, results_heartbeat_s=RESULTS_HEARTBEAT_S)
         for hostname in ("h1", "h2"):
             config = AgentConfig(
                 nats_url=url,
                 hostname=hostname,
                 heartbeat_interval_s=0.2,
                 kill_grace_s=0.5,
+                reconnect_wait_s=RECONNECT_WAIT_S,
                 state_dir=tmp_path / "agent-state" / hostname,
             )
             agents.append(Agent(config))

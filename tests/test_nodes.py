@@ -59,9 +59,11 @@ async def test_a_controller_started_later_sees_the_agents_already_there(
 
 
 async def test_an_agent_that_stops_heartbeating_expires(
-    controller: Controller, live_agent_process: LiveAgentProcess
+    make_controller: MakeController, live_agent_process: LiveAgentProcess
 ) -> None:
-    frozen = await live_agent_process(controller, "frozen-1", "--heartbeat-interval", "1")
+    # Agents expire only up to the registry watch's last good check.
+    controller = await make_controller(registry_check_interval_s=0.2)
+    frozen = await live_agent_process(controller, "frozen-1", "--heartbeat-interval", "0.3")
     # No clean goodbye: only the entry's TTL removes it.
     await asyncio.to_thread(frozen.stop, signum=signal.SIGKILL)
     await controller.registry.wait_until(

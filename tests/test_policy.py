@@ -21,6 +21,7 @@ from tests.helpers import (
     LiveAgentProcess,
     MakeController,
     NatsServer,
+    gated,
 )
 
 
@@ -152,21 +153,26 @@ async def test_a_job_that_expires_in_the_queue_never_runs(
 
 
 async def test_an_agent_drained_mid_job_returns_its_result_before_exiting(
-    controller: Controller, live_agent_process: LiveAgentProcess, started: Fifo
+    controller: Controller, live_agent_process: LiveAgentProcess, started: Fifo, tmp_path: Path
 ) -> None:
     agent = await live_agent_process(controller, "draining")
+    gate = tmp_path / "gate"
+    gate.mkdir()
     pending = asyncio.ensure_future(controller.exec("draining", {
-        "command": "sh", "args": ["-c", f"echo go > {started.path}; sleep 2; echo finished"],
+        "command": "sh", "args": ["-c", f"echo go > {started.path}; {gated(gate)}; echo finished"],
     }))  # fmt: skip
     await started.lines(1)  # the job is running
     agent.popen.send_signal(signal.SIGTERM)
+    # Draining: the agent left the registry first, and its job runs on.
+    await controller.registry.wait_until(
+        lambda registry: not any(hb.hostname == "draining" for hb in registry.live()), 10
+    )
+    assert not pending.done()
+    gate.rmdir()
     response = await pending
     [result] = response.body["results"]
     assert (result["status"], result["stdout"]) == ("completed", "finished\n")
     assert await asyncio.to_thread(agent.popen.wait, 30) == 0
-    await controller.registry.wait_until(
-        lambda registry: not any(hb.hostname == "draining" for hb in registry.live()), 10
-    )
 
 
 async def test_the_allowlist_cannot_be_bypassed_by_env_or_relative_paths(

@@ -106,9 +106,14 @@ def test_nats_client_options_from_settings(tmp_path: Path) -> None:
         AgentConfig,
         config_file=None,
         environ={"NEXEC_NATS_USER": "agent", "NEXEC_NATS_PASSWORD": "pw"},
-        flags={"hostname": "h1", "nats_creds_file": tmp_path / "a.creds"},
+        flags={
+            "hostname": "h1",
+            "nats_creds_file": tmp_path / "a.creds",
+            "reconnect_wait_s": 0.25,
+        },
     )
     assert config.nats_connect_options() == {
+        "reconnect_time_wait": 0.25,
         "user": "agent",
         "password": "pw",
         "user_credentials": str(tmp_path / "a.creds"),

@@ -93,7 +93,7 @@ async def test_a_job_the_controller_signed_runs(
 async def test_an_unsigned_job_is_refused_and_nothing_runs(
     make_controller: MakeController, live_agent: LiveAgent, signer: JobSigner, tmp_path: Path
 ) -> None:
-    unsigned = await make_controller()  # no signer
+    unsigned = await make_controller(delivery_timeout_s=1)  # no signer
     await live_agent(unsigned, "h1", trusted_signers=[signer.public_key])
     marker = tmp_path / "ran"
     response = await unsigned.exec("h1", append_line(marker))
@@ -102,7 +102,7 @@ async def test_an_unsigned_job_is_refused_and_nothing_runs(
     # The refusal goes only to the job's reply subject, which proves nothing of who
     # sent it: the host is no_reply, and the answer quotes the refusal as unverified.
     assert result["status"] == "no_reply"
-    assert result["error"].startswith("not acknowledged within 2s; an unverified answer")
+    assert result["error"].startswith("not acknowledged within 1s; an unverified answer")
     assert "unsigned job: this agent runs only jobs signed" in result["error"]
     assert lines(marker) == 0
 
@@ -207,6 +207,7 @@ async def test_a_signed_job_out_of_its_time_is_refused(
     assert lines(marker) == 0
 
 
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
     nats_server: NatsServer, nc: Client, make_agent: MakeAgent, signer: JobSigner, tmp_path: Path
 ) -> None:
@@ -222,6 +223,7 @@ async def test_a_signed_job_replayed_to_a_restarted_agent_is_refused(
     assert lines(marker) == 1
 
 
+@pytest.mark.usefixtures("record_streams")  # the agent records its results
 async def test_the_documented_publisher_example_works(
     nats_server: NatsServer, make_agent: MakeAgent, tmp_path: Path
 ) -> None:

@@ -109,13 +109,15 @@ async def test_killed_agent_is_no_reply_and_the_others_complete(
     await live_agent(controller, "alive-2")
     os.kill(doomed.pid, signal.SIGKILL)
     await asyncio.to_thread(doomed.popen.wait)
-    response = await controller.exec("_all", {"command": "echo", "args": ["up"], "timeout": 1})
+    response = await controller.exec(
+        "_all", {"command": "echo", "args": ["up"], "timeout": 1, "delivery_timeout": 1}
+    )
     assert response.status == 202
     by_host = {r["hostname"]: r for r in response.body["results"]}
     assert sorted(by_host) == ["alive-1", "alive-2", "doomed-1"]
     assert by_host["doomed-1"]["status"] == "no_reply"
     assert by_host["doomed-1"]["changed"] is False
-    assert by_host["doomed-1"]["error"] == "not acknowledged within 2s"
+    assert by_host["doomed-1"]["error"] == "not acknowledged within 1s"
     for host in ("alive-1", "alive-2"):
         assert by_host[host]["status"] == "completed"
         assert by_host[host]["stdout"] == "up\n"

@@ -39,10 +39,6 @@ from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
 from schemas.subjects import Subjects
 from schemas.targets import Target, TargetKind
 
-RESULT_CONSUMER_HEARTBEAT_S = 1.0
-"""Idle heartbeat of the result consumer; after two missed, nats-py recreates it."""
-
-
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
 TakerRecorder = Callable[[str, str], Awaitable[None]]
 """Records the host that took an ``_any`` job (job id, hostname); never raises."""
@@ -62,10 +58,15 @@ class Dispatcher:
         record_no_replies: Recorder,
         signer: JobSigner | None = None,
         record_taker: TakerRecorder | None = None,
+        *,
+        results_heartbeat_s: float,
     ) -> None:
         """``record_taker``: how the host that took an ``_any`` job is written in its
-        record when another host recorded a result for it meanwhile (None: not written)."""
+        record when another host recorded a result for it meanwhile (None: not written).
+        ``results_heartbeat_s``: the idle heartbeat of the results consumer; after two
+        missed, nats-py makes the consumer again."""
         self._subjects = subjects
+        self._results_heartbeat_s = results_heartbeat_s
         self._record_no_replies = record_no_replies
         self._record_taker = record_taker
         self._signer = signer
@@ -138,7 +139,7 @@ class Dispatcher:
             stream=self._subjects.results_stream(),
             cb=self._answers.on_result,
             ordered_consumer=True,
-            idle_heartbeat=RESULT_CONSUMER_HEARTBEAT_S,
+            idle_heartbeat=self._results_heartbeat_s,
             deliver_policy=deliver,
         )
 
