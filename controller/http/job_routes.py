@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -96,6 +97,17 @@ async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
     return record
 
 
+def as_collected(request: web.Request, record: JobRecord) -> JobRecord:
+    """``record``, naming the host that took its ``_any`` job while this controller
+    collects it (the record names it only after the collection, and only when another
+    host answered too): the job view, live output and cancel then agree with the answer
+    the caller will get, not with a rival's result recorded first (docs/security.md)."""
+    if record.expected_hosts is not None or record.taken_by is not None:
+        return record
+    taker = request.app[DISPATCHER].taken_by(record.job.job_id)
+    return record if taker is None else msgspec.structs.replace(record, taken_by=taker)
+
+
 def job_not_found(job_id: str) -> NotFound:
     shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
     return NotFound(f"no job {shown!r} (never created, deleted, or past its retention)")
@@ -115,7 +127,7 @@ async def get_job(request: web.Request) -> web.Response:
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, request[API_KEY])
+    record = as_collected(request, await load_job(store, job_id, request[API_KEY]))
     rollout = await rollout_entry(request, record)
     return json_response(job_view(record, await store.results(record), time.time(), rollout))
 
@@ -149,7 +161,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     last_id = parse_event_id(request.headers.get("Last-Event-ID", "0"))
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, request[API_KEY])
+    record = as_collected(request, await load_job(store, job_id, request[API_KEY]))
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     response = web.StreamResponse(
         headers={
@@ -160,7 +172,8 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     config = request.app[CONFIG]
     js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
-    events = job_events(js, config.subjects, store, record, after=last_id)
+    taker = functools.partial(request.app[DISPATCHER].taken_by, job_id)
+    events = job_events(js, config.subjects, store, record, after=last_id, taker=taker)
     async for event in request.app[LIFECYCLE].until_draining(events):
         await response.write(format_ndjson(event) if ndjson else format_sse(event))
     await response.write_eof()
@@ -220,7 +233,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, api_key)
+    record = as_collected(request, await load_job(store, job_id, api_key))
     view = job_view(record, await store.results(record), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")

