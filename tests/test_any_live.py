@@ -96,3 +96,38 @@ async def forge(locked_nats: LockedNats, job_id: str, rival: str) -> None:
         await rogue.jetstream().publish(
             SUBJECTS.result_record(job_id, rival), json.dumps(forged).encode()
         )
+
+
+async def test_a_rivals_result_ends_an_any_job_neither_for_a_replay_nor_for_cancel_all(
+    fleet: tuple[Controller, dict[str, Agent]], locked_nats: LockedNats, tmp_path: Path
+) -> None:
+    """After the rival's forged result, the idempotent request repeated is answered with
+    the job still running, and cancel-all finds the job and stops it on its taker."""
+    controller, _ = fleet
+    dispatcher = controller.app[DISPATCHER]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    path, headers = "/node/_any/command/exec", {"Idempotency-Key": "once"}
+    body = {"command": "sh", "args": ["-c", GATED, str(gate)], "timeout": 5}
+    running = asyncio.ensure_future(controller.request("POST", path, json=body, headers=headers))
+    try:
+        await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
+        (collector,) = dispatcher.collectors.values()
+        job_id, (taker,) = collector.job_id, collector.acked
+        (rival,) = {"web1", "db1"} - {taker}
+        await forge(locked_nats, job_id, rival)
+        await until(lambda: dispatcher.dropped[RIVAL] == 1)
+        replayed = await controller.request("POST", path, json=body, headers=headers)
+        cancelled = await controller.request("POST", "/job/cancel-all")
+        response = await running
+    finally:
+        gate.rmdir()
+
+    assert (replayed.status, replayed.body["complete"], replayed.body["results"]) == (
+        202,
+        False,
+        [],
+    ), replayed
+    assert (cancelled.status, cancelled.body["job_ids"]) == (202, [job_id]), cancelled
+    answered = [(r["hostname"], r["status"]) for r in response.body["results"]]
+    assert answered == [(taker, "cancelled")]

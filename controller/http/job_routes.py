@@ -97,17 +97,6 @@ async def load_job(store: JobStore, job_id: str, api_key: ApiKey) -> JobRecord:
     return record
 
 
-def as_collected(request: web.Request, record: JobRecord) -> JobRecord:
-    """``record``, naming the host that took its ``_any`` job while this controller
-    collects it (the record names it only after the collection, and only when another
-    host answered too): the job view, live output and cancel then agree with the answer
-    the caller will get, not with a rival's result recorded first (docs/security.md)."""
-    if record.expected_hosts is not None or record.taken_by is not None:
-        return record
-    taker = request.app[DISPATCHER].taken_by(record.job.job_id)
-    return record if taker is None else msgspec.structs.replace(record, taken_by=taker)
-
-
 def job_not_found(job_id: str) -> NotFound:
     shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
     return NotFound(f"no job {shown!r} (never created, deleted, or past its retention)")
@@ -127,7 +116,7 @@ async def get_job(request: web.Request) -> web.Response:
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
-    record = as_collected(request, await load_job(store, job_id, request[API_KEY]))
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, request[API_KEY]))
     rollout = await rollout_entry(request, record)
     return json_response(job_view(record, await store.results(record), time.time(), rollout))
 
@@ -161,7 +150,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     last_id = parse_event_id(request.headers.get("Last-Event-ID", "0"))
     store = request.app[JOB_STORE]
-    record = as_collected(request, await load_job(store, job_id, request[API_KEY]))
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, request[API_KEY]))
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     response = web.StreamResponse(
         headers={
@@ -233,7 +222,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
-    record = as_collected(request, await load_job(store, job_id, api_key))
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, api_key))
     view = job_view(record, await store.results(record), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")
