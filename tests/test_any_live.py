@@ -11,7 +11,7 @@ from agentd.agent import Agent
 from controller.appkeys import CONFIG, DISPATCHER, NATS_LINK
 from schemas.subjects import Subjects
 from tests.cluster import retry_until
-from tests.helpers import STARTUP_TIMEOUT_S, Controller, until
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeController, until
 from tests.test_identity import GATED, RIVAL, connected_as, fleet
 from tests.test_nats_permissions import LockedNats, locked_nats
 
@@ -131,3 +131,43 @@ async def test_a_rivals_result_ends_an_any_job_neither_for_a_replay_nor_for_canc
     assert (cancelled.status, cancelled.body["job_ids"]) == (202, [job_id]), cancelled
     answered = [(r["hostname"], r["status"]) for r in response.body["results"]]
     assert answered == [(taker, "cancelled")]
+
+
+async def test_live_output_resumed_on_another_controller_follows_the_host_it_followed(
+    fleet: tuple[Controller, dict[str, Agent]],
+    locked_nats: LockedNats,
+    make_controller: MakeController,
+    tmp_path: Path,
+) -> None:
+    """A stream ended (its controller draining) after the taker's first chunk is resumed
+    with Last-Event-ID on a controller that does not collect the job, after the rival
+    wrote a chunk and a result: the resumed stream follows the taker still."""
+    controller, _ = fleet
+    other = await make_controller(nats_url=locked_nats.url, **locked_nats.settings("controller"))
+    dispatcher = controller.app[DISPATCHER]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    body = {"command": "sh", "args": ["-c", f"echo begin; {GATED}", str(gate)]}
+    running = asyncio.ensure_future(controller.exec("_any", body))
+    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
+    (collector,) = dispatcher.collectors.values()
+    job_id, (taker,) = collector.job_id, collector.acked
+    (rival,) = {"web1", "db1"} - {taker}
+    headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
+    async with controller.session.get(
+        f"{controller.url}/job/{job_id}/output", headers=headers
+    ) as s:
+        first = json.loads(await s.content.readline())  # then the stream ends
+    assert (first["event"], first["data"]["hostname"]) == ("output", taker)
+    await forge(locked_nats, job_id, rival)
+    await until(lambda: dispatcher.dropped[RIVAL] == 1)
+    headers |= {"Authorization": f"Bearer {other.api_key}", "Last-Event-ID": str(first["id"])}
+    async with other.session.get(f"{other.url}/job/{job_id}/output", headers=headers) as resumed:
+        text = asyncio.ensure_future(resumed.text())
+        gate.rmdir()  # the real output and result come after the forged ones
+        response = await running
+        events = [json.loads(line) for line in (await text).splitlines()]
+
+    shown = [(e["event"], e["data"].get("hostname")) for e in events]
+    assert shown == [("output", taker), ("result", taker), ("end", None)]
+    assert events[1]["data"] == response.body["results"][0]

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -63,6 +64,8 @@ async def job_events(
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
+    if record.expected_hosts is None and record.taken_by is None and after > 0:
+        record = await _resumed(js, subjects, record, after)
     outcome = Outcome(record.expected_hosts, taken_by=record.taken_by)
     recorded = await store.results(record)
     # Decided as the job view shows them: a recorded result, or the controller's verdict.
@@ -94,6 +97,26 @@ async def job_events(
     told = sent.keys() | {result.hostname for result in recorded}
     async for event in _closing_events(store, record, told, outcome.taken_by):
         yield event
+
+
+async def _resumed(
+    js: JetStreamContext, subjects: Subjects, record: JobRecord, after: int
+) -> JobRecord:
+    """The ``_any`` job's ``record`` naming as its taker the host of event ``after``, the
+    last its resuming client was sent: the host the stream it resumes followed (perhaps
+    on the controller that collects the job, which knew the taker), else as it is.
+
+    Raises:
+        nats.errors.Error, TimeoutError: JetStream failed.
+    """
+    try:
+        raw = await js.get_msg(subjects.results_stream(), seq=after, direct=True)
+        job_id, hostname = subjects.parse_host_record(raw.subject or "")
+    except (nats.js.errors.NotFoundError, ValueError):
+        return record  # gone, or another record than a job's output or result
+    if job_id != record.job.job_id:
+        return record
+    return msgspec.structs.replace(record, taken_by=hostname)
 
 
 async def _closing_events(
