@@ -269,6 +269,24 @@ async def test_nodes_jobs_job_and_audit_as_tables_and_as_the_api_documents(
     )
 
 
+async def test_jobs_and_job_show_a_commands_control_characters_escaped(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    """A job's command and arguments are any caller's text: ``nexec jobs`` and ``nexec
+    job`` show a newline, a terminal escape or a bidi override as ``$'...'`` escapes (as
+    bash reads them), so they cannot forge a row, erase one or recolour the terminal."""
+    hostile = "a\nJOB-FORGED\x1b[1A\x1b[2K\u202e'"
+    ran = await nexec(fleet, tmp_path, "exec", "web1", "--json", "--", "echo", hostile)
+    job_id = msgspec.json.decode(ran.stdout)["job_id"]
+    jobs = (await nexec(fleet, tmp_path, "jobs", "--limit", "1")).stdout
+    said = (await nexec(fleet, tmp_path, "job", job_id)).stderr.splitlines()[0]
+
+    shown = "echo $'a\\nJOB-FORGED\\x1b[1A\\x1b[2K\\u202e\\''"
+    assert len(jobs.splitlines()) == 2 and "\x1b" not in jobs
+    assert jobs.splitlines()[1].endswith(f"admin   {shown}")
+    assert said.startswith(f"nexec: job {job_id}: completed, web1: {shown} (by admin, ")
+
+
 async def test_cancel_stops_a_running_job_and_watch_reports_it(
     fleet: Controller, tmp_path: Path, started: Fifo
 ) -> None:
