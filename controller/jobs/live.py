@@ -19,7 +19,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from controller.jobs.outcome import Outcome
+from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, Outcome
 from controller.jobs.records import JobStore
 from controller.jobs.views import job_view
 from schemas.api import JobEnd, JobState
@@ -114,8 +114,8 @@ async def _resumed(
         job_id, hostname = subjects.parse_host_record(raw.subject or "")
     except (nats.js.errors.NotFoundError, ValueError):
         return record  # gone, or another record than a job's output or result
-    if job_id != record.job.job_id:
-        return record
+    if job_id != record.job.job_id or hostname == ANY_PLACEHOLDER_HOSTNAME:
+        return record  # another job's, or the controller's verdict that nobody took it
     return msgspec.structs.replace(record, taken_by=hostname)
 
 
