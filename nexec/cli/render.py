@@ -66,6 +66,15 @@ def shell_word(text: str) -> str:
     return "$'" + "".join(map(_escaped, text)) + "'"
 
 
+def visible(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\x1b``,
+    ``\\n``): a table cell an agent or a caller wrote cannot forge a row or drive the
+    terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
 def _escaped(char: str) -> str:
     """One character inside bash's ``$'...'``."""
     if char in "\\'":
