@@ -57,22 +57,24 @@ class Lifecycle:
         is closed where it waits): a stream must not hold the stop for as long as a
         job runs."""
         draining = asyncio.ensure_future(self._draining.wait())
+        step: asyncio.Future[T] | None = None
         try:
             while not self.draining:
                 step = asyncio.ensure_future(anext(items))
                 await asyncio.wait((step, draining), return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    step.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await step
-                    return
+                    return  # draining: ``finally`` stops the step where it waits
                 try:
                     item = step.result()
                 except StopAsyncIteration:
                     return
                 yield item
         finally:
+            # Also when the caller is cancelled while a step waits: stop that step
+            # before closing ``items`` (it would run on in its own task, and closing a
+            # generator that runs raises RuntimeError instead of the cancellation).
             draining.cancel()
+            await _stopped(step)
             await items.aclose()
 
     def counts(self) -> dict[str, int]:
@@ -82,3 +84,12 @@ class Lifecycle:
             "in_flight": self.in_flight,
             "refused_while_draining": self.refused_while_draining,
         }
+
+
+async def _stopped(step: asyncio.Future[T] | None) -> None:
+    """Cancel ``step`` (a pending ``anext`` of a stream), if it runs, and wait until it
+    stopped."""
+    if step is not None and not step.done():
+        step.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await step

@@ -6,13 +6,17 @@ the pure parts: test_cli_parts.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import msgspec
 import psutil
+from nats.aio.client import Client
 
+from schemas.subjects import Subjects
 from tests.cli_process import HOSTS, cli_env, finish, fleet, nexec, start_cli
 from tests.helpers import (
     STARTUP_TIMEOUT_S,
@@ -25,6 +29,8 @@ from tests.helpers import (
 )
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
+
+SUBJECTS = Subjects()
 
 
 # --- exit status ------------------------------------------------------------------------
@@ -267,6 +273,42 @@ async def test_nodes_jobs_job_and_audit_as_tables_and_as_the_api_documents(
     assert (
         msgspec.json.decode(records.stdout) == (await fleet.request("GET", "/audit?limit=2")).body
     )
+
+
+async def test_jobs_and_job_show_a_commands_control_characters_escaped(
+    fleet: Controller, tmp_path: Path
+) -> None:
+    """A job's command and arguments are any caller's text: ``nexec jobs`` and ``nexec
+    job`` show a newline, a terminal escape or a bidi override as ``$'...'`` escapes (as
+    bash reads them), so they cannot forge a row, erase one or recolour the terminal."""
+    hostile = "a\nJOB-FORGED\x1b[1A\x1b[2K\u202e'"
+    ran = await nexec(fleet, tmp_path, "exec", "web1", "--json", "--", "echo", hostile)
+    job_id = msgspec.json.decode(ran.stdout)["job_id"]
+    jobs = (await nexec(fleet, tmp_path, "jobs", "--limit", "1")).stdout
+    said = (await nexec(fleet, tmp_path, "job", job_id)).stderr.splitlines()[0]
+
+    shown = "echo $'a\\nJOB-FORGED\\x1b[1A\\x1b[2K\\u202e\\''"
+    assert len(jobs.splitlines()) == 2 and "\x1b" not in jobs
+    assert jobs.splitlines()[1].endswith(f"admin   {shown}")
+    assert said.startswith(f"nexec: job {job_id}: completed, web1: {shown} (by admin, ")
+
+
+async def test_nodes_shows_an_agents_control_characters_escaped(
+    fleet: Controller, nc: Client, tmp_path: Path
+) -> None:
+    """An agent writes its own version: ``nexec nodes`` shows a newline or a terminal
+    escape in it escaped, so a host cannot forge a row or clear the operator's screen."""
+    now = time.time()
+    entry = {
+        "type": "nexec.agent.v1.heartbeat", "hostname": "evil", "instance_id": "i",
+        "version": "1\x1b[2J\nFAKE", "started_at": now, "sent_at": now, "interval_s": 60.0,
+    }  # fmt: skip
+    await nc.jetstream().publish(SUBJECTS.registry_entry("evil"), json.dumps(entry).encode())
+    await fleet.wait_for_agents("evil")
+    listed = (await nexec(fleet, tmp_path, "nodes", "evil")).stdout
+
+    assert "\x1b" not in listed and len(listed.splitlines()) == 2
+    assert listed.splitlines()[1].split()[:3] == ["evil", "-", "1\\x1b[2J\\nFAKE"]
 
 
 async def test_cancel_stops_a_running_job_and_watch_reports_it(

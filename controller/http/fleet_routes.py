@@ -106,7 +106,11 @@ async def cancel_all(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
     found = await running_jobs(
-        js, config.subjects, request.app[JOB_STORE], visible=api_key.may_see_job
+        js,
+        config.subjects,
+        request.app[JOB_STORE],
+        visible=api_key.may_see_job,
+        known=request.app[DISPATCHER].as_collected,
     )
     job_ids = [record.job.job_id for record in found.records]
     rollouts = await running_rollouts(request, api_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -115,7 +116,7 @@ async def get_job(request: web.Request) -> web.Response:
     require_nats(request)
     job_id = request.match_info["job_id"]
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, request[API_KEY])
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, request[API_KEY]))
     rollout = await rollout_entry(request, record)
     return json_response(job_view(record, await store.results(record), time.time(), rollout))
 
@@ -149,7 +150,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     last_id = parse_event_id(request.headers.get("Last-Event-ID", "0"))
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, request[API_KEY])
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, request[API_KEY]))
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     response = web.StreamResponse(
         headers={
@@ -160,7 +161,8 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     config = request.app[CONFIG]
     js = request.app[NATS_LINK].client.jetstream(timeout=config.jetstream_timeout_s)
-    events = job_events(js, config.subjects, store, record, after=last_id)
+    taker = functools.partial(request.app[DISPATCHER].taken_by, job_id)
+    events = job_events(js, config.subjects, store, record, after=last_id, taker=taker)
     async for event in request.app[LIFECYCLE].until_draining(events):
         await response.write(format_ndjson(event) if ndjson else format_sse(event))
     await response.write_eof()
@@ -220,7 +222,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     details = request[AUDIT_DETAILS] = AuditDetails(job_id=job_id)
     require_nats(request)
     store = request.app[JOB_STORE]
-    record = await load_job(store, job_id, api_key)
+    record = request.app[DISPATCHER].as_collected(await load_job(store, job_id, api_key))
     view = job_view(record, await store.results(record), time.time())
     if view.state is not JobState.RUNNING:
         raise Conflict(f"job {job_id!r} has already ended ({view.state})")

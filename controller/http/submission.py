@@ -322,6 +322,7 @@ async def replay(request: web.Request, job_id: str) -> web.Response:
     record = await store.load(job_id)
     if record is None:  # the first request has not recorded its job yet
         return json_response(ExecResponse(job_id=job_id, results=[], complete=False), 202)
+    record = request.app[DISPATCHER].as_collected(record)
     view = job_view(record, await store.results(record), time.time())
     response = ExecResponse(
         job_id=job_id, results=view.results, complete=view.state is not JobState.RUNNING

@@ -24,6 +24,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -35,7 +36,7 @@ from controller.jobs.collector import Collected, Collector, host_key
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
 from runtime.signing import JobSigner
-from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, encode
+from schemas.messages import CancelRequest, ExecAck, ExecJob, ExecResult, JobRecord, encode
 from schemas.subjects import Subjects
 from schemas.targets import Target, TargetKind
 
@@ -95,6 +96,22 @@ class Dispatcher:
     def collectors(self) -> Mapping[str, Collector]:
         """The jobs being collected, by job id."""
         return self._collectors
+
+    def taken_by(self, job_id: str) -> str | None:
+        """The host that took the ``_any`` job ``job_id``, while this controller collects
+        it (None: not collected here, not an ``_any`` job, or no host took it yet)."""
+        collector = self._collectors.get(job_id)
+        return None if collector is None else collector.taken_by
+
+    def as_collected(self, record: JobRecord) -> JobRecord:
+        """``record``, naming the host that took its ``_any`` job while this controller
+        collects it (the record names it only after the collection, and only when
+        another host answered too): what is read of the job then agrees with the answer
+        its caller gets, not with a rival's result recorded first (docs/security.md)."""
+        if record.expected_hosts is not None or record.taken_by is not None:
+            return record
+        taker = self.taken_by(record.job.job_id)
+        return record if taker is None else msgspec.structs.replace(record, taken_by=taker)
 
     async def attach(self, nc: Client, js: JetStreamContext) -> None:
         """Listen for acks, results and "no responders" on a connected client (once

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from controller.jobs.outcome import Outcome
+from controller.jobs.outcome import ANY_PLACEHOLDER_HOSTNAME, Outcome
 from controller.jobs.records import JobStore
 from controller.jobs.views import job_view
 from schemas.api import JobEnd, JobState
@@ -40,11 +42,19 @@ class JobEvent:
 
 
 async def job_events(
-    js: JetStreamContext, subjects: Subjects, store: JobStore, record: JobRecord, *, after: int
+    js: JetStreamContext,
+    subjects: Subjects,
+    store: JobStore,
+    record: JobRecord,
+    *,
+    after: int,
+    taker: Callable[[], str | None] = lambda: None,
 ) -> AsyncGenerator[JobEvent, None]:
     """Every event of the job recorded after stream sequence ``after``, then live ones,
     until every expected host has a result or the deadline passes; then ``end``. A job
     never published has only its ``end`` (``not_published``): no agent got it.
+    ``taker``: for ``_any``, the host that took the job as the controller collecting it
+    knows it now (None: unknown), asked before each event while the record names none.
 
     Raises:
         nats.errors.Error, TimeoutError: JetStream failed mid-stream.
@@ -54,6 +64,8 @@ async def job_events(
     if not record.published:
         yield JobEvent("end", JobEnd(job_id=job.job_id, state=JobState.NOT_PUBLISHED))
         return
+    if record.expected_hosts is None and record.taken_by is None and after > 0:
+        record = await _resumed(js, subjects, record, after)
     outcome = Outcome(record.expected_hosts, taken_by=record.taken_by)
     recorded = await store.results(record)
     # Decided as the job view shows them: a recorded result, or the controller's verdict.
@@ -78,27 +90,51 @@ async def job_events(
             replaying = message.metadata.num_pending > 0
             sequence = message.metadata.sequence.stream
             event = _decode(subjects, message.subject, message.data, sequence)
-            if event is not None and _to_send(event, outcome, sent):
+            if event is not None and _to_send(event, outcome, sent, taker):
                 yield event
     finally:
         await subscription.unsubscribe()
     told = sent.keys() | {result.hostname for result in recorded}
-    async for event in _closing_events(store, record, told):
+    async for event in _closing_events(store, record, told, outcome.taken_by):
         yield event
 
 
+async def _resumed(
+    js: JetStreamContext, subjects: Subjects, record: JobRecord, after: int
+) -> JobRecord:
+    """The ``_any`` job's ``record`` naming as its taker the host of event ``after``, the
+    last its resuming client was sent: the host the stream it resumes followed (perhaps
+    on the controller that collects the job, which knew the taker), else as it is.
+
+    Raises:
+        nats.errors.Error, TimeoutError: JetStream failed.
+    """
+    try:
+        raw = await js.get_msg(subjects.results_stream(), seq=after, direct=True)
+        job_id, hostname = subjects.parse_host_record(raw.subject or "")
+    except (nats.js.errors.NotFoundError, ValueError):
+        return record  # gone, or another record than a job's output or result
+    if job_id != record.job.job_id or hostname == ANY_PLACEHOLDER_HOSTNAME:
+        return record  # another job's, or the controller's verdict that nobody took it
+    return msgspec.structs.replace(record, taken_by=hostname)
+
+
 async def _closing_events(
-    store: JobStore, record: JobRecord, told: set[str]
+    store: JobStore, record: JobRecord, told: set[str], taken_by: str | None
 ) -> AsyncIterator[JobEvent]:
     """The hosts' results not ``told`` (sent, or recorded when the stream began) as the
     job view shows them now: the controller's verdict from the record read again (it
     may have been written meanwhile, its host's own result write failing), else the
-    result recorded since, else ``no_reply`` for the deadline; then ``end``.
+    result recorded since, else ``no_reply`` for the deadline; then ``end``. For
+    ``_any``, the view's host is the one the stream followed (``taken_by``) unless the
+    record names one: the record may be read before the collection writes it.
 
     Raises:
         NatsUnavailable: JetStream did not answer.
     """
     record = await store.load(record.job.job_id) or record
+    if record.taken_by is None and taken_by is not None:
+        record = msgspec.structs.replace(record, taken_by=taken_by)
     view = job_view(record, await store.results(record), time.time())
     for result in view.results:
         if result.hostname not in told:
@@ -106,13 +142,17 @@ async def _closing_events(
     yield JobEvent("end", JobEnd(job_id=record.job.job_id, state=view.state))
 
 
-def _to_send(event: JobEvent, outcome: Outcome, sent: dict[str, object]) -> bool:
+def _to_send(
+    event: JobEvent, outcome: Outcome, sent: dict[str, object], taker: Callable[[], str | None]
+) -> bool:
     """Whether ``event`` goes out. Another host's output or result (one that learnt the
     job id, e.g. from a label it shares, or that did not take an ``_any`` job: the
-    record's ``taken_by``, else the first host whose output or result is recorded)
-    is left out, as the job view does; so is a
+    record's ``taken_by``, else the host ``taker`` names, else the first host whose
+    output or result is recorded) is left out, as the job view does; so is a
     result equal to the last one sent for its host (``sent``: a rollout's results are
     written again, unchanged, at its end). A result sent decides its host."""
+    if outcome.expected is None and outcome.taken_by is None and (known := taker()):
+        outcome.take(known)
     if not outcome.take(host := event.data.hostname):
         return False
     if event.kind == "result":

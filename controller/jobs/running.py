@@ -51,9 +51,12 @@ async def running_jobs(
     *,
     visible: Callable[[JobRecord], bool],
     max_reads: int = MAX_RUNNING_WALK_READS,
+    known: Callable[[JobRecord], JobRecord] = lambda record: record,
 ) -> RunningJobs:
     """The jobs ``visible`` accepts whose state is ``running`` now (published, deadline
-    not passed, some expected host still undecided).
+    not passed, some expected host still undecided). ``known``: what the controller
+    knows of a record beyond what is stored (the host that took an ``_any`` job it
+    collects, :meth:`Dispatcher.as_collected`).
 
     Raises:
         NatsUnavailable: JetStream did not answer.
@@ -74,7 +77,9 @@ async def running_jobs(
                 walk.finish()
                 break
             record = _decode(raw.data or b"", raw.seq)
-            if record is not None and visible(record) and await _is_running(store, record, now):
+            if record is None or not visible(record):
+                continue
+            if await _is_running(store, known(record), now):
                 found.append(record)
     return RunningJobs(found, complete=not walk.has_more())
 

@@ -16,7 +16,7 @@ from nexec.cli import joboutput
 from nexec.cli.common import Subcommands
 from nexec.cli.connection import add_arguments
 from nexec.cli.exit_status import OK, RULE
-from nexec.cli.render import command_line, rollout_line
+from nexec.cli.render import command_line, rollout_line, visible
 from nexec.cli.session import run_client
 from nexec.cli.terminal import Terminal
 
@@ -110,7 +110,9 @@ def since_time(text: str, now: float | None = None) -> float:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns aligned on the widest cell, two spaces apart; the last one not padded."""
+    """Columns aligned on the widest cell, two spaces apart; the last one not padded.
+    A cell's control characters are shown escaped (:func:`visible`)."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     return "".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

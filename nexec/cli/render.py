@@ -51,10 +51,45 @@ def describe(result: ExecResult) -> str | None:
 
 def command_line(command: str, args: Sequence[str], *, shell: bool) -> str:
     """What a job ran, as a shell would read it: ``echo 'a b'``, or a shell job's line
-    as ``sh -c 'LINE'`` (so the two kinds are never mistaken for each other)."""
-    if shell:
-        return f"sh -c {shlex.quote(command)}"
-    return shlex.join([command, *args])
+    as ``sh -c 'LINE'`` (so the two kinds are never mistaken for each other). Any
+    caller wrote it: a word with a control character (a newline, a terminal escape, a
+    bidi override) is shown as bash's ``$'...'`` with escapes, never raw."""
+    words = ["sh", "-c", command] if shell else [command, *args]
+    return " ".join(map(shell_word, words))
+
+
+def shell_word(text: str) -> str:
+    """``text`` quoted as bash reads it: :func:`shlex.quote`, or ``$'...'`` with every
+    character that is not printable escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join(map(_escaped, text)) + "'"
+
+
+def visible(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\x1b``,
+    ``\\n``): a table cell an agent or a caller wrote cannot forge a row or drive the
+    terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    """One character inside bash's ``$'...'``."""
+    if char in "\\'":
+        return "\\" + char
+    if char.isprintable():
+        return char
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def rollout_line(rollout: RolloutProgress) -> str:
