@@ -12,7 +12,7 @@ from controller.appkeys import CONFIG, DISPATCHER, NATS_LINK
 from schemas.subjects import Subjects
 from tests.cluster import retry_until
 from tests.helpers import STARTUP_TIMEOUT_S, Controller, MakeController, until
-from tests.test_identity import GATED, RIVAL, connected_as, fleet
+from tests.test_identity import GATED, RIVAL, connected_as, fleet, taken_any_job
 from tests.test_nats_permissions import LockedNats, locked_nats
 
 __all__ = ["fleet", "locked_nats"]  # the fixtures, used by name
@@ -40,10 +40,7 @@ async def test_live_output_followed_while_an_any_job_runs_shows_the_host_that_to
     running = asyncio.ensure_future(
         controller.exec("_any", {"command": "sh", "args": ["-c", GATED, str(gate)]})
     )
-    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
-    (collector,) = dispatcher.collectors.values()
-    job_id, (taker,) = collector.job_id, collector.acked
-    (rival,) = {"web1", "db1"} - {taker}
+    job_id, taker, rival = await taken_any_job(dispatcher)
     headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
     before = await consumers(controller)
     async with controller.session.get(
@@ -111,10 +108,7 @@ async def test_a_rivals_result_ends_an_any_job_neither_for_a_replay_nor_for_canc
     body = {"command": "sh", "args": ["-c", GATED, str(gate)], "timeout": 5}
     running = asyncio.ensure_future(controller.request("POST", path, json=body, headers=headers))
     try:
-        await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
-        (collector,) = dispatcher.collectors.values()
-        job_id, (taker,) = collector.job_id, collector.acked
-        (rival,) = {"web1", "db1"} - {taker}
+        job_id, taker, rival = await taken_any_job(dispatcher)
         await forge(locked_nats, job_id, rival)
         await until(lambda: dispatcher.dropped[RIVAL] == 1)
         replayed = await controller.request("POST", path, json=body, headers=headers)
@@ -149,10 +143,7 @@ async def test_live_output_resumed_on_another_controller_follows_the_host_it_fol
     gate.mkdir()
     body = {"command": "sh", "args": ["-c", f"echo begin; {GATED}", str(gate)]}
     running = asyncio.ensure_future(controller.exec("_any", body))
-    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
-    (collector,) = dispatcher.collectors.values()
-    job_id, (taker,) = collector.job_id, collector.acked
-    (rival,) = {"web1", "db1"} - {taker}
+    job_id, taker, rival = await taken_any_job(dispatcher)
     headers = {"Authorization": f"Bearer {controller.api_key}", "Accept": "application/x-ndjson"}
     async with controller.session.get(
         f"{controller.url}/job/{job_id}/output", headers=headers

@@ -21,6 +21,7 @@ from agentd.agent import Agent
 from agentd.config import AgentConfig
 from controller.appkeys import DISPATCHER, JOB_STORE
 from controller.jobs.collector import Collector
+from controller.jobs.dispatch import Dispatcher
 from controller.jobs.record_reads import MAX_ANY_RESULT_RECORDS
 from runtime.signing import JobSigner
 from schemas.subjects import Subjects
@@ -32,6 +33,16 @@ __all__ = ["locked_nats"]  # the fixture, used by name
 SUBJECTS = Subjects()
 RIVAL = "result of a host that did not take the _any job"
 GATED = 'while [ -d "$0" ]; do sleep 0.05; done; echo real'
+
+
+async def taken_any_job(dispatcher: Dispatcher) -> tuple[str, str, str]:
+    """Once a host acknowledged the one ``_any`` job ``dispatcher`` collects (of the
+    ``fleet``'s two): its job id, the host that took it, and the other (the rival)."""
+    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
+    (collector,) = dispatcher.collectors.values()
+    (taker,) = collector.acked
+    (rival,) = {"web1", "db1"} - {taker}
+    return collector.job_id, taker, rival
 
 
 @pytest.fixture
@@ -315,10 +326,7 @@ async def test_only_the_host_that_took_an_any_job_answers_it(
     running = asyncio.ensure_future(
         controller.exec("_any", {"command": "sh", "args": ["-c", GATED, str(gate)]})
     )
-    await until(lambda: any(c.acked for c in dispatcher.collectors.values()))
-    (collector,) = dispatcher.collectors.values()
-    job_id, (taker,) = collector.job_id, collector.acked
-    (rival,) = {"web1", "db1"} - {taker}
+    job_id, taker, rival = await taken_any_job(dispatcher)
     forged = {
         "type": "nexec.exec.v1.result",
         "job_id": job_id,
