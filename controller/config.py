@@ -99,7 +99,8 @@ class ControllerConfig(DaemonSettings):
         gt=0,
         le=60,
         help="idle heartbeat of the consumer the agents' results are read from",
-        details="After two missed (a NATS server restarted, its consumers gone), the "
+        details="nats-py checks it every two heartbeats: after a check with none (a NATS "
+        "server restarted, its consumers gone), 2 to 4 heartbeats after the last, the "
         "consumer is made again: results that came meanwhile are read then",
     )
     job_retention_s: float = setting(

@@ -39,7 +39,7 @@ RECONNECT_WAIT_S = 0.1
 lost (``reconnect_wait_s``): a test that restarts one waits that, not nats-py's 2 s."""
 RESULTS_HEARTBEAT_S = 0.2
 """A controller's ``results_heartbeat_s`` in tests that restart NATS: its results
-consumer, gone with the server, is made again after two missed, not after seconds."""
+consumer, gone with the server, is made again 2 to 4 of them later, not seconds later."""
 AGENT_READY_RE = re.compile(r"nexec-agentd ready")
 
 

@@ -46,7 +46,8 @@ class AnswerRouter:
         self._collectors = collectors
         self.dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         """Acks and results dropped, by reason (another host's or job's, unexpected host,
-        malformed, an answer on the reply subject)."""
+        for ``_any`` a host that did not take it, malformed, an answer on the reply
+        subject): :data:`DROP_REASONS`."""
 
     def _drop(self, job_id: str, hostname: str, reason: str, detail: object) -> None:
         """Count and log a dropped message; ``hostname`` may be untrusted (it is shown

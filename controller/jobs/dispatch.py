@@ -64,8 +64,8 @@ class Dispatcher:
     ) -> None:
         """``record_taker``: how the host that took an ``_any`` job is written in its
         record when another host recorded a result for it meanwhile (None: not written).
-        ``results_heartbeat_s``: the idle heartbeat of the results consumer; after two
-        missed, nats-py makes the consumer again."""
+        ``results_heartbeat_s``: the idle heartbeat of the results consumer; nats-py
+        makes the consumer again after a check (every two heartbeats) found none."""
         self._subjects = subjects
         self._results_heartbeat_s = results_heartbeat_s
         self._record_no_replies = record_no_replies

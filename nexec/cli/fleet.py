@@ -58,7 +58,7 @@ def _add_job_parsers(commands: Subcommands) -> None:
     """``nexec jobs``, ``job`` and ``cancel``."""
     jobs = commands.add_parser("jobs", help="recent jobs, newest first")
     jobs.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N")
-    _json_and_connection(jobs, "--json: the first page of GET /job?limit=N as the API sends it")
+    _json_and_connection(jobs, "the first page of GET /job?limit=N as the API sends it")
     jobs.set_defaults(func=jobs_command)
     job = commands.add_parser(
         "job",
