@@ -108,7 +108,8 @@ class CopyCollection:
         self.collector.on_done = None
         for timer in self._timers:
             timer.cancel()
-        self._routes.pop(self.collector.key, None)
+        if self._routes.get(self.collector.key) is self.collector:
+            del self._routes[self.collector.key]
 
     def _given_up(self, result: asyncio.Future[ExecResult]) -> None:
         """The rollout stopped waiting for this copy before it was decided: stop."""

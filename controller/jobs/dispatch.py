@@ -273,6 +273,8 @@ class Dispatcher:
         or ``deadline_s`` passes. Never publishes. A result recorded already was decided,
         and counted, by the controller collecting it then (this one, or one that
         stopped): the host is counted here only when this collection decides it.
+        Cancelled while the host is undecided (its rollout lost the lease), the
+        collection stops: the rollout's driver now decides the host, and counts it.
 
         Raises:
             NatsUnavailable: ``recorded`` could not read the results stream.
@@ -293,7 +295,12 @@ class Dispatcher:
         task = asyncio.create_task(collect)
         self._collecting.add(task)
         task.add_done_callback(self._collecting.discard)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._collectors.get(collector.key) is collector:  # undecided: stop
+                task.cancel()
+            raise
 
     async def _collect(
         self,
@@ -320,7 +327,8 @@ class Dispatcher:
                     await collector.done.wait()
         finally:
             delivery_timer.cancel()
-            del self._collectors[collector.key]
+            if self._collectors.get(collector.key) is collector:
+                del self._collectors[collector.key]
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )

@@ -198,6 +198,17 @@ class RolloutRun:
             start_at = self._last_start + self.plan.pause_s
             while (left := start_at - time.monotonic()) > 0 and self.stop_reason() is None:
                 await self._settle(left)  # a scheduled pause, not a synchronisation
+        await self._fleet_running()
+        return self.stop_reason() is None
+
+    async def _fleet_running(self) -> None:
+        """Wait while the fleet is paused and the rollout goes on, at most until a host
+        started later would outlive the rollout's deadline (:meth:`_host_deadline` then
+        stops it, out of time).
+
+        Raises:
+            LeaseLost, NatsUnavailable: from storing its state while waiting.
+        """
         fleet = self._deps.fleet
         latest_start = self.job.deadline - self.job.timeout_s - self._deps.delivery_margin_s
         while fleet.paused is not None and self.stop_reason() is None:
@@ -205,7 +216,6 @@ class RolloutRun:
                 break
             resumed = fleet.wait_until(lambda paused: paused is None, FLEET_WAIT_S)
             await self._settle(left, resumed)
-        return self.stop_reason() is None
 
     def _turn_size(self) -> int:
         """How many hosts start together now: every free place in the window, or one
@@ -304,13 +314,17 @@ class RolloutRun:
     async def _host_deadline(self, host: str) -> float | None:
         """The deadline of ``host``'s copy if it starts now, once one of the key's host
         slots is taken for it (waiting, while the rollout goes on, for one to come
-        free); None when the rollout stopped or ran out of time meanwhile.
+        free, and for a paused fleet to run again: a slot freed during a pause starts
+        nothing); None when the rollout stopped or ran out of time meanwhile.
 
         Raises:
             LeaseLost, NatsUnavailable: from storing the rollout's state while waiting.
         """
         job, slots = self.job, self._deps.slots
         while self.stop_reason() is None:
+            await self._fleet_running()
+            if self.stop_reason() is not None:
+                break
             deadline = time.time() + job.timeout_s + self._deps.delivery_margin_s
             if deadline > job.deadline:  # a long fleet pause or wait ate the rollout's time
                 self._local_stop = "rollout stopped: out of time (its worst case has passed)"
