@@ -268,14 +268,14 @@ class JobStore(JobReads):
     async def keep_from_now(
         self, job_id: str, hosts: list[str], collected: Mapping[str, ExecResult]
     ) -> None:
-        """Write the job record, then each host's result, again, unchanged, so that
-        their age, and so their expiry (the streams' ``job_retention_s``), counts from
-        now: a rollout's are kept that long after it ends. A host's own result in
+        """Write the job record, then each host's result, again, so that their age, and
+        so their expiry (the streams' ``job_retention_s``), counts from now: a
+        rollout's are kept that long after it ends. A host's own result in
         ``collected`` (read from its result subject: it is final) is written as decoded
-        (:meth:`_write_own_again`; a field this version does not know is not kept); any other (a controller's verdict, or one not
-        collected here) is read, and copied only if it is still the last, so a late
-        result stays the last. Live output chunks are not copied. Failures are
-        logged, not raised."""
+        (:meth:`_write_own_again`: a field this version does not know is not kept);
+        any other (a controller's verdict, or one not collected here) is read, and
+        copied unchanged only if it is still the last, so a late result stays the
+        last. Live output chunks are not copied. Failures are logged, not raised."""
         subjects = self._subjects
         await self._copy_last(subjects.jobs_stream(), subjects.job_record(job_id))
         others = await self._write_own_again(job_id, hosts, collected)
