@@ -14,7 +14,7 @@ import msgspec
 from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import DISPATCHER, ROLLOUT_STORE, ROLLOUTS
 from schemas.messages import ResultStatus
-from tests.helpers import STARTUP_TIMEOUT_S, LiveAgent, MakeController, gated, until
+from tests.helpers import STARTUP_TIMEOUT_S, Controller, LiveAgent, MakeController, gated, until
 from tests.test_metrics import scrape, value
 from tests.test_rollout import wait_until_ended
 
@@ -23,25 +23,36 @@ LEASE_S = 3.0
 over every half of it."""
 
 
+async def h2_held_back(
+    controller: Controller, live_agent: LiveAgent, tmp_path: Path, *, timeout_s: int
+) -> tuple[str, Path]:
+    """A rollout on agents h1 and h2 (both at once) where h2 runs until the test
+    removes the gate (a directory in ``tmp_path``): its job id and the gate, once h1
+    is decided and counted."""
+    for host in ("h1", "h2"):
+        env = {**DEFAULT_BASE_ENV, "NEXEC_HOST": host}
+        await live_agent(controller, host, labels={"pool": "pair"}, base_env=env)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    line = f'if [ "$NEXEC_HOST" = h2 ]; then {gated(gate)}; fi'
+    rollout = {"batch_size": 2}
+    body = {"command": "sh", "args": ["-c", line], "timeout": timeout_s, "rollout": rollout}
+    response = await controller.request(
+        "POST", "/node/pool:pair/command/exec?wait=false", json=body
+    )
+    assert response.status == 202, response.body
+    counters = controller.app[DISPATCHER].counters
+    await until(lambda: counters.hosts[ResultStatus.COMPLETED] == 1)  # h1, decided here
+    return str(response.body["job_id"]), gate
+
+
 async def test_a_controller_taking_its_own_rollout_back_counts_each_host_once(
     make_controller: MakeController, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
     controller = await make_controller(rollout_lease_s=LEASE_S)
-    for host in ("h1", "h2"):
-        env = {**DEFAULT_BASE_ENV, "NEXEC_HOST": host}
-        await live_agent(controller, host, labels={"pool": "count"}, base_env=env)
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    line = f'if [ "$NEXEC_HOST" = h2 ]; then {gated(gate)}; fi'
-    body = {"command": "sh", "args": ["-c", line], "timeout": 10, "rollout": {"batch_size": 2}}
-    response = await controller.request(
-        "POST", "/node/pool:count/command/exec?wait=false", json=body
-    )
-    assert response.status == 202, response.body
-    job_id = response.body["job_id"]
+    job_id, gate = await h2_held_back(controller, live_agent, tmp_path, timeout_s=10)
     dispatcher = controller.app[DISPATCHER]
     counters = dispatcher.counters
-    await until(lambda: counters.hosts[ResultStatus.COMPLETED] == 1)  # h1, decided here
 
     # Cut off before it stored h1 as finished, the controller's lease passed; another
     # controller took the rollout over (the entry names it) and stopped at once.

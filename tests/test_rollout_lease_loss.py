@@ -9,17 +9,14 @@ from pathlib import Path
 
 import msgspec
 
-from agentd.config import DEFAULT_BASE_ENV
 from controller.appkeys import DISPATCHER, ROLLOUT_STORE, ROLLOUTS
 from controller.jobs.collector import host_key
 from controller.jobs.rollout_store import RolloutStore
 from schemas.messages import ResultStatus
-from tests.helpers import LiveAgent, MakeController, gated, until
+from tests.helpers import LiveAgent, MakeController, until
 from tests.test_rollout import wait_until_ended
+from tests.test_rollout_counts import LEASE_S, h2_held_back
 
-LEASE_S = 3.0
-"""The controller renews its lease every third of it, and looks for rollouts to take
-over every half of it."""
 LOST_WITHIN_S = 2 * LEASE_S
 """Time enough for the controller to see its lease lost (its next renewal), far less
 than the host's deadline (the job's timeout, 60 s)."""
@@ -41,22 +38,10 @@ async def test_a_host_followed_after_a_takeover_stops_being_collected_with_the_l
     make_controller: MakeController, live_agent: LiveAgent, tmp_path: Path
 ) -> None:
     controller = await make_controller(rollout_lease_s=LEASE_S)
-    for host in ("h1", "h2"):
-        env = {**DEFAULT_BASE_ENV, "NEXEC_HOST": host}
-        await live_agent(controller, host, labels={"pool": "lease"}, base_env=env)
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    line = f'if [ "$NEXEC_HOST" = h2 ]; then {gated(gate)}; fi'
-    body = {"command": "sh", "args": ["-c", line], "timeout": 60, "rollout": {"batch_size": 2}}
-    response = await controller.request(
-        "POST", "/node/pool:lease/command/exec?wait=false", json=body
-    )
-    assert response.status == 202, response.body
-    job_id = response.body["job_id"]
+    job_id, gate = await h2_held_back(controller, live_agent, tmp_path, timeout_s=60)
     dispatcher, rollouts = controller.app[DISPATCHER], controller.app[ROLLOUTS]
     store = controller.app[ROLLOUT_STORE]
     h2 = host_key(job_id, "h2")
-    await until(lambda: dispatcher.counters.hosts[ResultStatus.COMPLETED] == 1)  # h1
 
     # The lease lost while h2's copy runs: its collection stops.
     await hand_over(store, job_id, taken_back=False)
