@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, MutableMapping, Set
 from dataclasses import dataclass
 
 from controller.jobs.outcome import Outcome, missing_results
@@ -29,6 +29,19 @@ def host_key(job_id: str, hostname: str) -> str:
     """The key of a collection of one host's copy of a job (a rollout sends each host
     its own copy, with the same job id): ``job_id/hostname``, which no job id is."""
     return f"{job_id}/{hostname}"
+
+
+def is_routed(routes: Mapping[str, Collector], collector: Collector) -> bool:
+    """Whether ``routes`` still sends ``collector``'s answers to it (a later collection
+    of the same key, e.g. a host followed again after a takeover, may have taken its
+    place)."""
+    return routes.get(collector.key) is collector
+
+
+def release_route(routes: MutableMapping[str, Collector], collector: Collector) -> None:
+    """Take ``collector`` out of ``routes``, unless another took its place there."""
+    if is_routed(routes, collector):
+        del routes[collector.key]
 
 
 def collector_for(

@@ -23,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
-from controller.jobs.collector import Collector
+from controller.jobs.collector import Collector, release_route
 from schemas.messages import ExecResult
 
 Recorder = Callable[[list[ExecResult]], Awaitable[None]]
@@ -108,8 +108,7 @@ class CopyCollection:
         self.collector.on_done = None
         for timer in self._timers:
             timer.cancel()
-        if self._routes.get(self.collector.key) is self.collector:
-            del self._routes[self.collector.key]
+        release_route(self._routes, self.collector)
 
     def _given_up(self, result: asyncio.Future[ExecResult]) -> None:
         """The rollout stopped waiting for this copy before it was decided: stop."""

@@ -32,7 +32,13 @@ from nats.js.api import DeliverPolicy
 
 from controller.errors import NatsUnavailable, nats_errors
 from controller.jobs.answers import AnswerRouter
-from controller.jobs.collector import Collected, Collector, host_key
+from controller.jobs.collector import (
+    Collected,
+    Collector,
+    host_key,
+    is_routed,
+    release_route,
+)
 from controller.jobs.copies import CopyCollection
 from controller.jobs.counters import DispatchCounters
 from runtime.signing import JobSigner
@@ -298,7 +304,7 @@ class Dispatcher:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if self._collectors.get(collector.key) is collector:  # undecided: stop
+            if is_routed(self._collectors, collector):  # undecided: stop
                 task.cancel()
             raise
 
@@ -327,8 +333,7 @@ class Dispatcher:
                     await collector.done.wait()
         finally:
             delivery_timer.cancel()
-            if self._collectors.get(collector.key) is collector:
-                del self._collectors[collector.key]
+            release_route(self._collectors, collector)
         collected = collector.collected(
             deadline_passed=not collector.done.is_set(), waited_s=deadline_s
         )
